@@ -1,0 +1,153 @@
+//! The command line: `sluice run | check | demo | help`.
+
+use crate::config::{self, IoKind};
+use crate::control::{self, Source};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A TCP load balancer for edge hosts: per-core shards, Maglev consistent hashing"
+)]
+pub struct Cli {
+    /// Log line format on stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the balancer. Without --config, uses ./sluice.toml, then /etc/sluice/sluice.toml.
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print the effective configuration.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Start three demo HTTP backends and a VIP balancing over them; needs nothing else.
+    Demo {
+        /// Where the demo VIP listens.
+        #[arg(long, default_value = "127.0.0.1:10000")]
+        listen: std::net::SocketAddr,
+        /// I/O backend for the shards.
+        #[arg(long, value_enum, default_value_t = IoArg::Auto)]
+        io: IoArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IoArg {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl From<IoArg> for IoKind {
+    fn from(a: IoArg) -> IoKind {
+        match a {
+            IoArg::Auto => IoKind::Auto,
+            IoArg::Uring => IoKind::Uring,
+            IoArg::Epoll => IoKind::Epoll,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => return check(config),
+        Command::Demo { listen, io } => crate::demo::run(listen, io.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The config file to use: the one given, else the first default that exists.
+fn resolve(config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = config {
+        return Ok(p);
+    }
+    match config::find_default() {
+        Some(p) => {
+            tracing::info!(config = %p.display(), "no --config given, using the default file");
+            Ok(p)
+        }
+        None => anyhow::bail!(
+            "no config file: none of {} exists; pass --config FILE (or try `sluice demo`)",
+            config::DEFAULT_PATHS.join(", ")
+        ),
+    }
+}
+
+fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = resolve(config)?;
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
+    let running = control::start(Source::File(path))?;
+    running.serve_until_signalled()
+}
+
+fn check(config: Option<PathBuf>) -> ExitCode {
+    let path = match resolve(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    check_file(&path)
+}
+
+fn check_file(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "# {}: valid, {} service(s)",
+                path.display(),
+                cfg.services.len()
+            );
+            print!("{}", cfg.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

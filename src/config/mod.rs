@@ -1,0 +1,157 @@
+//! Configuration: the types the rest of sluice consumes, and their defaults.
+//!
+//! Parsing is a pure function of the file's text ([`parse`]); every error carries
+//! the line and column of the offending value so `sluice check` can point at it.
+
+mod parse;
+
+pub use parse::{is_prime, parse, ConfigError, Located};
+
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[server]`: process-wide settings. Only `workers` and `io` need a restart to change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerConfig {
+    /// Shard threads; 0 means one per available core.
+    pub workers: usize,
+    pub io: IoKind,
+    /// Established (client-side) connections allowed at once, over all shards.
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+    /// A connection with no byte in either direction for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// After SIGTERM/SIGINT, how long established connections may take to finish.
+    pub shutdown_grace_ms: u64,
+    pub splice: SpliceMode,
+    /// With `splice = "auto"`, a flow direction switches to splice after this many bytes.
+    pub splice_threshold_bytes: u64,
+}
+
+pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+/// The largest table size accepted; a table of this many u16 slots is 32 MiB.
+pub const MAX_TABLE_SIZE: u32 = 16_777_213;
+pub const MAX_WEIGHT: u32 = 1000;
+pub const MAX_WORKERS: usize = 256;
+/// Backends per service; backend ids are u16 in the Maglev table.
+pub const MAX_BACKENDS: usize = 4096;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            workers: 0,
+            io: IoKind::Auto,
+            max_connections: 100_000,
+            connect_timeout_ms: 3000,
+            idle_timeout_ms: 3_600_000,
+            shutdown_grace_ms: 10_000,
+            splice: SpliceMode::Auto,
+            splice_threshold_bytes: 1 << 20,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The number of shard threads this config asks for on this machine.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers != 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoKind {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpliceMode {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    Maglev,
+    Roundrobin,
+    Leastconn,
+}
+
+/// What a Maglev service hashes to pick a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashKey {
+    /// The client's IP address: one client always lands on one backend.
+    Source,
+    /// Client IP and port.
+    Tuple,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub mode: Mode,
+    pub listen: SocketAddr,
+    pub balance: Balance,
+    pub hash: HashKey,
+    pub table_size: u32,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct BackendConfig {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// Where `sluice run` looks when no `--config` is given, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["./sluice.toml", "/etc/sluice/sluice.toml"];
+
+/// The first default config file that exists.
+pub fn find_default() -> Option<PathBuf> {
+    DEFAULT_PATHS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Read and parse a config file; errors are rendered `file:line:column: message`.
+pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    let file = path.display().to_string();
+    parse(&text).map_err(|errors| errors.iter().map(|e| e.render_in(&file, &text)).collect())
+}
+
+impl Config {
+    /// The effective configuration as TOML, every default filled in.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+}

@@ -1,0 +1,352 @@
+//! TOML text → [`Config`], with every error located at line and column.
+//!
+//! Two passes: serde checks shape and types (unknown keys, wrong types, bad enum
+//! values; it stops at the first), then [`validate`] checks meaning and reports every
+//! problem it finds, each at the span of the value at fault.
+
+use super::*;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use toml::Spanned;
+
+/// A configuration error at a byte range of the source text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+/// A [`ConfigError`] resolved to 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl ConfigError {
+    fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+        ConfigError {
+            span: Some(span),
+            message: message.into(),
+        }
+    }
+
+    /// Line and column (1-based, column in characters) of the error's start.
+    pub fn locate(&self, text: &str) -> Located {
+        let start = self.span.as_ref().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Located { line, column }
+    }
+
+    /// `file:line:column: message`, the form editors and `sluice check` users expect.
+    pub fn render_in(&self, file: &str, text: &str) -> String {
+        let at = self.locate(text);
+        format!("{file}:{}:{}: {}", at.line, at.column, self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    server: Option<RawServer>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    workers: Option<Spanned<i64>>,
+    io: Option<IoKind>,
+    max_connections: Option<Spanned<i64>>,
+    connect_timeout_ms: Option<Spanned<i64>>,
+    idle_timeout_ms: Option<Spanned<i64>>,
+    shutdown_grace_ms: Option<Spanned<i64>>,
+    splice: Option<SpliceMode>,
+    splice_threshold_bytes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    mode: Option<Mode>,
+    listen: Spanned<String>,
+    balance: Option<Balance>,
+    hash: Option<HashKey>,
+    table_size: Option<Spanned<i64>>,
+    backends: Spanned<Vec<Spanned<RawBackend>>>,
+}
+
+/// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
+struct RawBackend {
+    addr: String,
+    weight: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawBackend {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawBackend;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""host:port" or { addr = "host:port", weight = N }"#)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawBackend, E> {
+                Ok(RawBackend {
+                    addr: s.to_owned(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBackend, A::Error> {
+                let (mut addr, mut weight) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "addr" => addr = Some(map.next_value::<String>()?),
+                        "weight" => weight = Some(map.next_value::<i64>()?),
+                        other => return Err(de::Error::unknown_field(other, &["addr", "weight"])),
+                    }
+                }
+                let addr = addr.ok_or_else(|| de::Error::missing_field("addr"))?;
+                Ok(RawBackend { addr, weight })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parse and validate config text. Returns every error found (at least one on `Err`).
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            span: e.span(),
+            message: e.message().trim_end().to_owned(),
+        }]
+    })?;
+    validate(raw)
+}
+
+/// An integer setting checked against an inclusive range.
+fn int_in(
+    v: &Option<Spanned<i64>>,
+    default: i64,
+    range: Range<i64>,
+    what: &str,
+    errs: &mut Vec<ConfigError>,
+) -> i64 {
+    let Some(v) = v else { return default };
+    let n = *v.get_ref();
+    if n < range.start || n > range.end {
+        errs.push(ConfigError::at(
+            v.span(),
+            format!(
+                "{what} must be between {} and {}, got {n}",
+                range.start, range.end
+            ),
+        ));
+        return default;
+    }
+    n
+}
+
+fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
+    let mut errs = Vec::new();
+    let server = validate_server(raw.server, &mut errs);
+    let mut services = Vec::with_capacity(raw.service.len());
+    let mut names = HashSet::new();
+    let mut listens = HashSet::new();
+    for s in raw.service {
+        let span = s.span();
+        let s = s.into_inner();
+        if !names.insert(s.name.get_ref().clone()) {
+            let msg = format!("duplicate service name {:?}", s.name.get_ref());
+            errs.push(ConfigError::at(s.name.span(), msg));
+        }
+        let listen_span = s.listen.span();
+        if let Some(svc) = validate_service(s, span, &mut errs) {
+            // Port 0 asks the OS for a port, so two such services do not collide.
+            if svc.listen.port() != 0 && !listens.insert(svc.listen) {
+                let msg = format!("duplicate listen address {}", svc.listen);
+                errs.push(ConfigError::at(listen_span, msg));
+            }
+            services.push(svc);
+        }
+    }
+    if errs.is_empty() {
+        Ok(Config { server, services })
+    } else {
+        Err(errs)
+    }
+}
+
+fn validate_server(raw: Option<RawServer>, errs: &mut Vec<ConfigError>) -> ServerConfig {
+    let d = ServerConfig::default();
+    let Some(r) = raw else { return d };
+    let ms = 0..(365 * 24 * 3_600_000);
+    ServerConfig {
+        workers: int_in(&r.workers, 0, 0..MAX_WORKERS as i64, "workers", errs) as usize,
+        io: r.io.unwrap_or(d.io),
+        max_connections: int_in(
+            &r.max_connections,
+            i64::from(d.max_connections),
+            1..10_000_000,
+            "max_connections",
+            errs,
+        ) as u32,
+        connect_timeout_ms: int_in(
+            &r.connect_timeout_ms,
+            3000,
+            1..ms.end,
+            "connect_timeout_ms",
+            errs,
+        ) as u64,
+        idle_timeout_ms: int_in(
+            &r.idle_timeout_ms,
+            3_600_000,
+            1..ms.end,
+            "idle_timeout_ms",
+            errs,
+        ) as u64,
+        shutdown_grace_ms: int_in(&r.shutdown_grace_ms, 10_000, ms, "shutdown_grace_ms", errs)
+            as u64,
+        splice: r.splice.unwrap_or(d.splice),
+        splice_threshold_bytes: int_in(
+            &r.splice_threshold_bytes,
+            d.splice_threshold_bytes as i64,
+            0..i64::MAX,
+            "splice_threshold_bytes",
+            errs,
+        ) as u64,
+    }
+}
+
+fn validate_service(
+    s: RawService,
+    span: Range<usize>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<ServiceConfig> {
+    let before = errs.len();
+    let name = s.name.get_ref().trim().to_owned();
+    if name.is_empty() || name.len() > 128 {
+        errs.push(ConfigError::at(
+            s.name.span(),
+            "service name must be 1 to 128 characters",
+        ));
+    }
+    let listen = match s.listen.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let msg = format!(
+                "listen must be IPv4:port or [IPv6]:port, got {:?}",
+                s.listen.get_ref()
+            );
+            errs.push(ConfigError::at(s.listen.span(), msg));
+            None
+        }
+    };
+    let mode = s.mode.unwrap_or(Mode::Tcp);
+    let balance = s.balance.unwrap_or(Balance::Maglev);
+    let hash = s.hash.unwrap_or(HashKey::Tuple);
+    let table_size = int_in(
+        &s.table_size,
+        i64::from(DEFAULT_TABLE_SIZE),
+        1..i64::from(MAX_TABLE_SIZE),
+        "table_size",
+        errs,
+    ) as u32;
+    if let Some(t) = &s.table_size {
+        if errs.len() == before && !is_prime(table_size) {
+            let msg =
+                format!("table_size must be prime, got {table_size} (65537 is a good choice)");
+            errs.push(ConfigError::at(t.span(), msg));
+        }
+    }
+    let backends = validate_backends(&s.backends, errs);
+    if backends.len() > table_size as usize {
+        let msg = format!(
+            "table_size {table_size} is smaller than the number of backends ({})",
+            backends.len()
+        );
+        errs.push(ConfigError::at(span, msg));
+    }
+    let listen = listen?;
+    (errs.len() == before).then_some(ServiceConfig {
+        name,
+        mode,
+        listen,
+        balance,
+        hash,
+        table_size,
+        backends,
+    })
+}
+
+fn validate_backends(
+    raw: &Spanned<Vec<Spanned<RawBackend>>>,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<BackendConfig> {
+    if raw.get_ref().is_empty() {
+        errs.push(ConfigError::at(raw.span(), "backends must not be empty"));
+    }
+    if raw.get_ref().len() > MAX_BACKENDS {
+        let msg = format!("at most {MAX_BACKENDS} backends per service");
+        errs.push(ConfigError::at(raw.span(), msg));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.get_ref().len());
+    for b in raw.get_ref() {
+        let Ok(addr) = b.get_ref().addr.parse::<SocketAddr>() else {
+            let msg = format!(
+                "backend address must be IPv4:port or [IPv6]:port, got {:?}",
+                b.get_ref().addr
+            );
+            errs.push(ConfigError::at(b.span(), msg));
+            continue;
+        };
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            let msg = format!("backend address {addr} needs a concrete IP and a non-zero port");
+            errs.push(ConfigError::at(b.span(), msg));
+        }
+        let weight = b.get_ref().weight.unwrap_or(1);
+        if !(1..=i64::from(MAX_WEIGHT)).contains(&weight) {
+            let msg = format!("backend weight must be between 1 and {MAX_WEIGHT}, got {weight}");
+            errs.push(ConfigError::at(b.span(), msg));
+        }
+        if !seen.insert(addr) {
+            errs.push(ConfigError::at(
+                b.span(),
+                format!("duplicate backend {addr}"),
+            ));
+        }
+        out.push(BackendConfig {
+            addr,
+            weight: weight.clamp(1, i64::from(MAX_WEIGHT)) as u32,
+        });
+    }
+    out
+}
+
+/// Trial division: table sizes are at most 2^24, so this is at most ~2,000 steps.
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n % 2 == 0 {
+        return n == 2;
+    }
+    let mut d = 3u32;
+    while d.saturating_mul(d) <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}

@@ -1,0 +1,154 @@
+//! The control thread: loads the config, builds and publishes snapshots, handles
+//! signals. It is the only thread that binds sockets or builds tables.
+
+mod registry;
+
+pub use registry::Registry;
+
+use crate::config::{self, Config};
+use crate::dataplane;
+use crate::snapshot::Published;
+use crate::stats::{PerShard, ShardCounters};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the services come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A TOML file, re-read on SIGHUP.
+    File(PathBuf),
+    /// A config built in the binary (the demo); SIGHUP has nothing to re-read.
+    Embedded(Box<Config>),
+}
+
+impl Source {
+    fn load(&self) -> Result<Config, Vec<String>> {
+        match self {
+            Source::File(p) => config::load(p),
+            Source::Embedded(c) => Ok((**c).clone()),
+        }
+    }
+}
+
+/// A running balancer: the published state and its shard threads.
+pub struct Running {
+    pub published: Arc<Published>,
+    pub shard_counters: Arc<PerShard<ShardCounters>>,
+    shards: Vec<std::thread::JoinHandle<()>>,
+    registry: Registry,
+    source: Source,
+}
+
+/// Load the config, bind every service, start the shards. Errors here are fatal
+/// start-up errors (bad config, a port that cannot be bound, no I/O backend).
+pub fn start(source: Source) -> anyhow::Result<Running> {
+    let cfg = source
+        .load()
+        .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
+    let workers = cfg.server.effective_workers();
+    let mut registry = Registry::new(workers);
+    let snapshot = registry
+        .build(&cfg)
+        .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
+    for s in &snapshot.services {
+        tracing::info!(
+            service = %s.config.name,
+            listen = %s.listeners.local,
+            backends = s.backends.len(),
+            balance = ?s.config.balance,
+            "service listening"
+        );
+    }
+    let published = Arc::new(Published::new(snapshot));
+    let shard_counters = Arc::new(PerShard::new(workers));
+    let shards = dataplane::spawn(
+        Arc::clone(&published),
+        Arc::clone(&shard_counters),
+        workers,
+        cfg.server.io,
+    )?;
+    Ok(Running {
+        published,
+        shard_counters,
+        shards,
+        registry,
+        source,
+    })
+}
+
+impl Running {
+    /// Serve until SIGTERM or SIGINT, reloading on SIGHUP; then drain and return.
+    pub fn serve_until_signalled(mut self) -> anyhow::Result<()> {
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+        for sig in signals.forever() {
+            match sig {
+                SIGHUP => self.reload(),
+                _ => {
+                    tracing::info!(signal = sig, "stopping: no new connections, draining");
+                    break;
+                }
+            }
+        }
+        self.drain(Some(&mut signals));
+        Ok(())
+    }
+
+    /// Re-read the source and publish it; on any error keep serving the old state.
+    pub fn reload(&mut self) {
+        let cfg = match self.source.load() {
+            Ok(c) => c,
+            Err(errs) => {
+                for e in &errs {
+                    tracing::error!("{e}");
+                }
+                tracing::error!("reload rejected: the previous configuration keeps serving");
+                return;
+            }
+        };
+        let old = self.published.load();
+        if cfg.server.effective_workers() != old.server.effective_workers()
+            || cfg.server.io != old.server.io
+        {
+            tracing::warn!("server.workers and server.io take effect on restart only");
+        }
+        match self.registry.build(&cfg) {
+            Ok(next) => {
+                let (generation, services) = (next.generation, next.services.len());
+                self.published.publish(next);
+                tracing::info!(generation, services, "configuration reloaded");
+            }
+            Err(errs) => {
+                for e in &errs {
+                    tracing::error!("{e}");
+                }
+                tracing::error!("reload rejected: the previous configuration keeps serving");
+            }
+        }
+    }
+
+    /// Stop accepting and wait for the shards to finish their connections (each shard
+    /// gives up after `shutdown_grace_ms`). A second signal ends the wait at once.
+    pub fn drain(mut self, signals: Option<&mut Signals>) {
+        let last = self.published.load();
+        let draining = self.registry.draining(&last);
+        drop(last);
+        self.published.publish(draining);
+        let mut signals = signals;
+        while self.shards.iter().any(|h| !h.is_finished()) {
+            if let Some(s) = signals.as_deref_mut() {
+                if s.pending().next().is_some() {
+                    tracing::warn!("second signal: exiting without waiting for connections");
+                    std::process::exit(1);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for h in self.shards.drain(..) {
+            let _ = h.join();
+        }
+        tracing::info!("stopped");
+    }
+}

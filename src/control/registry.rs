@@ -1,0 +1,154 @@
+//! What outlives one snapshot: listening sockets, backend states and service counters,
+//! keyed so that a reload re-uses them. Re-using a listening socket is what lets a reload
+//! keep every queued and established connection.
+
+use crate::balance::Selector;
+use crate::config::Config;
+use crate::snapshot::{Backend, Listeners, Service, Snapshot};
+use crate::stats::{PerShard, ServiceCounters};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+/// Listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 65_535;
+
+#[derive(Debug)]
+pub struct Registry {
+    shards: usize,
+    generation: u64,
+    listeners: HashMap<SocketAddr, Arc<Listeners>>,
+    backends: HashMap<SocketAddr, Arc<Backend>>,
+    counters: HashMap<String, Arc<PerShard<ServiceCounters>>>,
+}
+
+impl Registry {
+    pub fn new(shards: usize) -> Self {
+        Registry {
+            shards,
+            generation: 0,
+            listeners: HashMap::new(),
+            backends: HashMap::new(),
+            counters: HashMap::new(),
+        }
+    }
+
+    /// Build the snapshot for `config`. Either every new listening socket binds and the
+    /// registry moves to the new config, or nothing changes and the errors are returned.
+    pub fn build(&mut self, config: &Config) -> Result<Snapshot, Vec<String>> {
+        let mut fresh = HashMap::new();
+        let mut errors = Vec::new();
+        for svc in &config.services {
+            if self.listeners.contains_key(&svc.listen) {
+                continue;
+            }
+            match bind_all(svc.listen, self.shards) {
+                Ok(l) => {
+                    fresh.insert(svc.listen, Arc::new(l));
+                }
+                Err(e) => errors.push(format!(
+                    "service {}: cannot listen on {}: {e}",
+                    svc.name, svc.listen
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.listeners.extend(fresh);
+        self.generation += 1;
+        let mut services = Vec::with_capacity(config.services.len());
+        for svc in &config.services {
+            let mut cfg = svc.clone();
+            cfg.backends.sort_by_key(|b| b.addr);
+            let backends: Box<[Arc<Backend>]> = cfg
+                .backends
+                .iter()
+                .map(|b| {
+                    let shards = self.shards;
+                    Arc::clone(
+                        self.backends
+                            .entry(b.addr)
+                            .or_insert_with(|| Arc::new(Backend::new(b.addr, shards))),
+                    )
+                })
+                .collect();
+            let selector = Selector::build(&cfg.backends, cfg.balance, cfg.hash, cfg.table_size);
+            let shards = self.shards;
+            let counters = Arc::clone(
+                self.counters
+                    .entry(cfg.name.clone())
+                    .or_insert_with(|| Arc::new(PerShard::new(shards))),
+            );
+            services.push(Arc::new(Service {
+                listeners: Arc::clone(&self.listeners[&svc.listen]),
+                config: cfg,
+                backends,
+                selector,
+                counters,
+                cursors: PerShard::new(self.shards),
+            }));
+        }
+        // Forget what the new config no longer names; old snapshots and live
+        // connections keep their own references until they end.
+        self.listeners
+            .retain(|addr, _| config.services.iter().any(|s| s.listen == *addr));
+        self.backends.retain(|addr, _| {
+            config
+                .services
+                .iter()
+                .any(|s| s.backends.iter().any(|b| b.addr == *addr))
+        });
+        self.counters
+            .retain(|name, _| config.services.iter().any(|s| s.name == *name));
+        Ok(Snapshot {
+            generation: self.generation,
+            server: config.server.clone(),
+            services,
+            draining: false,
+        })
+    }
+
+    /// A snapshot that tells every shard to stop accepting; the registry lets go of
+    /// every listening socket so the ports close once the shards drop theirs.
+    pub fn draining(&mut self, last: &Snapshot) -> Snapshot {
+        self.listeners.clear();
+        self.generation += 1;
+        Snapshot {
+            generation: self.generation,
+            server: last.server.clone(),
+            services: Vec::new(),
+            draining: true,
+        }
+    }
+}
+
+/// One SO_REUSEPORT listening socket per shard on `addr`. Port 0 is resolved by the
+/// first bind and the others join it.
+fn bind_all(addr: SocketAddr, shards: usize) -> std::io::Result<Listeners> {
+    let mut sockets = Vec::with_capacity(shards);
+    let mut local = addr;
+    for _ in 0..shards {
+        let l = bind_one(local)?;
+        local = l.local_addr()?;
+        sockets.push(l);
+    }
+    Ok(Listeners {
+        local,
+        sockets: sockets.into_boxed_slice(),
+    })
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(BACKLOG)?;
+    Ok(s.into())
+}

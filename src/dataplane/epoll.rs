@@ -1,0 +1,511 @@
+//! The epoll shard (mio, edge-triggered): the same behaviour as the io_uring shard for
+//! kernels or sandboxes where io_uring is unavailable.
+
+use super::flow::{Flow, Pump, Side};
+use super::{ShardCtx, BUF_BYTES};
+use crate::balance::Attempt;
+use crate::io::sys;
+use crate::snapshot::{Listeners, Service};
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LISTENER_TAG: usize = 1 << 62;
+/// Reads per flow per event before yielding to other connections.
+const PUMP_BUDGET: usize = 32;
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_PAUSE_MS: u64 = 100;
+const EVENTS: usize = 1024;
+
+struct ListenerSlot {
+    listeners: Arc<Listeners>,
+    service: Arc<Service>,
+}
+
+struct Conn {
+    serial: u64,
+    client: TcpStream,
+    client_addr: SocketAddr,
+    backend: Option<TcpStream>,
+    service: Arc<Service>,
+    backend_idx: usize,
+    attempt: Attempt,
+    connected: bool,
+    /// Client → backend.
+    up: Flow,
+    /// Backend → client.
+    down: Flow,
+    last_active_ms: u64,
+}
+
+struct Shard {
+    ctx: ShardCtx,
+    poll: Poll,
+    listeners: Vec<Option<ListenerSlot>>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    bufs: Vec<Box<[u8]>>,
+    pipes: Vec<sys::Pipe>,
+    /// Connects in flight, in deadline order (every connect has the same timeout).
+    connecting: VecDeque<(u64, usize, u64)>,
+    /// Flows that used up their budget and continue next turn.
+    again: Vec<(usize, u64, Side)>,
+    accept_paused_until_ms: Option<u64>,
+    next_serial: u64,
+    last_sweep_ms: u64,
+}
+
+pub fn run(ctx: ShardCtx) -> io::Result<()> {
+    let limit = ctx.conn_limit;
+    let mut shard = Shard {
+        ctx,
+        poll: Poll::new()?,
+        listeners: Vec::new(),
+        conns: Vec::new(),
+        free: Vec::new(),
+        live: 0,
+        bufs: Vec::new(),
+        pipes: Vec::new(),
+        connecting: VecDeque::new(),
+        again: Vec::new(),
+        accept_paused_until_ms: None,
+        next_serial: 0,
+        last_sweep_ms: 0,
+    };
+    shard.conns.reserve(limit.min(65_536));
+    shard.sync_listeners();
+    shard.event_loop()
+}
+
+impl Shard {
+    fn event_loop(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = if !self.again.is_empty() {
+                Duration::ZERO
+            } else if self.ctx.draining_since_ms.is_some()
+                || !self.connecting.is_empty()
+                || self.accept_paused_until_ms.is_some()
+            {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(1000)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.ctx.tick();
+            if self.ctx.refresh() {
+                self.sync_listeners();
+            }
+            for ev in events.iter() {
+                let t = ev.token().0;
+                if t & LISTENER_TAG != 0 {
+                    self.accept_all(t & !LISTENER_TAG);
+                } else {
+                    self.on_conn_event(t >> 1, Side::from_bit(t & 1), ev.is_writable());
+                }
+            }
+            for (idx, serial, side) in std::mem::take(&mut self.again) {
+                if self.conns[idx].as_ref().is_some_and(|c| c.serial == serial) {
+                    self.pump_flow(idx, side);
+                }
+            }
+            self.timers();
+            if self.ctx.draining_since_ms.is_some() && (self.live == 0 || self.ctx.grace_over()) {
+                self.close_all();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Make the registered listeners match the snapshot's services.
+    fn sync_listeners(&mut self) {
+        let snap = Arc::clone(&self.ctx.snapshot);
+        for (i, slot) in self.listeners.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            match snap
+                .services
+                .iter()
+                .find(|svc| Arc::ptr_eq(&svc.listeners, &s.listeners))
+            {
+                Some(svc) => s.service = Arc::clone(svc),
+                None => {
+                    let fd = s.listeners.sockets[self.ctx.id].as_raw_fd();
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    tracing::debug!(shard = self.ctx.id, slot = i, "listener removed");
+                    *slot = None;
+                }
+            }
+        }
+        for svc in &snap.services {
+            let known = self
+                .listeners
+                .iter()
+                .flatten()
+                .any(|s| Arc::ptr_eq(&s.listeners, &svc.listeners));
+            if known {
+                continue;
+            }
+            let i = match self.listeners.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    self.listeners.push(None);
+                    self.listeners.len() - 1
+                }
+            };
+            let fd = svc.listeners.sockets[self.ctx.id].as_raw_fd();
+            let token = Token(LISTENER_TAG | i);
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            {
+                tracing::error!(service = %svc.config.name, error = %e, "cannot watch listener");
+                continue;
+            }
+            self.listeners[i] = Some(ListenerSlot {
+                listeners: Arc::clone(&svc.listeners),
+                service: Arc::clone(svc),
+            });
+            // Edge-triggered: connections queued before registration raise no event.
+            self.accept_all(i);
+        }
+    }
+
+    fn accept_all(&mut self, slot: usize) {
+        if self.accept_paused_until_ms.is_some() {
+            return;
+        }
+        let Some(l) = self.listeners.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let service = Arc::clone(&l.service);
+        let listeners = Arc::clone(&l.listeners);
+        let listener = &listeners.sockets[self.ctx.id];
+        loop {
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    self.ctx.stats().accepts.inc();
+                    let _ = stream.set_nonblocking(true);
+                    self.on_accept(TcpStream::from_std(stream), addr, &service);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.ctx.stats().accept_errors.inc();
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) {
+                        // Out of descriptors: stop accepting for a moment instead of spinning
+                        // on a queue we cannot drain. Connections wait in the backlog.
+                        self.ctx.stats().accept_paused.inc();
+                        tracing::warn!(shard = self.ctx.id, error = %e, "accept paused");
+                        self.accept_paused_until_ms = Some(self.ctx.now_ms + ACCEPT_PAUSE_MS);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, client: TcpStream, addr: SocketAddr, service: &Arc<Service>) {
+        let counters = service.counters.shard(self.ctx.id);
+        if self.live >= self.ctx.conn_limit {
+            counters.refused_limit.inc();
+            return; // dropping `client` closes it
+        }
+        let _ = client.set_nodelay(true);
+        counters.accepted.inc();
+        counters.active.inc();
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        self.next_serial += 1;
+        let mut conn = Conn {
+            serial: self.next_serial,
+            client,
+            client_addr: addr,
+            backend: None,
+            service: Arc::clone(service),
+            backend_idx: 0,
+            attempt: Attempt::default(),
+            connected: false,
+            up: Flow::default(),
+            down: Flow::default(),
+            last_active_ms: self.ctx.now_ms,
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut conn.client, Token(idx << 1), interest)
+            .is_err()
+        {
+            counters.active.dec();
+            self.free.push(idx);
+            return;
+        }
+        self.conns[idx] = Some(conn);
+        self.live += 1;
+        self.connect_next(idx);
+    }
+
+    /// Try the next backend for connection `idx`; with none left, close the client.
+    fn connect_next(&mut self, idx: usize) {
+        loop {
+            let conn = self.conns[idx].as_mut().expect("live connection");
+            let Some(b) = self
+                .ctx
+                .pick(&conn.service, conn.client_addr, &mut conn.attempt)
+            else {
+                conn.service.counters.shard(self.ctx.id).no_backend.inc();
+                tracing::debug!(client = %conn.client_addr, "no backend left");
+                self.close(idx, false);
+                return;
+            };
+            conn.backend_idx = b;
+            let addr = conn.service.backends[b].addr;
+            match TcpStream::connect(addr) {
+                Ok(mut s) => {
+                    let token = Token(idx << 1 | 1);
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut s, token, interest)
+                        .is_ok()
+                    {
+                        conn.backend = Some(s);
+                        let deadline =
+                            self.ctx.now_ms + self.ctx.snapshot.server.connect_timeout_ms;
+                        self.connecting.push_back((deadline, idx, conn.serial));
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!(backend = %addr, error = %e, "connect failed at once"),
+            }
+            self.connect_failed(idx, false);
+            if self.conns[idx].is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Count a failed connect, mark the backend down and forget the socket.
+    fn connect_failed(&mut self, idx: usize, timed_out: bool) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let backend = &conn.service.backends[conn.backend_idx];
+        let c = backend.counters.shard(self.ctx.id);
+        c.connect_errors.inc();
+        if timed_out {
+            c.connect_timeouts.inc();
+        }
+        tracing::debug!(backend = %backend.addr, timed_out, "backend connect failed, marked down");
+        self.ctx.mark_down(&conn.service, conn.backend_idx);
+        if let Some(mut s) = conn.backend.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+    }
+
+    fn on_conn_event(&mut self, idx: usize, side: Side, writable: bool) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if side == Side::Backend && !conn.connected {
+            if !writable {
+                return;
+            }
+            let s = conn.backend.as_ref().expect("connecting backend");
+            match (s.take_error(), s.peer_addr()) {
+                (Ok(None), Ok(_)) => {}
+                (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => return,
+                _ => {
+                    self.connect_failed(idx, false);
+                    self.connect_next(idx);
+                    return;
+                }
+            }
+            conn.connected = true;
+            let _ = s.set_nodelay(true);
+            let b = &conn.service.backends[conn.backend_idx]
+                .counters
+                .shard(self.ctx.id);
+            b.connections.inc();
+            b.active.inc();
+            self.pump_flow(idx, Side::Client);
+            self.pump_flow(idx, Side::Backend);
+            return;
+        }
+        if !conn.connected {
+            return; // client data waits in the socket until the backend is connected
+        }
+        // Readable on `side` moves data away from it; writable on it lets the other
+        // direction flush into it. Pumping both is cheap and covers both.
+        self.pump_flow(idx, side);
+        self.pump_flow(idx, side.other());
+    }
+
+    /// Move bytes from `from` to its peer until one side would block.
+    fn pump_flow(&mut self, idx: usize, from: Side) {
+        let splice = self.ctx.snapshot.server.splice;
+        let threshold = self.ctx.snapshot.server.splice_threshold_bytes;
+        let Some(conn) = self.conns[idx].as_mut() else {
+            return;
+        };
+        if !conn.connected {
+            return;
+        }
+        let backend = conn.backend.as_ref().expect("connected backend");
+        let (src, dst, flow) = match from {
+            Side::Client => (&conn.client, backend, &mut conn.up),
+            Side::Backend => (backend, &conn.client, &mut conn.down),
+        };
+        if flow.wants_splice(splice, threshold) {
+            flow.pipe = self.pipes.pop().or_else(|| sys::Pipe::new().ok());
+            if flow.pipe.is_some() {
+                self.ctx.stats().spliced_flows.inc();
+            }
+        }
+        if flow.pipe.is_none() && flow.buf.is_none() {
+            flow.buf = Some(
+                self.bufs
+                    .pop()
+                    .unwrap_or_else(|| vec![0u8; BUF_BYTES].into_boxed_slice()),
+            );
+        }
+        let before = flow.bytes;
+        let result = flow.pump(src, dst, PUMP_BUDGET);
+        let moved = flow.bytes - before;
+        // An idle flow gives its buffer back: idle connections hold no memory but their own.
+        if let Some(b) = flow.take_idle_buf() {
+            self.bufs.push(b);
+        }
+        if moved > 0 {
+            conn.last_active_ms = self.ctx.now_ms;
+            let b = conn.service.backends[conn.backend_idx]
+                .counters
+                .shard(self.ctx.id);
+            let s = conn.service.counters.shard(self.ctx.id);
+            match from {
+                Side::Client => {
+                    b.bytes_in.add(moved);
+                    s.bytes_in.add(moved);
+                }
+                Side::Backend => {
+                    b.bytes_out.add(moved);
+                    s.bytes_out.add(moved);
+                }
+            }
+        }
+        match result {
+            Pump::Blocked => {}
+            Pump::Budget => self.again.push((idx, conn.serial, from)),
+            Pump::Done => {
+                if conn.up.finished() && conn.down.finished() {
+                    self.close(idx, false);
+                }
+            }
+            Pump::Reset => {
+                self.ctx.stats().resets.inc();
+                self.close(idx, true);
+            }
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = self.ctx.now_ms;
+        if self.accept_paused_until_ms.is_some_and(|t| now >= t) {
+            self.accept_paused_until_ms = None;
+            for i in 0..self.listeners.len() {
+                self.accept_all(i);
+            }
+        }
+        while let Some(&(deadline, idx, serial)) = self.connecting.front() {
+            if deadline > now {
+                break;
+            }
+            self.connecting.pop_front();
+            let pending = self.conns[idx]
+                .as_ref()
+                .is_some_and(|c| c.serial == serial && !c.connected && c.backend.is_some());
+            if pending {
+                self.connect_failed(idx, true);
+                self.connect_next(idx);
+            }
+        }
+        if now < self.last_sweep_ms + 1000 {
+            return;
+        }
+        self.last_sweep_ms = now;
+        let idle_ms = self.ctx.snapshot.server.idle_timeout_ms;
+        // Bounded by the slab size; runs once a second.
+        for idx in 0..self.conns.len() {
+            let expired = self.conns[idx]
+                .as_ref()
+                .is_some_and(|c| c.connected && now.saturating_sub(c.last_active_ms) >= idle_ms);
+            if expired {
+                self.ctx.stats().idle_timeouts.inc();
+                self.close(idx, false);
+            }
+        }
+    }
+
+    /// Close both sides of connection `idx`; `reset` sends RSTs instead of FINs.
+    fn close(&mut self, idx: usize, reset: bool) {
+        let Some(mut conn) = self.conns[idx].take() else {
+            return;
+        };
+        self.free.push(idx);
+        self.live -= 1;
+        let _ = self.poll.registry().deregister(&mut conn.client);
+        let counters = conn.service.counters.shard(self.ctx.id);
+        counters.active.dec();
+        if let Some(mut b) = conn.backend.take() {
+            let _ = self.poll.registry().deregister(&mut b);
+            if conn.connected {
+                conn.service.backends[conn.backend_idx]
+                    .counters
+                    .shard(self.ctx.id)
+                    .active
+                    .dec();
+            }
+            if reset {
+                sys::set_linger_zero(b.as_raw_fd());
+            }
+        }
+        if reset {
+            sys::set_linger_zero(conn.client.as_raw_fd());
+        } else {
+            let _ = conn.client.shutdown(Shutdown::Write);
+        }
+        for flow in [&mut conn.up, &mut conn.down] {
+            if let Some(b) = flow.buf.take() {
+                self.bufs.push(b);
+            }
+            if let Some(p) = flow.take_reusable_pipe() {
+                self.pipes.push(p);
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        for idx in 0..self.conns.len() {
+            self.close(idx, false);
+        }
+    }
+}

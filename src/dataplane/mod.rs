@@ -1,0 +1,189 @@
+//! The data plane: one shard thread per core, each with its own event loop (io_uring or
+//! epoll), its own listening sockets and its own connections. Shards never block and
+//! never take a lock; they learn about configuration changes by checking one generation
+//! number per loop turn.
+
+mod epoll;
+mod flow;
+mod uring;
+
+use crate::balance::Attempt;
+use crate::config::IoKind;
+use crate::snapshot::{clock_ms, Published, Service, Snapshot};
+use crate::stats::{PerShard, ShardCounters};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// How long a backend that refused or timed out a connect is avoided.
+pub const BACKEND_DOWN_MS: u64 = 5_000;
+/// Bytes a recv/send buffer holds.
+pub const BUF_BYTES: usize = 32 * 1024;
+
+/// Which event loop the shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Uring,
+    Epoll,
+}
+
+/// Decide the I/O backend: `auto` probes io_uring and falls back to epoll, saying why.
+pub fn choose(io: IoKind) -> anyhow::Result<Backend> {
+    match io {
+        IoKind::Epoll => Ok(Backend::Epoll),
+        IoKind::Uring => match crate::io::uring::probe() {
+            Ok(()) => Ok(Backend::Uring),
+            Err(e) => anyhow::bail!("io = \"uring\" but io_uring cannot be set up: {e}"),
+        },
+        IoKind::Auto => match crate::io::uring::probe() {
+            Ok(()) => Ok(Backend::Uring),
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring unavailable, using epoll");
+                Ok(Backend::Epoll)
+            }
+        },
+    }
+}
+
+/// Start `workers` shard threads, each pinned to a core.
+pub fn spawn(
+    published: Arc<Published>,
+    counters: Arc<PerShard<ShardCounters>>,
+    workers: usize,
+    io: IoKind,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let backend = choose(io)?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    tracing::info!(workers, io = ?backend, cores = cores.len(), "starting shards");
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(workers);
+    for id in 0..workers {
+        let ctx = ShardCtx::new(
+            id,
+            workers,
+            Arc::clone(&published),
+            Arc::clone(&counters),
+            start,
+        );
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let h = std::thread::Builder::new()
+            .name(format!("sluice-shard-{id}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                let result = match backend {
+                    Backend::Uring => uring::run(ctx),
+                    Backend::Epoll => epoll::run(ctx),
+                };
+                if let Err(e) = result {
+                    tracing::error!(shard = id, error = %e, "shard stopped on error");
+                }
+            })?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+/// What every shard needs whatever its event loop: the current snapshot, the clock,
+/// its counters and its limits.
+pub struct ShardCtx {
+    pub id: usize,
+    published: Arc<Published>,
+    pub snapshot: Arc<Snapshot>,
+    generation: u64,
+    start: Instant,
+    pub now_ms: u64,
+    pub counters: Arc<PerShard<ShardCounters>>,
+    /// This shard's share of `max_connections`.
+    pub conn_limit: usize,
+    /// When draining began (process clock), once the draining snapshot arrived.
+    pub draining_since_ms: Option<u64>,
+}
+
+impl ShardCtx {
+    fn new(
+        id: usize,
+        workers: usize,
+        published: Arc<Published>,
+        counters: Arc<PerShard<ShardCounters>>,
+        start: Instant,
+    ) -> Self {
+        let snapshot = published.load();
+        let generation = snapshot.generation;
+        let conn_limit = (snapshot.server.max_connections as usize).div_ceil(workers.max(1));
+        ShardCtx {
+            id,
+            published,
+            snapshot,
+            generation,
+            start,
+            now_ms: clock_ms(start),
+            counters,
+            conn_limit,
+            draining_since_ms: None,
+        }
+    }
+
+    /// Advance the coarse clock; called once per loop turn.
+    #[inline]
+    pub fn tick(&mut self) {
+        self.now_ms = clock_ms(self.start);
+    }
+
+    /// Pick up a newer snapshot if one was published; true when it changed.
+    #[inline]
+    pub fn refresh(&mut self) -> bool {
+        let g = self.published.generation();
+        if g == self.generation {
+            return false;
+        }
+        self.snapshot = self.published.load();
+        self.generation = self.snapshot.generation;
+        if self.snapshot.draining && self.draining_since_ms.is_none() {
+            self.draining_since_ms = Some(self.now_ms);
+        }
+        true
+    }
+
+    /// Past the shutdown grace period: close whatever is left.
+    pub fn grace_over(&self) -> bool {
+        self.draining_since_ms
+            .is_some_and(|t| self.now_ms >= t + self.snapshot.server.shutdown_grace_ms)
+    }
+
+    #[inline]
+    pub fn stats(&self) -> &ShardCounters {
+        self.counters.shard(self.id)
+    }
+
+    /// The next backend to try for a client of `svc`, avoiding backends marked down.
+    /// When every backend is marked down the marks are ignored: one of them may be back.
+    pub fn pick(&self, svc: &Service, client: SocketAddr, attempt: &mut Attempt) -> Option<usize> {
+        let now = self.now_ms;
+        let cursor = svc.cursors.shard(self.id);
+        let mut c = cursor.load(Relaxed);
+        let load = |i: usize| svc.backends[i].counters.active();
+        let all_down = attempt.tries() == 0 && !svc.backends.iter().any(|b| b.is_up(now));
+        let picked = if all_down {
+            svc.selector.pick(client, attempt, &mut c, |_| true, load)
+        } else {
+            svc.selector.pick(
+                client,
+                attempt,
+                &mut c,
+                |i| svc.backends[i].is_up(now),
+                load,
+            )
+        };
+        cursor.store(c, Relaxed);
+        picked
+    }
+
+    /// Mark backend `i` of `svc` down after a failed connect.
+    pub fn mark_down(&self, svc: &Service, i: usize) {
+        svc.backends[i].mark_down(self.now_ms + BACKEND_DOWN_MS);
+    }
+}

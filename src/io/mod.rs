@@ -1,0 +1,4 @@
+//! The system-call layer: everything `unsafe` in sluice lives under this module.
+
+pub mod sys;
+pub mod uring;

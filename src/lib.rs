@@ -1,0 +1,11 @@
+//! sluice: a TCP load balancer for edge hosts. See ARCHITECTURE.md for the map.
+
+pub mod balance;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod demo;
+pub mod io;
+pub mod snapshot;
+pub mod stats;

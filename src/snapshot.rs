@@ -1,0 +1,113 @@
+//! The immutable state the control thread publishes and the shards read.
+//!
+//! The control thread builds a new [`Snapshot`] and stores it in the [`Published`]
+//! cell; shards compare one generation number per loop turn and load the snapshot
+//! only when it changed. Nothing in a snapshot is mutated after publication except
+//! counters and the backends' `down_until` marks (atomics).
+
+use crate::balance::Selector;
+use crate::config::{ServerConfig, ServiceConfig};
+use crate::stats::{BackendCounters, PerShard, ServiceCounters};
+use arc_swap::ArcSwap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub server: ServerConfig,
+    pub services: Vec<Arc<Service>>,
+    /// Set on SIGTERM/SIGINT: stop accepting, finish what is established.
+    pub draining: bool,
+}
+
+/// One listening service. Connections hold an `Arc<Service>`, so a service replaced
+/// by a reload stays alive (with its backends and counters) until its last connection ends.
+#[derive(Debug)]
+pub struct Service {
+    pub config: ServiceConfig,
+    /// One SO_REUSEPORT socket per shard, shared with older snapshots of the same listen
+    /// address so a reload never closes a socket that keeps serving.
+    pub listeners: Arc<Listeners>,
+    /// Sorted by address: the order Maglev and the selectors index.
+    pub backends: Box<[Arc<Backend>]>,
+    pub selector: Selector,
+    pub counters: Arc<PerShard<ServiceCounters>>,
+    /// Each shard's round-robin / least-connections cursor for this service.
+    pub cursors: PerShard<AtomicU32>,
+}
+
+#[derive(Debug)]
+pub struct Listeners {
+    /// The address actually bound (the configured port 0 resolved).
+    pub local: SocketAddr,
+    pub sockets: Box<[TcpListener]>,
+}
+
+/// A backend's state shared by every snapshot that names its address.
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Until when (ms on the process clock) new connections avoid this backend.
+    pub down_until_ms: AtomicU64,
+    pub counters: PerShard<BackendCounters>,
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr, shards: usize) -> Self {
+        Backend {
+            addr,
+            down_until_ms: AtomicU64::new(0),
+            counters: PerShard::new(shards),
+        }
+    }
+
+    #[inline]
+    pub fn is_up(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    pub fn mark_down(&self, until_ms: u64) {
+        self.down_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+    }
+}
+
+/// The publication cell: an atomically swapped pointer plus its generation number.
+#[derive(Debug)]
+pub struct Published {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+}
+
+impl Published {
+    pub fn new(first: Snapshot) -> Self {
+        let generation = AtomicU64::new(first.generation);
+        Published {
+            current: ArcSwap::from_pointee(first),
+            generation,
+        }
+    }
+
+    /// Store `next`; shards see it on their next loop turn.
+    pub fn publish(&self, next: Snapshot) {
+        let generation = next.generation;
+        self.current.store(Arc::new(next));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The generation of the newest snapshot: one atomic load, checked every loop turn.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}
+
+/// Milliseconds on a clock shared by every thread of the process.
+pub fn clock_ms(start: std::time::Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
