@@ -42,7 +42,7 @@ pub fn run(listen: SocketAddr, io: IoKind) -> anyhow::Result<()> {
         }],
     };
     let running = control::start(Source::Embedded(Box::new(cfg)))?;
-    let vip = running.published.load().services[0].listeners.local;
+    let vip = running.published.load().services[0].local;
     println!("sluice demo: VIP app2 listening on {vip} (L4, Maglev over {INSTANCES} backends)");
     for (i, b) in backends.iter().enumerate() {
         println!("  backend app2-{} on {b}", i + 1);

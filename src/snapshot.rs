@@ -18,6 +18,10 @@ pub struct Snapshot {
     pub generation: u64,
     pub server: ServerConfig,
     pub services: Vec<Arc<Service>>,
+    /// `listeners[i]` belongs to `services[i]`. Kept apart from [`Service`] because
+    /// connections hold their service: a listening socket must close when the shards stop
+    /// accepting on it, not when its last connection ends.
+    pub listeners: Vec<Arc<Listeners>>,
     /// Set on SIGTERM/SIGINT: stop accepting, finish what is established.
     pub draining: bool,
 }
@@ -27,9 +31,8 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Service {
     pub config: ServiceConfig,
-    /// One SO_REUSEPORT socket per shard, shared with older snapshots of the same listen
-    /// address so a reload never closes a socket that keeps serving.
-    pub listeners: Arc<Listeners>,
+    /// The address bound (the configured port 0 resolved).
+    pub local: SocketAddr,
     /// Sorted by address: the order Maglev and the selectors index.
     pub backends: Box<[Arc<Backend>]>,
     pub selector: Selector,
@@ -38,6 +41,8 @@ pub struct Service {
     pub cursors: PerShard<AtomicU32>,
 }
 
+/// One SO_REUSEPORT socket per shard, shared with older snapshots of the same listen
+/// address so a reload never closes a socket that keeps serving.
 #[derive(Debug)]
 pub struct Listeners {
     /// The address actually bound (the configured port 0 resolved).

@@ -53,15 +53,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     let snapshot = registry
         .build(&cfg)
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
-    for s in &snapshot.services {
-        tracing::info!(
-            service = %s.config.name,
-            listen = %s.listeners.local,
-            backends = s.backends.len(),
-            balance = ?s.config.balance,
-            "service listening"
-        );
-    }
+    log_services(&snapshot);
     let published = Arc::new(Published::new(snapshot));
     let shard_counters = Arc::new(PerShard::new(workers));
     let shards = dataplane::spawn(
@@ -116,6 +108,7 @@ impl Running {
         }
         match self.registry.build(&cfg) {
             Ok(next) => {
+                log_services(&next);
                 let (generation, services) = (next.generation, next.services.len());
                 self.published.publish(next);
                 tracing::info!(generation, services, "configuration reloaded");
@@ -150,5 +143,17 @@ impl Running {
             let _ = h.join();
         }
         tracing::info!("stopped");
+    }
+}
+
+fn log_services(snapshot: &crate::snapshot::Snapshot) {
+    for s in &snapshot.services {
+        tracing::info!(
+            service = %s.config.name,
+            listen = %s.local,
+            backends = s.backends.len(),
+            balance = ?s.config.balance,
+            "service listening"
+        );
     }
 }

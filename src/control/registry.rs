@@ -59,6 +59,7 @@ impl Registry {
         self.listeners.extend(fresh);
         self.generation += 1;
         let mut services = Vec::with_capacity(config.services.len());
+        let mut listeners = Vec::with_capacity(config.services.len());
         for svc in &config.services {
             let mut cfg = svc.clone();
             cfg.backends.sort_by_key(|b| b.addr);
@@ -81,14 +82,16 @@ impl Registry {
                     .entry(cfg.name.clone())
                     .or_insert_with(|| Arc::new(PerShard::new(shards))),
             );
+            let l = Arc::clone(&self.listeners[&svc.listen]);
             services.push(Arc::new(Service {
-                listeners: Arc::clone(&self.listeners[&svc.listen]),
+                local: l.local,
                 config: cfg,
                 backends,
                 selector,
                 counters,
                 cursors: PerShard::new(self.shards),
             }));
+            listeners.push(l);
         }
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.
@@ -106,6 +109,7 @@ impl Registry {
             generation: self.generation,
             server: config.server.clone(),
             services,
+            listeners,
             draining: false,
         })
     }
@@ -119,6 +123,7 @@ impl Registry {
             generation: self.generation,
             server: last.server.clone(),
             services: Vec::new(),
+            listeners: Vec::new(),
             draining: true,
         }
     }

@@ -134,11 +134,11 @@ impl Shard {
         for (i, slot) in self.listeners.iter_mut().enumerate() {
             let Some(s) = slot else { continue };
             match snap
-                .services
+                .listeners
                 .iter()
-                .find(|svc| Arc::ptr_eq(&svc.listeners, &s.listeners))
+                .position(|l| Arc::ptr_eq(l, &s.listeners))
             {
-                Some(svc) => s.service = Arc::clone(svc),
+                Some(k) => s.service = Arc::clone(&snap.services[k]),
                 None => {
                     let fd = s.listeners.sockets[self.ctx.id].as_raw_fd();
                     let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -147,12 +147,12 @@ impl Shard {
                 }
             }
         }
-        for svc in &snap.services {
+        for (svc, listeners) in snap.services.iter().zip(&snap.listeners) {
             let known = self
                 .listeners
                 .iter()
                 .flatten()
-                .any(|s| Arc::ptr_eq(&s.listeners, &svc.listeners));
+                .any(|s| Arc::ptr_eq(&s.listeners, listeners));
             if known {
                 continue;
             }
@@ -163,7 +163,7 @@ impl Shard {
                     self.listeners.len() - 1
                 }
             };
-            let fd = svc.listeners.sockets[self.ctx.id].as_raw_fd();
+            let fd = listeners.sockets[self.ctx.id].as_raw_fd();
             let token = Token(LISTENER_TAG | i);
             if let Err(e) =
                 self.poll
@@ -174,7 +174,7 @@ impl Shard {
                 continue;
             }
             self.listeners[i] = Some(ListenerSlot {
-                listeners: Arc::clone(&svc.listeners),
+                listeners: Arc::clone(listeners),
                 service: Arc::clone(svc),
             });
             // Edge-triggered: connections queued before registration raise no event.

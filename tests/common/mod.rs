@@ -1,0 +1,384 @@
+//! Test harness: real `sluice` processes, real backends, real sockets on loopback.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+/// Upper bound for anything a test waits for; tests fail rather than hang.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Poll `f` until it returns `Some`, or panic with `what` after [`PATIENCE`].
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `sluice run` with its config file and collected stderr.
+pub struct Sluice {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sluice {
+    /// Start with `config` (TOML). Returns once every service logged that it listens.
+    pub fn start(config: &str) -> Sluice {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[sluice] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let s = Sluice {
+            child,
+            dir,
+            config: path,
+            log,
+        };
+        let services = config.matches("[[service]]").count();
+        s.wait_log("shards started", |l| l.contains("starting shards"));
+        wait_for("services to listen", || {
+            (s.listening().len() >= services).then_some(())
+        });
+        s
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until a log line matches; panics (with the log) if the process exits first.
+    pub fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| f(l)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for log: {what}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Count log lines that match.
+    pub fn count_log(&self, f: impl Fn(&str) -> bool) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| f(l)).count()
+    }
+
+    /// `service name → bound address` from the "service listening" lines, latest wins.
+    pub fn listening(&self) -> Vec<(String, SocketAddr)> {
+        let mut out: Vec<(String, SocketAddr)> = Vec::new();
+        for l in self.log.lock().unwrap().iter() {
+            if !l.contains("service listening") {
+                continue;
+            }
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .map(str::to_owned)
+            };
+            if let (Some(name), Some(addr)) = (field("service="), field("listen=")) {
+                out.retain(|(n, _)| *n != name);
+                out.push((name, addr.parse().unwrap()));
+            }
+        }
+        out
+    }
+
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.listening()
+            .into_iter()
+            .find(|(n, _)| n == service)
+            .unwrap_or_else(|| panic!("service {service} not listening"))
+            .1
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Replace the config file and send SIGHUP; waits for the reload verdict.
+    pub fn reload(&self, config: &str) -> bool {
+        let ok_before = self.count_log(|l| l.contains("configuration reloaded"));
+        let bad_before = self.count_log(|l| l.contains("reload rejected"));
+        std::fs::write(&self.config, config).unwrap();
+        self.signal("HUP");
+        wait_for("reload verdict", || {
+            if self.count_log(|l| l.contains("configuration reloaded")) > ok_before {
+                Some(true)
+            } else if self.count_log(|l| l.contains("reload rejected")) > bad_before {
+                Some(false)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Wait for the process to exit (bounded).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_for("sluice to exit", || self.child.try_wait().unwrap())
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `[server]` section tests use, with the I/O backend under test.
+pub fn server(io: &str, extra: &str) -> String {
+    format!("[server]\nworkers = 2\nio = \"{io}\"\nshutdown_grace_ms = 5000\n{extra}\n")
+}
+
+pub fn service(name: &str, balance: &str, backends: &[SocketAddr]) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nbalance = \"{balance}\"\nbackends = [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// A test backend: a listener on an OS-chosen loopback port served by a thread per
+/// connection. Dropping it (or calling `kill`) closes the listener.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn spawn(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let (a, s) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let handle = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        a.fetch_add(1, Ordering::Relaxed);
+                        let h = Arc::clone(&handler);
+                        thread::Builder::new()
+                            .stack_size(128 * 1024)
+                            .spawn(move || h(c))
+                            .unwrap();
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Backend {
+            addr,
+            accepted,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Writes `name` and closes.
+    pub fn named(name: &'static str) -> Backend {
+        Backend::spawn(move |mut c| {
+            let _ = c.write_all(name.as_bytes());
+        })
+    }
+
+    /// Echoes every byte until the client half-closes, then half-closes too.
+    pub fn echo() -> Backend {
+        Backend::spawn(|mut c| {
+            let mut r = c.try_clone().unwrap();
+            let _ = std::io::copy(&mut r, &mut c);
+            let _ = c.shutdown(Shutdown::Write);
+        })
+    }
+
+    /// Stop accepting and close the listening socket: new connects are refused.
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// Connect, read to end of stream, return what arrived.
+pub fn fetch(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, PATIENCE)?;
+    s.set_read_timeout(Some(PATIENCE))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Send `msg` on `s` and read back exactly as many bytes.
+pub fn roundtrip(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    back
+}
+
+/// A deterministic byte stream (xorshift) and its running FNV-1a digest.
+pub struct Stream {
+    state: u64,
+}
+
+impl Stream {
+    pub fn new(seed: u64) -> Stream {
+        Stream { state: seed | 1 }
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let b = self.state.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+pub fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *hash ^= u64::from(b);
+        *hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Write `total` bytes of stream `seed` to `w`, then half-close.
+pub fn send_stream(mut w: TcpStream, seed: u64, total: usize) -> u64 {
+    let mut s = Stream::new(seed);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut h = FNV_START;
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(buf.len());
+        s.fill(&mut buf[..n]);
+        fnv(&mut h, &buf[..n]);
+        w.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+    w.shutdown(Shutdown::Write).unwrap();
+    h
+}
+
+/// Read `r` to end of stream; returns (bytes, digest).
+pub fn drain_stream(mut r: TcpStream) -> (usize, u64) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut h = FNV_START;
+    let mut total = 0;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (total, h),
+            Ok(n) => {
+                fnv(&mut h, &buf[..n]);
+                total += n;
+            }
+            Err(e) => panic!("stream read failed after {total} bytes: {e}"),
+        }
+    }
+}
+
+/// The digest of `total` bytes of stream `seed`, computed locally.
+pub fn expected_digest(seed: u64, total: usize) -> u64 {
+    let mut s = Stream::new(seed);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut h = FNV_START;
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(buf.len());
+        s.fill(&mut buf[..n]);
+        fnv(&mut h, &buf[..n]);
+        left -= n;
+    }
+    h
+}
+
+/// A channel-reporting backend for bulk tests: sends `total` bytes of stream 2 while
+/// reading the client's bytes to the end; reports (bytes received, digest).
+pub fn bulk_backend(total: usize) -> (Backend, mpsc::Receiver<(usize, u64)>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let b = Backend::spawn(move |c| {
+        let w = c.try_clone().unwrap();
+        let sender = thread::spawn(move || send_stream(w, 2, total));
+        let got = drain_stream(c);
+        sender.join().unwrap();
+        tx.lock().unwrap().send(got).unwrap();
+    });
+    (b, rx)
+}
+
+/// Run the test body once per I/O backend.
+#[macro_export]
+macro_rules! both_io {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $( #[test] fn $name() { super::$name("uring") } )*
+        }
+        mod epoll {
+            $( #[test] fn $name() { super::$name("epoll") } )*
+        }
+    };
+}

@@ -1,0 +1,239 @@
+//! L4 forwarding end to end: a real `sluice run` between real sockets on loopback,
+//! once per I/O backend.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::thread;
+
+both_io!(
+    short_connections_reach_both_backends,
+    bulk_recv_send_path_is_intact,
+    bulk_splice_path_is_intact,
+    half_close_keeps_the_other_direction,
+    backend_reset_resets_the_client,
+    two_thousand_concurrent_connections,
+    dead_backend_costs_no_connection,
+    reload_keeps_established_connections,
+    invalid_reload_keeps_serving,
+    sigterm_drains_then_exits_zero,
+    max_connections_refuses_the_excess,
+);
+
+fn short_connections_reach_both_backends(io: &str) {
+    let a = Backend::named("alpha");
+    let b = Backend::named("beta");
+    let cfg = server(io, "") + &service("vip", "maglev", &[a.addr, b.addr]);
+    let lb = Sluice::start(&cfg);
+    let vip = lb.addr("vip");
+    let mut seen = HashSet::new();
+    for _ in 0..200 {
+        let got = fetch(vip).expect("connection through the VIP");
+        assert!(got == "alpha" || got == "beta", "unexpected answer {got:?}");
+        seen.insert(got);
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "Maglev on the tuple spreads clients over both backends"
+    );
+    assert_eq!(a.accepted() + b.accepted(), 200);
+}
+
+const BULK: usize = 64 << 20;
+
+fn bulk(io: &str, splice: &str) {
+    let (b, results) = bulk_backend(BULK);
+    let cfg = server(io, &format!("splice = \"{splice}\"")) + &service("bulk", "maglev", &[b.addr]);
+    let lb = Sluice::start(&cfg);
+    let c = connect(lb.addr("bulk"));
+    let w = c.try_clone().unwrap();
+    let sender = thread::spawn(move || send_stream(w, 1, BULK));
+    let (down_bytes, down_digest) = drain_stream(c);
+    let up_digest = sender.join().unwrap();
+    assert_eq!(down_bytes, BULK, "backend → client byte count");
+    assert_eq!(
+        down_digest,
+        expected_digest(2, BULK),
+        "backend → client bytes intact"
+    );
+    let (up_bytes, got_up_digest) = results.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(up_bytes, BULK, "client → backend byte count");
+    assert_eq!(got_up_digest, up_digest, "client → backend bytes intact");
+}
+
+fn bulk_recv_send_path_is_intact(io: &str) {
+    bulk(io, "never");
+}
+
+fn bulk_splice_path_is_intact(io: &str) {
+    bulk(io, "always");
+}
+
+fn half_close_keeps_the_other_direction(io: &str) {
+    // The backend reads to end of stream first, then answers: only a forwarded FIN
+    // (with the reverse direction still open) lets the answer through.
+    let b = Backend::spawn(|mut c| {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        c.write_all(format!("got {} bytes", got.len()).as_bytes())
+            .unwrap();
+    });
+    let lb = Sluice::start(&(server(io, "") + &service("hc", "roundrobin", &[b.addr])));
+    let mut c = connect(lb.addr("hc"));
+    c.write_all(b"hello, half-closed world").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "got 24 bytes");
+}
+
+fn backend_reset_resets_the_client(io: &str) {
+    let b = Backend::spawn(|mut c| {
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).unwrap();
+        let s = socket2::SockRef::from(&c);
+        s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        drop(c); // RST
+    });
+    let lb = Sluice::start(&(server(io, "") + &service("rst", "roundrobin", &[b.addr])));
+    let mut c = connect(lb.addr("rst"));
+    c.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 16];
+    let err = c
+        .read(&mut buf)
+        .expect_err("the client sees the reset, not a clean end");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+}
+
+fn two_thousand_concurrent_connections(io: &str) {
+    let b = Backend::echo();
+    let lb = Sluice::start(&(server(io, "") + &service("many", "leastconn", &[b.addr])));
+    let vip = lb.addr("many");
+    // All open at once, then each used.
+    let mut conns: Vec<_> = (0..2000).map(|_| connect(vip)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let msg = format!("connection {i}");
+        assert_eq!(roundtrip(c, msg.as_bytes()), msg.as_bytes());
+    }
+    for c in &conns {
+        c.shutdown(Shutdown::Write).unwrap();
+    }
+    for mut c in conns {
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+    assert_eq!(b.accepted(), 2000);
+}
+
+fn dead_backend_costs_no_connection(io: &str) {
+    let mut a = Backend::named("alpha");
+    let b = Backend::named("beta");
+    let lb = Sluice::start(&(server(io, "") + &service("ha", "maglev", &[a.addr, b.addr])));
+    let vip = lb.addr("ha");
+    for _ in 0..20 {
+        fetch(vip).unwrap();
+    }
+    a.kill();
+    for i in 0..200 {
+        let got = fetch(vip).unwrap_or_else(|e| panic!("connection {i} failed: {e}"));
+        assert_eq!(got, "beta", "connection {i} reached the survivor");
+    }
+}
+
+fn reload_keeps_established_connections(io: &str) {
+    let old = Backend::echo();
+    let new = Backend::named("new");
+    let lb = Sluice::start(&(server(io, "") + &service("svc", "maglev", &[old.addr])));
+    let vip = lb.addr("svc");
+    let mut conns: Vec<_> = (0..100).map(|_| connect(vip)).collect();
+    for c in conns.iter_mut() {
+        assert_eq!(roundtrip(c, b"before"), b"before");
+    }
+    assert!(lb.reload(&(server(io, "") + &service("svc", "maglev", &[new.addr]))));
+    assert_eq!(
+        lb.addr("svc"),
+        vip,
+        "the listening socket survives the reload"
+    );
+    // Established connections keep their backend...
+    for c in conns.iter_mut() {
+        assert_eq!(roundtrip(c, b"after"), b"after");
+    }
+    // ...and new ones follow the new list.
+    for _ in 0..20 {
+        assert_eq!(fetch(vip).unwrap(), "new");
+    }
+    assert_eq!(old.accepted(), 100);
+}
+
+fn invalid_reload_keeps_serving(io: &str) {
+    let b = Backend::named("steady");
+    let good = server(io, "") + &service("svc", "maglev", &[b.addr]);
+    let lb = Sluice::start(&good);
+    let vip = lb.addr("svc");
+    assert!(!lb.reload("[server]\nworkers = \"two\"\n"));
+    lb.wait_log("the error names the file position", |l| {
+        l.contains("sluice.toml:2:11")
+    });
+    for _ in 0..10 {
+        assert_eq!(fetch(vip).unwrap(), "steady");
+    }
+}
+
+fn sigterm_drains_then_exits_zero(io: &str) {
+    let b = Backend::echo();
+    let mut lb = Sluice::start(&(server(io, "") + &service("svc", "roundrobin", &[b.addr])));
+    let vip = lb.addr("svc");
+    let mut c = connect(vip);
+    assert_eq!(roundtrip(&mut c, b"one"), b"one");
+    lb.signal("TERM");
+    lb.wait_log("draining", |l| l.contains("draining"));
+    // New connections are no longer accepted once the shards drop their listeners...
+    wait_for("the listener to close", || {
+        std::net::TcpStream::connect(vip).is_err().then_some(())
+    });
+    // ...while the established one still works.
+    assert_eq!(roundtrip(&mut c, b"two"), b"two");
+    assert!(
+        lb.child.try_wait().unwrap().is_none(),
+        "still running while a connection is open"
+    );
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let status = lb.wait_exit();
+    assert!(status.success(), "exit status {status}");
+}
+
+fn max_connections_refuses_the_excess(io: &str) {
+    let b = Backend::echo();
+    let cfg = format!("[server]\nworkers = 1\nio = \"{io}\"\nmax_connections = 3\n")
+        + &service("svc", "roundrobin", &[b.addr]);
+    let lb = Sluice::start(&cfg);
+    let vip = lb.addr("svc");
+    let mut held: Vec<_> = (0..3).map(|_| connect(vip)).collect();
+    for c in held.iter_mut() {
+        assert_eq!(roundtrip(c, b"x"), b"x");
+    }
+    // Past the limit a connection is closed at once, without reaching a backend.
+    let mut extra = connect(vip);
+    let _ = extra.write_all(b"y");
+    let mut buf = [0u8; 1];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the fourth connection is refused");
+    assert_eq!(b.accepted(), 3);
+    // Room again once one closes.
+    drop(held.pop());
+    let mut again = wait_for("a free connection slot", || {
+        let mut c = connect(vip);
+        c.write_all(b"z").ok()?;
+        let mut buf = [0u8; 1];
+        (c.read(&mut buf).ok()? == 1).then_some(c)
+    });
+    assert_eq!(roundtrip(&mut again, b"w"), b"w");
+}
