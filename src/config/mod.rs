@@ -150,8 +150,49 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
 }
 
 impl Config {
-    /// The effective configuration as TOML, every default filled in.
+    /// The effective configuration as TOML, every default filled in; it parses back to
+    /// the same `Config`.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serializes")
+        use std::fmt::Write;
+        #[derive(Serialize)]
+        struct Server<'a> {
+            server: &'a ServerConfig,
+        }
+        let mut out = toml::to_string(&Server {
+            server: &self.server,
+        })
+        .expect("serializes");
+        let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        for s in &self.services {
+            let backends: Vec<String> = s
+                .backends
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{{ addr = {}, weight = {} }}",
+                        q(&b.addr.to_string()),
+                        b.weight
+                    )
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "\n[[service]]\nname = {}\nmode = {}\nlisten = {}\nbalance = {}\nhash = {}\n\
+                 table_size = {}\nbackends = [\n    {},\n]\n",
+                q(&s.name),
+                word(&s.mode),
+                q(&s.listen.to_string()),
+                word(&s.balance),
+                word(&s.hash),
+                s.table_size,
+                backends.join(",\n    ")
+            );
+        }
+        out
     }
+}
+
+/// The TOML word of a unit enum value (its serde name).
+fn word<T: Serialize>(v: &T) -> String {
+    toml::Value::try_from(v).map_or_else(|_| String::new(), |w| w.to_string())
 }

@@ -127,7 +127,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         vec![ConfigError {
             span: e.span(),
-            message: e.message().trim_end().to_owned(),
+            message: e
+                .message()
+                .trim_end()
+                .replace("expected i64", "expected an integer"),
         }]
     })?;
     validate(raw)
@@ -169,13 +172,16 @@ fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
             let msg = format!("duplicate service name {:?}", s.name.get_ref());
             errs.push(ConfigError::at(s.name.span(), msg));
         }
-        let listen_span = s.listen.span();
-        if let Some(svc) = validate_service(s, span, &mut errs) {
+        // Checked apart from the rest so a duplicate is reported even when the service
+        // has other errors.
+        if let Ok(addr) = s.listen.get_ref().parse::<SocketAddr>() {
             // Port 0 asks the OS for a port, so two such services do not collide.
-            if svc.listen.port() != 0 && !listens.insert(svc.listen) {
-                let msg = format!("duplicate listen address {}", svc.listen);
-                errs.push(ConfigError::at(listen_span, msg));
+            if addr.port() != 0 && !listens.insert(addr) {
+                let msg = format!("duplicate listen address {addr}");
+                errs.push(ConfigError::at(s.listen.span(), msg));
             }
+        }
+        if let Some(svc) = validate_service(s, span, &mut errs) {
             services.push(svc);
         }
     }

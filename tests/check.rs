@@ -1,0 +1,223 @@
+//! `sluice check`: exit codes, the effective config, and exact error positions.
+
+mod common;
+
+use common::BIN;
+use std::process::Command;
+
+/// Run `sluice check` on `text`; returns (exit code, stdout, stderr with the temp path
+/// replaced by `FILE`).
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let p = path.display().to_string();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap().replace(&p, "FILE"),
+    )
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let (code, stdout, stderr) = check(text);
+    assert_eq!(code, 1, "invalid config must exit 1; stdout: {stdout}");
+    stderr.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn valid_file_prints_the_effective_config() {
+    let (code, out, err) = check(
+        "[server]\nworkers = 2\n\n[[service]]\nname = \"app2\"\nlisten = \"127.0.0.1:10000\"\n\
+         backends = [\"127.0.0.1:9002\", { addr = \"127.0.0.1:9001\", weight = 3 }]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "workers = 2",
+        "io = \"auto\"",
+        "max_connections = 100000",
+        "balance = \"maglev\"",
+        "hash = \"tuple\"",
+        "table_size = 65537",
+        "{ addr = \"127.0.0.1:9001\", weight = 3 },",
+        "{ addr = \"127.0.0.1:9002\", weight = 1 },",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim() == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    // The effective config is itself a valid config that prints the same.
+    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let (code2, out2, _) = check(&body);
+    assert_eq!(code2, 0);
+    assert_eq!(
+        out2.lines().skip(1).collect::<Vec<_>>(),
+        body.lines().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn wrong_type_is_located() {
+    assert_eq!(
+        errors("[server]\nworkers = \"two\"\n"),
+        ["FILE:2:11: invalid type: string \"two\", expected an integer"]
+    );
+    let e = errors("[[service]]\nname = \"a\"\nlisten = 10000\nbackends = [\"127.0.0.1:1\"]\n");
+    assert_eq!(
+        e,
+        ["FILE:3:10: invalid type: integer `10000`, expected a string"]
+    );
+}
+
+#[test]
+fn unknown_keys_are_located() {
+    let e = errors("[server]\nworkers = 2\ncolour = \"blue\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("FILE:3:1: unknown field `colour`"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n\
+         backends = [{ addr = \"127.0.0.1:2\", wieght = 3 }]\n",
+    );
+    assert_eq!(
+        e,
+        ["FILE:4:13: unknown field `wieght`, expected `addr` or `weight`"]
+    );
+    let e = errors("[sever]\nworkers = 2\n");
+    assert!(e[0].starts_with("FILE:1:2: unknown field `sever`"), "{e:?}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_positions() {
+    let text = "\
+[[service]]
+name = \"a\"
+listen = \"127.0.0.1:10000\"
+table_size = 65536
+backends = [\"127.0.0.1:9001\"]
+
+[[service]]
+name = \"b\"
+listen = \"127.0.0.1:10000\"
+backends = []
+
+[[service]]
+name = \"c\"
+listen = \"localhost:10001\"
+backends = [\"127.0.0.1:9001\", { addr = \"127.0.0.1:9002\", weight = 0 }, \"nope\", \"127.0.0.1:9001\"]
+";
+    assert_eq!(
+        errors(text),
+        [
+            "FILE:4:14: table_size must be prime, got 65536 (65537 is a good choice)",
+            "FILE:9:10: duplicate listen address 127.0.0.1:10000",
+            "FILE:10:12: backends must not be empty",
+            "FILE:14:10: listen must be IPv4:port or [IPv6]:port, got \"localhost:10001\"",
+            "FILE:15:31: backend weight must be between 1 and 1000, got 0",
+            "FILE:15:72: backend address must be IPv4:port or [IPv6]:port, got \"nope\"",
+            "FILE:15:80: duplicate backend 127.0.0.1:9001",
+        ]
+    );
+}
+
+#[test]
+fn bad_enum_value_and_syntax_are_located() {
+    let e = errors("[server]\nio = \"kqueue\"\n");
+    assert_eq!(
+        e,
+        ["FILE:2:6: unknown variant `kqueue`, expected one of `auto`, `uring`, `epoll`"]
+    );
+    let e = errors("[server\nworkers = 1\n");
+    assert_eq!(e, ["FILE:1:8: unclosed table, expected `]`"]);
+    let e = errors("[[service]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n");
+    assert_eq!(e, ["FILE:1:1: missing field `listen`"]);
+}
+
+#[test]
+fn missing_file_and_no_default() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/sluice.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("/nonexistent/sluice.toml: cannot read"),
+        "{err}"
+    );
+    // `run` without --config in a directory without sluice.toml names where it looked.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("./sluice.toml") && err.contains("/etc/sluice/sluice.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn default_file_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nbackends = [\"127.0.0.1:2\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("config=./sluice.toml"),
+        "says which file it used: {err}"
+    );
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sluice.example.toml");
+    let out = Command::new(BIN)
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let v = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8(v.stdout).unwrap().starts_with("sluice "));
+    for args in [
+        &["help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8(out.stdout).unwrap().contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
