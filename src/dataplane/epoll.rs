@@ -413,7 +413,7 @@ impl Shard {
             }
         }
         match result {
-            Pump::Blocked => {}
+            Pump::Blocked { .. } => {}
             Pump::Budget => self.again.push((idx, conn.serial, from)),
             Pump::Done => {
                 if conn.up.finished() && conn.down.finished() {

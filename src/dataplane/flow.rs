@@ -3,10 +3,10 @@
 
 use crate::config::SpliceMode;
 use crate::io::sys::{self, Pipe, PIPE_BYTES};
-use mio::net::TcpStream;
+use socket2::SockRef;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// Which socket of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +35,9 @@ impl Side {
 /// What a pump call ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pump {
-    /// A socket would block; its readiness event continues the flow.
-    Blocked,
+    /// A socket would block (the destination when `write`, else the source); its
+    /// readiness continues the flow.
+    Blocked { write: bool },
     /// The per-call budget ran out with work left.
     Budget,
     /// End of stream read and forwarded as a FIN.
@@ -58,9 +59,9 @@ pub struct Flow {
     pub bytes: u64,
 }
 
-fn fails(kind: ErrorKind) -> Pump {
+fn fails(kind: ErrorKind, write: bool) -> Pump {
     if kind == ErrorKind::WouldBlock {
-        Pump::Blocked
+        Pump::Blocked { write }
     } else {
         Pump::Reset
     }
@@ -104,8 +105,21 @@ impl Flow {
         }
     }
 
+    /// Count `n` bytes read from the source by someone else (the io_uring shard).
+    pub fn count(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
+    /// Forward the half-close to `dst`; the other direction stays open.
+    pub fn forward_fin(&mut self, dst: &impl AsFd) {
+        let _ = SockRef::from(dst).shutdown(Shutdown::Write);
+        self.read_eof = true;
+        self.shut = true;
+    }
+
     /// Move bytes from `src` to `dst` for at most `budget` reads.
-    pub fn pump(&mut self, src: &TcpStream, dst: &TcpStream, budget: usize) -> Pump {
+    pub fn pump(&mut self, src: &impl AsFd, dst: &impl AsFd, budget: usize) -> Pump {
+        let (src_ref, dst_ref) = (SockRef::from(src), SockRef::from(dst));
         if self.shut {
             return Pump::Done;
         }
@@ -113,17 +127,17 @@ impl Flow {
             // Flush what is waiting before reading more.
             if self.piped > 0 {
                 let p = self.pipe.as_ref().expect("piped bytes live in a pipe");
-                match sys::splice(p.read.as_raw_fd(), dst.as_raw_fd(), self.piped) {
+                match sys::splice(p.read.as_raw_fd(), dst_ref.as_raw_fd(), self.piped) {
                     Ok(n) => self.piped -= n,
-                    Err(e) => return fails(e.kind()),
+                    Err(e) => return fails(e.kind(), true),
                 }
                 continue;
             }
             if self.start < self.end {
                 let buf = self.buf.as_ref().expect("buffered bytes live in a buffer");
-                match (&*dst).write(&buf[self.start..self.end]) {
+                match (&*dst_ref).write(&buf[self.start..self.end]) {
                     Ok(n) => self.start += n,
-                    Err(e) => return fails(e.kind()),
+                    Err(e) => return fails(e.kind(), true),
                 }
                 if self.start == self.end {
                     self.start = 0;
@@ -132,22 +146,20 @@ impl Flow {
                 continue;
             }
             if self.read_eof {
-                // Forward the half-close; the other direction stays open.
-                let _ = dst.shutdown(Shutdown::Write);
-                self.shut = true;
+                self.forward_fin(dst);
                 return Pump::Done;
             }
             let read = match (&self.pipe, &mut self.buf) {
-                (Some(p), _) => sys::splice(src.as_raw_fd(), p.write.as_raw_fd(), PIPE_BYTES)
+                (Some(p), _) => sys::splice(src_ref.as_raw_fd(), p.write.as_raw_fd(), PIPE_BYTES)
                     .inspect(|&n| self.piped = n),
-                (None, Some(buf)) => (&*src).read(buf).inspect(|&n| self.end = n),
-                (None, None) => return Pump::Blocked,
+                (None, Some(buf)) => (&*src_ref).read(buf).inspect(|&n| self.end = n),
+                (None, None) => return Pump::Blocked { write: false },
             };
             match read {
                 Ok(0) => self.read_eof = true,
                 Ok(n) => self.bytes += n as u64,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return fails(e.kind()),
+                Err(e) => return fails(e.kind(), false),
             }
         }
         Pump::Budget

@@ -1,7 +1,687 @@
-//! The io_uring shard.
+//! The io_uring shard: completion-driven, one ring per shard thread.
+//!
+//! Per connection at most one operation is in flight per direction (a receive into a
+//! provided buffer, the send of that buffer, or a readiness poll for a spliced flow),
+//! plus the connect and its linked timeout. A connection's slot is freed only when its
+//! in-flight count is back to zero, so a completion never finds its slot reused.
 
-use super::ShardCtx;
+use super::flow::{Flow, Pump};
+use super::{ShardCtx, BUF_BYTES};
+use crate::balance::Attempt;
+use crate::io::sys;
+use crate::io::uring::{Completion, Ring, RingConfig};
+use crate::snapshot::{Listeners, Service};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn run(ctx: ShardCtx) -> std::io::Result<()> {
-    super::epoll::run(ctx)
+const RING_ENTRIES: u32 = 4096;
+const BUFFERS: u16 = 1024;
+/// Splice rounds per readiness before yielding to other connections.
+const PUMP_BUDGET: usize = 16;
+const ACCEPT_PAUSE_MS: u64 = 100;
+
+// user_data: operation in the top byte, direction in the next, slot in the low bits.
+const OP_ACCEPT: u64 = 1;
+const OP_CONNECT: u64 = 2;
+const OP_CONNECT_TIMEOUT: u64 = 3;
+const OP_RECV: u64 = 4;
+const OP_SEND: u64 = 5;
+const OP_POLL: u64 = 6;
+const OP_IGNORE: u64 = 7;
+
+fn ud(op: u64, dir: usize, idx: usize) -> u64 {
+    op << 56 | (dir as u64) << 48 | idx as u64
+}
+
+fn ud_parts(ud: u64) -> (u64, usize, usize) {
+    (
+        ud >> 56,
+        ((ud >> 48) & 0xff) as usize,
+        (ud & 0xffff_ffff_ffff) as usize,
+    )
+}
+
+/// Directions: 0 moves client → backend, 1 backend → client.
+const UP: usize = 0;
+const DOWN: usize = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Idle,
+    Recv,
+    Send {
+        bid: u16,
+        offset: u32,
+        len: u32,
+    },
+    Poll,
+    /// A receive found no free buffer; re-armed when one is recycled.
+    Starved,
+}
+
+struct ListenerSlot {
+    listeners: Arc<Listeners>,
+    service: Arc<Service>,
+    armed: bool,
+    /// Removed from the snapshot: waiting for the cancelled accept's last completion.
+    retired: bool,
+}
+
+struct Conn {
+    client: Socket,
+    client_addr: SocketAddr,
+    backend: Option<Socket>,
+    service: Arc<Service>,
+    backend_idx: usize,
+    attempt: Attempt,
+    connecting: bool,
+    connected: bool,
+    flows: [Flow; 2],
+    ops: [Op; 2],
+    inflight: u16,
+    /// Set once closing began; `true` closes with RSTs.
+    closing: Option<bool>,
+    last_active_ms: u64,
+}
+
+impl Conn {
+    fn src(&self, dir: usize) -> &Socket {
+        if dir == UP {
+            &self.client
+        } else {
+            self.backend.as_ref().expect("connected")
+        }
+    }
+
+    fn dst(&self, dir: usize) -> &Socket {
+        self.src(1 - dir)
+    }
+}
+
+struct Shard {
+    ctx: ShardCtx,
+    ring: Ring,
+    listeners: Vec<Option<ListenerSlot>>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    pipes: Vec<sys::Pipe>,
+    starved: VecDeque<(usize, usize)>,
+    accept_paused_until_ms: Option<u64>,
+    last_sweep_ms: u64,
+    completions: Vec<Completion>,
+}
+
+pub fn run(ctx: ShardCtx) -> io::Result<()> {
+    let slots = ctx.conn_limit;
+    let ring = Ring::new(RingConfig {
+        entries: RING_ENTRIES,
+        buffers: BUFFERS,
+        buffer_bytes: BUF_BYTES as u32,
+        slots,
+    })?;
+    tracing::debug!(shard = ctx.id, setup = ring.setup, "io_uring ready");
+    let mut shard = Shard {
+        ctx,
+        ring,
+        listeners: Vec::new(),
+        // Fixed capacity: slots are indexed by in-flight operations.
+        conns: Vec::with_capacity(slots),
+        free: Vec::new(),
+        live: 0,
+        pipes: Vec::new(),
+        starved: VecDeque::new(),
+        accept_paused_until_ms: None,
+        last_sweep_ms: 0,
+        completions: Vec::with_capacity(RING_ENTRIES as usize * 4),
+    };
+    shard.apply_server_settings();
+    shard.sync_listeners();
+    shard.event_loop()
+}
+
+impl Shard {
+    fn event_loop(&mut self) -> io::Result<()> {
+        loop {
+            let busy =
+                self.ctx.draining_since_ms.is_some() || self.accept_paused_until_ms.is_some();
+            let timeout = Duration::from_millis(if busy { 50 } else { 1000 });
+            self.ring.submit_and_wait(timeout)?;
+            self.ctx.tick();
+            if self.ctx.refresh() {
+                self.apply_server_settings();
+                self.sync_listeners();
+            }
+            let mut batch = std::mem::take(&mut self.completions);
+            self.ring.drain(&mut batch);
+            for c in batch.drain(..) {
+                self.dispatch(c);
+            }
+            self.completions = batch;
+            self.feed_starved();
+            self.timers();
+            if self.ctx.draining_since_ms.is_some() {
+                if self.ctx.grace_over() {
+                    for idx in 0..self.conns.len() {
+                        self.close(idx, false);
+                    }
+                }
+                if self.live == 0 && self.listeners.iter().all(Option::is_none) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn apply_server_settings(&mut self) {
+        let ms = self.ctx.snapshot.server.connect_timeout_ms;
+        self.ring.set_connect_timeout(Duration::from_millis(ms));
+    }
+
+    fn dispatch(&mut self, c: Completion) {
+        let (op, dir, idx) = ud_parts(c.user_data);
+        match op {
+            OP_ACCEPT => self.on_accept(idx, c),
+            OP_IGNORE => {}
+            _ => {
+                let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                    debug_assert!(false, "completion for a free slot");
+                    return;
+                };
+                conn.inflight -= 1;
+                if conn.closing.is_some() {
+                    // Buffers that arrive for a closing connection go straight back.
+                    if let Some(bid) = c.buffer() {
+                        self.ring.took_buffer();
+                        self.ring.recycle(bid);
+                    }
+                    if let Op::Send { bid, .. } = conn.ops[dir] {
+                        if op == OP_SEND {
+                            self.ring.recycle(bid);
+                        }
+                    }
+                    if op == OP_RECV || op == OP_SEND || op == OP_POLL {
+                        conn.ops[dir] = Op::Idle;
+                    }
+                    self.finish_close(idx);
+                    return;
+                }
+                match op {
+                    OP_CONNECT => self.on_connect(idx, c.result),
+                    OP_CONNECT_TIMEOUT => {}
+                    OP_RECV => self.on_recv(idx, dir, c),
+                    OP_SEND => self.on_send(idx, dir, c.result),
+                    OP_POLL => self.pump_splice(idx, dir),
+                    _ => debug_assert!(false, "unknown operation {op}"),
+                }
+            }
+        }
+    }
+
+    /// Make the armed listeners match the snapshot's services.
+    fn sync_listeners(&mut self) {
+        let snap = Arc::clone(&self.ctx.snapshot);
+        for slot in self.listeners.iter_mut().flatten() {
+            if slot.retired {
+                continue;
+            }
+            match snap
+                .listeners
+                .iter()
+                .position(|l| Arc::ptr_eq(l, &slot.listeners))
+            {
+                Some(k) => slot.service = Arc::clone(&snap.services[k]),
+                None => slot.retired = true,
+            }
+        }
+        for i in 0..self.listeners.len() {
+            let Some(slot) = &self.listeners[i] else {
+                continue;
+            };
+            if slot.retired {
+                if slot.armed {
+                    self.ring.cancel(ud(OP_ACCEPT, 0, i), ud(OP_IGNORE, 0, 0));
+                } else {
+                    self.listeners[i] = None;
+                }
+            }
+        }
+        for (svc, listeners) in snap.services.iter().zip(&snap.listeners) {
+            let known = self
+                .listeners
+                .iter()
+                .flatten()
+                .any(|s| !s.retired && Arc::ptr_eq(&s.listeners, listeners));
+            if known {
+                continue;
+            }
+            let i = match self.listeners.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    self.listeners.push(None);
+                    self.listeners.len() - 1
+                }
+            };
+            self.listeners[i] = Some(ListenerSlot {
+                listeners: Arc::clone(listeners),
+                service: Arc::clone(svc),
+                armed: false,
+                retired: false,
+            });
+            self.arm_accept(i);
+        }
+    }
+
+    fn arm_accept(&mut self, i: usize) {
+        let Some(slot) = self.listeners[i].as_mut() else {
+            return;
+        };
+        if slot.armed || slot.retired || self.accept_paused_until_ms.is_some() {
+            return;
+        }
+        slot.armed = true;
+        let fd = slot.listeners.sockets[self.ctx.id].as_raw_fd();
+        self.ring.accept_multi(fd, ud(OP_ACCEPT, 0, i));
+    }
+
+    fn on_accept(&mut self, i: usize, c: Completion) {
+        let Some(slot) = self.listeners.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if !c.more() {
+            slot.armed = false;
+        }
+        let service = Arc::clone(&slot.service);
+        let retired = slot.retired;
+        if retired && !slot.armed {
+            self.listeners[i] = None; // the socket closes once no snapshot holds it
+        }
+        match c.accepted() {
+            Some(fd) if !retired => {
+                self.ctx.stats().accepts.inc();
+                self.on_client(fd, &service);
+            }
+            Some(_) => {} // accepted while being retired: closed by the drop
+            None => {
+                let err = -c.result;
+                if err != libc::ECANCELED {
+                    self.ctx.stats().accept_errors.inc();
+                }
+                if matches!(
+                    err,
+                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+                ) {
+                    // Out of descriptors: stop accepting for a moment rather than spin.
+                    self.ctx.stats().accept_paused.inc();
+                    tracing::warn!(shard = self.ctx.id, errno = err, "accept paused");
+                    self.accept_paused_until_ms = Some(self.ctx.now_ms + ACCEPT_PAUSE_MS);
+                }
+            }
+        }
+        if !retired {
+            self.arm_accept(i);
+        }
+    }
+
+    fn on_client(&mut self, fd: OwnedFd, service: &Arc<Service>) {
+        let counters = service.counters.shard(self.ctx.id);
+        if self.live >= self.ctx.conn_limit {
+            counters.refused_limit.inc();
+            return; // dropping `fd` closes it
+        }
+        let client = Socket::from(fd);
+        let Ok(client_addr) = client.peer_addr().map(|a| a.as_socket()) else {
+            return;
+        };
+        let Some(client_addr) = client_addr else {
+            return;
+        };
+        let _ = client.set_tcp_nodelay(true);
+        counters.accepted.inc();
+        counters.active.inc();
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                assert!(
+                    self.conns.len() < self.conns.capacity(),
+                    "slab is fixed size"
+                );
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        self.conns[idx] = Some(Conn {
+            client,
+            client_addr,
+            backend: None,
+            service: Arc::clone(service),
+            backend_idx: 0,
+            attempt: Attempt::default(),
+            connecting: false,
+            connected: false,
+            flows: [Flow::default(), Flow::default()],
+            ops: [Op::Idle, Op::Idle],
+            inflight: 0,
+            closing: None,
+            last_active_ms: self.ctx.now_ms,
+        });
+        self.live += 1;
+        self.connect_next(idx);
+    }
+
+    /// Try the next backend; with none left, close the client.
+    fn connect_next(&mut self, idx: usize) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let Some(b) = self
+            .ctx
+            .pick(&conn.service, conn.client_addr, &mut conn.attempt)
+        else {
+            conn.service.counters.shard(self.ctx.id).no_backend.inc();
+            tracing::debug!(client = %conn.client_addr, "no backend left");
+            self.close(idx, false);
+            return;
+        };
+        conn.backend_idx = b;
+        let addr = conn.service.backends[b].addr;
+        let domain = Domain::for_address(addr);
+        match Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)) {
+            Ok(s) => {
+                let _ = s.set_tcp_nodelay(true);
+                let fd = s.as_raw_fd();
+                conn.backend = Some(s);
+                conn.connecting = true;
+                conn.inflight += 2;
+                let (c, t) = (ud(OP_CONNECT, 0, idx), ud(OP_CONNECT_TIMEOUT, 0, idx));
+                self.ring.connect(idx, fd, addr, c, t);
+            }
+            Err(e) => {
+                // Out of descriptors or memory: not the backend's fault.
+                tracing::warn!(error = %e, "cannot create backend socket");
+                self.ctx.stats().accept_errors.inc();
+                self.close(idx, false);
+            }
+        }
+    }
+
+    fn on_connect(&mut self, idx: usize, result: i32) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        conn.connecting = false;
+        let backend = &conn.service.backends[conn.backend_idx];
+        let counters = backend.counters.shard(self.ctx.id);
+        if result < 0 {
+            counters.connect_errors.inc();
+            // The linked timeout cancels the connect: ECANCELED means it timed out.
+            let timed_out = -result == libc::ECANCELED;
+            if timed_out {
+                counters.connect_timeouts.inc();
+            }
+            tracing::debug!(backend = %backend.addr, errno = -result, "backend connect failed, marked down");
+            self.ctx.mark_down(&conn.service, conn.backend_idx);
+            conn.backend = None;
+            self.connect_next(idx);
+            return;
+        }
+        conn.connected = true;
+        counters.connections.inc();
+        counters.active.inc();
+        self.arm(idx, UP);
+        self.arm(idx, DOWN);
+    }
+
+    /// Start the next read of direction `dir`: a buffered receive, or a readiness poll
+    /// when the flow is (or now becomes) spliced.
+    fn arm(&mut self, idx: usize, dir: usize) {
+        let splice = self.ctx.snapshot.server.splice;
+        let threshold = self.ctx.snapshot.server.splice_threshold_bytes;
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let flow = &mut conn.flows[dir];
+        if flow.wants_splice(splice, threshold) {
+            flow.pipe = self.pipes.pop().or_else(|| sys::Pipe::new().ok());
+            if flow.pipe.is_some() {
+                self.ctx.stats().spliced_flows.inc();
+            }
+        }
+        let fd = conn.src(dir).as_raw_fd();
+        conn.inflight += 1;
+        if conn.flows[dir].pipe.is_some() {
+            conn.ops[dir] = Op::Poll;
+            self.ring.poll(fd, libc::POLLIN, ud(OP_POLL, dir, idx));
+        } else {
+            conn.ops[dir] = Op::Recv;
+            self.ring.recv(fd, ud(OP_RECV, dir, idx));
+        }
+    }
+
+    fn on_recv(&mut self, idx: usize, dir: usize, c: Completion) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        conn.ops[dir] = Op::Idle;
+        match c.result {
+            n if n > 0 => {
+                let bid = c.buffer().expect("a receive with data has a buffer");
+                self.ring.took_buffer();
+                conn.last_active_ms = self.ctx.now_ms;
+                conn.ops[dir] = Op::Send {
+                    bid,
+                    offset: 0,
+                    len: n as u32,
+                };
+                conn.inflight += 1;
+                let fd = conn.dst(dir).as_raw_fd();
+                self.ring.send(fd, bid, 0, n as u32, ud(OP_SEND, dir, idx));
+            }
+            0 => self.end_of_input(idx, dir),
+            e if -e == libc::ENOBUFS => {
+                conn.ops[dir] = Op::Starved;
+                self.starved.push_back((idx, dir));
+            }
+            _ => self.reset(idx),
+        }
+    }
+
+    fn on_send(&mut self, idx: usize, dir: usize, result: i32) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let Op::Send { bid, offset, len } = conn.ops[dir] else {
+            unreachable!("send completion without a send");
+        };
+        if result <= 0 {
+            conn.ops[dir] = Op::Idle;
+            self.ring.recycle(bid);
+            self.reset(idx);
+            return;
+        }
+        let sent = result as u32;
+        if sent < len {
+            conn.ops[dir] = Op::Send {
+                bid,
+                offset: offset + sent,
+                len: len - sent,
+            };
+            conn.inflight += 1;
+            let fd = conn.dst(dir).as_raw_fd();
+            self.ring
+                .send(fd, bid, offset + sent, len - sent, ud(OP_SEND, dir, idx));
+            return;
+        }
+        conn.ops[dir] = Op::Idle;
+        self.ring.recycle(bid);
+        let total = u64::from(offset + sent);
+        conn.flows[dir].count(total);
+        count_bytes(&self.ctx, conn, dir, total);
+        self.arm(idx, dir);
+    }
+
+    /// A spliced flow's socket is ready: move what can move, then wait again.
+    fn pump_splice(&mut self, idx: usize, dir: usize) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        conn.ops[dir] = Op::Idle;
+        let before = conn.flows[dir].bytes;
+        let (src, dst) = (conn.src(dir).as_raw_fd(), conn.dst(dir).as_raw_fd());
+        let result = {
+            let (src_sock, dst_sock) = if dir == UP {
+                (&conn.client, conn.backend.as_ref().expect("connected"))
+            } else {
+                (conn.backend.as_ref().expect("connected"), &conn.client)
+            };
+            conn.flows[dir].pump(src_sock, dst_sock, PUMP_BUDGET)
+        };
+        let moved = conn.flows[dir].bytes - before;
+        if moved > 0 {
+            conn.last_active_ms = self.ctx.now_ms;
+            count_bytes(&self.ctx, conn, dir, moved);
+        }
+        match result {
+            Pump::Blocked { write } => {
+                conn.ops[dir] = Op::Poll;
+                conn.inflight += 1;
+                let (fd, ev) = if write {
+                    (dst, libc::POLLOUT)
+                } else {
+                    (src, libc::POLLIN)
+                };
+                self.ring.poll(fd, ev, ud(OP_POLL, dir, idx));
+            }
+            Pump::Budget => {
+                // Readiness polls are level-triggered: this one fires at once.
+                conn.ops[dir] = Op::Poll;
+                conn.inflight += 1;
+                self.ring.poll(src, libc::POLLIN, ud(OP_POLL, dir, idx));
+            }
+            Pump::Done => self.after_fin(idx),
+            Pump::Reset => self.reset(idx),
+        }
+    }
+
+    /// The source of `dir` ended: forward the FIN, keep the other direction open.
+    fn end_of_input(&mut self, idx: usize, dir: usize) {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let dst = if dir == UP {
+            conn.backend.as_ref().expect("connected")
+        } else {
+            &conn.client
+        };
+        conn.flows[dir].forward_fin(dst);
+        self.after_fin(idx);
+    }
+
+    fn after_fin(&mut self, idx: usize) {
+        let conn = self.conns[idx].as_ref().expect("live connection");
+        if conn.flows[UP].finished() && conn.flows[DOWN].finished() {
+            self.close(idx, false);
+        }
+    }
+
+    fn reset(&mut self, idx: usize) {
+        self.ctx.stats().resets.inc();
+        self.close(idx, true);
+    }
+
+    /// Begin closing: cancel what is in flight; the slot is freed when it all completed.
+    fn close(&mut self, idx: usize, reset: bool) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.closing.is_some() {
+            return;
+        }
+        conn.closing = Some(reset);
+        if conn.inflight > 0 {
+            self.ring
+                .cancel_fd(conn.client.as_raw_fd(), ud(OP_IGNORE, 0, 0));
+            if let Some(b) = &conn.backend {
+                self.ring.cancel_fd(b.as_raw_fd(), ud(OP_IGNORE, 0, 0));
+            }
+        }
+        self.finish_close(idx);
+    }
+
+    /// Free the slot once nothing is in flight for it.
+    fn finish_close(&mut self, idx: usize) {
+        let conn = self.conns[idx].as_ref().expect("closing connection");
+        if conn.inflight > 0 {
+            return;
+        }
+        let mut conn = self.conns[idx].take().expect("closing connection");
+        self.free.push(idx);
+        self.live -= 1;
+        conn.service.counters.shard(self.ctx.id).active.dec();
+        if conn.connected {
+            conn.service.backends[conn.backend_idx]
+                .counters
+                .shard(self.ctx.id)
+                .active
+                .dec();
+        }
+        if conn.closing == Some(true) {
+            sys::set_linger_zero(conn.client.as_raw_fd());
+            if let Some(b) = &conn.backend {
+                sys::set_linger_zero(b.as_raw_fd());
+            }
+        }
+        for flow in &mut conn.flows {
+            if let Some(p) = flow.take_reusable_pipe() {
+                self.pipes.push(p);
+            }
+        }
+        // Dropping the sockets closes them.
+    }
+
+    /// Re-arm receives that found no buffer, as far as buffers allow.
+    fn feed_starved(&mut self) {
+        while self.ring.free_buffers() > 0 {
+            let Some((idx, dir)) = self.starved.pop_front() else {
+                return;
+            };
+            let ok = self.conns[idx]
+                .as_ref()
+                .is_some_and(|c| c.closing.is_none() && c.ops[dir] == Op::Starved);
+            if ok {
+                self.arm(idx, dir);
+            }
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = self.ctx.now_ms;
+        if self.accept_paused_until_ms.is_some_and(|t| now >= t) {
+            self.accept_paused_until_ms = None;
+            for i in 0..self.listeners.len() {
+                self.arm_accept(i);
+            }
+        }
+        if now < self.last_sweep_ms + 1000 {
+            return;
+        }
+        self.last_sweep_ms = now;
+        let idle_ms = self.ctx.snapshot.server.idle_timeout_ms;
+        for idx in 0..self.conns.len() {
+            let expired = self.conns[idx].as_ref().is_some_and(|c| {
+                c.connected
+                    && c.closing.is_none()
+                    && now.saturating_sub(c.last_active_ms) >= idle_ms
+            });
+            if expired {
+                self.ctx.stats().idle_timeouts.inc();
+                self.close(idx, false);
+            }
+        }
+    }
+}
+
+fn count_bytes(ctx: &ShardCtx, conn: &Conn, dir: usize, n: u64) {
+    let b = conn.service.backends[conn.backend_idx]
+        .counters
+        .shard(ctx.id);
+    let s = conn.service.counters.shard(ctx.id);
+    if dir == UP {
+        b.bytes_in.add(n);
+        s.bytes_in.add(n);
+    } else {
+        b.bytes_out.add(n);
+        s.bytes_out.add(n);
+    }
 }

@@ -1,9 +1,396 @@
-//! io_uring setup and operations.
+//! io_uring: ring setup, the provided-buffer ring and the operations the shards use.
+//!
+//! The safe methods here take only descriptors, buffer ids and slot numbers; every
+//! piece of memory the kernel reads or writes (buffers, socket addresses, timeouts) is
+//! owned by [`Ring`] and outlives the operations that use it: the ring is torn down
+//! (cancelling whatever is in flight) before that memory is freed.
 #![allow(unsafe_code)]
 
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
 
 /// Whether this process may create an io_uring (kernel support, sysctl, seccomp).
 pub fn probe() -> io::Result<()> {
-    io_uring::IoUring::new(8).map(drop)
+    IoUring::new(8).map(drop)
+}
+
+/// The buffer group id of the shard's provided-buffer ring.
+const BGID: u16 = 0;
+
+/// One completion, copied out of the completion queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    /// The provided buffer the kernel filled, if any.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+
+    /// A multishot operation stays armed.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// Take ownership of the descriptor an accept completion carries.
+    pub fn accepted(&self) -> Option<OwnedFd> {
+        // SAFETY: callers use this only on accept completions; a non-negative result is
+        // a descriptor the kernel just installed for this process and nobody else owns.
+        (self.result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(self.result) })
+    }
+}
+
+/// Provided buffers: `count` buffers of `size` bytes handed to the kernel through a
+/// buffer ring. A buffer belongs to the kernel until a receive completes into it, then
+/// to the shard until [`Ring::recycle`] gives it back.
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    entries_len: usize,
+    mask: u16,
+    tail: u16,
+    /// The buffers, `count * size` bytes from `Box::into_raw`; only ever used through
+    /// raw pointers since the kernel writes into them.
+    memory: *mut u8,
+    memory_len: usize,
+    size: u32,
+}
+
+impl BufRing {
+    fn new(count: u16, size: u32) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two() && count <= 32768);
+        let entries_len = usize::from(count) * std::mem::size_of::<types::BufRingEntry>();
+        // SAFETY: an anonymous private mapping; the kernel requires page alignment, which
+        // mmap gives. Checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                entries_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let memory_len = usize::from(count) * size as usize;
+        let memory = Box::into_raw(vec![0u8; memory_len].into_boxed_slice()).cast::<u8>();
+        let mut ring = BufRing {
+            entries: ptr.cast(),
+            entries_len,
+            mask: count - 1,
+            tail: 0,
+            memory,
+            memory_len,
+            size,
+        };
+        for bid in 0..count {
+            ring.push(bid);
+        }
+        ring.publish();
+        Ok(ring)
+    }
+
+    fn push(&mut self, bid: u16) {
+        let addr = self.addr(bid, 0) as u64;
+        let i = usize::from(self.tail & self.mask);
+        // SAFETY: `i` is within the mapping of `mask + 1` entries; the kernel reads only
+        // entries below the published tail, and this one is not published yet.
+        let e = unsafe { &mut *self.entries.add(i) };
+        e.set_addr(addr);
+        e.set_len(self.size);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field lives in the first entry of our mapping; the kernel reads
+        // it concurrently, so it is written with an atomic release store.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn addr(&self, bid: u16, offset: u32) -> *const u8 {
+        let start = usize::from(bid) * self.size as usize + offset as usize;
+        assert!(start < self.memory_len);
+        // SAFETY: `start` is within the allocation (checked above).
+        unsafe { self.memory.add(start) }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created in `new` with this length and is unmapped once;
+        // the buffers came from `Box::into_raw` of a slice of `memory_len` bytes.
+        unsafe {
+            libc::munmap(self.entries.cast(), self.entries_len);
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.memory,
+                self.memory_len,
+            )));
+        }
+    }
+}
+
+/// A shard's io_uring with the memory its operations use.
+pub struct Ring {
+    // Field order is drop order: the ring goes first, cancelling in-flight operations,
+    // before the memory they point at is freed.
+    ring: IoUring,
+    bufs: BufRing,
+    free_bufs: usize,
+    /// Socket addresses for connects, one per connection slot.
+    addrs: Box<[libc::sockaddr_storage]>,
+    /// The connect timeout, shared by every connect's linked timeout.
+    connect_timeout: Box<types::Timespec>,
+    wait_timeout: Box<types::Timespec>,
+    /// How the ring was set up, for the log.
+    pub setup: &'static str,
+}
+
+/// Applies one set of setup flags to a ring builder.
+type SetupFn = fn(&mut io_uring::Builder);
+
+/// Ring geometry for one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct RingConfig {
+    pub entries: u32,
+    pub buffers: u16,
+    pub buffer_bytes: u32,
+    /// Connection slots (one socket address each).
+    pub slots: usize,
+}
+
+impl Ring {
+    pub fn new(cfg: RingConfig) -> io::Result<Ring> {
+        let cq = cfg.entries * 4;
+        // Newest setup first: single issuer with deferred task running (6.1+), then
+        // cooperative task running (5.19+), then plain.
+        let attempts: [(&'static str, SetupFn); 3] = [
+            ("single-issuer, defer-taskrun", |b| {
+                b.setup_single_issuer().setup_defer_taskrun();
+            }),
+            ("coop-taskrun", |b| {
+                b.setup_coop_taskrun();
+            }),
+            ("plain", |_| {}),
+        ];
+        let mut last = None;
+        for (setup, apply) in attempts {
+            let mut b = IoUring::builder();
+            b.setup_cqsize(cq).setup_submit_all();
+            apply(&mut b);
+            match b.build(cfg.entries) {
+                Ok(ring) => return Ring::with(ring, cfg, setup),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
+    }
+
+    fn with(ring: IoUring, cfg: RingConfig, setup: &'static str) -> io::Result<Ring> {
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::other(
+                "io_uring lacks EXT_ARG (kernel 5.11+ needed)",
+            ));
+        }
+        let bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes)?;
+        // SAFETY: the ring entries live in `bufs`' mapping, which outlives the ring
+        // (field order); the entry count is a power of two below 2^15.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.entries as u64,
+                cfg.buffers,
+                BGID,
+                0,
+            )?;
+        }
+        // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
+        let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        Ok(Ring {
+            ring,
+            free_bufs: usize::from(cfg.buffers),
+            bufs,
+            addrs: vec![zero; cfg.slots].into_boxed_slice(),
+            connect_timeout: Box::new(types::Timespec::new().sec(3)),
+            wait_timeout: Box::new(types::Timespec::new()),
+            setup,
+        })
+    }
+
+    /// Queue `e`, submitting first if the submission queue is full.
+    ///
+    /// # Safety
+    /// Memory `e` points at must stay valid until its completion arrives.
+    unsafe fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: forwarded from the caller.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            // Full: hand what is queued to the kernel and retry. On error the queue
+            // stays full and the loop would spin, so wait for one completion instead.
+            if self.ring.submit().is_err() {
+                let _ = self.ring.submit_and_wait(1);
+            }
+        }
+    }
+
+    /// Arm a multishot accept on a listening socket.
+    pub fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
+        let e = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        // SAFETY: no memory is involved, only a descriptor.
+        unsafe { self.push(e) };
+    }
+
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        // Only changed between loop turns: every timeout queued before was submitted at
+        // the end of the previous turn, and the kernel copies a timeout when submitted.
+        *self.connect_timeout = types::Timespec::from(timeout);
+    }
+
+    /// Connect `fd` to `addr`, with a linked timeout; the address is kept in `slot`.
+    pub fn connect(&mut self, slot: usize, fd: RawFd, addr: SocketAddr, ud: u64, timeout_ud: u64) {
+        let sa = socket2::SockAddr::from(addr);
+        let len = sa.len();
+        let storage = &mut self.addrs[slot];
+        // SAFETY: `sa` holds `len` valid bytes, and `len` fits a sockaddr_storage.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                sa.as_ptr().cast::<u8>(),
+                (storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                len as usize,
+            );
+        }
+        let ptr = (storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+        let c = opcode::Connect::new(types::Fd(fd), ptr, len)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(ud);
+        let t = opcode::LinkTimeout::new(&*self.connect_timeout)
+            .build()
+            .user_data(timeout_ud);
+        // SAFETY: the address lives in `self.addrs[slot]`, which the shard does not reuse
+        // until this connect completes, and the timespec in `self`; both outlive the ring.
+        unsafe {
+            self.push(c);
+            self.push(t);
+        }
+    }
+
+    /// Receive into a provided buffer.
+    pub fn recv(&mut self, fd: RawFd, ud: u64) {
+        let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), self.bufs.size)
+            .buf_group(BGID)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(ud);
+        // SAFETY: the kernel picks a buffer from the registered ring, memory owned by self.
+        unsafe { self.push(e) };
+    }
+
+    /// Send bytes `offset..offset + len` of provided buffer `bid`. The caller owns `bid`
+    /// (a receive completed into it) and recycles it only after this send completes.
+    pub fn send(&mut self, fd: RawFd, bid: u16, offset: u32, len: u32, ud: u64) {
+        assert!(
+            offset + len <= self.bufs.size,
+            "send past the end of a buffer"
+        );
+        let ptr = self.bufs.addr(bid, offset);
+        let e = opcode::Send::new(types::Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(ud);
+        // SAFETY: the bytes are inside the buffer memory, which outlives the ring, and
+        // the buffer is not given back to the kernel until this send completes.
+        unsafe { self.push(e) };
+    }
+
+    /// One-shot readiness poll (`libc::POLLIN` / `libc::POLLOUT`).
+    pub fn poll(&mut self, fd: RawFd, events: i16, ud: u64) {
+        let e = opcode::PollAdd::new(types::Fd(fd), events as u32)
+            .build()
+            .user_data(ud);
+        // SAFETY: no memory is involved.
+        unsafe { self.push(e) };
+    }
+
+    /// Cancel every operation in flight on `fd`.
+    pub fn cancel_fd(&mut self, fd: RawFd, ud: u64) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .user_data(ud);
+        // SAFETY: no memory is involved.
+        unsafe { self.push(e) };
+    }
+
+    /// Cancel the operation submitted with `target`.
+    pub fn cancel(&mut self, target: u64, ud: u64) {
+        let e = opcode::AsyncCancel::new(target).build().user_data(ud);
+        // SAFETY: no memory is involved.
+        unsafe { self.push(e) };
+    }
+
+    /// Give buffer `bid` back to the kernel.
+    pub fn recycle(&mut self, bid: u16) {
+        self.bufs.push(bid);
+        self.bufs.publish();
+        self.free_bufs += 1;
+    }
+
+    /// Note that a completion took a buffer out of the ring.
+    pub fn took_buffer(&mut self) {
+        self.free_bufs -= 1;
+    }
+
+    pub fn free_buffers(&self) -> usize {
+        self.free_bufs
+    }
+
+    pub fn buffer_bytes(&self) -> u32 {
+        self.bufs.size
+    }
+
+    /// Submit what is queued and wait for at least one completion or `timeout`.
+    pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
+        *self.wait_timeout = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&self.wait_timeout);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Move every available completion into `out`.
+    pub fn drain(&mut self, out: &mut Vec<Completion>) {
+        for c in self.ring.completion() {
+            out.push(Completion {
+                user_data: c.user_data(),
+                result: c.result(),
+                flags: c.flags(),
+            });
+        }
+    }
+
+    /// Operations queued but not yet submitted.
+    pub fn queued(&mut self) -> usize {
+        self.ring.submission().len()
+    }
 }
