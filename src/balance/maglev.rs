@@ -17,6 +17,81 @@ pub struct Entry<'a> {
     pub weight: u32,
 }
 
+/// One backend's walk through its permutation of the slots.
+struct Perm {
+    next: u32,
+    skip: u32,
+    weight: u64,
+    turns: u64,
+}
+
+impl Perm {
+    /// The paper's step: walk the permutation to the first free slot.
+    #[inline]
+    fn probe(&self, slots: &[u16], size: u32) -> u32 {
+        let mut c = self.next;
+        // A permutation visits every slot, and one is still free: this terminates.
+        while slots[c as usize] != u16::MAX {
+            c = advance(c, self.skip, size);
+        }
+        c
+    }
+}
+
+/// Free slots left when [`Tail`] takes over from probing. Probing for the last few free
+/// slots costs about M/F steps each; past this point computing each free slot's place
+/// in the permutation is cheaper (measured: see `benches/maglev.rs`).
+const TAIL_SLOTS: usize = 96;
+
+/// The end of the fill: the few free slots, listed. The first free slot along a
+/// permutation `next, next + skip, …` is the free `f` with the fewest steps
+/// `(f - next) · skip⁻¹ mod M`; the result is the same slot [`Perm::probe`] finds.
+struct Tail {
+    free: Vec<u32>,
+    /// `skip⁻¹ mod M` per backend.
+    inverse: Vec<u64>,
+}
+
+impl Tail {
+    fn new(slots: &[u16], perms: &[Perm]) -> Tail {
+        let m = slots.len() as u64;
+        Tail {
+            free: (0..m as u32)
+                .filter(|&c| slots[c as usize] == u16::MAX)
+                .collect(),
+            inverse: perms
+                .iter()
+                .map(|p| mod_inverse(u64::from(p.skip), m))
+                .collect(),
+        }
+    }
+
+    fn claim(&mut self, i: usize, p: &Perm, size: u32) -> u32 {
+        let m = u64::from(size);
+        let inv = self.inverse[i];
+        let steps = |f: u32| (u64::from(f) + m - u64::from(p.next)) % m * inv % m;
+        let (k, _) = self
+            .free
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &f)| steps(f))
+            .expect("a free slot is left");
+        self.free.swap_remove(k)
+    }
+}
+
+/// `a⁻¹ mod m` for prime `m` and `0 < a < m` (extended Euclid).
+fn mod_inverse(a: u64, m: u64) -> u64 {
+    let (mut r0, mut r1) = (m as i64, a as i64);
+    let (mut t0, mut t1) = (0i64, 1i64);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    t0.rem_euclid(m as i64) as u64
+}
+
 /// A populated lookup table: slot → index into the entries it was built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
@@ -40,47 +115,49 @@ impl Table {
         );
         debug_assert!(crate::config::is_prime(size));
         let m = size as usize;
-        let n = entries.len();
         // Permutation state per backend: the next slot it prefers, and its stride.
-        let mut next: Vec<u32> = Vec::with_capacity(n);
-        let mut skip: Vec<u32> = Vec::with_capacity(n);
-        for e in entries {
-            assert!(e.weight >= 1, "maglev weight must be at least 1");
-            next.push((hash_bytes(SEED_OFFSET, e.key) % u64::from(size)) as u32);
-            skip.push((hash_bytes(SEED_SKIP, e.key) % u64::from(size - 1)) as u32 + 1);
-        }
-        let max_weight = u64::from(entries.iter().map(|e| e.weight).max().unwrap_or(1));
-        let mut turns = vec![0u64; n];
+        let mut perms: Vec<Perm> = entries
+            .iter()
+            .map(|e| {
+                assert!(e.weight >= 1, "maglev weight must be at least 1");
+                Perm {
+                    next: (hash_bytes(SEED_OFFSET, e.key) % u64::from(size)) as u32,
+                    skip: (hash_bytes(SEED_SKIP, e.key) % u64::from(size - 1)) as u32 + 1,
+                    weight: u64::from(e.weight),
+                    turns: 0,
+                }
+            })
+            .collect();
+        let max_weight = perms.iter().map(|p| p.weight).max().unwrap_or(1);
+        let equal = perms.iter().all(|p| p.weight == max_weight);
         let mut slots = vec![u16::MAX; m].into_boxed_slice();
         let mut filled = 0usize;
         let mut round = 0u64;
+        let mut tail: Option<Tail> = None;
         // Every round gives the heaviest backend a turn, and every turn fills one slot,
         // so this ends after at most `m` rounds.
         while filled < m {
             round += 1;
-            for i in 0..n {
-                if turns[i] * max_weight > round * u64::from(entries[i].weight) {
-                    continue;
-                }
-                turns[i] += 1;
-                let mut c = next[i];
-                // A permutation visits every slot, and one is still free: this terminates.
-                while slots[c as usize] != u16::MAX {
-                    c += skip[i];
-                    if c >= size {
-                        c -= size;
+            for (i, p) in perms.iter_mut().enumerate() {
+                if !equal {
+                    if p.turns * max_weight > round * p.weight {
+                        continue;
                     }
+                    p.turns += 1;
                 }
+                let c = match &mut tail {
+                    Some(t) => t.claim(i, p, size),
+                    None => p.probe(&slots, size),
+                };
                 slots[c as usize] = i as u16;
-                c += skip[i];
-                if c >= size {
-                    c -= size;
-                }
-                next[i] = c;
+                p.next = advance(c, p.skip, size);
                 filled += 1;
                 if filled == m {
                     break;
                 }
+            }
+            if tail.is_none() && m - filled <= TAIL_SLOTS {
+                tail = Some(Tail::new(&slots, &perms));
             }
         }
         Table { slots }
@@ -116,6 +193,14 @@ impl Table {
     pub fn slots(&self) -> &[u16] {
         &self.slots
     }
+}
+
+/// `(c + skip) mod size` for `c, skip < size`, without a branch: the wrap-around is
+/// taken at random, so a branch here is mispredicted about half the time.
+#[inline(always)]
+fn advance(c: u32, skip: u32, size: u32) -> u32 {
+    let t = c + skip;
+    t - (size & ((t >= size) as u32).wrapping_neg())
 }
 
 #[cfg(test)]
@@ -216,6 +301,60 @@ mod tests {
         let a = Table::build(&entries(&k, &w), 65537);
         let b = Table::build(&entries(&k, &w), 65537);
         assert_eq!(a.slots(), b.slots());
+    }
+
+    /// The paper's algorithm, probing to the very end: the reference the tail shortcut
+    /// must match slot for slot.
+    fn reference(entries: &[Entry], size: u32) -> Vec<u16> {
+        let mut perms: Vec<Perm> = entries
+            .iter()
+            .map(|e| Perm {
+                next: (hash_bytes(SEED_OFFSET, e.key) % u64::from(size)) as u32,
+                skip: (hash_bytes(SEED_SKIP, e.key) % u64::from(size - 1)) as u32 + 1,
+                weight: u64::from(e.weight),
+                turns: 0,
+            })
+            .collect();
+        let max_weight = perms.iter().map(|p| p.weight).max().unwrap();
+        let mut slots = vec![u16::MAX; size as usize];
+        let (mut filled, mut round) = (0, 0u64);
+        while filled < slots.len() {
+            round += 1;
+            for (i, p) in perms.iter_mut().enumerate() {
+                if p.turns * max_weight > round * p.weight || filled == slots.len() {
+                    continue;
+                }
+                p.turns += 1;
+                let c = p.probe(&slots, size);
+                slots[c as usize] = i as u16;
+                p.next = (c + p.skip) % size;
+                filled += 1;
+            }
+        }
+        slots
+    }
+
+    #[test]
+    fn tail_shortcut_matches_the_paper() {
+        for (n, size) in [(1, 7), (3, 251), (10, 65537), (100, 65537), (7, 4099)] {
+            let k = names(n);
+            let w: Vec<u32> = (0..n as u32).map(|i| 1 + i % 3).collect();
+            for weights in [vec![1; n], w] {
+                let e = entries(&k, &weights);
+                assert_eq!(
+                    Table::build(&e, size).slots(),
+                    &reference(&e, size)[..],
+                    "n={n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mod_inverse_inverts() {
+        for a in [1u64, 2, 3, 1000, 65536] {
+            assert_eq!(a * mod_inverse(a, 65537) % 65537, 1);
+        }
     }
 
     #[test]
