@@ -237,3 +237,155 @@ fn max_connections_refuses_the_excess(io: &str) {
     });
     assert_eq!(roundtrip(&mut again, b"w"), b"w");
 }
+
+mod more {
+    use super::*;
+
+    both_io!(
+        client_reset_resets_the_backend,
+        connect_timeout_moves_on,
+        reload_adds_and_removes_services,
+        idle_connections_are_closed,
+        out_of_descriptors_pauses_and_recovers,
+    );
+}
+
+fn client_reset_resets_the_backend(io: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let b = Backend::spawn(move |mut c| {
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).unwrap();
+        c.write_all(b"ready").unwrap();
+        // Wait for the reset to arrive through the balancer.
+        let r = c.read(&mut buf);
+        tx.lock().unwrap().send(r.map_err(|e| e.kind())).unwrap();
+    });
+    let lb = Sluice::start(&(server(io, "") + &service("rst", "roundrobin", &[b.addr])));
+    let mut c = connect(lb.addr("rst"));
+    assert_eq!(roundtrip(&mut c, b"hello"), b"ready");
+    socket2::SockRef::from(&c)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(c); // RST
+    let seen = rx.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(
+        seen,
+        Err(ErrorKind::ConnectionReset),
+        "the backend sees a reset, not a FIN"
+    );
+}
+
+/// A loopback listener whose accept queue is full: further SYNs are dropped, so a
+/// connect to it neither succeeds nor fails until it times out.
+fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (a backlog of 0 still queues one; take a few to be sure).
+    let fillers = (0..4)
+        .filter_map(|_| {
+            let f = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            f.set_nonblocking(true).unwrap();
+            let _ = f.connect(&addr.into());
+            Some(std::net::TcpStream::from(f))
+        })
+        .collect();
+    thread::sleep(std::time::Duration::from_millis(50));
+    (s, fillers)
+}
+
+fn connect_timeout_moves_on(io: &str) {
+    let (hole, _fillers) = blackhole();
+    let hole_addr = hole.local_addr().unwrap().as_socket().unwrap();
+    let good = Backend::named("good");
+    let cfg = server(io, "connect_timeout_ms = 300")
+        + &service("svc", "roundrobin", &[hole_addr, good.addr]);
+    let lb = Sluice::start(&cfg);
+    let vip = lb.addr("svc");
+    // Round-robin sends some first tries to the black hole; every one still arrives.
+    for i in 0..6 {
+        assert_eq!(fetch(vip).unwrap(), "good", "connection {i}");
+    }
+    assert!(good.accepted() >= 6);
+}
+
+fn reload_adds_and_removes_services(io: &str) {
+    let a = Backend::named("a");
+    let b = Backend::named("b");
+    let lb = Sluice::start(&(server(io, "") + &service("one", "maglev", &[a.addr])));
+    let one = lb.addr("one");
+    let mut held = connect(one);
+    assert!(lb.reload(&(server(io, "") + &service("two", "maglev", &[b.addr]))));
+    let two = lb.addr("two");
+    assert_eq!(fetch(two).unwrap(), "b");
+    // The removed service's port closes; its established connection is untouched.
+    wait_for("the removed service's port to close", || {
+        std::net::TcpStream::connect(one).is_err().then_some(())
+    });
+    let mut got = String::new();
+    held.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "a");
+}
+
+fn idle_connections_are_closed(io: &str) {
+    let b = Backend::echo();
+    let lb = Sluice::start(
+        &(server(io, "idle_timeout_ms = 200") + &service("svc", "maglev", &[b.addr])),
+    );
+    let mut c = connect(lb.addr("svc"));
+    assert_eq!(roundtrip(&mut c, b"ping"), b"ping");
+    // Nothing more is sent: the balancer closes the connection (within a sweep).
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+fn out_of_descriptors_pauses_and_recovers(io: &str) {
+    let b = Backend::echo();
+    let cfg =
+        format!("[server]\nworkers = 1\nio = \"{io}\"\n") + &service("svc", "maglev", &[b.addr]);
+    // Few descriptors: the balancer runs out long before max_connections.
+    let lb = Sluice::start_with_nofile(&cfg, 64);
+    let vip = lb.addr("svc");
+    let mut conns = Vec::new();
+    for _ in 0..60 {
+        conns.push(connect(vip));
+    }
+    lb.wait_log("accepting paused", |l| l.contains("accept paused"));
+    // The connections that got through work; then all close and new ones are served.
+    let mut served = 0;
+    for c in conns.iter_mut() {
+        c.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        if c.write_all(b"x").is_ok() {
+            let mut buf = [0u8; 1];
+            if matches!(c.read(&mut buf), Ok(1)) {
+                served += 1;
+            }
+        }
+    }
+    assert!(
+        served > 0 && served < 60,
+        "some but not all were served: {served}"
+    );
+    drop(conns);
+    let mut c = wait_for("a fresh connection to be served", || {
+        let mut c = connect(vip);
+        c.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
+        c.write_all(b"y").ok()?;
+        let mut buf = [0u8; 1];
+        (c.read(&mut buf).ok()? == 1).then_some(c)
+    });
+    assert_eq!(roundtrip(&mut c, b"z"), b"z");
+    assert!(lb.child.id() > 0);
+}

@@ -14,11 +14,29 @@ use std::sync::Arc;
 /// Listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 65_535;
 
+/// What identifies a listening socket across reloads: its configured address, except
+/// that every service asking for port 0 gets a port of its own, kept by service name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ListenKey {
+    Addr(SocketAddr),
+    Ephemeral(String, std::net::IpAddr),
+}
+
+impl ListenKey {
+    fn of(svc: &crate::config::ServiceConfig) -> ListenKey {
+        if svc.listen.port() == 0 {
+            ListenKey::Ephemeral(svc.name.clone(), svc.listen.ip())
+        } else {
+            ListenKey::Addr(svc.listen)
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Registry {
     shards: usize,
     generation: u64,
-    listeners: HashMap<SocketAddr, Arc<Listeners>>,
+    listeners: HashMap<ListenKey, Arc<Listeners>>,
     backends: HashMap<SocketAddr, Arc<Backend>>,
     counters: HashMap<String, Arc<PerShard<ServiceCounters>>>,
 }
@@ -40,12 +58,13 @@ impl Registry {
         let mut fresh = HashMap::new();
         let mut errors = Vec::new();
         for svc in &config.services {
-            if self.listeners.contains_key(&svc.listen) {
+            let key = ListenKey::of(svc);
+            if self.listeners.contains_key(&key) {
                 continue;
             }
             match bind_all(svc.listen, self.shards) {
                 Ok(l) => {
-                    fresh.insert(svc.listen, Arc::new(l));
+                    fresh.insert(key, Arc::new(l));
                 }
                 Err(e) => errors.push(format!(
                     "service {}: cannot listen on {}: {e}",
@@ -82,7 +101,7 @@ impl Registry {
                     .entry(cfg.name.clone())
                     .or_insert_with(|| Arc::new(PerShard::new(shards))),
             );
-            let l = Arc::clone(&self.listeners[&svc.listen]);
+            let l = Arc::clone(&self.listeners[&ListenKey::of(svc)]);
             services.push(Arc::new(Service {
                 local: l.local,
                 config: cfg,
@@ -96,7 +115,7 @@ impl Registry {
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.
         self.listeners
-            .retain(|addr, _| config.services.iter().any(|s| s.listen == *addr));
+            .retain(|key, _| config.services.iter().any(|s| ListenKey::of(s) == *key));
         self.backends.retain(|addr, _| {
             config
                 .services

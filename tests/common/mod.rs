@@ -37,10 +37,21 @@ pub struct Sluice {
 impl Sluice {
     /// Start with `config` (TOML). Returns once every service logged that it listens.
     pub fn start(config: &str) -> Sluice {
+        Sluice::start_cmd(config, Command::new(BIN))
+    }
+
+    /// Start under `prlimit` with at most `nofile` open descriptors.
+    pub fn start_with_nofile(config: &str, nofile: u32) -> Sluice {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(BIN);
+        Sluice::start_cmd(config, cmd)
+    }
+
+    fn start_cmd(config: &str, mut cmd: Command) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")

@@ -1,0 +1,74 @@
+//! `sluice demo` as a newcomer runs it: nothing but the binary, then curl.
+
+mod common;
+
+use common::{wait_for, BIN};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+fn demo(io: &str) {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--io", io])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&lines);
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let vip: String = wait_for("the demo banner", || {
+        lines.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("sluice demo: VIP app2 listening on ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+    });
+    assert!(
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("curl -s http://")),
+        "the demo says what to try"
+    );
+    let mut seen = HashSet::new();
+    for _ in 0..30 {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", &format!("http://{vip}/")])
+            .output()
+            .expect("curl is installed");
+        assert!(out.status.success(), "curl failed: {out:?}");
+        let body = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            body.starts_with("Hello from app2-"),
+            "unexpected body {body:?}"
+        );
+        seen.insert(body);
+    }
+    assert!(
+        seen.len() >= 2,
+        "the instance changes across requests: {seen:?}"
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = wait_for("the demo to exit", || child.try_wait().unwrap());
+    assert!(status.success(), "SIGINT stops the demo cleanly: {status}");
+}
+
+#[test]
+fn demo_over_uring() {
+    demo("uring");
+}
+
+#[test]
+fn demo_over_epoll() {
+    demo("epoll");
+}
