@@ -247,7 +247,22 @@ mod more {
         reload_adds_and_removes_services,
         idle_connections_are_closed,
         out_of_descriptors_pauses_and_recovers,
+        splice_path_ping_pong,
     );
+}
+
+/// Small back-and-forth messages over a spliced flow: the shard must never block in a
+/// read that has nothing to return.
+fn splice_path_ping_pong(io: &str) {
+    let b = Backend::echo();
+    let lb = Sluice::start(&(server(io, "splice = \"always\"") + &service("sp", "maglev", &[b.addr])));
+    let mut conns: Vec<_> = (0..4).map(|_| connect(lb.addr("sp"))).collect();
+    for round in 0..20 {
+        for c in conns.iter_mut() {
+            let msg = format!("ping {round}");
+            assert_eq!(roundtrip(c, msg.as_bytes()), msg.as_bytes());
+        }
+    }
 }
 
 fn client_reset_resets_the_backend(io: &str) {

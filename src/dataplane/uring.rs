@@ -389,7 +389,9 @@ impl Shard {
         conn.backend_idx = b;
         let addr = conn.service.backends[b].addr;
         let domain = Domain::for_address(addr);
-        match Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)) {
+        // Non-blocking for the splice path's direct `splice(2)` calls (see `accept_multi`).
+        let ty = Type::STREAM.cloexec().nonblocking();
+        match Socket::new(domain, ty, Some(Protocol::TCP)) {
             Ok(s) => {
                 let _ = s.set_tcp_nodelay(true);
                 let fd = s.as_raw_fd();

@@ -247,10 +247,11 @@ impl Ring {
         }
     }
 
-    /// Arm a multishot accept on a listening socket.
+    /// Arm a multishot accept on a listening socket. Accepted sockets are non-blocking:
+    /// io_uring does not need it, but the splice path calls `splice(2)` on them directly.
     pub fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
         let e = opcode::AcceptMulti::new(types::Fd(listener))
-            .flags(libc::SOCK_CLOEXEC)
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build()
             .user_data(user_data);
         // SAFETY: no memory is involved, only a descriptor.
