@@ -307,11 +307,11 @@ fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>) {
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     // Fill the queue (a backlog of 0 still queues one; take a few to be sure).
     let fillers = (0..4)
-        .filter_map(|_| {
+        .map(|_| {
             let f = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
             f.set_nonblocking(true).unwrap();
             let _ = f.connect(&addr.into());
-            Some(std::net::TcpStream::from(f))
+            std::net::TcpStream::from(f)
         })
         .collect();
     thread::sleep(std::time::Duration::from_millis(50));

@@ -55,7 +55,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 3_600_000,
             shutdown_grace_ms: 10_000,
             splice: SpliceMode::Auto,
-            splice_threshold_bytes: 1 << 20,
+            splice_threshold_bytes: 64 * 1024,
         }
     }
 }
