@@ -11,9 +11,11 @@ fn main() {
     let usage = "usage: flows serve ADDR SIZE | flows get ADDR THREADS SECS";
     match a.get(1).map(String::as_str) {
         Some("serve") if a.len() == 4 => serve(&a[2], a[3].parse().expect(usage)),
-        Some("get") if a.len() == 5 => {
-            get(&a[2], a[3].parse().expect(usage), a[4].parse().expect(usage))
-        }
+        Some("get") if a.len() == 5 => get(
+            &a[2],
+            a[3].parse().expect(usage),
+            a[4].parse().expect(usage),
+        ),
         _ => eprintln!("{usage}"),
     }
 }
@@ -62,5 +64,9 @@ fn get(target: &str, threads: usize, secs: u64) {
         bytes += b;
     }
     let s = secs as f64;
-    println!("{:.0} flows/s {:.2} Gbit/s", flows as f64 / s, bytes as f64 * 8.0 / 1e9 / s);
+    println!(
+        "{:.0} flows/s {:.2} Gbit/s",
+        flows as f64 / s,
+        bytes as f64 * 8.0 / 1e9 / s
+    );
 }

@@ -255,7 +255,8 @@ mod more {
 /// read that has nothing to return.
 fn splice_path_ping_pong(io: &str) {
     let b = Backend::echo();
-    let lb = Sluice::start(&(server(io, "splice = \"always\"") + &service("sp", "maglev", &[b.addr])));
+    let lb =
+        Sluice::start(&(server(io, "splice = \"always\"") + &service("sp", "maglev", &[b.addr])));
     let mut conns: Vec<_> = (0..4).map(|_| connect(lb.addr("sp"))).collect();
     for round in 0..20 {
         for c in conns.iter_mut() {
