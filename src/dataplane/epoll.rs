@@ -2,8 +2,8 @@
 //! kernels or sandboxes where io_uring is unavailable.
 
 use super::flow::{Flow, Pump, Side};
+use super::link::{Direction, Link};
 use super::{ShardCtx, BUF_BYTES};
-use crate::balance::Attempt;
 use crate::io::sys;
 use crate::snapshot::{Listeners, Service};
 use mio::net::TcpStream;
@@ -19,8 +19,6 @@ use std::time::Duration;
 const LISTENER_TAG: usize = 1 << 62;
 /// Reads per flow per event before yielding to other connections.
 const PUMP_BUDGET: usize = 32;
-/// How long accepting pauses after running out of file descriptors.
-const ACCEPT_PAUSE_MS: u64 = 100;
 const EVENTS: usize = 1024;
 
 struct ListenerSlot {
@@ -30,18 +28,13 @@ struct ListenerSlot {
 
 struct Conn {
     serial: u64,
+    link: Link,
     client: TcpStream,
-    client_addr: SocketAddr,
     backend: Option<TcpStream>,
-    service: Arc<Service>,
-    backend_idx: usize,
-    attempt: Attempt,
-    connected: bool,
     /// Client → backend.
     up: Flow,
     /// Backend → client.
     down: Flow,
-    last_active_ms: u64,
 }
 
 struct Shard {
@@ -57,7 +50,6 @@ struct Shard {
     connecting: VecDeque<(u64, usize, u64)>,
     /// Flows that used up their budget and continue next turn.
     again: Vec<(usize, u64, Side)>,
-    accept_paused_until_ms: Option<u64>,
     next_serial: u64,
     last_sweep_ms: u64,
 }
@@ -75,7 +67,6 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         pipes: Vec::new(),
         connecting: VecDeque::new(),
         again: Vec::new(),
-        accept_paused_until_ms: None,
         next_serial: 0,
         last_sweep_ms: 0,
     };
@@ -92,7 +83,7 @@ impl Shard {
                 Duration::ZERO
             } else if self.ctx.draining_since_ms.is_some()
                 || !self.connecting.is_empty()
-                || self.accept_paused_until_ms.is_some()
+                || self.ctx.accept_paused()
             {
                 Duration::from_millis(50)
             } else {
@@ -183,7 +174,7 @@ impl Shard {
     }
 
     fn accept_all(&mut self, slot: usize) {
-        if self.accept_paused_until_ms.is_some() {
+        if self.ctx.accept_paused() {
             return;
         }
         let Some(l) = self.listeners.get(slot).and_then(Option::as_ref) else {
@@ -202,17 +193,7 @@ impl Shard {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.ctx.stats().accept_errors.inc();
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) {
-                        // Out of descriptors: stop accepting for a moment instead of spinning
-                        // on a queue we cannot drain. Connections wait in the backlog.
-                        self.ctx.stats().accept_paused.inc();
-                        tracing::warn!(shard = self.ctx.id, error = %e, "accept paused");
-                        self.accept_paused_until_ms = Some(self.ctx.now_ms + ACCEPT_PAUSE_MS);
-                    }
+                    self.ctx.accept_failed(e.raw_os_error().unwrap_or(0));
                     return;
                 }
             }
@@ -220,14 +201,10 @@ impl Shard {
     }
 
     fn on_accept(&mut self, client: TcpStream, addr: SocketAddr, service: &Arc<Service>) {
-        let counters = service.counters.shard(self.ctx.id);
-        if self.live >= self.ctx.conn_limit {
-            counters.refused_limit.inc();
+        let Some(link) = self.ctx.admit(service, addr, self.live) else {
             return; // dropping `client` closes it
-        }
+        };
         let _ = client.set_nodelay(true);
-        counters.accepted.inc();
-        counters.active.inc();
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -238,16 +215,11 @@ impl Shard {
         self.next_serial += 1;
         let mut conn = Conn {
             serial: self.next_serial,
+            link,
             client,
-            client_addr: addr,
             backend: None,
-            service: Arc::clone(service),
-            backend_idx: 0,
-            attempt: Attempt::default(),
-            connected: false,
             up: Flow::default(),
             down: Flow::default(),
-            last_active_ms: self.ctx.now_ms,
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
         if self
@@ -256,7 +228,7 @@ impl Shard {
             .register(&mut conn.client, Token(idx << 1), interest)
             .is_err()
         {
-            counters.active.dec();
+            self.ctx.closed(&conn.link);
             self.free.push(idx);
             return;
         }
@@ -269,17 +241,10 @@ impl Shard {
     fn connect_next(&mut self, idx: usize) {
         loop {
             let conn = self.conns[idx].as_mut().expect("live connection");
-            let Some(b) = self
-                .ctx
-                .pick(&conn.service, conn.client_addr, &mut conn.attempt)
-            else {
-                conn.service.counters.shard(self.ctx.id).no_backend.inc();
-                tracing::debug!(client = %conn.client_addr, "no backend left");
+            let Some(addr) = self.ctx.next_backend(&mut conn.link) else {
                 self.close(idx, false);
                 return;
             };
-            conn.backend_idx = b;
-            let addr = conn.service.backends[b].addr;
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
                     let token = Token(idx << 1 | 1);
@@ -300,23 +265,13 @@ impl Shard {
                 Err(e) => tracing::debug!(backend = %addr, error = %e, "connect failed at once"),
             }
             self.connect_failed(idx, false);
-            if self.conns[idx].is_none() {
-                return;
-            }
         }
     }
 
     /// Count a failed connect, mark the backend down and forget the socket.
     fn connect_failed(&mut self, idx: usize, timed_out: bool) {
         let conn = self.conns[idx].as_mut().expect("live connection");
-        let backend = &conn.service.backends[conn.backend_idx];
-        let c = backend.counters.shard(self.ctx.id);
-        c.connect_errors.inc();
-        if timed_out {
-            c.connect_timeouts.inc();
-        }
-        tracing::debug!(backend = %backend.addr, timed_out, "backend connect failed, marked down");
-        self.ctx.mark_down(&conn.service, conn.backend_idx);
+        self.ctx.connect_failed(&conn.link, timed_out);
         if let Some(mut s) = conn.backend.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
@@ -326,7 +281,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if side == Side::Backend && !conn.connected {
+        if side == Side::Backend && !conn.link.connected {
             if !writable {
                 return;
             }
@@ -340,18 +295,13 @@ impl Shard {
                     return;
                 }
             }
-            conn.connected = true;
             let _ = s.set_nodelay(true);
-            let b = &conn.service.backends[conn.backend_idx]
-                .counters
-                .shard(self.ctx.id);
-            b.connections.inc();
-            b.active.inc();
+            self.ctx.connected(&mut conn.link);
             self.pump_flow(idx, Side::Client);
             self.pump_flow(idx, Side::Backend);
             return;
         }
-        if !conn.connected {
+        if !conn.link.connected {
             return; // client data waits in the socket until the backend is connected
         }
         // Readable on `side` moves data away from it; writable on it lets the other
@@ -367,7 +317,7 @@ impl Shard {
         let Some(conn) = self.conns[idx].as_mut() else {
             return;
         };
-        if !conn.connected {
+        if !conn.link.connected {
             return;
         }
         let backend = conn.backend.as_ref().expect("connected backend");
@@ -396,21 +346,11 @@ impl Shard {
             self.bufs.push(b);
         }
         if moved > 0 {
-            conn.last_active_ms = self.ctx.now_ms;
-            let b = conn.service.backends[conn.backend_idx]
-                .counters
-                .shard(self.ctx.id);
-            let s = conn.service.counters.shard(self.ctx.id);
-            match from {
-                Side::Client => {
-                    b.bytes_in.add(moved);
-                    s.bytes_in.add(moved);
-                }
-                Side::Backend => {
-                    b.bytes_out.add(moved);
-                    s.bytes_out.add(moved);
-                }
-            }
+            let dir = match from {
+                Side::Client => Direction::Up,
+                Side::Backend => Direction::Down,
+            };
+            self.ctx.moved(&mut conn.link, dir, moved);
         }
         match result {
             Pump::Blocked { .. } => {}
@@ -429,8 +369,7 @@ impl Shard {
 
     fn timers(&mut self) {
         let now = self.ctx.now_ms;
-        if self.accept_paused_until_ms.is_some_and(|t| now >= t) {
-            self.accept_paused_until_ms = None;
+        if self.ctx.accept_resumes() {
             for i in 0..self.listeners.len() {
                 self.accept_all(i);
             }
@@ -442,7 +381,7 @@ impl Shard {
             self.connecting.pop_front();
             let pending = self.conns[idx]
                 .as_ref()
-                .is_some_and(|c| c.serial == serial && !c.connected && c.backend.is_some());
+                .is_some_and(|c| c.serial == serial && !c.link.connected && c.backend.is_some());
             if pending {
                 self.connect_failed(idx, true);
                 self.connect_next(idx);
@@ -452,13 +391,12 @@ impl Shard {
             return;
         }
         self.last_sweep_ms = now;
-        let idle_ms = self.ctx.snapshot.server.idle_timeout_ms;
         // Bounded by the slab size; runs once a second.
         for idx in 0..self.conns.len() {
-            let expired = self.conns[idx]
+            if self.conns[idx]
                 .as_ref()
-                .is_some_and(|c| c.connected && now.saturating_sub(c.last_active_ms) >= idle_ms);
-            if expired {
+                .is_some_and(|c| self.ctx.is_idle(&c.link))
+            {
                 self.ctx.stats().idle_timeouts.inc();
                 self.close(idx, false);
             }
@@ -473,17 +411,9 @@ impl Shard {
         self.free.push(idx);
         self.live -= 1;
         let _ = self.poll.registry().deregister(&mut conn.client);
-        let counters = conn.service.counters.shard(self.ctx.id);
-        counters.active.dec();
+        self.ctx.closed(&conn.link);
         if let Some(mut b) = conn.backend.take() {
             let _ = self.poll.registry().deregister(&mut b);
-            if conn.connected {
-                conn.service.backends[conn.backend_idx]
-                    .counters
-                    .shard(self.ctx.id)
-                    .active
-                    .dec();
-            }
             if reset {
                 sys::set_linger_zero(b.as_raw_fd());
             }

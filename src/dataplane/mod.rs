@@ -5,6 +5,7 @@
 
 mod epoll;
 mod flow;
+mod link;
 mod uring;
 
 use crate::balance::Attempt;
@@ -101,6 +102,8 @@ pub struct ShardCtx {
     pub conn_limit: usize,
     /// When draining began (process clock), once the draining snapshot arrived.
     pub draining_since_ms: Option<u64>,
+    /// Accepting is paused until then (out of descriptors).
+    accept_paused_until_ms: Option<u64>,
 }
 
 impl ShardCtx {
@@ -124,6 +127,7 @@ impl ShardCtx {
             counters,
             conn_limit,
             draining_since_ms: None,
+            accept_paused_until_ms: None,
         }
     }
 

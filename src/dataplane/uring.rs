@@ -6,15 +6,14 @@
 //! in-flight count is back to zero, so a completion never finds its slot reused.
 
 use super::flow::{Flow, Pump};
+use super::link::{Direction, Link};
 use super::{ShardCtx, BUF_BYTES};
-use crate::balance::Attempt;
 use crate::io::sys;
 use crate::io::uring::{Completion, Ring, RingConfig};
 use crate::snapshot::{Listeners, Service};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,6 @@ const RING_ENTRIES: u32 = 4096;
 const BUFFERS: u16 = 1024;
 /// Splice rounds per readiness before yielding to other connections.
 const PUMP_BUDGET: usize = 16;
-const ACCEPT_PAUSE_MS: u64 = 100;
 
 // user_data: operation in the top byte, direction in the next, slot in the low bits.
 const OP_ACCEPT: u64 = 1;
@@ -73,20 +71,14 @@ struct ListenerSlot {
 }
 
 struct Conn {
+    link: Link,
     client: Socket,
-    client_addr: SocketAddr,
     backend: Option<Socket>,
-    service: Arc<Service>,
-    backend_idx: usize,
-    attempt: Attempt,
-    connecting: bool,
-    connected: bool,
     flows: [Flow; 2],
     ops: [Op; 2],
     inflight: u16,
     /// Set once closing began; `true` closes with RSTs.
     closing: Option<bool>,
-    last_active_ms: u64,
 }
 
 impl Conn {
@@ -112,7 +104,6 @@ struct Shard {
     live: usize,
     pipes: Vec<sys::Pipe>,
     starved: VecDeque<(usize, usize)>,
-    accept_paused_until_ms: Option<u64>,
     last_sweep_ms: u64,
     completions: Vec<Completion>,
 }
@@ -136,7 +127,6 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         live: 0,
         pipes: Vec::new(),
         starved: VecDeque::new(),
-        accept_paused_until_ms: None,
         last_sweep_ms: 0,
         completions: Vec::with_capacity(RING_ENTRIES as usize * 4),
     };
@@ -148,8 +138,7 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
 impl Shard {
     fn event_loop(&mut self) -> io::Result<()> {
         loop {
-            let busy =
-                self.ctx.draining_since_ms.is_some() || self.accept_paused_until_ms.is_some();
+            let busy = self.ctx.draining_since_ms.is_some() || self.ctx.accept_paused();
             let timeout = Duration::from_millis(if busy { 50 } else { 1000 });
             self.ring.submit_and_wait(timeout)?;
             self.ctx.tick();
@@ -281,7 +270,7 @@ impl Shard {
         let Some(slot) = self.listeners[i].as_mut() else {
             return;
         };
-        if slot.armed || slot.retired || self.accept_paused_until_ms.is_some() {
+        if slot.armed || slot.retired || self.ctx.accept_paused() {
             return;
         }
         slot.armed = true;
@@ -307,21 +296,7 @@ impl Shard {
                 self.on_client(fd, &service);
             }
             Some(_) => {} // accepted while being retired: closed by the drop
-            None => {
-                let err = -c.result;
-                if err != libc::ECANCELED {
-                    self.ctx.stats().accept_errors.inc();
-                }
-                if matches!(
-                    err,
-                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-                ) {
-                    // Out of descriptors: stop accepting for a moment rather than spin.
-                    self.ctx.stats().accept_paused.inc();
-                    tracing::warn!(shard = self.ctx.id, errno = err, "accept paused");
-                    self.accept_paused_until_ms = Some(self.ctx.now_ms + ACCEPT_PAUSE_MS);
-                }
-            }
+            None => self.ctx.accept_failed(-c.result),
         }
         if !retired {
             self.arm_accept(i);
@@ -329,21 +304,14 @@ impl Shard {
     }
 
     fn on_client(&mut self, fd: OwnedFd, service: &Arc<Service>) {
-        let counters = service.counters.shard(self.ctx.id);
-        if self.live >= self.ctx.conn_limit {
-            counters.refused_limit.inc();
-            return; // dropping `fd` closes it
-        }
         let client = Socket::from(fd);
-        let Ok(client_addr) = client.peer_addr().map(|a| a.as_socket()) else {
-            return;
+        let Some(addr) = client.peer_addr().ok().and_then(|a| a.as_socket()) else {
+            return; // already gone
         };
-        let Some(client_addr) = client_addr else {
-            return;
+        let Some(link) = self.ctx.admit(service, addr, self.live) else {
+            return; // dropping `client` closes it
         };
         let _ = client.set_tcp_nodelay(true);
-        counters.accepted.inc();
-        counters.active.inc();
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -356,19 +324,13 @@ impl Shard {
             }
         };
         self.conns[idx] = Some(Conn {
+            link,
             client,
-            client_addr,
             backend: None,
-            service: Arc::clone(service),
-            backend_idx: 0,
-            attempt: Attempt::default(),
-            connecting: false,
-            connected: false,
             flows: [Flow::default(), Flow::default()],
             ops: [Op::Idle, Op::Idle],
             inflight: 0,
             closing: None,
-            last_active_ms: self.ctx.now_ms,
         });
         self.live += 1;
         self.connect_next(idx);
@@ -377,17 +339,10 @@ impl Shard {
     /// Try the next backend; with none left, close the client.
     fn connect_next(&mut self, idx: usize) {
         let conn = self.conns[idx].as_mut().expect("live connection");
-        let Some(b) = self
-            .ctx
-            .pick(&conn.service, conn.client_addr, &mut conn.attempt)
-        else {
-            conn.service.counters.shard(self.ctx.id).no_backend.inc();
-            tracing::debug!(client = %conn.client_addr, "no backend left");
+        let Some(addr) = self.ctx.next_backend(&mut conn.link) else {
             self.close(idx, false);
             return;
         };
-        conn.backend_idx = b;
-        let addr = conn.service.backends[b].addr;
         let domain = Domain::for_address(addr);
         // Non-blocking for the splice path's direct `splice(2)` calls (see `accept_multi`).
         let ty = Type::STREAM.cloexec().nonblocking();
@@ -396,7 +351,6 @@ impl Shard {
                 let _ = s.set_tcp_nodelay(true);
                 let fd = s.as_raw_fd();
                 conn.backend = Some(s);
-                conn.connecting = true;
                 conn.inflight += 2;
                 let (c, t) = (ud(OP_CONNECT, 0, idx), ud(OP_CONNECT_TIMEOUT, 0, idx));
                 self.ring.connect(idx, fd, addr, c, t);
@@ -412,25 +366,15 @@ impl Shard {
 
     fn on_connect(&mut self, idx: usize, result: i32) {
         let conn = self.conns[idx].as_mut().expect("live connection");
-        conn.connecting = false;
-        let backend = &conn.service.backends[conn.backend_idx];
-        let counters = backend.counters.shard(self.ctx.id);
         if result < 0 {
-            counters.connect_errors.inc();
             // The linked timeout cancels the connect: ECANCELED means it timed out.
-            let timed_out = -result == libc::ECANCELED;
-            if timed_out {
-                counters.connect_timeouts.inc();
-            }
-            tracing::debug!(backend = %backend.addr, errno = -result, "backend connect failed, marked down");
-            self.ctx.mark_down(&conn.service, conn.backend_idx);
+            self.ctx
+                .connect_failed(&conn.link, -result == libc::ECANCELED);
             conn.backend = None;
             self.connect_next(idx);
             return;
         }
-        conn.connected = true;
-        counters.connections.inc();
-        counters.active.inc();
+        self.ctx.connected(&mut conn.link);
         self.arm(idx, UP);
         self.arm(idx, DOWN);
     }
@@ -466,7 +410,6 @@ impl Shard {
             n if n > 0 => {
                 let bid = c.buffer().expect("a receive with data has a buffer");
                 self.ring.took_buffer();
-                conn.last_active_ms = self.ctx.now_ms;
                 conn.ops[dir] = Op::Send {
                     bid,
                     offset: 0,
@@ -513,7 +456,7 @@ impl Shard {
         self.ring.recycle(bid);
         let total = u64::from(offset + sent);
         conn.flows[dir].count(total);
-        count_bytes(&self.ctx, conn, dir, total);
+        self.ctx.moved(&mut conn.link, direction(dir), total);
         self.arm(idx, dir);
     }
 
@@ -533,8 +476,7 @@ impl Shard {
         };
         let moved = conn.flows[dir].bytes - before;
         if moved > 0 {
-            conn.last_active_ms = self.ctx.now_ms;
-            count_bytes(&self.ctx, conn, dir, moved);
+            self.ctx.moved(&mut conn.link, direction(dir), moved);
         }
         match result {
             Pump::Blocked { write } => {
@@ -610,14 +552,7 @@ impl Shard {
         let mut conn = self.conns[idx].take().expect("closing connection");
         self.free.push(idx);
         self.live -= 1;
-        conn.service.counters.shard(self.ctx.id).active.dec();
-        if conn.connected {
-            conn.service.backends[conn.backend_idx]
-                .counters
-                .shard(self.ctx.id)
-                .active
-                .dec();
-        }
+        self.ctx.closed(&conn.link);
         if conn.closing == Some(true) {
             sys::set_linger_zero(conn.client.as_raw_fd());
             if let Some(b) = &conn.backend {
@@ -649,8 +584,7 @@ impl Shard {
 
     fn timers(&mut self) {
         let now = self.ctx.now_ms;
-        if self.accept_paused_until_ms.is_some_and(|t| now >= t) {
-            self.accept_paused_until_ms = None;
+        if self.ctx.accept_resumes() {
             for i in 0..self.listeners.len() {
                 self.arm_accept(i);
             }
@@ -659,14 +593,11 @@ impl Shard {
             return;
         }
         self.last_sweep_ms = now;
-        let idle_ms = self.ctx.snapshot.server.idle_timeout_ms;
         for idx in 0..self.conns.len() {
-            let expired = self.conns[idx].as_ref().is_some_and(|c| {
-                c.connected
-                    && c.closing.is_none()
-                    && now.saturating_sub(c.last_active_ms) >= idle_ms
-            });
-            if expired {
+            let idle = self.conns[idx]
+                .as_ref()
+                .is_some_and(|c| c.closing.is_none() && self.ctx.is_idle(&c.link));
+            if idle {
                 self.ctx.stats().idle_timeouts.inc();
                 self.close(idx, false);
             }
@@ -674,16 +605,10 @@ impl Shard {
     }
 }
 
-fn count_bytes(ctx: &ShardCtx, conn: &Conn, dir: usize, n: u64) {
-    let b = conn.service.backends[conn.backend_idx]
-        .counters
-        .shard(ctx.id);
-    let s = conn.service.counters.shard(ctx.id);
+fn direction(dir: usize) -> Direction {
     if dir == UP {
-        b.bytes_in.add(n);
-        s.bytes_in.add(n);
+        Direction::Up
     } else {
-        b.bytes_out.add(n);
-        s.bytes_out.add(n);
+        Direction::Down
     }
 }

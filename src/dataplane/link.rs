@@ -1,0 +1,163 @@
+//! The event-loop-independent half of a proxied connection: which service and backend
+//! it belongs to, and the bookkeeping (counters, down-marks, idleness) every shard does
+//! the same way whether it runs io_uring or epoll.
+
+use super::ShardCtx;
+use crate::balance::Attempt;
+use crate::snapshot::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_PAUSE_MS: u64 = 100;
+
+/// A connection's place in the balancer.
+pub struct Link {
+    /// The service as of the snapshot the connection started under.
+    pub service: Arc<Service>,
+    pub client: SocketAddr,
+    /// Index of the chosen backend in `service.backends`.
+    pub backend: usize,
+    pub attempt: Attempt,
+    pub connected: bool,
+    pub last_active_ms: u64,
+}
+
+/// Which way bytes moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client → backend.
+    Up,
+    /// Backend → client.
+    Down,
+}
+
+impl ShardCtx {
+    /// Admit a new client of `service`, or refuse it (counted) when this shard already
+    /// holds its share of `max_connections`.
+    pub fn admit(&self, service: &Arc<Service>, client: SocketAddr, live: usize) -> Option<Link> {
+        let counters = service.counters.shard(self.id);
+        if live >= self.conn_limit {
+            counters.refused_limit.inc();
+            return None;
+        }
+        counters.accepted.inc();
+        counters.active.inc();
+        Some(Link {
+            service: Arc::clone(service),
+            client,
+            backend: 0,
+            attempt: Attempt::default(),
+            connected: false,
+            last_active_ms: self.now_ms,
+        })
+    }
+
+    /// The next backend to connect `link` to; `None` (counted) when none is left.
+    pub fn next_backend(&self, link: &mut Link) -> Option<SocketAddr> {
+        match self.pick(&link.service, link.client, &mut link.attempt) {
+            Some(b) => {
+                link.backend = b;
+                Some(link.service.backends[b].addr)
+            }
+            None => {
+                link.service.counters.shard(self.id).no_backend.inc();
+                tracing::debug!(client = %link.client, "no backend left");
+                None
+            }
+        }
+    }
+
+    /// A connect to the current backend failed: count it and mark the backend down.
+    pub fn connect_failed(&self, link: &Link, timed_out: bool) {
+        let backend = &link.service.backends[link.backend];
+        let c = backend.counters.shard(self.id);
+        c.connect_errors.inc();
+        if timed_out {
+            c.connect_timeouts.inc();
+        }
+        tracing::debug!(backend = %backend.addr, timed_out, "backend connect failed, marked down");
+        self.mark_down(&link.service, link.backend);
+    }
+
+    pub fn connected(&self, link: &mut Link) {
+        link.connected = true;
+        let c = link.service.backends[link.backend].counters.shard(self.id);
+        c.connections.inc();
+        c.active.inc();
+    }
+
+    /// `n` bytes were forwarded in direction `dir`.
+    pub fn moved(&self, link: &mut Link, dir: Direction, n: u64) {
+        link.last_active_ms = self.now_ms;
+        let b = link.service.backends[link.backend].counters.shard(self.id);
+        let s = link.service.counters.shard(self.id);
+        match dir {
+            Direction::Up => {
+                b.bytes_in.add(n);
+                s.bytes_in.add(n);
+            }
+            Direction::Down => {
+                b.bytes_out.add(n);
+                s.bytes_out.add(n);
+            }
+        }
+    }
+
+    /// The connection ended.
+    pub fn closed(&self, link: &Link) {
+        link.service.counters.shard(self.id).active.dec();
+        if link.connected {
+            link.service.backends[link.backend]
+                .counters
+                .shard(self.id)
+                .active
+                .dec();
+        }
+    }
+
+    /// Connected and silent for `idle_timeout_ms`.
+    pub fn is_idle(&self, link: &Link) -> bool {
+        link.connected
+            && self.now_ms.saturating_sub(link.last_active_ms)
+                >= self.snapshot.server.idle_timeout_ms
+    }
+
+    /// Count a failed accept; on running out of descriptors or memory, pause accepting
+    /// for a moment rather than spin on a queue that cannot be drained (connections wait
+    /// in the backlog meanwhile).
+    pub fn accept_failed(&mut self, errno: i32) {
+        if errno == libc::ECANCELED {
+            return;
+        }
+        self.stats().accept_errors.inc();
+        if matches!(
+            errno,
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+        ) {
+            self.stats().accept_paused.inc();
+            tracing::warn!(
+                shard = self.id,
+                errno,
+                "accept paused: out of descriptors or memory"
+            );
+            self.accept_paused_until_ms = Some(self.now_ms + ACCEPT_PAUSE_MS);
+        }
+    }
+
+    pub fn accept_paused(&self) -> bool {
+        self.accept_paused_until_ms.is_some()
+    }
+
+    /// True once, when a pause ends: the caller re-arms its accepts.
+    pub fn accept_resumes(&mut self) -> bool {
+        if self
+            .accept_paused_until_ms
+            .is_some_and(|t| self.now_ms >= t)
+        {
+            self.accept_paused_until_ms = None;
+            return true;
+        }
+        false
+    }
+}
