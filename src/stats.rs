@@ -2,7 +2,7 @@
 //! counting never makes two cores share a line; readers sum over the shards.
 
 use crossbeam::utils::CachePadded;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// One set of counters per shard.
 #[derive(Debug)]
@@ -51,25 +51,22 @@ impl Counter {
     }
 }
 
-/// A level (for example, active connections) kept as two monotonic counters so each
-/// shard's share can go "negative" when a connection opened on one snapshot closes.
+/// A level (for example, active connections). A connection opens and closes on the same
+/// shard, so each shard's own level never goes below zero.
 #[derive(Debug, Default)]
-pub struct Gauge {
-    up: Counter,
-    down: Counter,
-}
+pub struct Gauge(AtomicI64);
 
 impl Gauge {
     #[inline]
     pub fn inc(&self) {
-        self.up.inc();
+        self.0.fetch_add(1, Relaxed);
     }
     #[inline]
     pub fn dec(&self) {
-        self.down.inc();
+        self.0.fetch_sub(1, Relaxed);
     }
     pub fn get(&self) -> i64 {
-        self.up.get() as i64 - self.down.get() as i64
+        self.0.load(Relaxed)
     }
 }
 

@@ -405,3 +405,58 @@ fn out_of_descriptors_pauses_and_recovers(io: &str) {
     assert_eq!(roundtrip(&mut c, b"z"), b"z");
     assert!(lb.child.id() > 0);
 }
+
+mod ipv6 {
+    use super::*;
+    both_io!(ipv6_vip_to_ipv4_backends);
+}
+
+fn ipv6_vip_to_ipv4_backends(io: &str) {
+    let b = Backend::named("v4");
+    let cfg = server(io, "")
+        + &format!(
+            "[[service]]\nname = \"six\"\nlisten = \"[::1]:0\"\nbackends = [\"{}\"]\n",
+            b.addr
+        );
+    let lb = Sluice::start(&cfg);
+    let vip = lb.addr("six");
+    assert!(vip.is_ipv6());
+    assert_eq!(fetch(vip).unwrap(), "v4");
+}
+
+#[test]
+fn json_logs_are_json() {
+    use std::io::BufRead;
+    let b = Backend::named("j");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        server("auto", "") + &service("j", "maglev", &[b.addr]),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen_listening = false;
+    for _ in 0..3 {
+        let line = lines.next().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("each log line is JSON");
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+        if v["fields"]["message"] == "service listening" {
+            assert_eq!(v["fields"]["service"], "j");
+            seen_listening = true;
+        }
+    }
+    assert!(seen_listening);
+    let _ = child.kill();
+    let _ = child.wait();
+}

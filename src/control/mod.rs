@@ -40,6 +40,8 @@ pub struct Running {
     shards: Vec<std::thread::JoinHandle<()>>,
     registry: Registry,
     source: Source,
+    /// The server settings at start: the ones a reload cannot change.
+    started: crate::config::ServerConfig,
 }
 
 /// Load the config, bind every service, start the shards. Errors here are fatal
@@ -68,6 +70,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         shards,
         registry,
         source,
+        started: cfg.server,
     })
 }
 
@@ -100,11 +103,14 @@ impl Running {
                 return;
             }
         };
-        let old = self.published.load();
-        if cfg.server.effective_workers() != old.server.effective_workers()
-            || cfg.server.io != old.server.io
+        let (new, was) = (&cfg.server, &self.started);
+        if new.effective_workers() != was.effective_workers()
+            || new.io != was.io
+            || new.max_connections != was.max_connections
         {
-            tracing::warn!("server.workers and server.io take effect on restart only");
+            tracing::warn!(
+                "server.workers, io and max_connections keep their start-up values until restart"
+            );
         }
         match self.registry.build(&cfg) {
             Ok(next) => {

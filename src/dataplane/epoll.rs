@@ -50,6 +50,7 @@ struct Shard {
     connecting: VecDeque<(u64, usize, u64)>,
     /// Flows that used up their budget and continue next turn.
     again: Vec<(usize, u64, Side)>,
+    again_spare: Vec<(usize, u64, Side)>,
     next_serial: u64,
     last_sweep_ms: u64,
 }
@@ -67,6 +68,7 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         pipes: Vec::new(),
         connecting: VecDeque::new(),
         again: Vec::new(),
+        again_spare: Vec::new(),
         next_serial: 0,
         last_sweep_ms: 0,
     };
@@ -106,11 +108,15 @@ impl Shard {
                     self.on_conn_event(t >> 1, Side::from_bit(t & 1), ev.is_writable());
                 }
             }
-            for (idx, serial, side) in std::mem::take(&mut self.again) {
+            // Swapped with a spare so neither list is reallocated each turn.
+            std::mem::swap(&mut self.again, &mut self.again_spare);
+            for k in 0..self.again_spare.len() {
+                let (idx, serial, side) = self.again_spare[k];
                 if self.conns[idx].as_ref().is_some_and(|c| c.serial == serial) {
                     self.pump_flow(idx, side);
                 }
             }
+            self.again_spare.clear();
             self.timers();
             if self.ctx.draining_since_ms.is_some() && (self.live == 0 || self.ctx.grace_over()) {
                 self.close_all();

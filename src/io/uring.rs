@@ -150,8 +150,10 @@ pub struct Ring {
     ring: IoUring,
     bufs: BufRing,
     free_bufs: usize,
-    /// Socket addresses for connects, one per connection slot.
-    addrs: Box<[libc::sockaddr_storage]>,
+    /// Socket addresses for connects, one per connection slot: 128 bytes, 8-aligned,
+    /// the size and alignment of `sockaddr_storage`. Zeroed by the allocator, so the
+    /// pages are touched only as slots are used.
+    addrs: Box<[[u64; 16]]>,
     /// The connect timeout, shared by every connect's linked timeout.
     connect_timeout: Box<types::Timespec>,
     wait_timeout: Box<types::Timespec>,
@@ -216,13 +218,11 @@ impl Ring {
                 0,
             )?;
         }
-        // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
-        let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         Ok(Ring {
             ring,
             free_bufs: usize::from(cfg.buffers),
             bufs,
-            addrs: vec![zero; cfg.slots].into_boxed_slice(),
+            addrs: vec![[0u64; 16]; cfg.slots].into_boxed_slice(),
             connect_timeout: Box::new(types::Timespec::new().sec(3)),
             wait_timeout: Box::new(types::Timespec::new()),
             setup,
@@ -268,16 +268,18 @@ impl Ring {
     pub fn connect(&mut self, slot: usize, fd: RawFd, addr: SocketAddr, ud: u64, timeout_ud: u64) {
         let sa = socket2::SockAddr::from(addr);
         let len = sa.len();
+        const _: () = assert!(std::mem::size_of::<libc::sockaddr_storage>() == 128);
         let storage = &mut self.addrs[slot];
-        // SAFETY: `sa` holds `len` valid bytes, and `len` fits a sockaddr_storage.
+        // SAFETY: `sa` holds `len` valid bytes, and `len` is at most the 128 bytes of
+        // the slot (the size of sockaddr_storage).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 sa.as_ptr().cast::<u8>(),
-                (storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                storage.as_mut_ptr().cast::<u8>(),
                 len as usize,
             );
         }
-        let ptr = (storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+        let ptr = storage.as_ptr().cast::<libc::sockaddr>();
         let c = opcode::Connect::new(types::Fd(fd), ptr, len)
             .build()
             .flags(squeue::Flags::IO_LINK)
