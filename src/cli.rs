@@ -47,6 +47,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = IoArg::Auto)]
         io: IoArg,
     },
+    /// Load generator: HTTP/1.1 requests against a target, with latency percentiles.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -73,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(config),
         Command::Demo { listen, io } => crate::demo::run(listen, io.into()),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,4 +153,14 @@ fn check_file(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn bench(args: &crate::bench::BenchArgs) -> anyhow::Result<()> {
+    let report = crate::bench::run(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", crate::bench::render(&report));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! sluice: a TCP load balancer for edge hosts. See ARCHITECTURE.md for the map.
 
 pub mod balance;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -76,3 +76,24 @@ pub fn set_linger_zero(fd: RawFd) {
         )
     };
 }
+
+/// IP_BIND_ADDRESS_NO_PORT: bind to a source address now, choose the port at connect
+/// time, so many connections can share one source address across destinations.
+pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid int and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

@@ -393,3 +393,43 @@ macro_rules! both_io {
         }
     };
 }
+
+/// A minimal HTTP/1.1 server: answers every request with `body`, keeps the connection
+/// open unless the request says `Connection: close`; counts requests in `served`.
+pub fn http_backend(body: &'static str, served: Arc<AtomicUsize>) -> Backend {
+    Backend::spawn(move |mut c| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        continue;
+                    }
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while buf.len() < end + 4 + length {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..end + 4 + length);
+            served.fetch_add(1, Ordering::Relaxed);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if c.write_all(resp.as_bytes()).is_err() || head.contains("connection: close") {
+                return;
+            }
+        }
+    })
+}

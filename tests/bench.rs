@@ -1,0 +1,205 @@
+//! `sluice bench` against real servers on loopback: its counts match what the server
+//! saw, and each kind of failure is reported as such.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
+    let mut v = v;
+    for p in path {
+        v = &v[p];
+    }
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} missing in {v}"))
+}
+
+/// Requests the tool counted were answered by the server; at most one request per
+/// connection can be in flight when the run ends.
+fn counts_match(mode: &str, extra: &[&str]) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let b = http_backend("hello", Arc::clone(&served));
+    let target = b.addr.to_string();
+    let mut args = vec![
+        "--target",
+        &target,
+        "--mode",
+        mode,
+        "--connections",
+        "8",
+        "--duration",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    let r = bench(&args);
+    let requests = num(&r, &["requests"]) as usize;
+    let seen = served.load(Ordering::Relaxed);
+    assert!(
+        requests > 100,
+        "a loopback server answers more than 100 requests/s: {r}"
+    );
+    assert!(
+        requests <= seen && seen <= requests + 8,
+        "tool {requests}, server {seen}"
+    );
+    for kind in [
+        "refused",
+        "reset",
+        "timeout",
+        "bad_response",
+        "non_2xx",
+        "other",
+    ] {
+        assert_eq!(num(&r, &["errors", kind]), 0.0, "{kind}: {r}");
+    }
+    let p50 = num(&r, &["latency_us", "p50"]);
+    let max = num(&r, &["latency_us", "max"]);
+    assert!(p50 >= 1.0 && p50 <= max, "{r}");
+    if mode == "close" {
+        // One connection per request.
+        let conns = num(&r, &["connections_per_s"]) * num(&r, &["duration_s"]);
+        assert!((conns - requests as f64).abs() <= 8.0, "{r}");
+        assert_eq!(
+            b.accepted(),
+            seen,
+            "one connection per request at the server"
+        );
+    } else {
+        assert!(b.accepted() <= 8, "persistent connections are reused");
+    }
+}
+
+#[test]
+fn keepalive_counts_match_the_server() {
+    counts_match("keepalive", &[]);
+}
+
+#[test]
+fn close_counts_match_the_server() {
+    counts_match("close", &[]);
+}
+
+#[test]
+fn uploads_and_source_addresses() {
+    counts_match(
+        "bulk",
+        &[
+            "--request-bytes",
+            "100000",
+            "--source-ips",
+            "127.0.0.2-127.0.0.9",
+        ],
+    );
+}
+
+#[test]
+fn open_loop_rate_is_kept() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let b = http_backend("hi", Arc::clone(&served));
+    let target = b.addr.to_string();
+    let r = bench(&[
+        "--target",
+        &target,
+        "--connections",
+        "4",
+        "--duration",
+        "2s",
+        "--rate",
+        "200",
+    ]);
+    let requests = num(&r, &["requests"]);
+    // 200/s for 2 s: 400 requests, less the ones in flight at the end; a closed loop
+    // would make thousands.
+    assert!((300.0..=404.0).contains(&requests), "{r}");
+}
+
+#[test]
+fn refused_connections_are_counted() {
+    // Bind then drop: nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = bench(&[
+        "--target",
+        &port.to_string(),
+        "--mode",
+        "close",
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+    ]);
+    assert_eq!(num(&r, &["requests"]), 0.0);
+    assert!(num(&r, &["errors", "refused"]) > 0.0, "{r}");
+}
+
+#[test]
+fn garbage_is_a_bad_response() {
+    use std::io::Write;
+    let b = Backend::spawn(|mut c| {
+        let _ = c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
+    });
+    let target = b.addr.to_string();
+    let r = bench(&[
+        "--target",
+        &target,
+        "--mode",
+        "close",
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+    ]);
+    assert_eq!(num(&r, &["requests"]), 0.0);
+    assert!(num(&r, &["errors", "bad_response"]) > 0.0, "{r}");
+}
+
+#[test]
+fn text_report_names_every_figure() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let b = http_backend("hi", served);
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--target",
+            &b.addr.to_string(),
+            "--duration",
+            "300ms",
+            "--connections",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "requests/s",
+        "connections/s",
+        "Gbit/s",
+        "refused",
+        "reset",
+        "timeout",
+        "bad response",
+        "p99.9",
+    ] {
+        assert!(text.contains(word), "{word} missing in:\n{text}");
+    }
+}
