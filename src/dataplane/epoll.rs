@@ -210,7 +210,6 @@ impl Shard {
         let Some(link) = self.ctx.admit(service, addr, self.live) else {
             return; // dropping `client` closes it
         };
-        let _ = client.set_nodelay(true);
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {

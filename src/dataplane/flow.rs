@@ -57,6 +57,9 @@ pub struct Flow {
     shut: bool,
     /// Bytes read from the source so far.
     pub bytes: u64,
+    /// The last read filled its whole buffer: the source is sending faster than one
+    /// buffer per turn, the mark of a bulk transfer rather than a conversation.
+    full_read: bool,
 }
 
 fn fails(kind: ErrorKind, write: bool) -> Pump {
@@ -69,14 +72,17 @@ fn fails(kind: ErrorKind, write: bool) -> Pump {
 
 impl Flow {
     /// Whether this flow should move to a pipe now. A flow switches only with nothing
-    /// buffered, so bytes never overtake each other.
+    /// buffered, so bytes never overtake each other. `auto` switches bulk transfers only:
+    /// past the threshold and with reads that fill whole buffers; a conversation of small
+    /// messages stays on the buffer path however long it lasts (a splice costs a poll and
+    /// two system calls per message).
     pub fn wants_splice(&self, mode: SpliceMode, threshold: u64) -> bool {
         self.pipe.is_none()
             && self.start == self.end
             && match mode {
                 SpliceMode::Never => false,
                 SpliceMode::Always => true,
-                SpliceMode::Auto => self.bytes >= threshold,
+                SpliceMode::Auto => self.full_read && self.bytes >= threshold,
             }
     }
 
@@ -105,9 +111,11 @@ impl Flow {
         }
     }
 
-    /// Count `n` bytes read from the source by someone else (the io_uring shard).
-    pub fn count(&mut self, n: u64) {
+    /// Count `n` bytes read by someone else (the io_uring shard) into a buffer of
+    /// `capacity` bytes.
+    pub fn count(&mut self, n: u64, capacity: u64) {
         self.bytes += n;
+        self.full_read = n >= capacity;
     }
 
     /// Forward the half-close to `dst`; the other direction stays open.
@@ -152,7 +160,10 @@ impl Flow {
             let read = match (&self.pipe, &mut self.buf) {
                 (Some(p), _) => sys::splice(src_ref.as_raw_fd(), p.write.as_raw_fd(), PIPE_BYTES)
                     .inspect(|&n| self.piped = n),
-                (None, Some(buf)) => (&*src_ref).read(buf).inspect(|&n| self.end = n),
+                (None, Some(buf)) => (&*src_ref).read(buf).inspect(|&n| {
+                    self.end = n;
+                    self.full_read = n == buf.len();
+                }),
                 (None, None) => return Pump::Blocked { write: false },
             };
             match read {

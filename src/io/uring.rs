@@ -323,6 +323,25 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
+    /// Send bytes `offset..offset + len` of provided buffer `bid` now, without waiting:
+    /// `send(2)` with `MSG_DONTWAIT`. The caller owns `bid`, as for [`Ring::send`].
+    pub fn send_now(&self, fd: RawFd, bid: u16, offset: u32, len: u32) -> io::Result<usize> {
+        assert!(
+            offset + len <= self.bufs.size,
+            "send past the end of a buffer"
+        );
+        let ptr = self.bufs.addr(bid, offset);
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: the bytes are inside the buffer memory and the buffer belongs to the
+        // caller (not to the kernel) until recycled.
+        let n = unsafe { libc::send(fd, ptr.cast(), len as usize, flags) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// One-shot readiness poll (`libc::POLLIN` / `libc::POLLOUT`).
     pub fn poll(&mut self, fd: RawFd, events: i16, ud: u64) {
         let e = opcode::PollAdd::new(types::Fd(fd), events as u32)
