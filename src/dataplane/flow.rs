@@ -121,6 +121,12 @@ impl Flow {
     /// Forward the half-close to `dst`; the other direction stays open.
     pub fn forward_fin(&mut self, dst: &impl AsFd) {
         let _ = SockRef::from(dst).shutdown(Shutdown::Write);
+        self.finish_by_close();
+    }
+
+    /// The source ended and the connection is about to close both sockets anyway: the
+    /// close sends the FIN, so no `shutdown` is needed.
+    pub fn finish_by_close(&mut self) {
         self.read_eof = true;
         self.shut = true;
     }

@@ -518,12 +518,17 @@ impl Shard {
     /// The source of `dir` ended: forward the FIN, keep the other direction open.
     fn end_of_input(&mut self, idx: usize, dir: usize) {
         let conn = self.conns[idx].as_mut().expect("live connection");
-        let dst = if dir == UP {
-            conn.backend.as_ref().expect("connected")
+        if conn.flows[1 - dir].finished() {
+            // Both directions are done: the close right after sends the FIN.
+            conn.flows[dir].finish_by_close();
         } else {
-            &conn.client
-        };
-        conn.flows[dir].forward_fin(dst);
+            let dst = if dir == UP {
+                conn.backend.as_ref().expect("connected")
+            } else {
+                &conn.client
+            };
+            conn.flows[dir].forward_fin(dst);
+        }
         self.after_fin(idx);
     }
 
