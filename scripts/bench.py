@@ -219,6 +219,23 @@ def fixed_rate(pids, rate, seconds):
     return out
 
 
+def cross_check(rounds, seconds):
+    """sluice bench against wrk on the same target (the backend, directly)."""
+    out = {}
+    for mode in ["keepalive", "close"]:
+        ours, theirs = [], []
+        for _ in range(rounds):
+            ours.append(bench(BACKEND_PORT, mode, seconds, 64)["requests_per_s"])
+            cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", "-c64", f"-d{seconds}s"]
+            if mode == "close":
+                cmd += ["-H", "Connection: close"]
+            text = sh(cmd + [f"http://127.0.0.1:{BACKEND_PORT}/"])
+            theirs.append(float(next(l.split()[1] for l in text.splitlines() if l.startswith("Requests/sec"))))
+        out[mode] = (median(ours), median(theirs))
+        print(f"cross-check {mode}: sluice bench {out[mode][0]:,.0f} req/s, wrk {out[mode][1]:,.0f} req/s", flush=True)
+    return out
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -262,12 +279,13 @@ def main():
         mem = idle_memory(pids, idle)
         hap_max = median([r["requests_per_s"] for r in results["L4 keepalive"]["haproxy"]])
         p99 = fixed_rate(pids, hap_max / 2, rate_secs)
+        check = cross_check(3, seconds)
     finally:
         procs.stop_all()
-    write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99)
+    write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, check)
 
 
-def write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99):
+def write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, check):
     def ver(cmd):
         try:
             return subprocess.run(cmd, capture_output=True, text=True).stdout + \
@@ -325,6 +343,9 @@ maximum ({hap_max:,.0f} req/s → {hap_max / 2:,.0f} req/s), {rate_secs_of(args)
 {chr(10).join(table)}
 
 ![ratios](bench-ratios.svg)
+
+Load generator cross-check, same target (the backend directly), 3 alternating runs of
+{seconds} s, medians: {check_text(check, seconds)}.
 """
     path = os.path.join(ROOT, "docs/benchmarks.md")
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
@@ -338,6 +359,16 @@ maximum ({hap_max:,.0f} req/s → {hap_max / 2:,.0f} req/s), {rate_secs_of(args)
     with open(path, "w") as f:
         f.write(text)
     print(doc)
+
+
+def check_text(check, seconds):
+    parts = []
+    for mode, (ours, wrk) in check.items():
+        flag = "" if mode == "keepalive" else ' -H "Connection: close"'
+        parts.append(f"{mode}: `sluice bench --mode {mode} --connections 64 --threads 1` "
+                     f"{ours:,.0f} req/s, `wrk -t1 -c64 -d{seconds}s{flag}` {wrk:,.0f} req/s "
+                     f"(ratio {ours / wrk:.2f})")
+    return "; ".join(parts)
 
 
 def rate_secs_of(args):
