@@ -42,11 +42,15 @@ pub struct Running {
     source: Source,
     /// The server settings at start: the ones a reload cannot change.
     started: crate::config::ServerConfig,
+    signals: Signals,
 }
 
 /// Load the config, bind every service, start the shards. Errors here are fatal
 /// start-up errors (bad config, a port that cannot be bound, no I/O backend).
 pub fn start(source: Source) -> anyhow::Result<Running> {
+    // Handlers first: a SIGHUP or SIGTERM that arrives while starting must not take
+    // the default action (terminating the process).
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     let cfg = source
         .load()
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
@@ -71,23 +75,22 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         registry,
         source,
         started: cfg.server,
+        signals,
     })
 }
 
 impl Running {
     /// Serve until SIGTERM or SIGINT, reloading on SIGHUP; then drain and return.
     pub fn serve_until_signalled(mut self) -> anyhow::Result<()> {
-        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
-        for sig in signals.forever() {
-            match sig {
-                SIGHUP => self.reload(),
-                _ => {
-                    tracing::info!(signal = sig, "stopping: no new connections, draining");
-                    break;
-                }
+        while let Some(sig) = self.signals.forever().next() {
+            if sig == SIGHUP {
+                self.reload();
+                continue;
             }
+            tracing::info!(signal = sig, "stopping: no new connections, draining");
+            break;
         }
-        self.drain(Some(&mut signals));
+        self.drain();
         Ok(())
     }
 
@@ -130,18 +133,15 @@ impl Running {
 
     /// Stop accepting and wait for the shards to finish their connections (each shard
     /// gives up after `shutdown_grace_ms`). A second signal ends the wait at once.
-    pub fn drain(mut self, signals: Option<&mut Signals>) {
+    fn drain(mut self) {
         let last = self.published.load();
         let draining = self.registry.draining(&last);
         drop(last);
         self.published.publish(draining);
-        let mut signals = signals;
         while self.shards.iter().any(|h| !h.is_finished()) {
-            if let Some(s) = signals.as_deref_mut() {
-                if s.pending().next().is_some() {
-                    tracing::warn!("second signal: exiting without waiting for connections");
-                    std::process::exit(1);
-                }
+            if self.signals.pending().next().is_some() {
+                tracing::warn!("second signal: exiting without waiting for connections");
+                std::process::exit(1);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
