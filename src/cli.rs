@@ -43,6 +43,9 @@ pub enum Command {
         /// Where the demo VIP listens.
         #[arg(long, default_value = "127.0.0.1:10000")]
         listen: std::net::SocketAddr,
+        /// Where the demo's admin port (stats, metrics) listens.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
         /// I/O backend for the shards.
         #[arg(long, value_enum, default_value_t = IoArg::Auto)]
         io: IoArg,
@@ -74,7 +77,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(config),
-        Command::Demo { listen, io } => crate::demo::run(listen, io.into()),
+        Command::Demo { listen, admin, io } => crate::demo::run(listen, admin, io.into()),
         Command::Bench(args) => bench(&args),
     };
     match result {

@@ -2,8 +2,8 @@
 //! an L4 VIP balancing over them, like the DC/OS tutorial's app2.
 
 use crate::config::{
-    BackendConfig, Balance, Config, HashKey, IoKind, Mode, ServerConfig, ServiceConfig,
-    DEFAULT_TABLE_SIZE,
+    AdminConfig, BackendConfig, Balance, Config, HashKey, IoKind, Mode, ServerConfig,
+    ServiceConfig, DEFAULT_TABLE_SIZE,
 };
 use crate::control::{self, Source};
 use std::io::{Read, Write};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 const INSTANCES: usize = 3;
 
-pub fn run(listen: SocketAddr, io: IoKind) -> anyhow::Result<()> {
+pub fn run(listen: SocketAddr, admin: SocketAddr, io: IoKind) -> anyhow::Result<()> {
     let mut backends = Vec::with_capacity(INSTANCES);
     for i in 1..=INSTANCES {
         let name = format!("app2-{i}");
@@ -27,6 +27,9 @@ pub fn run(listen: SocketAddr, io: IoKind) -> anyhow::Result<()> {
         server: ServerConfig {
             io,
             ..ServerConfig::default()
+        },
+        admin: AdminConfig {
+            listen: Some(admin),
         },
         services: vec![ServiceConfig {
             name: "app2".into(),
@@ -43,6 +46,7 @@ pub fn run(listen: SocketAddr, io: IoKind) -> anyhow::Result<()> {
     };
     let running = control::start(Source::Embedded(Box::new(cfg)))?;
     let vip = running.published.load().services[0].local;
+    let admin = running.admin_addr.expect("the demo has an admin port");
     println!("sluice demo: VIP app2 listening on {vip} (L4, Maglev over {INSTANCES} backends)");
     for (i, b) in backends.iter().enumerate() {
         println!("  backend app2-{} on {b}", i + 1);
@@ -50,6 +54,9 @@ pub fn run(listen: SocketAddr, io: IoKind) -> anyhow::Result<()> {
     println!();
     println!("Try it: each new connection is hashed to one instance; watch the name change:");
     println!("  for i in $(seq 6); do curl -s http://{vip}/; done");
+    println!("Stats (HAProxy-compatible) and metrics:");
+    println!("  curl -s 'http://{admin}/haproxy?stats;csv'");
+    println!("  curl -s http://{admin}/metrics");
     println!("Stop with Ctrl-C.");
     running.serve_until_signalled()
 }

@@ -112,7 +112,12 @@ impl Published {
     }
 }
 
-/// Milliseconds on a clock shared by every thread of the process.
-pub fn clock_ms(start: std::time::Instant) -> u64 {
-    start.elapsed().as_millis() as u64
+/// Milliseconds since the process clock started: the clock shared by every thread
+/// (shards mark backends down on it; the admin port reads the marks).
+pub fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }

@@ -10,7 +10,15 @@ use std::sync::{Arc, Mutex};
 
 fn demo(io: &str) {
     let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--io", io])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--io",
+            io,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -15,8 +15,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+}
+
+/// `[admin]`: the stats and metrics port. Absent means no admin port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AdminConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`: process-wide settings. Only `workers` and `io` need a restart to change.
@@ -163,6 +170,9 @@ impl Config {
         })
         .expect("serializes");
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        if let Some(a) = self.admin.listen {
+            let _ = write!(out, "\n[admin]\nlisten = {}\n", q(&a.to_string()));
+        }
         for s in &self.services {
             let backends: Vec<String> = s
                 .backends

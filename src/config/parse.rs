@@ -56,8 +56,15 @@ impl ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     server: Option<RawServer>,
+    admin: Option<RawAdmin>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +169,21 @@ fn int_in(
 fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
     let mut errs = Vec::new();
     let server = validate_server(raw.server, &mut errs);
+    let admin = AdminConfig {
+        listen: raw
+            .admin
+            .and_then(|a| match a.listen.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    let msg = format!(
+                        "admin listen must be IPv4:port or [IPv6]:port, got {:?}",
+                        a.listen.get_ref()
+                    );
+                    errs.push(ConfigError::at(a.listen.span(), msg));
+                    None
+                }
+            }),
+    };
     let mut services = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
     let mut listens = HashSet::new();
@@ -186,7 +208,11 @@ fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
         }
     }
     if errs.is_empty() {
-        Ok(Config { server, services })
+        Ok(Config {
+            server,
+            admin,
+            services,
+        })
     } else {
         Err(errs)
     }

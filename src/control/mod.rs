@@ -36,12 +36,15 @@ impl Source {
 /// A running balancer: the published state and its shard threads.
 pub struct Running {
     pub published: Arc<Published>,
+    /// Where the admin port listens, when configured.
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub shard_counters: Arc<PerShard<ShardCounters>>,
     shards: Vec<std::thread::JoinHandle<()>>,
     registry: Registry,
     source: Source,
     /// The server settings at start: the ones a reload cannot change.
     started: crate::config::ServerConfig,
+    started_admin: crate::config::AdminConfig,
     signals: Signals,
 }
 
@@ -68,13 +71,28 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         workers,
         cfg.server.io,
     )?;
+    let admin_addr = match cfg.admin.listen {
+        Some(addr) => {
+            let view = crate::admin::View {
+                published: Arc::clone(&published),
+                shards: Arc::clone(&shard_counters),
+            };
+            let local = crate::admin::start(addr, view)
+                .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
+            tracing::info!(listen = %local, "admin listening");
+            Some(local)
+        }
+        None => None,
+    };
     Ok(Running {
         published,
+        admin_addr,
         shard_counters,
         shards,
         registry,
         source,
         started: cfg.server,
+        started_admin: cfg.admin,
         signals,
     })
 }
@@ -110,9 +128,10 @@ impl Running {
         if new.effective_workers() != was.effective_workers()
             || new.io != was.io
             || new.max_connections != was.max_connections
+            || cfg.admin != self.started_admin
         {
             tracing::warn!(
-                "server.workers, io and max_connections keep their start-up values until restart"
+                "server.workers, io, max_connections and [admin] keep their start-up values until restart"
             );
         }
         match self.registry.build(&cfg) {

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 /// How long a backend that refused or timed out a connect is avoided.
 pub const BACKEND_DOWN_MS: u64 = 5_000;
@@ -58,16 +57,9 @@ pub fn spawn(
     let backend = choose(io)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     tracing::info!(workers, io = ?backend, cores = cores.len(), "starting shards");
-    let start = Instant::now();
     let mut handles = Vec::with_capacity(workers);
     for id in 0..workers {
-        let ctx = ShardCtx::new(
-            id,
-            workers,
-            Arc::clone(&published),
-            Arc::clone(&counters),
-            start,
-        );
+        let ctx = ShardCtx::new(id, workers, Arc::clone(&published), Arc::clone(&counters));
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let h = std::thread::Builder::new()
             .name(format!("sluice-shard-{id}"))
@@ -95,7 +87,6 @@ pub struct ShardCtx {
     published: Arc<Published>,
     pub snapshot: Arc<Snapshot>,
     generation: u64,
-    start: Instant,
     pub now_ms: u64,
     pub counters: Arc<PerShard<ShardCounters>>,
     /// This shard's share of `max_connections`.
@@ -112,7 +103,6 @@ impl ShardCtx {
         workers: usize,
         published: Arc<Published>,
         counters: Arc<PerShard<ShardCounters>>,
-        start: Instant,
     ) -> Self {
         let snapshot = published.load();
         let generation = snapshot.generation;
@@ -122,8 +112,7 @@ impl ShardCtx {
             published,
             snapshot,
             generation,
-            start,
-            now_ms: clock_ms(start),
+            now_ms: clock_ms(),
             counters,
             conn_limit,
             draining_since_ms: None,
@@ -134,7 +123,7 @@ impl ShardCtx {
     /// Advance the coarse clock; called once per loop turn.
     #[inline]
     pub fn tick(&mut self) {
-        self.now_ms = clock_ms(self.start);
+        self.now_ms = clock_ms();
     }
 
     /// Pick up a newer snapshot if one was published; true when it changed.

@@ -127,6 +127,16 @@ impl Sluice {
         out
     }
 
+    /// The admin port, from the "admin listening" line.
+    pub fn admin(&self) -> SocketAddr {
+        let line = self.wait_log("admin listening", |l| l.contains("admin listening"));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .expect("listen= field")
+            .parse()
+            .unwrap()
+    }
+
     pub fn addr(&self, service: &str) -> SocketAddr {
         self.listening()
             .into_iter()

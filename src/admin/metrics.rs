@@ -1,0 +1,203 @@
+//! `/metrics` in the Prometheus text format.
+
+use super::csv::server_name;
+use crate::snapshot::{clock_ms, Snapshot};
+use crate::stats::{PerShard, ShardCounters};
+use std::fmt::Write;
+
+/// One metric family: its help line, type, and samples as (labels, value).
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Vec<(String, i64)>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (labels, v) in &self.samples {
+            let _ = writeln!(out, "{}{{{labels}}} {v}", self.name);
+        }
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(snap: &Snapshot, shards: &PerShard<ShardCounters>) -> String {
+    let mut f = vec![
+        Family::new(
+            "sluice_service_connections_total",
+            "counter",
+            "Client connections accepted.",
+        ),
+        Family::new(
+            "sluice_service_active_connections",
+            "gauge",
+            "Client connections open.",
+        ),
+        Family::new(
+            "sluice_service_refused_total",
+            "counter",
+            "Client connections refused: max_connections reached.",
+        ),
+        Family::new(
+            "sluice_service_no_backend_total",
+            "counter",
+            "Client connections closed because no backend could be connected.",
+        ),
+        Family::new(
+            "sluice_service_bytes_in_total",
+            "counter",
+            "Bytes from clients to backends.",
+        ),
+        Family::new(
+            "sluice_service_bytes_out_total",
+            "counter",
+            "Bytes from backends to clients.",
+        ),
+        Family::new(
+            "sluice_backend_up",
+            "gauge",
+            "1 when the backend takes new connections, 0 while marked down.",
+        ),
+        Family::new(
+            "sluice_backend_connections_total",
+            "counter",
+            "Connections established to the backend.",
+        ),
+        Family::new(
+            "sluice_backend_active_connections",
+            "gauge",
+            "Connections open to the backend.",
+        ),
+        Family::new(
+            "sluice_backend_connect_errors_total",
+            "counter",
+            "Failed connects (refused or timed out).",
+        ),
+        Family::new(
+            "sluice_backend_connect_timeouts_total",
+            "counter",
+            "Connects that timed out.",
+        ),
+        Family::new(
+            "sluice_backend_bytes_in_total",
+            "counter",
+            "Bytes sent to the backend.",
+        ),
+        Family::new(
+            "sluice_backend_bytes_out_total",
+            "counter",
+            "Bytes received from the backend.",
+        ),
+    ];
+    let now = clock_ms();
+    for svc in &snap.services {
+        let l = format!("service=\"{}\"", esc(&svc.config.name));
+        let c = &svc.counters;
+        let service_values = [
+            c.sum(|s| s.accepted.get()) as i64,
+            c.iter().map(|s| s.active.get()).sum::<i64>().max(0),
+            c.sum(|s| s.refused_limit.get()) as i64,
+            c.sum(|s| s.no_backend.get()) as i64,
+            c.sum(|s| s.bytes_in.get()) as i64,
+            c.sum(|s| s.bytes_out.get()) as i64,
+        ];
+        for (fam, v) in f.iter_mut().zip(service_values) {
+            fam.samples.push((l.clone(), v));
+        }
+        for b in svc.backends.iter() {
+            let bl = format!(
+                "{l},backend=\"{}\",server=\"{}\"",
+                b.addr,
+                server_name(b.addr)
+            );
+            let bc = &b.counters;
+            let values = [
+                i64::from(b.is_up(now)),
+                bc.sum(|x| x.connections.get()) as i64,
+                i64::from(bc.active()),
+                bc.sum(|x| x.connect_errors.get()) as i64,
+                bc.sum(|x| x.connect_timeouts.get()) as i64,
+                bc.sum(|x| x.bytes_in.get()) as i64,
+                bc.sum(|x| x.bytes_out.get()) as i64,
+            ];
+            for (fam, v) in f[6..].iter_mut().zip(values) {
+                fam.samples.push((bl.clone(), v));
+            }
+        }
+    }
+    let mut s = vec![
+        Family::new(
+            "sluice_shard_accepts_total",
+            "counter",
+            "Connections accepted by the shard.",
+        ),
+        Family::new(
+            "sluice_shard_accept_errors_total",
+            "counter",
+            "Failed accepts.",
+        ),
+        Family::new(
+            "sluice_shard_accept_paused_total",
+            "counter",
+            "Times accepting paused for lack of descriptors.",
+        ),
+        Family::new(
+            "sluice_shard_resets_total",
+            "counter",
+            "Connections ended by a reset.",
+        ),
+        Family::new(
+            "sluice_shard_idle_timeouts_total",
+            "counter",
+            "Connections closed for idleness.",
+        ),
+        Family::new(
+            "sluice_shard_spliced_flows_total",
+            "counter",
+            "Flow directions moved to splice.",
+        ),
+    ];
+    for (i, c) in shards.iter().enumerate() {
+        let l = format!("shard=\"{i}\"");
+        let values = [
+            c.accepts.get(),
+            c.accept_errors.get(),
+            c.accept_paused.get(),
+            c.resets.get(),
+            c.idle_timeouts.get(),
+            c.spliced_flows.get(),
+        ];
+        for (fam, v) in s.iter_mut().zip(values) {
+            fam.samples.push((l.clone(), v as i64));
+        }
+    }
+    let mut out = String::with_capacity(4096);
+    for fam in f.iter().chain(&s) {
+        fam.write(&mut out);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_config_generation Generation of the published configuration."
+    );
+    let _ = writeln!(out, "# TYPE sluice_config_generation gauge");
+    let _ = writeln!(out, "sluice_config_generation {}", snap.generation);
+    out
+}

@@ -1,0 +1,190 @@
+//! The admin port: HAProxy-compatible CSV stats, Prometheus metrics, health check,
+//! and 4xx for bad requests — fetched with curl, as operators' scripts do.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::Command;
+
+both_io!(
+    csv_counts_sessions_and_marks_dead_servers,
+    metrics_follow_the_traffic
+);
+
+fn curl(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_owned())
+}
+
+fn config(io: &str, backends: &[SocketAddr]) -> String {
+    server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &service("app2", "roundrobin", backends)
+}
+
+/// (svname → row as column name → value) of one proxy in the CSV.
+fn rows(csv: &str, proxy: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .filter(|r: &std::collections::HashMap<String, String>| r["pxname"] == proxy)
+        .collect()
+}
+
+fn csv_counts_sessions_and_marks_dead_servers(io: &str) {
+    let a = Backend::echo();
+    let mut b = Backend::echo();
+    let lb = Sluice::start(&config(io, &[a.addr, b.addr]));
+    let (vip, admin) = (lb.addr("app2"), lb.admin());
+    let url = format!("http://{admin}/haproxy?stats;csv");
+
+    let (code, csv) = curl(&url);
+    assert_eq!(code, 200);
+    let want = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/haproxy-2.6-stat-header.csv"
+    ))
+    .unwrap();
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        want.trim_end(),
+        "HAProxy 2.6's header, column for column"
+    );
+    let r = rows(&csv, "app2");
+    let names: Vec<&str> = r.iter().map(|x| x["svname"].as_str()).collect();
+    let (sa, sb) = (
+        a.addr.to_string().replace(['.', ':'], "_"),
+        b.addr.to_string().replace(['.', ':'], "_"),
+    );
+    let mut servers = vec![sa.as_str(), sb.as_str()];
+    servers.sort();
+    assert_eq!(names, [&["FRONTEND"][..], &servers, &["BACKEND"]].concat());
+
+    // Three held connections show as current sessions (what zero-downtime deploy
+    // scripts poll); then 10 more short ones add to the totals.
+    let mut held: Vec<_> = (0..3).map(|_| connect(vip)).collect();
+    for c in held.iter_mut() {
+        assert_eq!(roundtrip(c, b"x"), b"x");
+    }
+    let r = rows(&curl(&url).1, "app2");
+    assert_eq!(r[0]["scur"], "3", "FRONTEND scur");
+    assert_eq!(r[3]["scur"], "3", "BACKEND scur");
+    drop(held);
+    for _ in 0..10 {
+        let mut c = connect(vip);
+        assert_eq!(roundtrip(&mut c, b"y"), b"y");
+    }
+    let r = wait_for("sessions to end", || {
+        let r = rows(&curl(&url).1, "app2");
+        (r[0]["scur"] == "0").then_some(r)
+    });
+    assert_eq!(r[0]["stot"], "13");
+    let per_server: u64 = r[1..3]
+        .iter()
+        .map(|x| x["stot"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(per_server, 13);
+    assert!(r[1..3].iter().all(|x| x["status"] == "UP"));
+
+    // A dead server is marked DOWN after its first refused connect.
+    b.kill();
+    for _ in 0..4 {
+        let mut c = connect(vip);
+        assert_eq!(roundtrip(&mut c, b"z"), b"z");
+    }
+    let r = rows(&curl(&url).1, "app2");
+    let dead = r.iter().find(|x| x["svname"] == sb).unwrap();
+    assert_eq!(dead["status"], "DOWN");
+    assert!(dead["econ"].parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        r[3]["status"], "UP",
+        "the backend as a whole is up while one server is"
+    );
+}
+
+fn metrics_follow_the_traffic(io: &str) {
+    let a = Backend::echo();
+    let lb = Sluice::start(&config(io, &[a.addr]));
+    let (vip, admin) = (lb.addr("app2"), lb.admin());
+    let mut c = connect(vip);
+    assert_eq!(roundtrip(&mut c, b"hello"), b"hello");
+    drop(c);
+    let (code, text) = curl(&format!("http://{admin}/metrics"));
+    assert_eq!(code, 200);
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value("sluice_service_connections_total{service=\"app2\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("sluice_service_bytes_in_total{service=\"app2\"}"),
+        5.0
+    );
+    assert_eq!(
+        value("sluice_service_bytes_out_total{service=\"app2\"}"),
+        5.0
+    );
+    assert_eq!(value("sluice_backend_up{service=\"app2\""), 1.0);
+    assert!(text.contains("# TYPE sluice_shard_accepts_total counter"));
+    let accepts: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_shard_accepts_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(accepts, 1.0);
+}
+
+#[test]
+fn health_check_and_bad_requests() {
+    let a = Backend::echo();
+    let lb = Sluice::start(&config("auto", &[a.addr]));
+    let admin = lb.admin();
+    assert_eq!(
+        curl(&format!("http://{admin}/_haproxy_health_check")).0,
+        200
+    );
+    assert_eq!(curl(&format!("http://{admin}/nope")).0, 404);
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .arg(format!("http://{admin}/metrics"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "405");
+    // Not HTTP at all: 400, and the connection is closed.
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    s.write_all(b"\x16\x03\x01garbage\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // The data plane did not notice.
+    let mut c = connect(lb.addr("app2"));
+    assert_eq!(roundtrip(&mut c, b"still"), b"still");
+}
