@@ -9,5 +9,6 @@ pub mod control;
 pub mod dataplane;
 pub mod demo;
 pub mod io;
+pub mod marathon;
 pub mod snapshot;
 pub mod stats;

@@ -1,0 +1,3 @@
+//! The Marathon control plane: turning Marathon's apps and tasks into services.
+
+pub mod apps;
