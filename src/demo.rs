@@ -31,6 +31,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, io: IoKind) -> anyhow::Result<
         admin: AdminConfig {
             listen: Some(admin),
         },
+        marathon: None,
         services: vec![ServiceConfig {
             name: "app2".into(),
             mode: Mode::Tcp,

@@ -221,3 +221,34 @@ fn help_and_version() {
         );
     }
 }
+
+#[test]
+fn marathon_section() {
+    let (code, out, err) = check("[marathon]\nurls = [\"http://127.0.0.1:8080\", \"http://127.0.0.2:8080/\"]\ngroup = \"*\"\n");
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "urls = [\"http://127.0.0.1:8080\", \"http://127.0.0.2:8080\"]",
+        "group = \"*\"",
+        "poll_interval_ms = 1000",
+        "events = true",
+        "bind_address = \"0.0.0.0\"",
+        "vip_cidr = \"127.11.0.0/16\"",
+        "health_check = true",
+        "drain_timeout_ms = 30000",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    assert_eq!(
+        errors("[marathon]\nurls = [\"127.0.0.1:8080\"]\nvip_cidr = \"10.0.0.0/33\"\nbind_address = \"any\"\n"),
+        [
+            "FILE:2:9: marathon url must be http://host:port or https://…, got \"127.0.0.1:8080\"",
+            "FILE:3:12: vip_cidr must be an IPv4 network like 127.11.0.0/16 (prefix 8 to 30), got \"10.0.0.0/33\"",
+            "FILE:4:16: bind_address must be an IP address, got \"any\"",
+        ]
+    );
+    let e = errors("[marathon]\nurl = \"http://x\"\n");
+    assert!(e[0].starts_with("FILE:2:1: unknown field `url`"), "{e:?}");
+}

@@ -16,8 +16,57 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
+    /// Absent: services come from the file alone.
+    #[serde(skip)]
+    pub marathon: Option<MarathonConfig>,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+}
+
+/// `[marathon]`: services from Marathon apps, as Marathon-LB serves them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MarathonConfig {
+    /// Tried in order; a standby's redirect to the leader is followed.
+    pub urls: Vec<String>,
+    /// Serve apps whose HAPROXY_GROUP (or HAPROXY_{n}_GROUP) matches; "*" serves all.
+    pub group: String,
+    pub poll_interval_ms: u64,
+    /// Hold `/v2/events` open and re-fetch on status, health and deployment events.
+    pub events: bool,
+    /// Where service ports are bound (HAPROXY_{n}_BIND_ADDR overrides).
+    pub bind_address: std::net::IpAddr,
+    /// Named VIPs (`VIP_n = "/name:port"`) get their addresses in this IPv4 network.
+    pub vip_cidr: (std::net::Ipv4Addr, u8),
+    /// For apps with health checks, only tasks whose checks pass take connections.
+    pub health_check: bool,
+    /// How long connections to a task that is gone or being killed may continue.
+    pub drain_timeout_ms: u64,
+    /// HTTP basic authentication.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A file holding `user:password`, for basic authentication.
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// A file holding a DC/OS authentication token (`Authorization: token=…`).
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl Default for MarathonConfig {
+    fn default() -> Self {
+        MarathonConfig {
+            urls: vec!["http://127.0.0.1:8080".into()],
+            group: "external".into(),
+            poll_interval_ms: 1000,
+            events: true,
+            bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
+            vip_cidr: (std::net::Ipv4Addr::new(127, 11, 0, 0), 16),
+            health_check: true,
+            drain_timeout_ms: 30_000,
+            username: None,
+            password: None,
+            credentials_file: None,
+            token_file: None,
+        }
+    }
 }
 
 /// `[admin]`: the stats and metrics port. Absent means no admin port.
@@ -172,6 +221,38 @@ impl Config {
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
         if let Some(a) = self.admin.listen {
             let _ = write!(out, "\n[admin]\nlisten = {}\n", q(&a.to_string()));
+        }
+        if let Some(m) = &self.marathon {
+            let urls: Vec<String> = m.urls.iter().map(|u| q(u)).collect();
+            let _ = write!(
+                out,
+                "\n[marathon]\nurls = [{}]\ngroup = {}\npoll_interval_ms = {}\nevents = {}\n\
+                 bind_address = {}\nvip_cidr = {}\nhealth_check = {}\ndrain_timeout_ms = {}\n",
+                urls.join(", "),
+                q(&m.group),
+                m.poll_interval_ms,
+                m.events,
+                q(&m.bind_address.to_string()),
+                q(&format!("{}/{}", m.vip_cidr.0, m.vip_cidr.1)),
+                m.health_check,
+                m.drain_timeout_ms,
+            );
+            let paths = [
+                ("credentials_file", &m.credentials_file),
+                ("token_file", &m.token_file),
+            ];
+            for (k, v) in paths {
+                if let Some(p) = v {
+                    let _ = writeln!(out, "{k} = {}", q(&p.display().to_string()));
+                }
+            }
+            if let Some(u) = &m.username {
+                let _ = writeln!(out, "username = {}", q(u));
+            }
+            if m.password.is_some() {
+                // Never echoed.
+                let _ = writeln!(out, "password = \"********\"");
+            }
         }
         for s in &self.services {
             let backends: Vec<String> = s
