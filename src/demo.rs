@@ -43,6 +43,7 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, io: IoKind) -> anyhow::Result<
                 .iter()
                 .map(|&addr| BackendConfig { addr, weight: 1 })
                 .collect(),
+            draining: Vec::new(),
         }],
     };
     let running = control::start(Source::Embedded(Box::new(cfg)))?;

@@ -37,6 +37,8 @@ pub struct Service {
     pub backends: Box<[Arc<Backend>]>,
     pub selector: Selector,
     pub counters: Arc<PerShard<ServiceCounters>>,
+    /// `draining[i]`: backend `i` takes no new connections.
+    pub draining: Box<[bool]>,
     /// Each shard's round-robin / least-connections cursor for this service.
     pub cursors: PerShard<AtomicU32>,
 }

@@ -203,7 +203,8 @@ fn service_rows(out: &mut String, svc: &Service, iid: usize, now: u64, limit: u3
     for (sid, b) in svc.backends.iter().enumerate() {
         let bc = &b.counters;
         let active = i64::from(bc.active());
-        let is_up = b.is_up(now);
+        let draining = svc.draining[sid];
+        let is_up = b.is_up(now) && !draining;
         up += usize::from(is_up);
         scur += active;
         stot += bc.sum(|x| x.connections.get());
@@ -224,7 +225,16 @@ fn service_rows(out: &mut String, svc: &Service, iid: usize, now: u64, limit: u3
             .set("bin", bc.sum(|x| x.bytes_in.get()))
             .set("bout", bc.sum(|x| x.bytes_out.get()))
             .set("econ", bc.sum(|x| x.connect_errors.get()))
-            .set("status", if is_up { "UP" } else { "DOWN" })
+            .set(
+                "status",
+                if draining {
+                    "DRAIN"
+                } else if is_up {
+                    "UP"
+                } else {
+                    "DOWN"
+                },
+            )
             .set("weight", weight)
             .set("act", 1)
             .set("bck", 0)

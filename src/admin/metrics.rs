@@ -39,7 +39,11 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(snap: &Snapshot, shards: &PerShard<ShardCounters>) -> String {
+pub fn render(
+    snap: &Snapshot,
+    shards: &PerShard<ShardCounters>,
+    control: &crate::control::ControlCounters,
+) -> String {
     let mut f = vec![
         Family::new(
             "sluice_service_connections_total",
@@ -192,6 +196,52 @@ pub fn render(snap: &Snapshot, shards: &PerShard<ShardCounters>) -> String {
     let mut out = String::with_capacity(4096);
     for fam in f.iter().chain(&s) {
         fam.write(&mut out);
+    }
+    let last = control
+        .marathon_last_success_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let age = if last == 0 {
+        -1.0
+    } else {
+        clock_ms().saturating_sub(last) as f64 / 1000.0
+    };
+    let plain = [
+        (
+            "sluice_marathon_fetches_total",
+            "counter",
+            "Marathon fetches.",
+            control.marathon_fetches.get() as f64,
+        ),
+        (
+            "sluice_marathon_failures_total",
+            "counter",
+            "Marathon fetches that failed (unreachable, error status, bad body).",
+            control.marathon_failures.get() as f64,
+        ),
+        (
+            "sluice_marathon_last_success_age_seconds",
+            "gauge",
+            "Seconds since the last good Marathon fetch; -1 before the first.",
+            age,
+        ),
+        (
+            "sluice_marathon_conflicts_total",
+            "counter",
+            "Marathon services left out: address or name already taken.",
+            control.marathon_conflicts.get() as f64,
+        ),
+        (
+            "sluice_bind_failures_total",
+            "counter",
+            "Services left out because their address could not be bound.",
+            control.bind_failures.get() as f64,
+        ),
+    ];
+    for (name, kind, help, v) in plain {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
     let _ = writeln!(
         out,

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub struct View {
     pub published: Arc<Published>,
     pub shards: Arc<PerShard<ShardCounters>>,
+    pub control: Arc<crate::control::ControlCounters>,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
@@ -79,7 +80,7 @@ fn route(head: &[u8], view: &View) -> (u16, &'static str, String) {
         "/metrics" => (
             200,
             "text/plain; version=0.0.4",
-            metrics::render(&view.published.load(), &view.shards),
+            metrics::render(&view.published.load(), &view.shards, &view.control),
         ),
         _ => (404, "text/plain", "not found\n".into()),
     }

@@ -63,6 +63,13 @@ impl Selector {
     /// Build for `backends`, which must already be in canonical (address) order.
     pub fn build(backends: &[BackendConfig], balance: Balance, key: HashKey, size: u32) -> Self {
         let weights: Box<[u32]> = backends.iter().map(|b| b.weight).collect();
+        if backends.is_empty() {
+            // A service whose tasks are all gone still listens; `pick` finds nothing.
+            return Selector {
+                algorithm: Algorithm::LeastConn,
+                weights,
+            };
+        }
         let algorithm = match balance {
             Balance::Maglev => {
                 let names: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
@@ -270,6 +277,17 @@ mod tests {
         assert_eq!(p, Some(1));
         let p = s.pick(client(1), &mut a, &mut 0, |_| true, |i| loads[i]);
         assert_eq!(p, Some(2), "the retry takes the next least loaded");
+    }
+
+    #[test]
+    fn no_backends_means_no_pick() {
+        for balance in [Balance::Maglev, Balance::Roundrobin, Balance::Leastconn] {
+            let s = Selector::build(&[], balance, HashKey::Tuple, 7);
+            assert_eq!(
+                s.pick(client(1), &mut Attempt::default(), &mut 0, |_| true, |_| 0),
+                None
+            );
+        }
     }
 
     #[test]

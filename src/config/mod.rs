@@ -177,6 +177,10 @@ pub struct ServiceConfig {
     pub hash: HashKey,
     pub table_size: u32,
     pub backends: Vec<BackendConfig>,
+    /// Backends (among `backends`) that take no new connections while their
+    /// established ones finish: tasks Marathon is killing. Not a file setting.
+    #[serde(skip)]
+    pub draining: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

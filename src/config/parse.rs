@@ -339,6 +339,7 @@ fn validate_service(
         hash,
         table_size,
         backends,
+        draining: Vec::new(),
     })
 }
 

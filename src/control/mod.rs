@@ -1,6 +1,7 @@
 //! The control thread: loads the config, builds and publishes snapshots, handles
 //! signals. It is the only thread that binds sockets or builds tables.
 
+mod merge;
 mod registry;
 
 pub use registry::Registry;
@@ -45,7 +46,29 @@ pub struct Running {
     /// The server settings at start: the ones a reload cannot change.
     started: crate::config::ServerConfig,
     started_admin: crate::config::AdminConfig,
-    signals: Signals,
+    signals: Option<Signals>,
+    /// The last configuration read from the source (its static services).
+    file: Config,
+    /// Marathon's last good translation, when Marathon is configured.
+    marathon: Option<crate::marathon::apps::Translation>,
+    pub control_counters: Arc<ControlCounters>,
+}
+
+/// Control-plane counters, shown on `/metrics`.
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    pub marathon_fetches: crate::stats::Counter,
+    pub marathon_failures: crate::stats::Counter,
+    /// Process-clock ms of the last good fetch (0: none yet).
+    pub marathon_last_success_ms: std::sync::atomic::AtomicU64,
+    pub marathon_conflicts: crate::stats::Counter,
+    pub bind_failures: crate::stats::Counter,
+}
+
+/// What the control thread waits for.
+enum ControlEvent {
+    Signal(i32),
+    Marathon(crate::marathon::poller::Poll),
 }
 
 /// Load the config, bind every service, start the shards. Errors here are fatal
@@ -71,11 +94,13 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         workers,
         cfg.server.io,
     )?;
+    let control_counters = Arc::new(ControlCounters::default());
     let admin_addr = match cfg.admin.listen {
         Some(addr) => {
             let view = crate::admin::View {
                 published: Arc::clone(&published),
                 shards: Arc::clone(&shard_counters),
+                control: Arc::clone(&control_counters),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -91,25 +116,100 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         shards,
         registry,
         source,
-        started: cfg.server,
-        started_admin: cfg.admin,
-        signals,
+        started: cfg.server.clone(),
+        started_admin: cfg.admin.clone(),
+        signals: Some(signals),
+        file: cfg,
+        marathon: None,
+        control_counters,
     })
 }
 
 impl Running {
-    /// Serve until SIGTERM or SIGINT, reloading on SIGHUP; then drain and return.
+    /// Serve until SIGTERM or SIGINT, reloading on SIGHUP and following Marathon when
+    /// configured; then drain and return.
     pub fn serve_until_signalled(mut self) -> anyhow::Result<()> {
-        while let Some(sig) = self.signals.forever().next() {
-            if sig == SIGHUP {
-                self.reload();
-                continue;
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let mut signals = self.signals.take().expect("signals registered at start");
+        let sig_tx = tx.clone();
+        std::thread::Builder::new()
+            .name("sluice-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if sig_tx.send(ControlEvent::Signal(sig)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        // Kept alive for the poller: dropping it would end the poller's waits.
+        let (_wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
+        if let Some(m) = &self.file.marathon {
+            crate::marathon::poller::spawn(m, tx.clone(), ControlEvent::Marathon, wake_rx)?;
+            tracing::info!(urls = ?m.urls, group = %m.group, "following Marathon");
+            if m.events {
+                tracing::warn!("marathon.events: the event stream is not followed yet; polling every poll_interval_ms");
             }
-            tracing::info!(signal = sig, "stopping: no new connections, draining");
-            break;
         }
-        self.drain();
+        drop(tx);
+        let mut failing = false;
+        for event in rx.iter() {
+            match event {
+                ControlEvent::Signal(SIGHUP) => self.reload(),
+                ControlEvent::Signal(sig) => {
+                    tracing::info!(signal = sig, "stopping: no new connections, draining");
+                    break;
+                }
+                ControlEvent::Marathon(Ok(t)) => {
+                    self.control_counters.marathon_fetches.inc();
+                    self.control_counters.marathon_last_success_ms.store(
+                        crate::snapshot::clock_ms().max(1),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    if failing {
+                        tracing::info!("Marathon answers again");
+                        failing = false;
+                    }
+                    if self.marathon.as_ref() != Some(&t) {
+                        self.marathon = Some(t);
+                        self.apply();
+                    }
+                }
+                ControlEvent::Marathon(Err(e)) => {
+                    self.control_counters.marathon_fetches.inc();
+                    self.control_counters.marathon_failures.inc();
+                    // Once per episode; the last good services keep serving.
+                    if !failing {
+                        tracing::error!(error = %e, "Marathon fetch failed; keeping the last good state");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        self.drain(&rx);
         Ok(())
+    }
+
+    /// Publish the file's services plus Marathon's. Marathon services that conflict or
+    /// cannot be bound are left out (logged, counted); the rest are applied.
+    fn apply(&mut self) {
+        let mut cfg = self.file.clone();
+        if let Some(t) = &self.marathon {
+            let (services, conflicts) = merge::merge(&self.file.services, t);
+            for c in &conflicts {
+                tracing::error!("Marathon service left out: {c}");
+                self.control_counters.marathon_conflicts.inc();
+            }
+            cfg.services = services;
+        }
+        let (next, unbound) = self.registry.build_lenient(&cfg);
+        for e in &unbound {
+            tracing::error!("{e}");
+            self.control_counters.bind_failures.inc();
+        }
+        log_services(&next);
+        let (generation, services) = (next.generation, next.services.len());
+        self.published.publish(next);
+        tracing::info!(generation, services, "services updated");
     }
 
     /// Re-read the source and publish it; on any error keep serving the old state.
@@ -134,8 +234,13 @@ impl Running {
                 "server.workers, io, max_connections and [admin] keep their start-up values until restart"
             );
         }
-        match self.registry.build(&cfg) {
+        let mut full = cfg.clone();
+        if let Some(t) = &self.marathon {
+            full.services = merge::merge(&cfg.services, t).0;
+        }
+        match self.registry.build(&full) {
             Ok(next) => {
+                self.file = cfg;
                 log_services(&next);
                 let (generation, services) = (next.generation, next.services.len());
                 self.published.publish(next);
@@ -152,17 +257,16 @@ impl Running {
 
     /// Stop accepting and wait for the shards to finish their connections (each shard
     /// gives up after `shutdown_grace_ms`). A second signal ends the wait at once.
-    fn drain(mut self) {
+    fn drain(mut self, events: &crossbeam::channel::Receiver<ControlEvent>) {
         let last = self.published.load();
         let draining = self.registry.draining(&last);
         drop(last);
         self.published.publish(draining);
         while self.shards.iter().any(|h| !h.is_finished()) {
-            if self.signals.pending().next().is_some() {
+            if let Ok(ControlEvent::Signal(_)) = events.recv_timeout(Duration::from_millis(20)) {
                 tracing::warn!("second signal: exiting without waiting for connections");
                 std::process::exit(1);
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         for h in self.shards.drain(..) {
             let _ = h.join();

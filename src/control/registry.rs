@@ -55,8 +55,26 @@ impl Registry {
     /// Build the snapshot for `config`. Either every new listening socket binds and the
     /// registry moves to the new config, or nothing changes and the errors are returned.
     pub fn build(&mut self, config: &Config) -> Result<Snapshot, Vec<String>> {
+        let (snapshot, _) = self.build_with(config, true)?;
+        Ok(snapshot)
+    }
+
+    /// Build, leaving out (and naming) the services whose address cannot be bound
+    /// instead of failing: for services that come from Marathon, where one app's bad
+    /// port must not hold back every other change.
+    pub fn build_lenient(&mut self, config: &Config) -> (Snapshot, Vec<String>) {
+        self.build_with(config, false)
+            .expect("lenient builds do not fail")
+    }
+
+    fn build_with(
+        &mut self,
+        config: &Config,
+        strict: bool,
+    ) -> Result<(Snapshot, Vec<String>), Vec<String>> {
         let mut fresh = HashMap::new();
         let mut errors = Vec::new();
+        let mut unbound = std::collections::HashSet::new();
         for svc in &config.services {
             let key = ListenKey::of(svc);
             if self.listeners.contains_key(&key) {
@@ -66,20 +84,27 @@ impl Registry {
                 Ok(l) => {
                     fresh.insert(key, Arc::new(l));
                 }
-                Err(e) => errors.push(format!(
-                    "service {}: cannot listen on {}: {e}",
-                    svc.name, svc.listen
-                )),
+                Err(e) => {
+                    errors.push(format!(
+                        "service {}: cannot listen on {}: {e}",
+                        svc.name, svc.listen
+                    ));
+                    unbound.insert(svc.name.clone());
+                }
             }
         }
-        if !errors.is_empty() {
+        if strict && !errors.is_empty() {
             return Err(errors);
         }
         self.listeners.extend(fresh);
         self.generation += 1;
         let mut services = Vec::with_capacity(config.services.len());
         let mut listeners = Vec::with_capacity(config.services.len());
-        for svc in &config.services {
+        for svc in config
+            .services
+            .iter()
+            .filter(|s| !unbound.contains(&s.name))
+        {
             let mut cfg = svc.clone();
             cfg.backends.sort_by_key(|b| b.addr);
             let backends: Box<[Arc<Backend>]> = cfg
@@ -102,12 +127,18 @@ impl Registry {
                     .or_insert_with(|| Arc::new(PerShard::new(shards))),
             );
             let l = Arc::clone(&self.listeners[&ListenKey::of(svc)]);
+            let draining = cfg
+                .backends
+                .iter()
+                .map(|b| cfg.draining.contains(&b.addr))
+                .collect();
             services.push(Arc::new(Service {
                 local: l.local,
                 config: cfg,
                 backends,
                 selector,
                 counters,
+                draining,
                 cursors: PerShard::new(self.shards),
             }));
             listeners.push(l);
@@ -124,13 +155,14 @@ impl Registry {
         });
         self.counters
             .retain(|name, _| config.services.iter().any(|s| s.name == *name));
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             generation: self.generation,
             server: config.server.clone(),
             services,
             listeners,
             draining: false,
-        })
+        };
+        Ok((snapshot, errors))
     }
 
     /// A snapshot that tells every shard to stop accepting; the registry lets go of

@@ -159,17 +159,15 @@ impl ShardCtx {
         let cursor = svc.cursors.shard(self.id);
         let mut c = cursor.load(Relaxed);
         let load = |i: usize| svc.backends[i].counters.active();
-        let all_down = attempt.tries() == 0 && !svc.backends.iter().any(|b| b.is_up(now));
+        // Draining backends take no new connection; among the rest, those marked down
+        // are skipped unless all are (then one of them may be back).
+        let open = |i: usize| !svc.draining[i];
+        let up = |i: usize| open(i) && svc.backends[i].is_up(now);
+        let all_down = attempt.tries() == 0 && !(0..svc.backends.len()).any(up);
         let picked = if all_down {
-            svc.selector.pick(client, attempt, &mut c, |_| true, load)
+            svc.selector.pick(client, attempt, &mut c, open, load)
         } else {
-            svc.selector.pick(
-                client,
-                attempt,
-                &mut c,
-                |i| svc.backends[i].is_up(now),
-                load,
-            )
+            svc.selector.pick(client, attempt, &mut c, up, load)
         };
         cursor.store(c, Relaxed);
         picked

@@ -1,3 +1,5 @@
 //! The Marathon control plane: turning Marathon's apps and tasks into services.
 
 pub mod apps;
+pub mod client;
+pub mod poller;

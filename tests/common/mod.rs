@@ -1,6 +1,8 @@
 //! Test harness: real `sluice` processes, real backends, real sockets on loopback.
 #![allow(dead_code)]
 
+pub mod marathon;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

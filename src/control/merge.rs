@@ -1,0 +1,88 @@
+//! Static services plus Marathon's, into one service list: what the registry builds.
+
+use crate::config::{BackendConfig, Mode, ServiceConfig, DEFAULT_TABLE_SIZE};
+use crate::marathon::apps::{AppMode, TaskBackend, TaskState, Translation};
+use std::collections::HashSet;
+
+/// The services for `static_services` and a Marathon translation. A service whose
+/// listen address or name is already taken is left out and named in the second list
+/// (static services come first, then Marathon's in address order, then VIPs).
+pub fn merge(
+    static_services: &[ServiceConfig],
+    t: &Translation,
+) -> (Vec<ServiceConfig>, Vec<String>) {
+    let mut out: Vec<ServiceConfig> = static_services.to_vec();
+    let mut conflicts = Vec::new();
+    let mut listens: HashSet<_> = out.iter().map(|s| s.listen).collect();
+    let mut names: HashSet<_> = out.iter().map(|s| s.name.clone()).collect();
+    let mut push = |svc: ServiceConfig, out: &mut Vec<ServiceConfig>| {
+        if listens.contains(&svc.listen) || names.contains(&svc.name) {
+            conflicts.push(format!(
+                "{} on {}: address or name already taken",
+                svc.name, svc.listen
+            ));
+            return;
+        }
+        listens.insert(svc.listen);
+        names.insert(svc.name.clone());
+        out.push(svc);
+    };
+    for s in &t.services {
+        if s.mode == AppMode::Http {
+            tracing::debug!(service = %s.name, "http mode recorded; forwarded as tcp");
+        }
+        let svc = ServiceConfig {
+            name: s.name.clone(),
+            mode: Mode::Tcp,
+            listen: s.listen,
+            balance: s.balance,
+            hash: s.hash,
+            table_size: DEFAULT_TABLE_SIZE,
+            backends: backend_list(&s.backends),
+            draining: draining(&s.backends),
+        };
+        push(svc, &mut out);
+    }
+    for (vip, backends) in &t.vips {
+        let label = if vip.name.is_empty() {
+            vip.listen.to_string()
+        } else {
+            vip.name.clone()
+        };
+        let svc = ServiceConfig {
+            name: format!("vip:{label}:{}", vip.listen.port()),
+            mode: Mode::Tcp,
+            listen: vip.listen,
+            balance: crate::config::Balance::Maglev,
+            hash: crate::config::HashKey::Tuple,
+            table_size: DEFAULT_TABLE_SIZE,
+            backends: backend_list(backends),
+            draining: draining(backends),
+        };
+        push(svc, &mut out);
+    }
+    (out, conflicts)
+}
+
+/// Every task's address, once.
+fn backend_list(tasks: &[TaskBackend]) -> Vec<BackendConfig> {
+    let mut seen = HashSet::new();
+    tasks
+        .iter()
+        .filter(|t| seen.insert(t.addr))
+        .map(|t| BackendConfig {
+            addr: t.addr,
+            weight: 1,
+        })
+        .collect()
+}
+
+/// Tasks being killed: in the table (so the others keep their slots) but given no new
+/// connection; established ones continue.
+fn draining(tasks: &[TaskBackend]) -> Vec<std::net::SocketAddr> {
+    tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Draining)
+        .map(|t| t.addr)
+        .collect()
+}

@@ -1,0 +1,49 @@
+//! The Marathon poller thread: fetch, translate, hand to the control thread; every
+//! `poll_interval_ms`, or at once when woken (admin `/_mlb_signal/hup`).
+
+use super::apps::{translate, HealthMemory, Options, Translation};
+use super::client::Client;
+use crate::config::MarathonConfig;
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// One poll's outcome.
+pub type Poll = Result<Translation, String>;
+
+/// Start polling; results go to `out` (wrapped by `wrap`), a message on `wake` polls now.
+pub fn spawn<E: Send + 'static>(
+    cfg: &MarathonConfig,
+    out: Sender<E>,
+    wrap: fn(Poll) -> E,
+    wake: Receiver<()>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let mut client = Client::new(cfg)?;
+    let opts = Options {
+        group: cfg.group.clone(),
+        bind_address: cfg.bind_address,
+        vip_network: cfg.vip_cidr,
+        health_check: cfg.health_check,
+    };
+    let interval = Duration::from_millis(cfg.poll_interval_ms);
+    let handle = std::thread::Builder::new()
+        .name("sluice-marathon".into())
+        .spawn(move || {
+            let mut health = HealthMemory::new();
+            loop {
+                let poll = client
+                    .fetch_apps()
+                    .map_err(|e| e.to_string())
+                    .and_then(|body| {
+                        translate(&body, &opts, &mut health).map_err(|e| e.to_string())
+                    });
+                if out.send(wrap(poll)).is_err() {
+                    return;
+                }
+                match wake.recv_timeout(interval) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })?;
+    Ok(handle)
+}

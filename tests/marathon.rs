@@ -1,0 +1,229 @@
+//! Services that follow Marathon: a real `sluice run` polling a Marathon test server
+//! that answers with bodies built from recorded Marathon responses.
+
+mod common;
+
+use common::marathon::{apps_body, Answer, Marathon, Task};
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+both_io!(
+    dcos_tutorial_scale_up_and_down_under_load,
+    marathon_failures_keep_the_last_good_state
+);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(io: &str, marathon: &Marathon) -> String {
+    server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &format!(
+            "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = 100\nevents = false\nbind_address = \"127.0.0.1\"\n",
+            marathon.url()
+        )
+}
+
+fn task(id: &'static str, backend: &Backend, state: &'static str) -> Task {
+    Task {
+        id,
+        backend: backend.addr,
+        state,
+        alive: true,
+    }
+}
+
+/// `svname → status` of the servers of proxy `px` in the stats CSV.
+fn servers(admin: SocketAddr, px: &str) -> HashMap<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            &format!("http://{admin}/haproxy?stats;csv"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{px},")))
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[1] != "FRONTEND" && f[1] != "BACKEND")
+        .map(|f| (f[1].to_owned(), f[17].to_owned()))
+        .collect()
+}
+
+fn dcos_tutorial_scale_up_and_down_under_load(io: &str) {
+    let (one, two) = (Backend::named("app2-1"), Backend::named("app2-2"));
+    let port = free_port();
+    let vip_name = format!("/dcos-101/app2-{io}");
+    let body = |tasks: &[Task]| {
+        apps_body(
+            &format!("/dcos-101/app2-{io}"),
+            "external",
+            port,
+            &format!("{vip_name}:10000"),
+            tasks,
+        )
+    };
+    let marathon = Marathon::start(Answer::Apps(body(&[task("app2.1", &one, "TASK_RUNNING")])));
+    let lb = Sluice::start(&config(io, &marathon));
+    let px = format!("vip:{vip_name}:10000");
+    let vip = wait_for("the named VIP", || {
+        lb.listening()
+            .into_iter()
+            .find(|(n, _)| *n == px)
+            .map(|(_, a)| a)
+    });
+    let ip = sluice::marathon::apps::vip_address(&vip_name, ("127.11.0.0".parse().unwrap(), 16));
+    assert_eq!(
+        vip,
+        SocketAddr::new(ip.into(), 10000),
+        "the VIP address derives from its name"
+    );
+    let admin = lb.admin();
+
+    // Continuous load from a client for the whole sequence.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let (failures, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, seen, failures, requests) = (
+            stop.clone(),
+            seen.clone(),
+            failures.clone(),
+            requests.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match fetch(vip) {
+                    Ok(name) if name.starts_with("app2-") => {
+                        seen.lock().unwrap().insert(name);
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                requests.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    wait_for("app2-1 to answer", || {
+        seen.lock().unwrap().contains("app2-1").then_some(())
+    });
+
+    // Scale to 2: requests reach both instances; the CSV shows the second server.
+    marathon.set(Answer::Apps(body(&[
+        task("app2.1", &one, "TASK_RUNNING"),
+        task("app2.2", &two, "TASK_RUNNING"),
+    ])));
+    wait_for("app2-2 to answer", || {
+        seen.lock().unwrap().contains("app2-2").then_some(())
+    });
+    let s2 = two.addr.to_string().replace(['.', ':'], "_");
+    assert_eq!(servers(admin, &px).get(&s2).map(String::as_str), Some("UP"));
+
+    // Back to 1: the killed task drains (no new connection), then leaves.
+    marathon.set(Answer::Apps(body(&[
+        task("app2.1", &one, "TASK_RUNNING"),
+        task("app2.2", &two, "TASK_KILLING"),
+    ])));
+    wait_for("the second server to drain", || {
+        (servers(admin, &px).get(&s2).map(String::as_str) == Some("DRAIN")).then_some(())
+    });
+    let before = two.accepted();
+    for _ in 0..20 {
+        assert_eq!(
+            fetch(vip).unwrap(),
+            "app2-1",
+            "a draining task gets no new connection"
+        );
+    }
+    assert_eq!(two.accepted(), before);
+    marathon.set(Answer::Apps(body(&[task("app2.1", &one, "TASK_RUNNING")])));
+    wait_for("the second server to leave", || {
+        (!servers(admin, &px).contains_key(&s2)).then_some(())
+    });
+
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert!(
+        requests.load(Ordering::Relaxed) > 20,
+        "the load ran throughout"
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no failed connection over the whole sequence"
+    );
+    // The service port serves too.
+    assert_eq!(
+        fetch(SocketAddr::from(([127, 0, 0, 1], port))).unwrap(),
+        "app2-1"
+    );
+}
+
+fn marathon_failures_keep_the_last_good_state(io: &str) {
+    let (one, two) = (Backend::named("app2-1"), Backend::named("app2-2"));
+    let port = free_port();
+    let body = |tasks: &[Task]| apps_body("/failing", "external", port, "/failing:10001", tasks);
+    let good = body(&[task("f.1", &one, "TASK_RUNNING")]);
+    let marathon = Marathon::start(Answer::Apps(good.clone()));
+    let lb = Sluice::start(&config(io, &marathon));
+    let svc = wait_for("the service", || {
+        lb.listening()
+            .into_iter()
+            .find(|(n, _)| n == &format!("failing_{port}"))
+            .map(|(_, a)| a)
+    });
+    assert_eq!(fetch(svc).unwrap(), "app2-1");
+    for bad in [
+        Answer::Status(500),
+        Answer::Garbage,
+        Answer::Truncated(good.clone()),
+        Answer::Close,
+        Answer::Apps("{\"apps\": 3}".into()),
+    ] {
+        marathon.set(bad.clone());
+        let n = marathon.requests();
+        wait_for("two polls of the bad answer", || {
+            (marathon.requests() >= n + 2).then_some(())
+        });
+        assert_eq!(fetch(svc).unwrap(), "app2-1", "still serving after {bad:?}");
+    }
+    let failures = lb.count_log(|l| l.contains("Marathon fetch failed"));
+    assert!(failures >= 1, "failures are logged");
+    // Back to good, with a second task: the change applies.
+    marathon.set(Answer::Apps(body(&[
+        task("f.1", &one, "TASK_RUNNING"),
+        task("f.2", &two, "TASK_RUNNING"),
+    ])));
+    wait_for("the second task", || {
+        (0..10)
+            .any(|_| fetch(svc).map(|n| n == "app2-2").unwrap_or(false))
+            .then_some(())
+    });
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", lb.admin())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(metrics.stdout).unwrap();
+    let fails: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_marathon_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(fails >= 10.0, "every failed poll is counted: {fails}");
+}
