@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 both_io!(
     dcos_tutorial_scale_up_and_down_under_load,
-    marathon_failures_keep_the_last_good_state
+    marathon_failures_keep_the_last_good_state,
+    an_event_applies_a_change_before_the_next_poll,
+    admin_hup_refetches_and_reports_vips,
 );
 
 fn free_port() -> u16 {
@@ -25,12 +27,102 @@ fn free_port() -> u16 {
 }
 
 fn config(io: &str, marathon: &Marathon) -> String {
+    config_with(io, marathon, 100, false)
+}
+
+fn config_with(io: &str, marathon: &Marathon, poll_ms: u64, events: bool) -> String {
     server(io, "")
         + "[admin]\nlisten = \"127.0.0.1:0\"\n"
         + &format!(
-            "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = 100\nevents = false\nbind_address = \"127.0.0.1\"\n",
+            "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = {poll_ms}\n\
+             events = {events}\nbind_address = \"127.0.0.1\"\n",
             marathon.url()
         )
+}
+
+/// Wait until a connection to `svc` reaches the backend named `name` (bounded).
+fn reaches(svc: SocketAddr, name: &str) {
+    wait_for(name, || {
+        (0..10)
+            .any(|_| fetch(svc).map(|n| n == name).unwrap_or(false))
+            .then_some(())
+    });
+}
+
+fn service_addr(lb: &Sluice, name: String) -> SocketAddr {
+    wait_for("the service", || {
+        lb.listening()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| a)
+    })
+}
+
+/// The poll interval is an hour: a change visible within the test's patience came
+/// through the event stream.
+fn an_event_applies_a_change_before_the_next_poll(io: &str) {
+    let (one, two) = (Backend::named("app2-1"), Backend::named("app2-2"));
+    let port = free_port();
+    let body = |tasks: &[Task]| apps_body("/evented", "external", port, "/evented:10002", tasks);
+    let marathon = Marathon::start(Answer::Apps(body(&[task("e.1", &one, "TASK_RUNNING")])));
+    let lb = Sluice::start(&config_with(io, &marathon, 3_600_000, true));
+    let svc = service_addr(&lb, format!("evented_{port}"));
+    wait_for("the event stream", || {
+        (marathon.streams() > 0).then_some(())
+    });
+    let two_tasks = [
+        task("e.1", &one, "TASK_RUNNING"),
+        task("e.2", &two, "TASK_RUNNING"),
+    ];
+    marathon.set(Answer::Apps(body(&two_tasks)));
+    let polls = marathon.requests();
+    marathon.emit("status_update_event");
+    reaches(svc, "app2-2");
+    assert!(marathon.requests() > polls);
+}
+
+fn admin_hup_refetches_and_reports_vips(io: &str) {
+    let (one, two) = (Backend::named("app2-1"), Backend::named("app2-2"));
+    let port = free_port();
+    let body = |tasks: &[Task]| apps_body("/hup/app", "external", port, "/hup/app:10003", tasks);
+    let marathon = Marathon::start(Answer::Apps(body(&[task("h.1", &one, "TASK_RUNNING")])));
+    let lb = Sluice::start(&config_with(io, &marathon, 3_600_000, false));
+    let svc = service_addr(&lb, format!("hup_app_{port}"));
+    let admin = lb.admin();
+    let two_tasks = [
+        task("h.1", &one, "TASK_RUNNING"),
+        task("h.2", &two, "TASK_RUNNING"),
+    ];
+    marathon.set(Answer::Apps(body(&two_tasks)));
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://{admin}{path}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    curl("/_mlb_signal/hup");
+    reaches(svc, "app2-2");
+    let vips: serde_json::Value = serde_json::from_slice(&curl("/v1/vips")).unwrap();
+    let vip = &vips[0];
+    assert_eq!(vip["vip"], "/hup/app:10003");
+    assert_eq!(vip["dns"], "hupapp.marathon.l4lb.thisdcos.directory");
+    let ip = sluice::marathon::apps::vip_address("/hup/app", ("127.11.0.0".parse().unwrap(), 16));
+    assert_eq!(vip["address"], format!("{ip}:10003"));
+    assert_eq!(vip["backends"].as_array().unwrap().len(), 2);
+    let cfg: serde_json::Value = serde_json::from_slice(&curl("/_haproxy_getconfig")).unwrap();
+    let names: Vec<&str> = cfg["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&format!("hup_app_{port}").as_str()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"vip:/hup/app:10003"), "{names:?}");
 }
 
 fn task(id: &'static str, backend: &Backend, state: &'static str) -> Task {

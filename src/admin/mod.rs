@@ -3,6 +3,7 @@
 //! here touches the shards: it reads the published snapshot and the counters.
 
 mod csv;
+mod json;
 mod metrics;
 
 use crate::snapshot::Published;
@@ -18,6 +19,8 @@ pub struct View {
     pub published: Arc<Published>,
     pub shards: Arc<PerShard<ShardCounters>>,
     pub control: Arc<crate::control::ControlCounters>,
+    /// Asks for a Marathon re-fetch.
+    pub hup: crossbeam::channel::Sender<()>,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
@@ -74,6 +77,17 @@ fn route(head: &[u8], view: &View) -> (u16, &'static str, String) {
     }
     match path {
         "/_haproxy_health_check" => (200, "text/plain", "OK\n".into()),
+        "/_mlb_signal/hup" => {
+            // A full channel means a re-fetch is already pending: same outcome.
+            let _ = view.hup.try_send(());
+            (200, "text/plain", "re-fetching from Marathon\n".into())
+        }
+        "/_haproxy_getconfig" => (
+            200,
+            "application/json",
+            json::config(&view.published.load()),
+        ),
+        "/v1/vips" => (200, "application/json", json::vips(&view.published.load())),
         "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => {
             (200, "text/csv", csv::render(&view.published.load()))
         }

@@ -52,6 +52,11 @@ pub struct Running {
     /// Marathon's last good translation, when Marathon is configured.
     marathon: Option<crate::marathon::apps::Translation>,
     pub control_counters: Arc<ControlCounters>,
+    /// Asks the Marathon poller for a fetch now (events, admin `/_mlb_signal/hup`). One
+    /// pending wake-up at most: requests that arrive while one is pending coalesce. Kept
+    /// here as well so the poller's waits never see the channel disconnect.
+    wake: crossbeam::channel::Sender<()>,
+    wake_rx: Option<crossbeam::channel::Receiver<()>>,
 }
 
 /// Control-plane counters, shown on `/metrics`.
@@ -95,12 +100,14 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         cfg.server.io,
     )?;
     let control_counters = Arc::new(ControlCounters::default());
+    let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
     let admin_addr = match cfg.admin.listen {
         Some(addr) => {
             let view = crate::admin::View {
                 published: Arc::clone(&published),
                 shards: Arc::clone(&shard_counters),
                 control: Arc::clone(&control_counters),
+                hup: wake.clone(),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -122,6 +129,8 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         file: cfg,
         marathon: None,
         control_counters,
+        wake,
+        wake_rx: Some(wake_rx),
     })
 }
 
@@ -141,13 +150,12 @@ impl Running {
                     }
                 }
             })?;
-        // Kept alive for the poller: dropping it would end the poller's waits.
-        let (_wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
-        if let Some(m) = &self.file.marathon {
+        if let (Some(m), Some(wake_rx)) = (&self.file.marathon, self.wake_rx.take()) {
             crate::marathon::poller::spawn(m, tx.clone(), ControlEvent::Marathon, wake_rx)?;
             tracing::info!(urls = ?m.urls, group = %m.group, "following Marathon");
             if m.events {
-                tracing::warn!("marathon.events: the event stream is not followed yet; polling every poll_interval_ms");
+                let auth = crate::marathon::client::auth_header(m)?;
+                crate::marathon::events::spawn(m.urls.clone(), auth, self.wake.clone())?;
             }
         }
         drop(tx);

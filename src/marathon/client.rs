@@ -71,7 +71,7 @@ impl Client {
 }
 
 /// `Authorization` from the config: a DC/OS token file, or basic credentials.
-fn auth_header(cfg: &MarathonConfig) -> anyhow::Result<Option<String>> {
+pub fn auth_header(cfg: &MarathonConfig) -> anyhow::Result<Option<String>> {
     use base64::Engine;
     let encode = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     if let Some(path) = &cfg.token_file {

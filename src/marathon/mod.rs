@@ -2,4 +2,5 @@
 
 pub mod apps;
 pub mod client;
+pub mod events;
 pub mod poller;

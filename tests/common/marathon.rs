@@ -23,6 +23,8 @@ pub struct Marathon {
     pub addr: SocketAddr,
     answer: Arc<Mutex<Answer>>,
     pub requests: Arc<AtomicUsize>,
+    /// Open `/v2/events` streams.
+    streams: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl Marathon {
@@ -31,18 +33,40 @@ impl Marathon {
         let addr = l.local_addr().unwrap();
         let answer = Arc::new(Mutex::new(first));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (a, r) = (Arc::clone(&answer), Arc::clone(&requests));
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let (a, r, st) = (
+            Arc::clone(&answer),
+            Arc::clone(&requests),
+            Arc::clone(&streams),
+        );
         std::thread::spawn(move || {
             for c in l.incoming().flatten() {
-                let (a, r) = (Arc::clone(&a), Arc::clone(&r));
-                std::thread::spawn(move || serve(c, &a, &r));
+                let (a, r, st) = (Arc::clone(&a), Arc::clone(&r), Arc::clone(&st));
+                std::thread::spawn(move || serve(c, &a, &r, &st));
             }
         });
         Marathon {
             addr,
             answer,
             requests,
+            streams,
         }
+    }
+
+    /// Open event streams.
+    pub fn streams(&self) -> usize {
+        self.streams.lock().unwrap().len()
+    }
+
+    /// Send one server-sent event of `event_type` to every open stream.
+    pub fn emit(&self, event_type: &str) {
+        let msg = format!(
+            "event: {event_type}\ndata: {{\"eventType\":\"{event_type}\",\"timestamp\":\"2026-11-24T00:00:00.000Z\"}}\n\n"
+        );
+        self.streams
+            .lock()
+            .unwrap()
+            .retain_mut(|s| s.write_all(msg.as_bytes()).is_ok());
     }
 
     pub fn set(&self, a: Answer) {
@@ -58,7 +82,12 @@ impl Marathon {
     }
 }
 
-fn serve(mut c: std::net::TcpStream, answer: &Mutex<Answer>, requests: &AtomicUsize) {
+fn serve(
+    mut c: std::net::TcpStream,
+    answer: &Mutex<Answer>,
+    requests: &AtomicUsize,
+    streams: &Mutex<Vec<std::net::TcpStream>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -66,6 +95,14 @@ fn serve(mut c: std::net::TcpStream, answer: &Mutex<Answer>, requests: &AtomicUs
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
+    }
+    if head.starts_with(b"GET /v2/events?") {
+        let hello = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n\
+                     event: event_stream_attached\ndata: {\"eventType\":\"event_stream_attached\"}\n\n";
+        if c.write_all(hello.as_bytes()).is_ok() {
+            streams.lock().unwrap().push(c);
+        }
+        return;
     }
     requests.fetch_add(1, Ordering::Relaxed);
     let path_ok = head.starts_with(b"GET /v2/apps?embed=apps.tasks ");

@@ -1,0 +1,53 @@
+//! `/_haproxy_getconfig` (the effective services) and `/v1/vips` (named VIPs), as JSON.
+
+use crate::snapshot::{Service, Snapshot};
+use serde_json::{json, Value};
+
+fn backends(svc: &Service) -> Vec<Value> {
+    svc.backends
+        .iter()
+        .zip(svc.draining.iter())
+        .map(|(b, &draining)| json!({"addr": b.addr.to_string(), "draining": draining}))
+        .collect()
+}
+
+pub fn config(snap: &Snapshot) -> String {
+    let services: Vec<Value> = snap
+        .services
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.config.name,
+                "mode": "tcp",
+                "listen": s.local.to_string(),
+                "balance": format!("{:?}", s.config.balance).to_lowercase(),
+                "hash": format!("{:?}", s.config.hash).to_lowercase(),
+                "table_size": s.config.table_size,
+                "backends": backends(s),
+            })
+        })
+        .collect();
+    json!({"generation": snap.generation, "services": services}).to_string()
+}
+
+/// Named VIP services are called `vip:<name>:<port>`.
+pub fn vips(snap: &Snapshot) -> String {
+    let vips: Vec<Value> = snap
+        .services
+        .iter()
+        .filter_map(|s| {
+            let rest = s.config.name.strip_prefix("vip:")?;
+            let (name, _) = rest.rsplit_once(':')?;
+            let dns = name
+                .starts_with('/')
+                .then(|| format!("{}.marathon.l4lb.thisdcos.directory", name.replace('/', "")));
+            Some(json!({
+                "vip": format!("{name}:{}", s.local.port()),
+                "address": s.local.to_string(),
+                "dns": dns,
+                "backends": backends(s),
+            }))
+        })
+        .collect();
+    Value::Array(vips).to_string()
+}
