@@ -4,6 +4,7 @@
 mod merge;
 mod registry;
 
+pub use merge::merge as merge_services;
 pub use registry::Registry;
 
 use crate::config::{self, Config};

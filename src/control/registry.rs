@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::snapshot::{Backend, Listeners, Service, Snapshot};
 use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -74,7 +74,7 @@ impl Registry {
     ) -> Result<(Snapshot, Vec<String>), Vec<String>> {
         let mut fresh = HashMap::new();
         let mut errors = Vec::new();
-        let mut unbound = std::collections::HashSet::new();
+        let mut unbound = HashSet::new();
         for svc in &config.services {
             let key = ListenKey::of(svc);
             if self.listeners.contains_key(&key) {
@@ -145,16 +145,18 @@ impl Registry {
         }
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.
-        self.listeners
-            .retain(|key, _| config.services.iter().any(|s| ListenKey::of(s) == *key));
-        self.backends.retain(|addr, _| {
-            config
-                .services
-                .iter()
-                .any(|s| s.backends.iter().any(|b| b.addr == *addr))
-        });
+        // (Sets first: a thousand-app cluster has thousands of services and backends.)
+        let keys: HashSet<ListenKey> = config.services.iter().map(ListenKey::of).collect();
+        let addrs: HashSet<SocketAddr> = config
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(|b| b.addr))
+            .collect();
+        let names: HashSet<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        self.listeners.retain(|key, _| keys.contains(key));
+        self.backends.retain(|addr, _| addrs.contains(addr));
         self.counters
-            .retain(|name, _| config.services.iter().any(|s| s.name == *name));
+            .retain(|name, _| names.contains(name.as_str()));
         let snapshot = Snapshot {
             generation: self.generation,
             server: config.server.clone(),

@@ -94,20 +94,89 @@ pub enum AppsError {
     Shape,
 }
 
+/// The fields of an app that matter here; everything else in an app (env, constraints,
+/// fetch, upgrade strategy, …) is skipped while parsing instead of being built into
+/// values, and tasks are parsed straight into their own type: most of a body is tasks.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppFields {
+    id: Option<Value>,
+    labels: Option<Value>,
+    container: Option<Value>,
+    port_definitions: Option<Value>,
+    ports: Option<Value>,
+    ip_address: Option<Value>,
+    networks: Option<Value>,
+    health_checks: Option<Value>,
+    tasks: Option<Vec<Task>>,
+}
+
+/// The fields of a task that matter here.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Task {
+    id: String,
+    host: Option<String>,
+    ports: Option<Vec<Value>>,
+    state: Option<String>,
+    ip_addresses: Option<Vec<TaskIp>>,
+    health_check_results: Option<Vec<HealthResult>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TaskIp {
+    ip_address: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct HealthResult {
+    alive: Option<bool>,
+}
+
+impl AppFields {
+    /// The app's fields as one JSON object (for the label and port lookups), and its
+    /// tasks.
+    fn split(self) -> (Value, Vec<Task>) {
+        let fields = [
+            ("id", self.id),
+            ("labels", self.labels),
+            ("container", self.container),
+            ("portDefinitions", self.port_definitions),
+            ("ports", self.ports),
+            ("ipAddress", self.ip_address),
+            ("networks", self.networks),
+            ("healthChecks", self.health_checks),
+        ];
+        let app = fields
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect();
+        (Value::Object(app), self.tasks.unwrap_or_default())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Body {
+    apps: Option<Vec<AppFields>>,
+}
+
 /// Translate a `/v2/apps?embed=apps.tasks` body.
 pub fn translate(
     body: &[u8],
     opts: &Options,
     health: &mut HealthMemory,
 ) -> Result<Translation, AppsError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| AppsError::Json(e.to_string()))?;
-    let apps = v
-        .get("apps")
-        .and_then(Value::as_array)
-        .ok_or(AppsError::Shape)?;
+    let parsed: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        // Valid JSON of another shape (`{"apps": 3}`, a task field of the wrong type).
+        serde_json::error::Category::Data => AppsError::Shape,
+        _ => AppsError::Json(e.to_string()),
+    })?;
     let mut out = Translation::default();
-    for app in apps {
-        translate_app(app, opts, health, &mut out);
+    for app in parsed.apps.ok_or(AppsError::Shape)? {
+        let (app, tasks) = app.split();
+        translate_app(&app, &tasks, opts, health, &mut out);
     }
     out.services
         .sort_by(|a, b| a.listen.cmp(&b.listen).then(a.name.cmp(&b.name)));
@@ -119,38 +188,30 @@ fn label<'a>(labels: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Service ports and the per-port entries carrying labels, in port-index order.
-fn port_entries(app: &Value) -> Vec<(Option<u16>, Value)> {
-    let pm = |v: Option<&Value>| {
-        v.and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .cloned()
-    };
+fn port_entries(app: &Value) -> Vec<(Option<u16>, &Value)> {
+    static NULL: Value = Value::Null;
+    fn non_empty(v: Option<&Value>) -> Option<&Vec<Value>> {
+        v.and_then(Value::as_array).filter(|a| !a.is_empty())
+    }
     let container = app.get("container");
-    let mappings = pm(container.and_then(|c| c.get("portMappings"))).or_else(|| {
-        pm(container
-            .and_then(|c| c.get("docker"))
-            .and_then(|d| d.get("portMappings")))
+    let mappings = non_empty(container.and_then(|c| c.get("portMappings"))).or_else(|| {
+        non_empty(
+            container
+                .and_then(|c| c.get("docker"))
+                .and_then(|d| d.get("portMappings")),
+        )
     });
     if let Some(m) = mappings {
-        return m
-            .iter()
-            .map(|p| (port(p.get("servicePort")), p.clone()))
-            .collect();
+        return m.iter().map(|p| (port(p.get("servicePort")), p)).collect();
     }
-    if let Some(defs) = pm(app.get("portDefinitions")) {
-        return defs
-            .iter()
-            .map(|p| (port(p.get("port")), p.clone()))
-            .collect();
+    if let Some(defs) = non_empty(app.get("portDefinitions")) {
+        return defs.iter().map(|p| (port(p.get("port")), p)).collect();
     }
-    let legacy = app
-        .get("ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let legacy = app.get("ports").and_then(Value::as_array);
     legacy
-        .iter()
-        .map(|p| (port(Some(p)), Value::Null))
+        .into_iter()
+        .flatten()
+        .map(|p| (port(Some(p)), &NULL))
         .collect()
 }
 
@@ -182,14 +243,14 @@ fn ip_per_task(app: &Value) -> bool {
 }
 
 /// The address and ports a task is reached at.
-fn task_endpoint(app: &Value, task: &Value, per_task: bool) -> Option<(IpAddr, Vec<u16>)> {
+fn task_endpoint(app: &Value, task: &Task, per_task: bool) -> Option<(IpAddr, Vec<u16>)> {
     if per_task {
         let ip = task
-            .get("ipAddresses")?
-            .as_array()?
+            .ip_addresses
+            .as_ref()?
             .first()?
-            .get("ipAddress")?
-            .as_str()?
+            .ip_address
+            .as_deref()?
             .parse()
             .ok()?;
         let container = app.get("container");
@@ -216,16 +277,16 @@ fn task_endpoint(app: &Value, task: &Value, per_task: bool) -> Option<(IpAddr, V
         };
         return Some((ip, ports));
     }
-    let host = task.get("host")?.as_str()?;
-    // Agents are named by address in most clusters; a name is resolved (once per
-    // refresh, on the control thread).
+    let host = task.host.as_deref()?;
+    // Agents are named by address in most clusters; a name is resolved (on the poller
+    // thread).
     let ip = host.parse().ok().or_else(|| {
         use std::net::ToSocketAddrs;
         (host, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
     })?;
     let ports = task
-        .get("ports")?
-        .as_array()?
+        .ports
+        .as_ref()?
         .iter()
         .filter_map(|p| port(Some(p)))
         .collect();
@@ -235,15 +296,11 @@ fn task_endpoint(app: &Value, task: &Value, per_task: bool) -> Option<(IpAddr, V
 /// Whether a task takes new connections, drains, or is left out.
 fn task_state(
     app: &Value,
-    task: &Value,
+    task: &Task,
     opts: &Options,
     health: &mut HealthMemory,
 ) -> Option<TaskState> {
-    let state = task
-        .get("state")
-        .and_then(Value::as_str)
-        .unwrap_or("TASK_RUNNING");
-    let serving = match state {
+    let serving = match task.state.as_deref().unwrap_or("TASK_RUNNING") {
         // Marathon-LB keeps serving tasks whose agent is merely out of touch.
         "TASK_RUNNING" | "TASK_LOST" | "TASK_UNREACHABLE" => TaskState::Serving,
         "TASK_KILLING" => TaskState::Draining,
@@ -256,51 +313,39 @@ fn task_state(
     if !(opts.health_check && checks) || serving == TaskState::Draining {
         return Some(serving);
     }
-    let id = task
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let results = task.get("healthCheckResults").and_then(Value::as_array);
-    let alive = match results.filter(|r| !r.is_empty()) {
+    let alive = match task.health_check_results.as_ref().filter(|r| !r.is_empty()) {
         Some(r) => {
-            let alive = r
-                .iter()
-                .all(|x| x.get("alive").and_then(Value::as_bool) == Some(true));
-            health.insert(id, alive);
+            let alive = r.iter().all(|x| x.alive == Some(true));
+            health.insert(task.id.clone(), alive);
             alive
         }
         // No results this time: the last known one stands; never seen means not yet.
-        None => health.get(&id).copied().unwrap_or(false),
+        None => health.get(&task.id).copied().unwrap_or(false),
     };
     alive.then_some(TaskState::Serving)
 }
 
-fn translate_app(app: &Value, opts: &Options, health: &mut HealthMemory, out: &mut Translation) {
+fn translate_app(
+    app: &Value,
+    tasks: &[Task],
+    opts: &Options,
+    health: &mut HealthMemory,
+    out: &mut Translation,
+) {
     let Some(app_id) = app.get("id").and_then(Value::as_str) else {
         return;
     };
-    let labels = app.get("labels").cloned().unwrap_or(Value::Null);
+    let labels = app.get("labels").unwrap_or(&Value::Null);
     let per_task = ip_per_task(app);
     let entries = port_entries(app);
-    let tasks: Vec<(String, IpAddr, Vec<u16>, TaskState)> = app
-        .get("tasks")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| {
-                    let state = task_state(app, t, opts, health)?;
-                    let (ip, ports) = task_endpoint(app, t, per_task)?;
-                    let id = t
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    Some((id, ip, ports, state))
-                })
-                .collect()
+    let tasks: Vec<(&str, IpAddr, Vec<u16>, TaskState)> = tasks
+        .iter()
+        .filter_map(|t| {
+            let state = task_state(app, t, opts, health)?;
+            let (ip, ports) = task_endpoint(app, t, per_task)?;
+            Some((t.id.as_str(), ip, ports, state))
         })
-        .unwrap_or_default();
+        .collect();
     let http_check = app
         .get("healthChecks")
         .and_then(Value::as_array)
@@ -317,7 +362,7 @@ fn translate_app(app: &Value, opts: &Options, health: &mut HealthMemory, out: &m
             .iter()
             .filter_map(|(id, ip, ports, state)| {
                 Some(TaskBackend {
-                    task_id: id.clone(),
+                    task_id: (*id).to_owned(),
                     addr: SocketAddr::new(*ip, *ports.get(n)?),
                     state: *state,
                 })
@@ -325,20 +370,20 @@ fn translate_app(app: &Value, opts: &Options, health: &mut HealthMemory, out: &m
             .collect();
         vips(app_id, n, entry, opts, &backends, out);
         let key = |k: &str| format!("HAPROXY_{n}_{k}");
-        let group = label(&labels, &key("GROUP")).or_else(|| label(&labels, "HAPROXY_GROUP"));
+        let group = label(labels, &key("GROUP")).or_else(|| label(labels, "HAPROXY_GROUP"));
         if opts.group != "*" && group != Some(opts.group.as_str()) {
             continue;
         }
-        let service_port = label(&labels, &key("PORT"))
+        let service_port = label(labels, &key("PORT"))
             .and_then(|p| p.parse().ok())
             .or(*service_port);
         let Some(service_port) = service_port else {
             continue;
         };
-        let bind = label(&labels, &key("BIND_ADDR"))
+        let bind = label(labels, &key("BIND_ADDR"))
             .and_then(|a| a.parse().ok())
             .unwrap_or(opts.bind_address);
-        let vhosts: Vec<String> = label(&labels, &key("VHOST"))
+        let vhosts: Vec<String> = label(labels, &key("VHOST"))
             .map(|v| {
                 v.split(',')
                     .map(|h| h.trim().to_owned())
@@ -346,13 +391,13 @@ fn translate_app(app: &Value, opts: &Options, health: &mut HealthMemory, out: &m
                     .collect()
             })
             .unwrap_or_default();
-        let mode = match label(&labels, &key("MODE")) {
+        let mode = match label(labels, &key("MODE")) {
             Some("http") => AppMode::Http,
             Some("tcp") => AppMode::Tcp,
             _ if !vhosts.is_empty() || (n == 0 && http_check) => AppMode::Http,
             _ => AppMode::Tcp,
         };
-        let (balance, hash) = match label(&labels, &key("BALANCE")) {
+        let (balance, hash) = match label(labels, &key("BALANCE")) {
             Some("leastconn") => (Balance::Leastconn, HashKey::Tuple),
             Some("source") => (Balance::Maglev, HashKey::Source),
             _ => (Balance::Roundrobin, HashKey::Tuple),
