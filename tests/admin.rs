@@ -119,6 +119,18 @@ fn csv_counts_sessions_and_marks_dead_servers(io: &str) {
         r[3]["status"], "UP",
         "the backend as a whole is up while one server is"
     );
+    // The page for people shows the same.
+    let (code, html) = curl(&format!("http://{admin}/haproxy?stats"));
+    assert_eq!(code, 200);
+    assert!(html.contains("<h2>app2 "), "{html}");
+    assert!(
+        html.contains(&format!("<tr class=\"DOWN\"><td class=\"name\">{sb} ")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<tr class=\"UP\"><td class=\"name\">{sa} ")),
+        "{html}"
+    );
 }
 
 fn metrics_follow_the_traffic(io: &str) {

@@ -16,6 +16,7 @@ both_io!(
     marathon_failures_keep_the_last_good_state,
     an_event_applies_a_change_before_the_next_poll,
     admin_hup_refetches_and_reports_vips,
+    conflicts_are_left_out_and_urls_fail_over,
 );
 
 fn free_port() -> u16 {
@@ -318,4 +319,50 @@ fn marathon_failures_keep_the_last_good_state(io: &str) {
         .parse()
         .unwrap();
     assert!(fails >= 10.0, "every failed poll is counted: {fails}");
+}
+
+/// A Marathon service on a static service's address is left out (logged, counted), the
+/// rest applies; the first Marathon URL is dead and the second answers.
+fn conflicts_are_left_out_and_urls_fail_over(io: &str) {
+    let (mine, theirs) = (Backend::named("static"), Backend::named("app2-1"));
+    let port = free_port();
+    let body = apps_body(
+        "/clash",
+        "external",
+        port,
+        "/clash:10004",
+        &[task("c.1", &theirs, "TASK_RUNNING")],
+    );
+    let marathon = Marathon::start(Answer::Apps(body));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cfg = server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &format!(
+            "[marathon]\nurls = [\"{dead}\", \"{}\"]\ngroup = \"external\"\npoll_interval_ms = 100\n\
+             events = false\nbind_address = \"127.0.0.1\"\n",
+            marathon.url()
+        )
+        + &format!("[[service]]\nname = \"static\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{}\"]\n", mine.addr);
+    let lb = Sluice::start(&cfg);
+    let vip = service_addr(&lb, "vip:/clash:10004".into());
+    assert_eq!(fetch(vip).unwrap(), "app2-1", "the rest of the app applies");
+    assert_eq!(
+        fetch(SocketAddr::from(([127, 0, 0, 1], port))).unwrap(),
+        "static"
+    );
+    lb.wait_log("the conflict is logged", |l| {
+        l.contains("Marathon service left out: clash_")
+    });
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", lb.admin())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let conflicts: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_marathon_conflicts_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(conflicts >= 1.0);
 }

@@ -3,6 +3,7 @@
 //! here touches the shards: it reads the published snapshot and the counters.
 
 mod csv;
+mod html;
 mod json;
 mod metrics;
 
@@ -88,6 +89,11 @@ fn route(head: &[u8], view: &View) -> (u16, &'static str, String) {
             json::config(&view.published.load()),
         ),
         "/v1/vips" => (200, "application/json", json::vips(&view.published.load())),
+        "/haproxy?stats" | "/haproxy?stats;norefresh" => (
+            200,
+            "text/html; charset=utf-8",
+            html::render(&view.published.load()),
+        ),
         "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => {
             (200, "text/csv", csv::render(&view.published.load()))
         }

@@ -1,0 +1,71 @@
+//! `/haproxy?stats`: the statistics as a page a person can read.
+
+use super::csv::server_name;
+use crate::snapshot::{clock_ms, Snapshot};
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn render(snap: &Snapshot) -> String {
+    let now = clock_ms();
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>sluice statistics</title>\
+         <meta http-equiv=\"refresh\" content=\"5\"><style>\
+         body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1.5em}\
+         th,td{border:1px solid #bbb;padding:2px 8px;text-align:right}th{background:#eee}\
+         td.name{text-align:left}tr.UP td.st{background:#c8f0c8}tr.DOWN td.st{background:#f4c0c0}\
+         tr.DRAIN td.st{background:#c0d8f4}tr.front{background:#f6f6f6}\
+         </style></head><body><h1>sluice statistics</h1>",
+    );
+    let _ = write!(out, "<p>Configuration generation {}. CSV: <a href=\"?stats;csv\">;csv</a>, Prometheus: <a href=\"/metrics\">/metrics</a>.</p>", snap.generation);
+    for svc in &snap.services {
+        let c = &svc.counters;
+        let _ = write!(
+            out,
+            "<h2>{} <small>({}, {:?})</small></h2><table><tr><th>server</th><th>status</th><th>current sessions</th>\
+             <th>total sessions</th><th>bytes in</th><th>bytes out</th><th>connect errors</th><th>refused</th></tr>",
+            esc(&svc.config.name),
+            svc.local,
+            svc.config.balance
+        );
+        let _ = write!(
+            out,
+            "<tr class=\"front\"><td class=\"name\">FRONTEND</td><td class=\"st\">OPEN</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td></tr>",
+            c.iter().map(|s| s.active.get()).sum::<i64>().max(0),
+            c.sum(|s| s.accepted.get()),
+            c.sum(|s| s.bytes_in.get()),
+            c.sum(|s| s.bytes_out.get()),
+            c.sum(|s| s.refused_limit.get() + s.no_backend.get()),
+        );
+        for (i, b) in svc.backends.iter().enumerate() {
+            let bc = &b.counters;
+            let status = if svc.draining[i] {
+                "DRAIN"
+            } else if b.is_up(now) {
+                "UP"
+            } else {
+                "DOWN"
+            };
+            let _ = write!(
+                out,
+                "<tr class=\"{status}\"><td class=\"name\">{} <small>{}</small></td><td class=\"st\">{status}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr>",
+                server_name(b.addr),
+                b.addr,
+                bc.active(),
+                bc.sum(|x| x.connections.get()),
+                bc.sum(|x| x.bytes_in.get()),
+                bc.sum(|x| x.bytes_out.get()),
+                bc.sum(|x| x.connect_errors.get()),
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
