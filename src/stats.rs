@@ -70,6 +70,35 @@ impl Gauge {
     }
 }
 
+/// Upper bounds (µs) of the latency histogram buckets; a last bucket holds the rest.
+pub const LATENCY_BOUNDS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// A fixed-bucket latency histogram (Prometheus style), one per shard like every counter.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Counter; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    #[inline]
+    pub fn record(&self, us: u64) {
+        let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].inc();
+        self.sum_us.add(us);
+    }
+
+    /// Per-bucket counts (not cumulative) and the sum, in µs.
+    pub fn read(&self) -> ([u64; LATENCY_BOUNDS_US.len() + 1], u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].get()),
+            self.sum_us.get(),
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ServiceCounters {
     pub accepted: Counter,
@@ -92,6 +121,8 @@ pub struct BackendCounters {
     pub bytes_in: Counter,
     /// Backend → client.
     pub bytes_out: Counter,
+    /// Time from picking this backend to the connection being established.
+    pub connect_latency: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +134,10 @@ pub struct ShardCounters {
     pub spliced_flows: Counter,
     pub resets: Counter,
     pub idle_timeouts: Counter,
+    /// Connections open on the shard.
+    pub connections: Gauge,
+    /// Completions (io_uring) or events (epoll) handled in the last loop turn.
+    pub last_batch: AtomicU64,
 }
 
 impl PerShard<ServiceCounters> {
@@ -125,5 +160,24 @@ impl PerShard<BackendCounters> {
 impl PerShard<ShardCounters> {
     pub fn sum(&self, f: impl Fn(&ShardCounters) -> u64) -> u64 {
         self.iter().map(f).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = Histogram::default();
+        for us in [1, 100, 101, 999_999, 1_000_000, 5_000_000] {
+            h.record(us);
+        }
+        let (counts, sum) = h.read();
+        assert_eq!(counts[0], 2, "1 and 100 are ≤ 100 µs");
+        assert_eq!(counts[1], 1, "101 is in (100, 250]");
+        assert_eq!(counts[11], 2, "999,999 and 1,000,000 are in (250 ms, 1 s]");
+        assert_eq!(counts[12], 1, "5 s is past the last bound");
+        assert_eq!(sum, 1 + 100 + 101 + 999_999 + 1_000_000 + 5_000_000);
     }
 }

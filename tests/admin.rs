@@ -166,6 +166,15 @@ fn metrics_follow_the_traffic(io: &str) {
     );
     assert_eq!(value("sluice_backend_up{service=\"app2\""), 1.0);
     assert!(text.contains("# TYPE sluice_shard_accepts_total counter"));
+    assert!(text.contains("# TYPE sluice_backend_connect_seconds histogram"));
+    assert_eq!(
+        value("sluice_service_connect_seconds_count{service=\"app2\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("sluice_service_connect_seconds_bucket{service=\"app2\",le=\"+Inf\"}"),
+        1.0
+    );
     let accepts: f64 = text
         .lines()
         .filter(|l| l.starts_with("sluice_shard_accepts_total{"))

@@ -149,6 +149,16 @@ pub fn render(
     }
     let mut s = vec![
         Family::new(
+            "sluice_shard_connections",
+            "gauge",
+            "Connections open on the shard.",
+        ),
+        Family::new(
+            "sluice_shard_ring_batch",
+            "gauge",
+            "Completions (io_uring) or events (epoll) handled in the shard's last loop turn.",
+        ),
+        Family::new(
             "sluice_shard_accepts_total",
             "counter",
             "Connections accepted by the shard.",
@@ -182,6 +192,8 @@ pub fn render(
     for (i, c) in shards.iter().enumerate() {
         let l = format!("shard=\"{i}\"");
         let values = [
+            c.connections.get().max(0) as u64,
+            c.last_batch.load(std::sync::atomic::Ordering::Relaxed),
             c.accepts.get(),
             c.accept_errors.get(),
             c.accept_paused.get(),
@@ -197,6 +209,7 @@ pub fn render(
     for fam in f.iter().chain(&s) {
         fam.write(&mut out);
     }
+    latency(&mut out, snap);
     let last = control
         .marathon_last_success_ms
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -250,4 +263,64 @@ pub fn render(
     let _ = writeln!(out, "# TYPE sluice_config_generation gauge");
     let _ = writeln!(out, "sluice_config_generation {}", snap.generation);
     out
+}
+
+/// Backend connect latency, per backend and per service (the sum of its backends), as
+/// Prometheus histograms in seconds.
+fn latency(out: &mut String, snap: &Snapshot) {
+    use crate::stats::LATENCY_BOUNDS_US;
+    let name = "sluice_backend_connect_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from picking a backend to the connection being established."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let svc_name = "sluice_service_connect_seconds";
+    let mut by_service = Vec::new();
+    for svc in &snap.services {
+        let mut total = ([0u64; LATENCY_BOUNDS_US.len() + 1], 0u64);
+        for b in svc.backends.iter() {
+            let mut h = ([0u64; LATENCY_BOUNDS_US.len() + 1], 0u64);
+            for shard in b.counters.iter() {
+                let (counts, sum) = shard.connect_latency.read();
+                for (acc, c) in h.0.iter_mut().zip(counts) {
+                    *acc += c;
+                }
+                h.1 += sum;
+            }
+            for (acc, c) in total.0.iter_mut().zip(h.0) {
+                *acc += c;
+            }
+            total.1 += h.1;
+            let labels = format!(
+                "service=\"{}\",backend=\"{}\"",
+                esc(&svc.config.name),
+                b.addr
+            );
+            write_histogram(out, name, &labels, &h);
+        }
+        by_service.push((format!("service=\"{}\"", esc(&svc.config.name)), total));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {svc_name} Backend connect latency over all of the service's backends."
+    );
+    let _ = writeln!(out, "# TYPE {svc_name} histogram");
+    for (labels, h) in &by_service {
+        write_histogram(out, svc_name, labels, h);
+    }
+}
+
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &([u64; 13], u64)) {
+    use crate::stats::LATENCY_BOUNDS_US;
+    let mut cumulative = 0;
+    for (i, c) in h.0.iter().enumerate() {
+        cumulative += c;
+        let le = LATENCY_BOUNDS_US
+            .get(i)
+            .map_or("+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.1 as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
 }

@@ -100,6 +100,11 @@ impl Shard {
             if self.ctx.refresh() {
                 self.sync_listeners();
             }
+            let n = events.iter().count() as u64;
+            self.ctx
+                .stats()
+                .last_batch
+                .store(n, std::sync::atomic::Ordering::Relaxed);
             for ev in events.iter() {
                 let t = ev.token().0;
                 if t & LISTENER_TAG != 0 {

@@ -21,6 +21,8 @@ pub struct Link {
     pub attempt: Attempt,
     pub connected: bool,
     pub last_active_ms: u64,
+    /// When the current backend was picked: connect latency runs from here.
+    pub picked_at: std::time::Instant,
 }
 
 /// Which way bytes moved.
@@ -43,6 +45,7 @@ impl ShardCtx {
         }
         counters.accepted.inc();
         counters.active.inc();
+        self.stats().connections.inc();
         Some(Link {
             service: Arc::clone(service),
             client,
@@ -50,6 +53,7 @@ impl ShardCtx {
             attempt: Attempt::default(),
             connected: false,
             last_active_ms: self.now_ms,
+            picked_at: std::time::Instant::now(),
         })
     }
 
@@ -58,6 +62,7 @@ impl ShardCtx {
         match self.pick(&link.service, link.client, &mut link.attempt) {
             Some(b) => {
                 link.backend = b;
+                link.picked_at = std::time::Instant::now();
                 Some(link.service.backends[b].addr)
             }
             None => {
@@ -85,6 +90,8 @@ impl ShardCtx {
         let c = link.service.backends[link.backend].counters.shard(self.id);
         c.connections.inc();
         c.active.inc();
+        c.connect_latency
+            .record(link.picked_at.elapsed().as_micros() as u64);
     }
 
     /// `n` bytes were forwarded in direction `dir`.
@@ -107,6 +114,7 @@ impl ShardCtx {
     /// The connection ended.
     pub fn closed(&self, link: &Link) {
         link.service.counters.shard(self.id).active.dec();
+        self.stats().connections.dec();
         if link.connected {
             link.service.backends[link.backend]
                 .counters

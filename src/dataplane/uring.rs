@@ -148,6 +148,11 @@ impl Shard {
             }
             let mut batch = std::mem::take(&mut self.completions);
             self.ring.drain(&mut batch);
+            let n = batch.len() as u64;
+            self.ctx
+                .stats()
+                .last_batch
+                .store(n, std::sync::atomic::Ordering::Relaxed);
             for c in batch.drain(..) {
                 self.dispatch(c);
             }
