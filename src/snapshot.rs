@@ -58,6 +58,9 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Until when (ms on the process clock) new connections avoid this backend.
     pub down_until_ms: AtomicU64,
+    /// When established connections to this backend are closed (ms on the process
+    /// clock): set when Marathon kills or removes the task; `u64::MAX` when serving.
+    pub drain_deadline_ms: AtomicU64,
     pub counters: PerShard<BackendCounters>,
 }
 
@@ -66,6 +69,7 @@ impl Backend {
         Backend {
             addr,
             down_until_ms: AtomicU64::new(0),
+            drain_deadline_ms: AtomicU64::new(u64::MAX),
             counters: PerShard::new(shards),
         }
     }

@@ -134,6 +134,8 @@ pub struct ShardCounters {
     pub spliced_flows: Counter,
     pub resets: Counter,
     pub idle_timeouts: Counter,
+    /// Connections closed at the end of their backend's drain time.
+    pub drain_timeouts: Counter,
     /// Connections open on the shard.
     pub connections: Gauge,
     /// Completions (io_uring) or events (epoll) handled in the last loop turn.

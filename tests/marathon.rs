@@ -17,6 +17,7 @@ both_io!(
     an_event_applies_a_change_before_the_next_poll,
     admin_hup_refetches_and_reports_vips,
     conflicts_are_left_out_and_urls_fail_over,
+    removed_tasks_drain_then_close,
 );
 
 fn free_port() -> u16 {
@@ -365,4 +366,39 @@ fn conflicts_are_left_out_and_urls_fail_over(io: &str) {
         .parse()
         .unwrap();
     assert!(conflicts >= 1.0);
+}
+
+/// A connection to a task Marathon removed continues until `drain_timeout_ms`, then
+/// the balancer closes it; new connections go to the remaining task at once.
+fn removed_tasks_drain_then_close(io: &str) {
+    use std::io::Read;
+    let (old, new) = (Backend::echo(), Backend::named("app2-2"));
+    let port = free_port();
+    let body = |tasks: &[Task]| apps_body("/drain", "external", port, "/drain:10005", tasks);
+    let marathon = Marathon::start(Answer::Apps(body(&[task("d.1", &old, "TASK_RUNNING")])));
+    let cfg =
+        config(io, &marathon).replace("events = false", "events = false\ndrain_timeout_ms = 300");
+    let lb = Sluice::start(&cfg);
+    let svc = service_addr(&lb, format!("drain_{port}"));
+    let mut held = connect(svc);
+    assert_eq!(roundtrip(&mut held, b"before"), b"before");
+    marathon.set(Answer::Apps(body(&[task("d.2", &new, "TASK_RUNNING")])));
+    reaches(svc, "app2-2");
+    // The drain time runs out and the balancer closes the connection.
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", lb.admin())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let drained: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_shard_drain_timeouts_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    // The held connection, and any probe of `reaches` that got to the old task before
+    // the change applied.
+    assert!(drained >= 1.0, "{drained}");
 }

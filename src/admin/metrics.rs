@@ -184,6 +184,11 @@ pub fn render(
             "Connections closed for idleness.",
         ),
         Family::new(
+            "sluice_shard_drain_timeouts_total",
+            "counter",
+            "Connections closed at the end of their backend's drain time.",
+        ),
+        Family::new(
             "sluice_shard_spliced_flows_total",
             "counter",
             "Flow directions moved to splice.",
@@ -199,6 +204,7 @@ pub fn render(
             c.accept_paused.get(),
             c.resets.get(),
             c.idle_timeouts.get(),
+            c.drain_timeouts.get(),
             c.spliced_flows.get(),
         ];
         for (fam, v) in s.iter_mut().zip(values) {

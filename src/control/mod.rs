@@ -210,11 +210,18 @@ impl Running {
             }
             cfg.services = services;
         }
+        let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
         for e in &unbound {
             tracing::error!("{e}");
             self.control_counters.bind_failures.inc();
         }
+        let drain_ms = self
+            .file
+            .marathon
+            .as_ref()
+            .map_or(0, |m| m.drain_timeout_ms);
+        set_drain_deadlines(&old, &next, crate::snapshot::clock_ms() + drain_ms);
         log_services(&next);
         let (generation, services) = (next.generation, next.services.len());
         self.published.publish(next);
@@ -293,5 +300,32 @@ fn log_services(snapshot: &crate::snapshot::Snapshot) {
             balance = ?s.config.balance,
             "service listening"
         );
+    }
+}
+
+/// Backends that no longer take connections (removed, or draining) get a deadline for
+/// their established connections; the ones serving again lose theirs. Shards close
+/// connections past the deadline in their once-a-second sweep.
+fn set_drain_deadlines(
+    old: &crate::snapshot::Snapshot,
+    next: &crate::snapshot::Snapshot,
+    deadline_ms: u64,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut serving = std::collections::HashSet::new();
+    for svc in &next.services {
+        for (b, &draining) in svc.backends.iter().zip(svc.draining.iter()) {
+            if draining {
+                b.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
+            } else {
+                serving.insert(b.addr);
+                b.drain_deadline_ms.store(u64::MAX, Relaxed);
+            }
+        }
+    }
+    for b in old.services.iter().flat_map(|s| s.backends.iter()) {
+        if !serving.contains(&b.addr) {
+            b.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
+        }
     }
 }

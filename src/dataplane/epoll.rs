@@ -405,9 +405,8 @@ impl Shard {
         for idx in 0..self.conns.len() {
             if self.conns[idx]
                 .as_ref()
-                .is_some_and(|c| self.ctx.is_idle(&c.link))
+                .is_some_and(|c| self.ctx.expired(&c.link))
             {
-                self.ctx.stats().idle_timeouts.inc();
                 self.close(idx, false);
             }
         }

@@ -6,6 +6,7 @@ use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::snapshot::Service;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// How long accepting pauses after running out of file descriptors.
@@ -124,11 +125,25 @@ impl ShardCtx {
         }
     }
 
-    /// Connected and silent for `idle_timeout_ms`.
-    pub fn is_idle(&self, link: &Link) -> bool {
-        link.connected
-            && self.now_ms.saturating_sub(link.last_active_ms)
-                >= self.snapshot.server.idle_timeout_ms
+    /// Connected and either silent for `idle_timeout_ms`, or to a backend whose drain
+    /// deadline passed (a task Marathon killed or removed, after `drain_timeout_ms`).
+    /// Counted by reason.
+    pub fn expired(&self, link: &Link) -> bool {
+        if !link.connected {
+            return false;
+        }
+        let deadline = link.service.backends[link.backend]
+            .drain_deadline_ms
+            .load(Relaxed);
+        if self.now_ms >= deadline {
+            self.stats().drain_timeouts.inc();
+            return true;
+        }
+        if self.now_ms.saturating_sub(link.last_active_ms) >= self.snapshot.server.idle_timeout_ms {
+            self.stats().idle_timeouts.inc();
+            return true;
+        }
+        false
     }
 
     /// Count a failed accept; on running out of descriptors or memory, pause accepting

@@ -619,11 +619,10 @@ impl Shard {
         }
         self.last_sweep_ms = now;
         for idx in 0..self.conns.len() {
-            let idle = self.conns[idx]
+            let expired = self.conns[idx]
                 .as_ref()
-                .is_some_and(|c| c.closing.is_none() && self.ctx.is_idle(&c.link));
-            if idle {
-                self.ctx.stats().idle_timeouts.inc();
+                .is_some_and(|c| c.closing.is_none() && self.ctx.expired(&c.link));
+            if expired {
                 self.close(idx, false);
             }
         }
