@@ -18,6 +18,7 @@ both_io!(
     admin_hup_refetches_and_reports_vips,
     conflicts_are_left_out_and_urls_fail_over,
     removed_tasks_drain_then_close,
+    a_standby_redirects_to_the_leader,
 );
 
 fn free_port() -> u16 {
@@ -288,6 +289,7 @@ fn marathon_failures_keep_the_last_good_state(io: &str) {
         Answer::Truncated(good.clone()),
         Answer::Close,
         Answer::Apps("{\"apps\": 3}".into()),
+        Answer::Redirect(marathon.url()),
     ] {
         marathon.set(bad.clone());
         let n = marathon.requests();
@@ -401,4 +403,22 @@ fn removed_tasks_drain_then_close(io: &str) {
     // The held connection, and any probe of `reaches` that got to the old task before
     // the change applied.
     assert!(drained >= 1.0, "{drained}");
+}
+
+fn a_standby_redirects_to_the_leader(io: &str) {
+    let one = Backend::named("app2-1");
+    let port = free_port();
+    let body = apps_body(
+        "/led",
+        "external",
+        port,
+        "/led:10006",
+        &[task("l.1", &one, "TASK_RUNNING")],
+    );
+    let leader = Marathon::start(Answer::Apps(body));
+    let standby = Marathon::start(Answer::Redirect(leader.url()));
+    let lb = Sluice::start(&config(io, &standby));
+    let svc = service_addr(&lb, format!("led_{port}"));
+    assert_eq!(fetch(svc).unwrap(), "app2-1");
+    assert!(standby.requests() >= 1 && leader.requests() >= 1);
 }

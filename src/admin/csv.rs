@@ -168,18 +168,32 @@ pub fn server_name(addr: std::net::SocketAddr) -> String {
         .replace(['[', ']'], "")
 }
 
-pub fn render(snap: &Snapshot) -> String {
+pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
     let mut out = String::from("# ");
     out.push_str(&COLUMNS.join(","));
     out.push_str(",\n");
     let now = clock_ms();
     for (iid, svc) in snap.services.iter().enumerate() {
-        service_rows(&mut out, svc, iid + 1, now, snap.server.max_connections);
+        service_rows(
+            &mut out,
+            svc,
+            iid + 1,
+            now,
+            snap.server.max_connections,
+            rates,
+        );
     }
     out
 }
 
-fn service_rows(out: &mut String, svc: &Service, iid: usize, now: u64, limit: u32) {
+fn service_rows(
+    out: &mut String,
+    svc: &Service,
+    iid: usize,
+    now: u64,
+    limit: u32,
+    rates: &super::rates::Rates,
+) {
     let name = &svc.config.name;
     let c = &svc.counters;
     let mut front = Row::new();
@@ -197,6 +211,9 @@ fn service_rows(out: &mut String, svc: &Service, iid: usize, now: u64, limit: u3
         .set("iid", iid)
         .set("sid", 0)
         .set("type", 0)
+        .set("rate", rates.get(name))
+        .set("conn_rate", rates.get(name))
+        .set("conn_tot", c.sum(|s| s.accepted.get()))
         .set("mode", "tcp");
     front.write(out);
     let (mut up, mut scur, mut stot, mut econ) = (0, 0i64, 0, 0);
@@ -242,6 +259,7 @@ fn service_rows(out: &mut String, svc: &Service, iid: usize, now: u64, limit: u3
             .set("iid", iid)
             .set("sid", sid + 1)
             .set("type", 2)
+            .set("rate", rates.get(&super::rates::backend_key(name, b.addr)))
             .set("addr", b.addr)
             .set("mode", "tcp");
         row.write(out);

@@ -11,7 +11,7 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn render(snap: &Snapshot) -> String {
+pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
     let now = clock_ms();
     let mut out = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>sluice statistics</title>\
@@ -28,16 +28,17 @@ pub fn render(snap: &Snapshot) -> String {
         let _ = write!(
             out,
             "<h2>{} <small>({}, {:?})</small></h2><table><tr><th>server</th><th>status</th><th>current sessions</th>\
-             <th>total sessions</th><th>bytes in</th><th>bytes out</th><th>connect errors</th><th>refused</th></tr>",
+             <th>total sessions</th><th>sessions/s</th><th>bytes in</th><th>bytes out</th><th>connect errors</th><th>refused</th></tr>",
             esc(&svc.config.name),
             svc.local,
             svc.config.balance
         );
         let _ = write!(
             out,
-            "<tr class=\"front\"><td class=\"name\">FRONTEND</td><td class=\"st\">OPEN</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td></tr>",
+            "<tr class=\"front\"><td class=\"name\">FRONTEND</td><td class=\"st\">OPEN</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td></tr>",
             c.iter().map(|s| s.active.get()).sum::<i64>().max(0),
             c.sum(|s| s.accepted.get()),
+            rates.get(&svc.config.name),
             c.sum(|s| s.bytes_in.get()),
             c.sum(|s| s.bytes_out.get()),
             c.sum(|s| s.refused_limit.get() + s.no_backend.get()),
@@ -54,11 +55,12 @@ pub fn render(snap: &Snapshot) -> String {
             let _ = write!(
                 out,
                 "<tr class=\"{status}\"><td class=\"name\">{} <small>{}</small></td><td class=\"st\">{status}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr>",
                 server_name(b.addr),
                 b.addr,
                 bc.active(),
                 bc.sum(|x| x.connections.get()),
+                rates.get(&super::rates::backend_key(&svc.config.name, b.addr)),
                 bc.sum(|x| x.bytes_in.get()),
                 bc.sum(|x| x.bytes_out.get()),
                 bc.sum(|x| x.connect_errors.get()),

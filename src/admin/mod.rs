@@ -6,6 +6,7 @@ mod csv;
 mod html;
 mod json;
 mod metrics;
+mod rates;
 
 use crate::snapshot::Published;
 use crate::stats::{PerShard, ShardCounters};
@@ -28,12 +29,13 @@ pub struct View {
 pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
+    let rates = rates::spawn(Arc::clone(&view.published))?;
     std::thread::Builder::new()
         .name("sluice-admin".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
-                    Ok(c) => serve(c, &view),
+                    Ok(c) => serve(c, &view, &rates),
                     // Out of descriptors: wait rather than spin.
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -47,7 +49,7 @@ const MAX_HEAD: usize = 8192;
 
 /// One request per connection; a slow or bad client costs this thread at most the
 /// read timeout, never the data plane.
-fn serve(mut c: TcpStream, view: &View) {
+fn serve(mut c: TcpStream, view: &View, rates: &rates::Rates) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::with_capacity(1024);
@@ -61,12 +63,12 @@ fn serve(mut c: TcpStream, view: &View) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let (status, kind, body) = route(&head, view);
+    let (status, kind, body) = route(&head, view, rates);
     respond(&mut c, status, kind, &body);
 }
 
 /// Pick the page for a request head: (status, content type, body).
-fn route(head: &[u8], view: &View) -> (u16, &'static str, String) {
+fn route(head: &[u8], view: &View, rates: &rates::Rates) -> (u16, &'static str, String) {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let (method, path) = match req.parse(head) {
@@ -92,10 +94,10 @@ fn route(head: &[u8], view: &View) -> (u16, &'static str, String) {
         "/haproxy?stats" | "/haproxy?stats;norefresh" => (
             200,
             "text/html; charset=utf-8",
-            html::render(&view.published.load()),
+            html::render(&view.published.load(), rates),
         ),
         "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => {
-            (200, "text/csv", csv::render(&view.published.load()))
+            (200, "text/csv", csv::render(&view.published.load(), rates))
         }
         "/metrics" => (
             200,

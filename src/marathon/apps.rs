@@ -563,6 +563,37 @@ mod tests {
     }
 
     #[test]
+    fn documented_app_shapes() {
+        // GET /v2/apps/{id} example: docker portMappings with a service port, the
+        // legacy `ipAddress` (IP-per-task: tasks are reached at their own address on
+        // the container port) and an HTTP health check (http mode; a task serves once
+        // a check passed).
+        let mut app: Value = serde_json::from_slice(&fixture("app.json")).unwrap();
+        app["tasks"] = json!([{"id": "foo.1", "host": "10.0.0.9", "ports": [31000],
+                               "ipAddresses": [{"ipAddress": "9.1.1.1", "protocol": "IPv4"}],
+                               "healthCheckResults": [{"alive": true}]}]);
+        let body = json!({"apps": [app]}).to_string();
+        assert_eq!(
+            dump(&run(body.as_bytes(), "*")),
+            ["foo_10019 0.0.0.0:10019 Http Roundrobin [9.1.1.1:80]"]
+        );
+        // GET /v2/apps example: legacy `ports`, no tasks yet: the services listen with no
+        // backend.
+        let t = run(&fixture("app_list.json"), "*");
+        assert_eq!(
+            dump(&t),
+            [
+                "myapp_10013 0.0.0.0:10013 Tcp Roundrobin []",
+                "myapp_10015 0.0.0.0:10015 Tcp Roundrobin []"
+            ]
+        );
+        // Neither has HAPROXY_GROUP: the default group serves neither.
+        assert!(run(&fixture("app_list.json"), "external")
+            .services
+            .is_empty());
+    }
+
+    #[test]
     fn marathon_1_5_shape() {
         // networks container/bridge with container.portMappings: host ports, not the
         // container addresses the tasks also list.

@@ -17,6 +17,8 @@ pub enum Answer {
     Truncated(String),
     /// Close the connection without a word (Marathon down).
     Close,
+    /// 307 to this URL (a standby pointing at the leader, or at itself: a loop).
+    Redirect(String),
 }
 
 pub struct Marathon {
@@ -118,6 +120,13 @@ fn serve(
         ),
         (true, Answer::Truncated(b)) => (200, b[..b.len() / 2].to_owned(), None),
         (true, Answer::Close) => return,
+        (true, Answer::Redirect(to)) => {
+            let resp = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}/v2/apps?embed=apps.tasks\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = c.write_all(resp.as_bytes());
+            return;
+        }
     };
     let len = declared.unwrap_or(body.len());
     let resp = format!(
