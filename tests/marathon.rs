@@ -310,17 +310,7 @@ fn marathon_failures_keep_the_last_good_state(io: &str) {
             .any(|_| fetch(svc).map(|n| n == "app2-2").unwrap_or(false))
             .then_some(())
     });
-    let metrics = Command::new("curl")
-        .args(["-s", &format!("http://{}/metrics", lb.admin())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(metrics.stdout).unwrap();
-    let fails: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_marathon_failures_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let fails = metric(lb.admin(), "sluice_marathon_failures_total");
     assert!(fails >= 10.0, "every failed poll is counted: {fails}");
 }
 
@@ -356,17 +346,7 @@ fn conflicts_are_left_out_and_urls_fail_over(io: &str) {
     lb.wait_log("the conflict is logged", |l| {
         l.contains("Marathon service left out: clash_")
     });
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{}/metrics", lb.admin())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let conflicts: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_marathon_conflicts_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let conflicts = metric(lb.admin(), "sluice_marathon_conflicts_total");
     assert!(conflicts >= 1.0);
 }
 
@@ -390,16 +370,7 @@ fn removed_tasks_drain_then_close(io: &str) {
     let mut rest = Vec::new();
     held.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{}/metrics", lb.admin())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let drained: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("sluice_shard_drain_timeouts_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
+    let drained = metric(lb.admin(), "sluice_shard_drain_timeouts_total");
     // The held connection, and any probe of `reaches` that got to the old task before
     // the change applied.
     assert!(drained >= 1.0, "{drained}");

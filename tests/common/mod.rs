@@ -445,3 +445,17 @@ pub fn http_backend(body: &'static str, served: Arc<AtomicUsize>) -> Backend {
         }
     })
 }
+
+/// The sum of the samples of Prometheus metric `name` (any labels) on the admin port.
+pub fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("http://{admin}/metrics")])
+        .output()
+        .expect("curl is installed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}

@@ -1,0 +1,316 @@
+//! Tests of the Marathon translation, on the recorded fixtures and shapes derived
+//! from them.
+
+use super::*;
+use serde_json::json;
+
+fn opts(group: &str) -> Options {
+    Options {
+        group: group.into(),
+        bind_address: "0.0.0.0".parse().unwrap(),
+        vip_network: ("127.11.0.0".parse().unwrap(), 16),
+        health_check: true,
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/marathon/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(path).unwrap()
+}
+
+fn run(body: &[u8], group: &str) -> Translation {
+    translate(body, &opts(group), &mut HealthMemory::new()).unwrap()
+}
+
+/// `name listen mode balance [backends]`, draining backends marked `~`.
+fn dump(t: &Translation) -> Vec<String> {
+    t.services
+        .iter()
+        .map(|s| {
+            let b: Vec<String> = s
+                .backends
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{}{}",
+                        b.addr,
+                        if b.state == TaskState::Draining {
+                            "~"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} {:?} {:?} [{}]",
+                s.name,
+                s.listen,
+                s.mode,
+                s.balance,
+                b.join(" ")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bridge_apps_before_marathon_1_5() {
+    // container.docker.portMappings, BRIDGE, tasks without `state`; the blue app's
+    // HAPROXY_0_PORT moves it from its service port 10001 to 10000; the MESOS_HTTP
+    // health check on port index 0 makes both http.
+    let t = run(&fixture("zdd_apps.json"), "external");
+    assert_eq!(
+        dump(&t),
+        [
+            "nginx-blue_10000 0.0.0.0:10000 Http Roundrobin [10.0.1.147:25724]",
+            "nginx-green_10000 0.0.0.0:10000 Http Roundrobin [10.0.6.25:16916 10.0.6.25:31184 10.0.6.25:23336]",
+        ]
+    );
+    assert!(run(&fixture("zdd_apps.json"), "internal")
+        .services
+        .is_empty());
+}
+
+#[test]
+fn documented_app_shapes() {
+    // GET /v2/apps/{id} example: docker portMappings with a service port, the
+    // legacy `ipAddress` (IP-per-task: tasks are reached at their own address on
+    // the container port) and an HTTP health check (http mode; a task serves once
+    // a check passed).
+    let mut app: Value = serde_json::from_slice(&fixture("app.json")).unwrap();
+    app["tasks"] = json!([{"id": "foo.1", "host": "10.0.0.9", "ports": [31000],
+                           "ipAddresses": [{"ipAddress": "9.1.1.1", "protocol": "IPv4"}],
+                           "healthCheckResults": [{"alive": true}]}]);
+    let body = json!({"apps": [app]}).to_string();
+    assert_eq!(
+        dump(&run(body.as_bytes(), "*")),
+        ["foo_10019 0.0.0.0:10019 Http Roundrobin [9.1.1.1:80]"]
+    );
+    // GET /v2/apps example: legacy `ports`, no tasks yet: the services listen with no
+    // backend.
+    let t = run(&fixture("app_list.json"), "*");
+    assert_eq!(
+        dump(&t),
+        [
+            "myapp_10013 0.0.0.0:10013 Tcp Roundrobin []",
+            "myapp_10015 0.0.0.0:10015 Tcp Roundrobin []"
+        ]
+    );
+    // Neither has HAPROXY_GROUP: the default group serves neither.
+    assert!(run(&fixture("app_list.json"), "external")
+        .services
+        .is_empty());
+}
+
+#[test]
+fn marathon_1_5_shape() {
+    // networks container/bridge with container.portMappings: host ports, not the
+    // container addresses the tasks also list.
+    let t = run(&fixture("zdd_app_blue_marathon1.5.json"), "*");
+    assert_eq!(
+        dump(&t),
+        ["nginx-green_10000 0.0.0.0:10000 Http Roundrobin [10.0.6.25:16916 10.0.6.25:31184 10.0.6.25:23336]"]
+    );
+}
+
+fn app2(tasks: Value) -> Vec<u8> {
+    json!({"apps": [{
+        "id": "/dcos-101/app2",
+        "labels": {"HAPROXY_GROUP": "external"},
+        "networks": [{"mode": "container", "name": "dcos"}],
+        "container": {"type": "MESOS", "portMappings": [
+            {"containerPort": 80, "servicePort": 10101, "labels": {"VIP_0": "/dcos-101/app2:10000"}}
+        ]},
+        "healthChecks": [{"protocol": "TCP", "portIndex": 0}],
+        "tasks": tasks,
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+fn task(id: &str, ip: &str, state: &str, alive: Option<bool>) -> Value {
+    let mut t = json!({"id": id, "host": "10.0.0.1", "ports": [31000], "state": state,
+                       "ipAddresses": [{"ipAddress": ip, "protocol": "IPv4"}]});
+    if let Some(a) = alive {
+        t["healthCheckResults"] = json!([{"alive": a}]);
+    }
+    t
+}
+
+#[test]
+fn ip_per_task_and_named_vip() {
+    let body = app2(json!([task("a.1", "9.0.0.1", "TASK_RUNNING", Some(true))]));
+    let t = run(&body, "external");
+    assert_eq!(
+        dump(&t),
+        ["dcos-101_app2_10101 0.0.0.0:10101 Tcp Roundrobin [9.0.0.1:80]"]
+    );
+    assert_eq!(t.vips.len(), 1);
+    let (vip, backends) = &t.vips[0];
+    assert_eq!(vip.name, "/dcos-101/app2");
+    assert_eq!(
+        vip.dns.as_deref(),
+        Some("dcos-101app2.marathon.l4lb.thisdcos.directory")
+    );
+    assert_eq!(vip.listen.port(), 10000);
+    assert_eq!(
+        vip.listen.ip(),
+        IpAddr::V4(vip_address(
+            "/dcos-101/app2",
+            ("127.11.0.0".parse().unwrap(), 16)
+        ))
+    );
+    assert_eq!(backends[0].addr, "9.0.0.1:80".parse().unwrap());
+}
+
+#[test]
+fn task_states_and_health() {
+    let tasks = json!([
+        task("a.1", "9.0.0.1", "TASK_RUNNING", Some(true)),
+        task("a.2", "9.0.0.2", "TASK_KILLING", Some(true)),
+        task("a.3", "9.0.0.3", "TASK_UNREACHABLE", Some(true)),
+        task("a.4", "9.0.0.4", "TASK_RUNNING", Some(false)),
+        task("a.5", "9.0.0.5", "TASK_RUNNING", None),
+        task("a.6", "9.0.0.6", "TASK_STAGING", None),
+        task("a.7", "9.0.0.7", "TASK_LOST", Some(true)),
+    ]);
+    let mut health = HealthMemory::new();
+    let t = translate(&app2(tasks), &opts("external"), &mut health).unwrap();
+    // Running and alive serve; killing drains; unreachable and lost keep serving;
+    // failing and never-checked tasks wait; staging is not up yet.
+    assert_eq!(
+        dump(&t),
+        ["dcos-101_app2_10101 0.0.0.0:10101 Tcp Roundrobin [9.0.0.1:80 9.0.0.2:80~ 9.0.0.3:80 9.0.0.7:80]"]
+    );
+    // Results missing on the next refresh: the last known result stands.
+    let t = translate(
+        &app2(json!([task("a.1", "9.0.0.1", "TASK_RUNNING", None)])),
+        &opts("external"),
+        &mut health,
+    )
+    .unwrap();
+    assert_eq!(t.services[0].backends.len(), 1);
+    // Without health checking every running task serves.
+    let mut o = opts("external");
+    o.health_check = false;
+    let t = translate(
+        &app2(json!([task("a.4", "9.0.0.4", "TASK_RUNNING", Some(false))])),
+        &o,
+        &mut HealthMemory::new(),
+    )
+    .unwrap();
+    assert_eq!(t.services[0].backends.len(), 1);
+}
+
+#[test]
+fn labels_per_port() {
+    let body = json!({"apps": [{
+        "id": "/shop/web",
+        "labels": {
+            "HAPROXY_GROUP": "internal",
+            "HAPROXY_0_GROUP": "external",
+            "HAPROXY_0_VHOST": "shop.example, www.shop.example",
+            "HAPROXY_1_GROUP": "external",
+            "HAPROXY_1_BALANCE": "source",
+            "HAPROXY_1_BIND_ADDR": "127.0.0.5",
+            "HAPROXY_2_MODE": "http",
+            "HAPROXY_2_BALANCE": "leastconn",
+            "HAPROXY_2_PORT": "18080",
+        },
+        "portDefinitions": [{"port": 10000}, {"port": 10001}, {"port": 10002}],
+        "tasks": [{"id": "w.1", "host": "10.1.1.1", "ports": [31001, 31002, 31003]}],
+    }, {
+        "id": "/legacy",
+        "labels": {"HAPROXY_GROUP": "external"},
+        "ports": [10005],
+        "tasks": [{"id": "l.1", "host": "10.1.1.2", "ports": [32000], "state": "TASK_RUNNING"}],
+    }]})
+    .to_string();
+    let t = run(body.as_bytes(), "external");
+    assert_eq!(
+        dump(&t),
+        [
+            "shop_web_10000 0.0.0.0:10000 Http Roundrobin [10.1.1.1:31001]",
+            "legacy_10005 0.0.0.0:10005 Tcp Roundrobin [10.1.1.2:32000]",
+            "shop_web_10001 127.0.0.5:10001 Tcp Maglev [10.1.1.1:31002]",
+        ]
+    );
+    assert_eq!(t.services[0].vhosts, ["shop.example", "www.shop.example"]);
+    assert_eq!(t.services[2].hash, HashKey::Source);
+    // Port 2 is in the app-wide group only.
+    let t = run(body.as_bytes(), "internal");
+    assert_eq!(
+        dump(&t),
+        ["shop_web_18080 0.0.0.0:18080 Http Leastconn [10.1.1.1:31003]"]
+    );
+}
+
+#[test]
+fn bad_bodies_are_errors() {
+    let mut h = HealthMemory::new();
+    let o = opts("*");
+    assert!(matches!(
+        translate(b"<html>502</html>", &o, &mut h),
+        Err(AppsError::Json(_))
+    ));
+    let full = fixture("zdd_apps.json");
+    assert!(matches!(
+        translate(&full[..full.len() / 2], &o, &mut h),
+        Err(AppsError::Json(_))
+    ));
+    assert_eq!(
+        translate(b"{\"message\": \"x\"}", &o, &mut h),
+        Err(AppsError::Shape)
+    );
+    assert_eq!(
+        translate(b"{\"apps\": []}", &o, &mut h),
+        Ok(Translation::default())
+    );
+}
+
+#[test]
+fn thousand_real_apps_with_synthetic_tasks() {
+    let mut v: Value = serde_json::from_slice(&fixture("apps_1000_real.json")).unwrap();
+    let apps = v["apps"].as_array_mut().unwrap();
+    let mut expected = 0;
+    for (i, app) in apps.iter_mut().enumerate() {
+        let ports = port_entries(app).len();
+        expected += port_entries(app)
+            .iter()
+            .filter(|(p, _)| p.is_some())
+            .count();
+        let tasks: Vec<Value> = (0..10)
+            .map(|k| json!({"id": format!("t{i}.{k}"), "host": format!("10.2.{}.{}", i % 250, k + 1),
+                            "ports": (0..ports).map(|p| 31000 + p).collect::<Vec<_>>(), "state": "TASK_RUNNING"}))
+            .collect();
+        app["tasks"] = Value::Array(tasks);
+        app["healthChecks"] = json!([]);
+    }
+    let body = serde_json::to_vec(&v).unwrap();
+    let t = run(&body, "*");
+    assert_eq!(t.services.len(), expected);
+    assert!(
+        expected > 900,
+        "most of the real apps have a service port: {expected}"
+    );
+    assert!(t.services.iter().all(|s| s.backends.len() == 10));
+}
+
+#[test]
+fn vip_addresses_stay_inside_the_network() {
+    let net = ("127.11.0.0".parse().unwrap(), 16);
+    for name in ["/a", "/dcos-101/app2", "/x/y/z", ""] {
+        let a = vip_address(name, net);
+        assert_eq!(a, vip_address(name, net), "deterministic");
+        let o = a.octets();
+        assert_eq!((o[0], o[1]), (127, 11));
+        assert!(
+            a != "127.11.0.0".parse::<Ipv4Addr>().unwrap()
+                && a != "127.11.255.255".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+}
