@@ -19,6 +19,8 @@ both_io!(
     conflicts_are_left_out_and_urls_fail_over,
     removed_tasks_drain_then_close,
     a_standby_redirects_to_the_leader,
+    health_flips_take_a_task_out_and_back,
+    basic_and_token_auth,
 );
 
 fn free_port() -> u16 {
@@ -392,4 +394,81 @@ fn a_standby_redirects_to_the_leader(io: &str) {
     let svc = service_addr(&lb, format!("led_{port}"));
     assert_eq!(fetch(svc).unwrap(), "app2-1");
     assert!(standby.requests() >= 1 && leader.requests() >= 1);
+}
+
+fn health_flips_take_a_task_out_and_back(io: &str) {
+    let (one, two) = (Backend::named("app2-1"), Backend::named("app2-2"));
+    let port = free_port();
+    let body = |alive: bool| {
+        let t2 = Task {
+            id: "hf.2",
+            backend: two.addr,
+            state: "TASK_RUNNING",
+            alive,
+        };
+        apps_body(
+            "/flip",
+            "external",
+            port,
+            "/flip:10007",
+            &[task("hf.1", &one, "TASK_RUNNING"), t2],
+        )
+    };
+    let marathon = Marathon::start(Answer::Apps(body(true)));
+    let lb = Sluice::start(&config(io, &marathon));
+    let svc = service_addr(&lb, format!("flip_{port}"));
+    reaches(svc, "app2-2");
+    marathon.set(Answer::Apps(body(false)));
+    // Once the failing check applies, 50 connections in a row all reach the healthy task.
+    wait_for("the unhealthy task to leave", || {
+        (0..50)
+            .all(|_| fetch(svc).map(|n| n == "app2-1").unwrap_or(false))
+            .then_some(())
+    });
+    marathon.set(Answer::Apps(body(true)));
+    reaches(svc, "app2-2");
+}
+
+fn basic_and_token_auth(io: &str) {
+    let one = Backend::named("app2-1");
+    let dir = tempfile::tempdir().unwrap();
+    for (setting, header, file) in [
+        (
+            "username = \"ops\"\npassword = \"s3cret\"",
+            "Basic b3BzOnMzY3JldA==",
+            None,
+        ),
+        (
+            "credentials_file = \"CREDS\"",
+            "Basic b3BzOnMzY3JldA==",
+            Some(("CREDS", "ops:s3cret\n")),
+        ),
+        (
+            "token_file = \"TOKEN\"",
+            "token=eyJhbGciOi.abc",
+            Some(("TOKEN", "eyJhbGciOi.abc\n")),
+        ),
+    ] {
+        let port = free_port();
+        let body = apps_body(
+            "/auth",
+            "external",
+            port,
+            "/auth:10008",
+            &[task("a.1", &one, "TASK_RUNNING")],
+        );
+        let marathon = Marathon::start(Answer::Apps(body));
+        marathon.require_auth(header);
+        let mut setting = setting.to_owned();
+        if let Some((name, content)) = file {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            setting = setting.replace(name, &path.display().to_string());
+        }
+        let cfg =
+            config(io, &marathon).replace("events = false", &format!("events = false\n{setting}"));
+        let lb = Sluice::start(&cfg);
+        let svc = service_addr(&lb, format!("auth_{port}"));
+        assert_eq!(fetch(svc).unwrap(), "app2-1", "{setting}");
+    }
 }

@@ -27,6 +27,8 @@ pub struct Marathon {
     pub requests: Arc<AtomicUsize>,
     /// Open `/v2/events` streams.
     streams: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    /// When set, requests without this `Authorization` value get a 401.
+    auth: Arc<Mutex<Option<String>>>,
 }
 
 impl Marathon {
@@ -36,15 +38,17 @@ impl Marathon {
         let answer = Arc::new(Mutex::new(first));
         let requests = Arc::new(AtomicUsize::new(0));
         let streams = Arc::new(Mutex::new(Vec::new()));
-        let (a, r, st) = (
+        let auth = Arc::new(Mutex::new(None));
+        let shared = (
             Arc::clone(&answer),
             Arc::clone(&requests),
             Arc::clone(&streams),
+            Arc::clone(&auth),
         );
         std::thread::spawn(move || {
             for c in l.incoming().flatten() {
-                let (a, r, st) = (Arc::clone(&a), Arc::clone(&r), Arc::clone(&st));
-                std::thread::spawn(move || serve(c, &a, &r, &st));
+                let (a, r, st, au) = shared.clone();
+                std::thread::spawn(move || serve(c, &a, &r, &st, &au));
             }
         });
         Marathon {
@@ -52,7 +56,13 @@ impl Marathon {
             answer,
             requests,
             streams,
+            auth,
         }
+    }
+
+    /// Require this `Authorization` header value from now on.
+    pub fn require_auth(&self, value: &str) {
+        *self.auth.lock().unwrap() = Some(value.to_owned());
     }
 
     /// Open event streams.
@@ -89,6 +99,7 @@ fn serve(
     answer: &Mutex<Answer>,
     requests: &AtomicUsize,
     streams: &Mutex<Vec<std::net::TcpStream>>,
+    auth: &Mutex<Option<String>>,
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -107,6 +118,19 @@ fn serve(
         return;
     }
     requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(want) = auth.lock().unwrap().as_deref() {
+        let text = String::from_utf8_lossy(&head);
+        let ok = text.lines().any(|l| {
+            l.split_once(':')
+                .is_some_and(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.trim() == want)
+        });
+        if !ok {
+            let _ = c.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+    }
     let path_ok = head.starts_with(b"GET /v2/apps?embed=apps.tasks ");
     let a = answer.lock().unwrap().clone();
     let (status, body, declared) = match (path_ok, a) {
