@@ -245,9 +245,10 @@ impl Running {
             || new.io != was.io
             || new.max_connections != was.max_connections
             || cfg.admin != self.started_admin
+            || cfg.marathon != self.file.marathon
         {
             tracing::warn!(
-                "server.workers, io, max_connections and [admin] keep their start-up values until restart"
+                "server.workers, io, max_connections, [admin] and [marathon] keep their start-up values until restart"
             );
         }
         let mut full = cfg.clone();
