@@ -231,6 +231,7 @@ fn marathon_section() {
         "group = \"*\"",
         "poll_interval_ms = 1000",
         "events = true",
+        "events_silence_ms = 30000",
         "bind_address = \"0.0.0.0\"",
         "vip_cidr = \"127.11.0.0/16\"",
         "health_check = true",

@@ -21,6 +21,7 @@ both_io!(
     a_standby_redirects_to_the_leader,
     health_flips_take_a_task_out_and_back,
     basic_and_token_auth,
+    a_silent_event_stream_is_reconnected,
 );
 
 fn free_port() -> u16 {
@@ -471,4 +472,29 @@ fn basic_and_token_auth(io: &str) {
         let svc = service_addr(&lb, format!("auth_{port}"));
         assert_eq!(fetch(svc).unwrap(), "app2-1", "{setting}");
     }
+}
+
+/// The test server's stream says hello and then nothing: past `events_silence_ms` the
+/// balancer takes it for dead and opens a new one.
+fn a_silent_event_stream_is_reconnected(io: &str) {
+    let one = Backend::named("app2-1");
+    let port = free_port();
+    let body = apps_body(
+        "/quiet",
+        "external",
+        port,
+        "/quiet:10009",
+        &[task("q.1", &one, "TASK_RUNNING")],
+    );
+    let marathon = Marathon::start(Answer::Apps(body));
+    let cfg = config_with(io, &marathon, 3_600_000, true)
+        .replace("events = true", "events = true\nevents_silence_ms = 300");
+    let lb = Sluice::start(&cfg);
+    service_addr(&lb, format!("quiet_{port}"));
+    wait_for("a second event stream", || {
+        (marathon.streams() >= 2).then_some(())
+    });
+    lb.wait_log("the loss is logged", |l| {
+        l.contains("Marathon event stream lost")
+    });
 }

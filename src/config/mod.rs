@@ -33,6 +33,8 @@ pub struct MarathonConfig {
     pub poll_interval_ms: u64,
     /// Hold `/v2/events` open and re-fetch on status, health and deployment events.
     pub events: bool,
+    /// An event stream silent (not even a heartbeat) for this long is reconnected.
+    pub events_silence_ms: u64,
     /// Where service ports are bound (HAPROXY_{n}_BIND_ADDR overrides).
     pub bind_address: std::net::IpAddr,
     /// Named VIPs (`VIP_n = "/name:port"`) get their addresses in this IPv4 network.
@@ -57,6 +59,7 @@ impl Default for MarathonConfig {
             group: "external".into(),
             poll_interval_ms: 1000,
             events: true,
+            events_silence_ms: 30_000,
             bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
             vip_cidr: (std::net::Ipv4Addr::new(127, 11, 0, 0), 16),
             health_check: true,
@@ -230,12 +233,13 @@ impl Config {
             let urls: Vec<String> = m.urls.iter().map(|u| q(u)).collect();
             let _ = write!(
                 out,
-                "\n[marathon]\nurls = [{}]\ngroup = {}\npoll_interval_ms = {}\nevents = {}\n\
+                "\n[marathon]\nurls = [{}]\ngroup = {}\npoll_interval_ms = {}\nevents = {}\nevents_silence_ms = {}\n\
                  bind_address = {}\nvip_cidr = {}\nhealth_check = {}\ndrain_timeout_ms = {}\n",
                 urls.join(", "),
                 q(&m.group),
                 m.poll_interval_ms,
                 m.events,
+                m.events_silence_ms,
                 q(&m.bind_address.to_string()),
                 q(&format!("{}/{}", m.vip_cidr.0, m.vip_cidr.1)),
                 m.health_check,

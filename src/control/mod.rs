@@ -156,7 +156,8 @@ impl Running {
             tracing::info!(urls = ?m.urls, group = %m.group, "following Marathon");
             if m.events {
                 let auth = crate::marathon::client::auth_header(m)?;
-                crate::marathon::events::spawn(m.urls.clone(), auth, self.wake.clone())?;
+                let silence = Duration::from_millis(m.events_silence_ms);
+                crate::marathon::events::spawn(m.urls.clone(), auth, silence, self.wake.clone())?;
             }
         }
         drop(tx);

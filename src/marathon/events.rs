@@ -1,7 +1,7 @@
 //! The Marathon event stream (`/v2/events`, server-sent events): a re-fetch is asked for
 //! on task status, health and deployment events, coalesced; the stream is reconnected
 //! with jittered backoff and a silent one (no byte, heartbeats included, for
-//! `SILENCE`) is taken for dead.
+//! `events_silence_ms`) is taken for dead.
 
 use crossbeam::channel::{Sender, TrySendError};
 use std::io::{BufRead, BufReader, Write};
@@ -17,8 +17,6 @@ pub const EVENT_TYPES: [&str; 5] = [
     "deployment_step_success",
 ];
 
-/// No byte for this long and the stream is reconnected.
-const SILENCE: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// `http://host:port` → (host, port); `None` for other schemes (https: polling only).
@@ -33,12 +31,17 @@ fn host_port(url: &str) -> Option<(String, u16)> {
 
 /// Follow the stream of the first URL that answers; on each relevant event, ask the
 /// poller for a re-fetch through `wake` (a full channel means one is already pending).
-pub fn spawn(urls: Vec<String>, auth: Option<String>, wake: Sender<()>) -> std::io::Result<()> {
+pub fn spawn(
+    urls: Vec<String>,
+    auth: Option<String>,
+    silence: Duration,
+    wake: Sender<()>,
+) -> std::io::Result<()> {
     std::thread::Builder::new().name("sluice-events".into()).spawn(move || {
         let mut failures = 0u32;
         loop {
             for url in &urls {
-                match follow(url, auth.as_deref(), &wake) {
+                match follow(url, auth.as_deref(), silence, &wake) {
                     Ok(Ended::Closed) => failures = 0,
                     Ok(Ended::PollerGone) => return,
                     Err(e) => {
@@ -74,7 +77,12 @@ fn backoff(failures: u32) -> Duration {
 
 /// Read one stream until it ends. HTTP/1.0 is asked for so the body is delimited by
 /// the connection's end rather than chunked.
-fn follow(url: &str, auth: Option<&str>, wake: &Sender<()>) -> std::io::Result<Ended> {
+fn follow(
+    url: &str,
+    auth: Option<&str>,
+    silence: Duration,
+    wake: &Sender<()>,
+) -> std::io::Result<Ended> {
     let (host, port) = host_port(url)
         .ok_or_else(|| std::io::Error::other("only http:// URLs carry the event stream"))?;
     let addr = (host.as_str(), port)
@@ -82,7 +90,7 @@ fn follow(url: &str, auth: Option<&str>, wake: &Sender<()>) -> std::io::Result<E
         .next()
         .ok_or_else(|| std::io::Error::other("no address"))?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(SILENCE))?;
+    s.set_read_timeout(Some(silence))?;
     let query: Vec<String> = EVENT_TYPES
         .iter()
         .map(|t| format!("event_type={t}"))
