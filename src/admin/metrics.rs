@@ -288,16 +288,9 @@ fn latency(out: &mut String, snap: &Snapshot) {
         for b in svc.backends.iter() {
             let mut h = ([0u64; LATENCY_BOUNDS_US.len() + 1], 0u64);
             for shard in b.counters.iter() {
-                let (counts, sum) = shard.connect_latency.read();
-                for (acc, c) in h.0.iter_mut().zip(counts) {
-                    *acc += c;
-                }
-                h.1 += sum;
+                add(&mut h, shard.connect_latency.read());
             }
-            for (acc, c) in total.0.iter_mut().zip(h.0) {
-                *acc += c;
-            }
-            total.1 += h.1;
+            add(&mut total, h);
             let labels = format!(
                 "service=\"{}\",backend=\"{}\"",
                 esc(&svc.config.name),
@@ -315,6 +308,14 @@ fn latency(out: &mut String, snap: &Snapshot) {
     for (labels, h) in &by_service {
         write_histogram(out, svc_name, labels, h);
     }
+}
+
+/// Add histogram `h` (bucket counts, sum) into `acc`.
+fn add(acc: &mut ([u64; 13], u64), h: ([u64; 13], u64)) {
+    for (a, c) in acc.0.iter_mut().zip(h.0) {
+        *a += c;
+    }
+    acc.1 += h.1;
 }
 
 fn write_histogram(out: &mut String, name: &str, labels: &str, h: &([u64; 13], u64)) {

@@ -94,18 +94,6 @@ impl Selector {
         Selector { algorithm, weights }
     }
 
-    pub fn backend_count(&self) -> usize {
-        self.weights.len()
-    }
-
-    /// The Maglev table, when this selector has one.
-    pub fn maglev_table(&self) -> Option<&maglev::Table> {
-        match &self.algorithm {
-            Algorithm::Maglev { table, .. } => Some(table),
-            _ => None,
-        }
-    }
-
     /// Pick the next backend to try for `client`, or `None` when the tries are spent or
     /// no backend is left. `up(i)` says whether backend `i` may take new connections;
     /// `load(i)` is its active connection count. `cursor` is the calling shard's own.

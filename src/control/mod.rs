@@ -10,7 +10,7 @@ pub use registry::Registry;
 use crate::config::{self, Config};
 use crate::dataplane;
 use crate::snapshot::Published;
-use crate::stats::{PerShard, ShardCounters};
+use crate::stats::PerShard;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
@@ -40,7 +40,6 @@ pub struct Running {
     pub published: Arc<Published>,
     /// Where the admin port listens, when configured.
     pub admin_addr: Option<std::net::SocketAddr>,
-    pub shard_counters: Arc<PerShard<ShardCounters>>,
     shards: Vec<std::thread::JoinHandle<()>>,
     registry: Registry,
     source: Source,
@@ -120,7 +119,6 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     Ok(Running {
         published,
         admin_addr,
-        shard_counters,
         shards,
         registry,
         source,

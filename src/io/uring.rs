@@ -410,9 +410,4 @@ impl Ring {
             });
         }
     }
-
-    /// Operations queued but not yet submitted.
-    pub fn queued(&mut self) -> usize {
-        self.ring.submission().len()
-    }
 }
