@@ -38,14 +38,15 @@ fn demo(io: &str) {
                 .map(str::to_owned)
         })
     });
-    assert!(
+    // The banner's lines arrive one by one: wait for the hint rather than race it.
+    wait_for("the demo to say what to try", || {
         lines
             .lock()
             .unwrap()
             .iter()
-            .any(|l| l.contains("curl -s http://")),
-        "the demo says what to try"
-    );
+            .any(|l| l.contains("curl -s http://"))
+            .then_some(())
+    });
     let mut seen = HashSet::new();
     for _ in 0..30 {
         let out = Command::new("curl")
