@@ -272,6 +272,12 @@ impl Shard {
                         return;
                     }
                 }
+                Err(e) if is_exhaustion(&e) => {
+                    // This host ran out, not the backend: no down-mark.
+                    self.ctx.socket_failed(e.raw_os_error().unwrap_or(0));
+                    self.close(idx, false);
+                    return;
+                }
                 Err(e) => tracing::debug!(backend = %addr, error = %e, "connect failed at once"),
             }
             self.connect_failed(idx, false);
@@ -447,4 +453,12 @@ impl Shard {
             self.close(idx, false);
         }
     }
+}
+
+/// Out of descriptors or memory: an error of this host's, not of the peer's.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }

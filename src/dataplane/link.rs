@@ -154,18 +154,35 @@ impl ShardCtx {
             return;
         }
         self.stats().accept_errors.inc();
-        if matches!(
+        self.pause_if_exhausted(errno);
+    }
+
+    /// A backend socket could not be created. That is this host's fault, not the
+    /// backend's: the backend is not marked down, the client is closed (counted as an
+    /// accept error) and, when descriptors or memory ran out, accepting pauses — else a
+    /// shard that accepts the last descriptor would accept and close forever.
+    pub fn socket_failed(&mut self, errno: i32) {
+        tracing::debug!(errno, "cannot create backend socket");
+        self.stats().accept_errors.inc();
+        self.pause_if_exhausted(errno);
+    }
+
+    fn pause_if_exhausted(&mut self, errno: i32) {
+        if !matches!(
             errno,
             libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
         ) {
-            self.stats().accept_paused.inc();
+            return;
+        }
+        self.stats().accept_paused.inc();
+        if self.accept_paused_until_ms.is_none() {
             tracing::warn!(
                 shard = self.id,
                 errno,
                 "accept paused: out of descriptors or memory"
             );
-            self.accept_paused_until_ms = Some(self.now_ms + ACCEPT_PAUSE_MS);
         }
+        self.accept_paused_until_ms = Some(self.now_ms + ACCEPT_PAUSE_MS);
     }
 
     pub fn accept_paused(&self) -> bool {

@@ -66,6 +66,8 @@ struct ListenerSlot {
     listeners: Arc<Listeners>,
     service: Arc<Service>,
     armed: bool,
+    /// A cancel of the armed accept is in flight.
+    cancelling: bool,
     /// Removed from the snapshot: waiting for the cancelled accept's last completion.
     retired: bool,
 }
@@ -157,6 +159,9 @@ impl Shard {
                 self.dispatch(c);
             }
             self.completions = batch;
+            if self.ctx.accept_paused() {
+                self.disarm_accepts();
+            }
             self.feed_starved();
             self.timers();
             if self.ctx.draining_since_ms.is_some() {
@@ -239,7 +244,7 @@ impl Shard {
             };
             if slot.retired {
                 if slot.armed {
-                    self.ring.cancel(ud(OP_ACCEPT, 0, i), ud(OP_IGNORE, 0, 0));
+                    self.disarm(i);
                 } else {
                     self.listeners[i] = None;
                 }
@@ -265,6 +270,7 @@ impl Shard {
                 listeners: Arc::clone(listeners),
                 service: Arc::clone(svc),
                 armed: false,
+                cancelling: false,
                 retired: false,
             });
             self.arm_accept(i);
@@ -283,12 +289,31 @@ impl Shard {
         self.ring.accept_multi(fd, ud(OP_ACCEPT, 0, i));
     }
 
+    /// Stop the armed multishot accepts while accepting is paused: the kernel would
+    /// otherwise go on taking connections (and descriptors) on the shard's behalf.
+    fn disarm_accepts(&mut self) {
+        for i in 0..self.listeners.len() {
+            self.disarm(i);
+        }
+    }
+
+    /// Cancel listener `i`'s armed accept (once); its last completion clears `armed`.
+    fn disarm(&mut self, i: usize) {
+        if let Some(slot) = self.listeners[i].as_mut() {
+            if slot.armed && !slot.cancelling {
+                slot.cancelling = true;
+                self.ring.cancel(ud(OP_ACCEPT, 0, i), ud(OP_IGNORE, 0, 0));
+            }
+        }
+    }
+
     fn on_accept(&mut self, i: usize, c: Completion) {
         let Some(slot) = self.listeners.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
         if !c.more() {
             slot.armed = false;
+            slot.cancelling = false;
         }
         let service = Arc::clone(&slot.service);
         let retired = slot.retired;
@@ -360,9 +385,7 @@ impl Shard {
                 self.ring.connect(idx, fd, addr, c, t);
             }
             Err(e) => {
-                // Out of descriptors or memory: not the backend's fault.
-                tracing::warn!(error = %e, "cannot create backend socket");
-                self.ctx.stats().accept_errors.inc();
+                self.ctx.socket_failed(e.raw_os_error().unwrap_or(0));
                 self.close(idx, false);
             }
         }
