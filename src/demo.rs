@@ -31,11 +31,12 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, io: IoKind) -> anyhow::Result<
         admin: AdminConfig {
             listen: Some(admin),
         },
+        http: Default::default(),
         marathon: None,
         services: vec![ServiceConfig {
             name: "app2".into(),
             mode: Mode::Tcp,
-            listen,
+            listen: Some(listen),
             balance: Balance::Maglev,
             hash: HashKey::Tuple,
             table_size: DEFAULT_TABLE_SIZE,
@@ -44,10 +45,13 @@ pub fn run(listen: SocketAddr, admin: SocketAddr, io: IoKind) -> anyhow::Result<
                 .map(|&addr| BackendConfig { addr, weight: 1 })
                 .collect(),
             draining: Vec::new(),
+            http: Default::default(),
         }],
     };
     let running = control::start(Source::Embedded(Box::new(cfg)))?;
-    let vip = running.published.load().services[0].local;
+    let vip = running.published.load().services[0]
+        .local
+        .expect("the demo VIP listens");
     let admin = running.admin_addr.expect("the demo has an admin port");
     println!("sluice demo: VIP app2 listening on {vip} (L4, Maglev over {INSTANCES} backends)");
     for (i, b) in backends.iter().enumerate() {

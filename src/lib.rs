@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod http;
 pub mod demo;
 pub mod io;
 pub mod marathon;

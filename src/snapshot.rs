@@ -7,6 +7,8 @@
 
 use crate::balance::Selector;
 use crate::config::{ServerConfig, ServiceConfig};
+use crate::http::route::Router;
+use crate::http::Limits;
 use crate::stats::{BackendCounters, PerShard, ServiceCounters};
 use arc_swap::ArcSwap;
 use std::net::{SocketAddr, TcpListener};
@@ -18,12 +20,45 @@ pub struct Snapshot {
     pub generation: u64,
     pub server: ServerConfig,
     pub services: Vec<Arc<Service>>,
-    /// `listeners[i]` belongs to `services[i]`. Kept apart from [`Service`] because
-    /// connections hold their service: a listening socket must close when the shards stop
-    /// accepting on it, not when its last connection ends.
+    /// Every listening socket set; `fronts[i]` says what `listeners[i]` serves. Kept
+    /// apart from [`Service`] because connections hold their service: a listening
+    /// socket must close when the shards stop accepting on it, not when its last
+    /// connection ends.
     pub listeners: Vec<Arc<Listeners>>,
+    pub fronts: Vec<Front>,
+    /// HTTP settings and the router of the shared `[http] listen`.
+    pub http: Arc<HttpFront>,
     /// Set on SIGTERM/SIGINT: stop accepting, finish what is established.
     pub draining: bool,
+}
+
+/// What a listening socket serves.
+#[derive(Debug, Clone)]
+pub enum Front {
+    /// One service (L4 or HTTP).
+    Service(Arc<Service>),
+    /// The shared HTTP listener: each request is routed by [`HttpFront::router`].
+    Http,
+}
+
+/// The HTTP side of a snapshot.
+#[derive(Debug)]
+pub struct HttpFront {
+    pub limits: Limits,
+    /// Routes to indices of [`Snapshot::services`].
+    pub router: Router,
+    /// Idle backend connections kept per backend per shard.
+    pub pool_per_backend: usize,
+}
+
+impl Snapshot {
+    /// The front served by `listeners` in this snapshot, when it still exists.
+    pub fn front_of(&self, listeners: *const Listeners) -> Option<&Front> {
+        self.listeners
+            .iter()
+            .position(|l| std::ptr::eq(Arc::as_ptr(l), listeners))
+            .map(|i| &self.fronts[i])
+    }
 }
 
 /// One listening service. Connections hold an `Arc<Service>`, so a service replaced
@@ -31,8 +66,9 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Service {
     pub config: ServiceConfig,
-    /// The address bound (the configured port 0 resolved).
-    pub local: SocketAddr,
+    /// The address bound (the configured port 0 resolved); none for an HTTP service
+    /// reached only through the shared HTTP listener.
+    pub local: Option<SocketAddr>,
     /// Sorted by address: the order Maglev and the selectors index.
     pub backends: Box<[Arc<Backend>]>,
     pub selector: Selector,
@@ -41,6 +77,29 @@ pub struct Service {
     pub draining: Box<[bool]>,
     /// Each shard's round-robin / least-connections cursor for this service.
     pub cursors: PerShard<AtomicU32>,
+    /// Sticky-session server ids, `(id, backend index)` sorted by id.
+    pub sticky_ids: Box<[(u64, u16)]>,
+}
+
+impl Service {
+    /// The stable sticky-session id of backend `i`: derived from its address alone, so
+    /// every host and every restart gives a backend the same id.
+    pub fn sticky_id(&self, i: usize) -> u64 {
+        sticky_id(self.backends[i].addr)
+    }
+
+    /// The backend whose sticky id is `id`.
+    pub fn by_sticky_id(&self, id: u64) -> Option<usize> {
+        self.sticky_ids
+            .binary_search_by_key(&id, |&(k, _)| k)
+            .ok()
+            .map(|k| usize::from(self.sticky_ids[k].1))
+    }
+}
+
+/// A backend's sticky-session id: a fixed-seed hash of its address.
+pub fn sticky_id(addr: SocketAddr) -> u64 {
+    crate::balance::hash::hash_bytes(crate::balance::hash::SEED_STICKY, addr.to_string().as_bytes())
 }
 
 /// One SO_REUSEPORT socket per shard, shared with older snapshots of the same listen

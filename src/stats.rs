@@ -109,6 +109,19 @@ pub struct ServiceCounters {
     pub no_backend: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    /// HTTP responses by class: `[0]` other, `[1]` 1xx … `[5]` 5xx.
+    pub responses: [Counter; 6],
+    /// HTTP: from a request head's arrival to its response's end.
+    pub response_latency: Histogram,
+}
+
+impl ServiceCounters {
+    /// Count an HTTP response of `status`.
+    #[inline]
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100);
+        self.responses[if (1..=5).contains(&class) { class } else { 0 }].inc();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +136,8 @@ pub struct BackendCounters {
     pub bytes_out: Counter,
     /// Time from picking this backend to the connection being established.
     pub connect_latency: Histogram,
+    /// HTTP requests sent over a pooled (kept-alive) connection instead of a new one.
+    pub reused: Counter,
 }
 
 #[derive(Debug, Default)]

@@ -30,7 +30,7 @@ pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
             "<h2>{} <small>({}, {:?})</small></h2><table><tr><th>server</th><th>status</th><th>current sessions</th>\
              <th>total sessions</th><th>sessions/s</th><th>bytes in</th><th>bytes out</th><th>connect errors</th><th>refused</th></tr>",
             esc(&svc.config.name),
-            svc.local,
+            svc.local.map_or_else(|| "routed by [http] listen".to_owned(), |l| l.to_string()),
             svc.config.balance
         );
         let _ = write!(

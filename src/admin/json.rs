@@ -19,7 +19,7 @@ pub fn config(snap: &Snapshot) -> String {
             json!({
                 "name": s.config.name,
                 "mode": "tcp",
-                "listen": s.local.to_string(),
+                "listen": s.local.map(|l| l.to_string()),
                 "balance": format!("{:?}", s.config.balance).to_lowercase(),
                 "hash": format!("{:?}", s.config.hash).to_lowercase(),
                 "table_size": s.config.table_size,
@@ -42,8 +42,8 @@ pub fn vips(snap: &Snapshot) -> String {
                 .starts_with('/')
                 .then(|| format!("{}.marathon.l4lb.thisdcos.directory", name.replace('/', "")));
             Some(json!({
-                "vip": format!("{name}:{}", s.local.port()),
-                "address": s.local.to_string(),
+                "vip": format!("{name}:{}", s.local.map_or(0, |l| l.port())),
+                "address": s.local.map(|l| l.to_string()),
                 "dns": dns,
                 "backends": backends(s),
             }))

@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 pub const SEED_OFFSET: (u64, u64) = (0x736c_7569_6365_0001, 0x6d61_676c_6576_0001);
 pub const SEED_SKIP: (u64, u64) = (0x736c_7569_6365_0002, 0x6d61_676c_6576_0002);
 pub const SEED_FLOW: (u64, u64) = (0x736c_7569_6365_0003, 0x6d61_676c_6576_0003);
+/// For sticky-session server ids.
+pub const SEED_STICKY: (u64, u64) = (0x736c_7569_6365_0004, 0x6d61_676c_6576_0004);
 
 pub fn hash_bytes(seed: (u64, u64), bytes: &[u8]) -> u64 {
     let mut h = SipHasher13::new_with_keys(seed.0, seed.1);

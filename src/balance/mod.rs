@@ -39,9 +39,19 @@ pub struct Attempt {
     count: u8,
     /// Maglev: the slot the walk continues from.
     slot: u32,
+    /// The flow's hash when the caller computed it (HTTP header and cookie keys).
+    preset: Option<u64>,
 }
 
 impl Attempt {
+    /// A search whose Maglev key is `hash` rather than the client's address.
+    pub fn hashed(hash: u64) -> Attempt {
+        Attempt {
+            preset: Some(hash),
+            ..Attempt::default()
+        }
+    }
+
     pub fn tries(&self) -> usize {
         usize::from(self.count)
     }
@@ -113,9 +123,12 @@ impl Selector {
         let found = match &self.algorithm {
             Algorithm::Maglev { table, key } => {
                 if attempt.tries() == 0 {
-                    let h = match key {
-                        HashKey::Source => hash::hash_ip(client.ip()),
-                        HashKey::Tuple => hash::hash_tuple(client),
+                    let h = match (attempt.preset, key) {
+                        (Some(h), _) => h,
+                        (None, HashKey::Tuple) => hash::hash_tuple(client),
+                        (None, HashKey::Source | HashKey::Header | HashKey::Cookie) => {
+                            hash::hash_ip(client.ip())
+                        }
                     };
                     attempt.slot = table.slot_of(h) as u32;
                 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
+    pub http: HttpConfig,
     /// Absent: services come from the file alone.
     #[serde(skip)]
     pub marathon: Option<MarathonConfig>,
@@ -68,6 +69,42 @@ impl Default for MarathonConfig {
             password: None,
             credentials_file: None,
             token_file: None,
+        }
+    }
+}
+
+/// `[http]`: the shared HTTP listener (Marathon-LB's :80) and the limits every HTTP
+/// connection lives by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpConfig {
+    /// Where requests are routed to `mode = "http"` services by Host and path; absent
+    /// means no shared listener (services may still have their own `listen`).
+    pub listen: Option<SocketAddr>,
+    /// A request line plus headers longer than this is answered 431.
+    pub max_header_bytes: usize,
+    /// The whole request head must arrive within this (else 408: the slowloris case).
+    pub header_timeout_ms: u64,
+    /// How long a client connection may wait between requests.
+    pub keepalive_timeout_ms: u64,
+    /// How long a backend may take to start its response once the request is sent
+    /// (else 504).
+    pub backend_timeout_ms: u64,
+    /// Add X-Forwarded-For (extending the client's), X-Forwarded-Proto and -Port.
+    pub forwarded_headers: bool,
+    /// Idle keep-alive connections kept per backend per shard for reuse.
+    pub pool_per_backend: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            max_header_bytes: 16_384,
+            header_timeout_ms: 10_000,
+            keepalive_timeout_ms: 60_000,
+            backend_timeout_ms: 60_000,
+            forwarded_headers: true,
+            pool_per_backend: 64,
         }
     }
 }
@@ -149,7 +186,10 @@ pub enum SpliceMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// L4: bytes are forwarded untouched.
     Tcp,
+    /// L7: HTTP/1.1 requests are parsed, routed and balanced one by one.
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -168,6 +208,11 @@ pub enum HashKey {
     Source,
     /// Client IP and port.
     Tuple,
+    /// HTTP: the value of a request header (`hash = "header:NAME"`); the client IP
+    /// when the request has none.
+    Header,
+    /// HTTP: the value of a cookie (`hash = "cookie:NAME"`); the client IP when absent.
+    Cookie,
 }
 
 /// One `[[service]]`.
@@ -175,7 +220,8 @@ pub enum HashKey {
 pub struct ServiceConfig {
     pub name: String,
     pub mode: Mode,
-    pub listen: SocketAddr,
+    /// Its own listening address. Optional for HTTP services routed on `[http] listen`.
+    pub listen: Option<SocketAddr>,
     pub balance: Balance,
     pub hash: HashKey,
     pub table_size: u32,
@@ -184,6 +230,50 @@ pub struct ServiceConfig {
     /// established ones finish: tasks Marathon is killing. Not a file setting.
     #[serde(skip)]
     pub draining: Vec<SocketAddr>,
+    pub http: HttpOptions,
+}
+
+/// The settings of an HTTP service (ignored in TCP mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpOptions {
+    /// Host names routed to this service on `[http] listen`: exact, or `*.domain`.
+    pub vhosts: Vec<String>,
+    /// Requests whose path starts with this; the longest prefix wins.
+    pub path_prefix: Option<String>,
+    /// Cookie-based stickiness: a client keeps its backend while it is up.
+    pub sticky: bool,
+    pub sticky_cookie: String,
+    /// Answer every request with a 301 to the same URL over https.
+    pub redirect_to_https: bool,
+    /// The header or cookie name hashed when `hash` is `header` or `cookie`.
+    pub hash_name: String,
+}
+
+/// Marathon-LB's sticky cookie name.
+pub const DEFAULT_STICKY_COOKIE: &str = "mesosphere_server_id";
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            vhosts: Vec::new(),
+            path_prefix: None,
+            sticky: false,
+            sticky_cookie: DEFAULT_STICKY_COOKIE.into(),
+            redirect_to_https: false,
+            hash_name: String::new(),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// `hash` as written in the file (`header:NAME`, `cookie:NAME` carry their name).
+    pub fn hash_word(&self) -> String {
+        match self.hash {
+            HashKey::Header => format!("header:{}", self.http.hash_name),
+            HashKey::Cookie => format!("cookie:{}", self.http.hash_name),
+            h => word(&h).trim_matches('"').to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -226,6 +316,22 @@ impl Config {
         })
         .expect("serializes");
         let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let h = &self.http;
+        let _ = write!(out, "\n[http]\n");
+        if let Some(l) = h.listen {
+            let _ = writeln!(out, "listen = {}", q(&l.to_string()));
+        }
+        let _ = write!(
+            out,
+            "max_header_bytes = {}\nheader_timeout_ms = {}\nkeepalive_timeout_ms = {}\n\
+             backend_timeout_ms = {}\nforwarded_headers = {}\npool_per_backend = {}\n",
+            h.max_header_bytes,
+            h.header_timeout_ms,
+            h.keepalive_timeout_ms,
+            h.backend_timeout_ms,
+            h.forwarded_headers,
+            h.pool_per_backend
+        );
         if let Some(a) = self.admin.listen {
             let _ = write!(out, "\n[admin]\nlisten = {}\n", q(&a.to_string()));
         }
@@ -274,18 +380,33 @@ impl Config {
                     )
                 })
                 .collect();
+            let _ = write!(out, "\n[[service]]\nname = {}\nmode = {}\n", q(&s.name), word(&s.mode));
+            if let Some(l) = s.listen {
+                let _ = writeln!(out, "listen = {}", q(&l.to_string()));
+            }
             let _ = write!(
                 out,
-                "\n[[service]]\nname = {}\nmode = {}\nlisten = {}\nbalance = {}\nhash = {}\n\
-                 table_size = {}\nbackends = [\n    {},\n]\n",
-                q(&s.name),
-                word(&s.mode),
-                q(&s.listen.to_string()),
+                "balance = {}\nhash = {}\ntable_size = {}\n",
                 word(&s.balance),
-                word(&s.hash),
+                q(&s.hash_word()),
                 s.table_size,
-                backends.join(",\n    ")
             );
+            if s.mode == Mode::Http {
+                let h = &s.http;
+                let vhosts: Vec<String> = h.vhosts.iter().map(|v| q(v)).collect();
+                let _ = write!(out, "vhosts = [{}]\n", vhosts.join(", "));
+                if let Some(p) = &h.path_prefix {
+                    let _ = writeln!(out, "path_prefix = {}", q(p));
+                }
+                let _ = write!(
+                    out,
+                    "sticky = {}\nsticky_cookie = {}\nredirect_to_https = {}\n",
+                    h.sticky,
+                    q(&h.sticky_cookie),
+                    h.redirect_to_https
+                );
+            }
+            let _ = write!(out, "backends = [\n    {},\n]\n", backends.join(",\n    "));
         }
         out
     }

@@ -57,6 +57,7 @@ impl ConfigError {
 struct RawFile {
     server: Option<RawServer>,
     admin: Option<RawAdmin>,
+    http: Option<RawHttp>,
     marathon: Option<RawMarathon>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
@@ -78,6 +79,18 @@ struct RawMarathon {
     password: Option<String>,
     credentials_file: Option<String>,
     token_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    max_header_bytes: Option<Spanned<i64>>,
+    header_timeout_ms: Option<Spanned<i64>>,
+    keepalive_timeout_ms: Option<Spanned<i64>>,
+    backend_timeout_ms: Option<Spanned<i64>>,
+    forwarded_headers: Option<bool>,
+    pool_per_backend: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -104,11 +117,16 @@ struct RawServer {
 struct RawService {
     name: Spanned<String>,
     mode: Option<Mode>,
-    listen: Spanned<String>,
+    listen: Option<Spanned<String>>,
     balance: Option<Balance>,
-    hash: Option<HashKey>,
+    hash: Option<Spanned<String>>,
     table_size: Option<Spanned<i64>>,
     backends: Spanned<Vec<Spanned<RawBackend>>>,
+    vhosts: Option<Vec<Spanned<String>>>,
+    path_prefix: Option<Spanned<String>>,
+    sticky: Option<bool>,
+    sticky_cookie: Option<Spanned<String>>,
+    redirect_to_https: Option<bool>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -204,9 +222,10 @@ fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
             }),
     };
     let marathon = raw.marathon.map(|m| validate_marathon(m, &mut errs));
+    let http = validate_http(raw.http, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
-    let mut listens = HashSet::new();
+    let mut listens: HashSet<SocketAddr> = http.listen.into_iter().collect();
     for s in raw.service {
         let span = s.span();
         let s = s.into_inner();
@@ -216,11 +235,13 @@ fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
         }
         // Checked apart from the rest so a duplicate is reported even when the service
         // has other errors.
-        if let Ok(addr) = s.listen.get_ref().parse::<SocketAddr>() {
-            // Port 0 asks the OS for a port, so two such services do not collide.
-            if addr.port() != 0 && !listens.insert(addr) {
-                let msg = format!("duplicate listen address {addr}");
-                errs.push(ConfigError::at(s.listen.span(), msg));
+        if let Some(l) = &s.listen {
+            if let Ok(addr) = l.get_ref().parse::<SocketAddr>() {
+                // Port 0 asks the OS for a port, so two such services do not collide.
+                if addr.port() != 0 && !listens.insert(addr) {
+                    let msg = format!("duplicate listen address {addr}");
+                    errs.push(ConfigError::at(l.span(), msg));
+                }
             }
         }
         if let Some(svc) = validate_service(s, span, &mut errs) {
@@ -233,6 +254,7 @@ fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
         Ok(Config {
             server,
             admin,
+            http,
             marathon,
             services,
         })
@@ -295,20 +317,34 @@ fn validate_service(
             "service name must be 1 to 128 characters",
         ));
     }
-    let listen = match s.listen.get_ref().parse::<SocketAddr>() {
+    let listen = s.listen.as_ref().map(|l| match l.get_ref().parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
             let msg = format!(
                 "listen must be IPv4:port or [IPv6]:port, got {:?}",
-                s.listen.get_ref()
+                l.get_ref()
             );
-            errs.push(ConfigError::at(s.listen.span(), msg));
+            errs.push(ConfigError::at(l.span(), msg));
             None
         }
-    };
+    });
     let mode = s.mode.unwrap_or(Mode::Tcp);
-    let balance = s.balance.unwrap_or(Balance::Maglev);
-    let hash = s.hash.unwrap_or(HashKey::Tuple);
+    let balance = s.balance.unwrap_or(match mode {
+        Mode::Tcp => Balance::Maglev,
+        Mode::Http => Balance::Roundrobin,
+    });
+    let (hash, hash_name) = match &s.hash {
+        None => (HashKey::Tuple, String::new()),
+        Some(h) => parse_hash(h, mode, errs),
+    };
+    let http = validate_http_options(&s, mode, errs);
+    if s.listen.is_none() && (mode == Mode::Tcp || http.vhosts.is_empty() && http.path_prefix.is_none()) {
+        let msg = match mode {
+            Mode::Tcp => "a tcp service needs listen",
+            Mode::Http => "an http service needs listen, vhosts or path_prefix",
+        };
+        errs.push(ConfigError::at(s.name.span(), msg));
+    }
     let table_size = int_in(
         &s.table_size,
         i64::from(DEFAULT_TABLE_SIZE),
@@ -331,7 +367,10 @@ fn validate_service(
         );
         errs.push(ConfigError::at(span, msg));
     }
-    let listen = listen?;
+    let listen = match listen {
+        Some(l) => Some(l?),
+        None => None,
+    };
     (errs.len() == before).then_some(ServiceConfig {
         name,
         mode,
@@ -341,7 +380,144 @@ fn validate_service(
         table_size,
         backends,
         draining: Vec::new(),
+        http: HttpOptions { hash_name, ..http },
     })
+}
+
+/// `source`, `tuple`, `header:NAME` or `cookie:NAME` (the last two in HTTP mode).
+fn parse_hash(h: &Spanned<String>, mode: Mode, errs: &mut Vec<ConfigError>) -> (HashKey, String) {
+    let v = h.get_ref().as_str();
+    let named = |prefix: &str| v.strip_prefix(prefix).map(str::trim).filter(|n| is_token(n));
+    let (key, name) = match v {
+        "source" => (HashKey::Source, String::new()),
+        "tuple" => (HashKey::Tuple, String::new()),
+        _ if mode == Mode::Http && named("header:").is_some() => {
+            (HashKey::Header, named("header:").unwrap_or_default().to_owned())
+        }
+        _ if mode == Mode::Http && named("cookie:").is_some() => {
+            (HashKey::Cookie, named("cookie:").unwrap_or_default().to_owned())
+        }
+        _ => {
+            let expected = match mode {
+                Mode::Tcp => "`source` or `tuple`",
+                Mode::Http => "`source`, `tuple`, `header:NAME` or `cookie:NAME`",
+            };
+            let msg = format!("unknown hash {v:?}, expected {expected}");
+            errs.push(ConfigError::at(h.span(), msg));
+            (HashKey::Tuple, String::new())
+        }
+    };
+    (key, name)
+}
+
+/// An HTTP token (header and cookie names).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn validate_http_options(s: &RawService, mode: Mode, errs: &mut Vec<ConfigError>) -> HttpOptions {
+    let d = HttpOptions::default();
+    let http_only = |what: &str, span: Range<usize>, errs: &mut Vec<ConfigError>| {
+        if mode != Mode::Http {
+            errs.push(ConfigError::at(span, format!("{what} needs mode = \"http\"")));
+        }
+    };
+    let mut vhosts = Vec::new();
+    for v in s.vhosts.iter().flatten() {
+        http_only("vhosts", v.span(), errs);
+        let host = v.get_ref().trim().to_ascii_lowercase();
+        let bare = host.strip_prefix("*.").unwrap_or(&host);
+        let ok = !bare.is_empty()
+            && bare.len() <= 253
+            && bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !ok {
+            let msg = format!("vhost must be a host name or *.domain, got {:?}", v.get_ref());
+            errs.push(ConfigError::at(v.span(), msg));
+        }
+        vhosts.push(host);
+    }
+    let path_prefix = s.path_prefix.as_ref().map(|p| {
+        http_only("path_prefix", p.span(), errs);
+        if !p.get_ref().starts_with('/') || p.get_ref().bytes().any(|b| b <= b' ' || b == 0x7f) {
+            let msg = format!("path_prefix must start with / and hold no spaces, got {:?}", p.get_ref());
+            errs.push(ConfigError::at(p.span(), msg));
+        }
+        p.get_ref().clone()
+    });
+    let sticky_cookie = match &s.sticky_cookie {
+        Some(c) if !is_token(c.get_ref()) => {
+            let msg = format!("sticky_cookie must be a cookie name, got {:?}", c.get_ref());
+            errs.push(ConfigError::at(c.span(), msg));
+            d.sticky_cookie
+        }
+        Some(c) => c.get_ref().clone(),
+        None => d.sticky_cookie,
+    };
+    let flags = [s.sticky, s.redirect_to_https];
+    if mode != Mode::Http && flags.iter().any(|f| f == &Some(true)) {
+        errs.push(ConfigError::at(
+            s.name.span(),
+            "sticky and redirect_to_https need mode = \"http\"",
+        ));
+    }
+    HttpOptions {
+        vhosts,
+        path_prefix,
+        sticky: s.sticky.unwrap_or(false),
+        sticky_cookie,
+        redirect_to_https: s.redirect_to_https.unwrap_or(false),
+        hash_name: String::new(),
+    }
+}
+
+fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfig {
+    let d = HttpConfig::default();
+    let Some(r) = raw else { return d };
+    let ms = 1..(365 * 24 * 3_600_000);
+    let listen = r.listen.and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let msg = format!(
+                "http listen must be IPv4:port or [IPv6]:port, got {:?}",
+                l.get_ref()
+            );
+            errs.push(ConfigError::at(l.span(), msg));
+            None
+        }
+    });
+    let ms_of = |v: &Option<Spanned<i64>>, default: u64, what: &str, errs: &mut Vec<ConfigError>| {
+        int_in(v, default as i64, ms.clone(), what, errs) as u64
+    };
+    HttpConfig {
+        listen,
+        max_header_bytes: int_in(
+            &r.max_header_bytes,
+            d.max_header_bytes as i64,
+            256..1_048_576,
+            "max_header_bytes",
+            errs,
+        ) as usize,
+        header_timeout_ms: ms_of(&r.header_timeout_ms, d.header_timeout_ms, "header_timeout_ms", errs),
+        keepalive_timeout_ms: ms_of(
+            &r.keepalive_timeout_ms,
+            d.keepalive_timeout_ms,
+            "keepalive_timeout_ms",
+            errs,
+        ),
+        backend_timeout_ms: ms_of(
+            &r.backend_timeout_ms,
+            d.backend_timeout_ms,
+            "backend_timeout_ms",
+            errs,
+        ),
+        forwarded_headers: r.forwarded_headers.unwrap_or(d.forwarded_headers),
+        pool_per_backend: int_in(&r.pool_per_backend, d.pool_per_backend as i64, 0..100_000, "pool_per_backend", errs)
+            as usize,
+    }
 }
 
 fn validate_backends(

@@ -1,6 +1,6 @@
 //! Static services plus Marathon's, into one service list: what the registry builds.
 
-use crate::config::{BackendConfig, Mode, ServiceConfig, DEFAULT_TABLE_SIZE};
+use crate::config::{BackendConfig, HttpOptions, Mode, ServiceConfig, DEFAULT_TABLE_SIZE};
 use crate::marathon::apps::{AppMode, TaskBackend, TaskState, Translation};
 use std::collections::HashSet;
 
@@ -13,33 +13,42 @@ pub fn merge(
 ) -> (Vec<ServiceConfig>, Vec<String>) {
     let mut out: Vec<ServiceConfig> = static_services.to_vec();
     let mut conflicts = Vec::new();
-    let mut listens: HashSet<_> = out.iter().map(|s| s.listen).collect();
+    let mut listens: HashSet<_> = out.iter().filter_map(|s| s.listen).collect();
     let mut names: HashSet<_> = out.iter().map(|s| s.name.clone()).collect();
     let mut push = |svc: ServiceConfig, out: &mut Vec<ServiceConfig>| {
-        if listens.contains(&svc.listen) || names.contains(&svc.name) {
+        let listen = svc.listen.expect("Marathon services have a port");
+        if listens.contains(&listen) || names.contains(&svc.name) {
             conflicts.push(format!(
-                "{} on {}: address or name already taken",
-                svc.name, svc.listen
+                "{} on {listen}: address or name already taken",
+                svc.name
             ));
             return;
         }
-        listens.insert(svc.listen);
+        listens.insert(listen);
         names.insert(svc.name.clone());
         out.push(svc);
     };
     for s in &t.services {
-        if s.mode == AppMode::Http {
-            tracing::debug!(service = %s.name, "http mode recorded; forwarded as tcp");
-        }
+        let mode = match s.mode {
+            AppMode::Http => Mode::Http,
+            AppMode::Tcp => Mode::Tcp,
+        };
         let svc = ServiceConfig {
             name: s.name.clone(),
-            mode: Mode::Tcp,
-            listen: s.listen,
+            mode,
+            listen: Some(s.listen),
             balance: s.balance,
             hash: s.hash,
             table_size: DEFAULT_TABLE_SIZE,
             backends: backend_list(&s.backends),
             draining: draining(&s.backends),
+            http: HttpOptions {
+                vhosts: s.vhosts.clone(),
+                path_prefix: s.path.clone(),
+                sticky: s.sticky,
+                redirect_to_https: s.redirect_to_https,
+                ..HttpOptions::default()
+            },
         };
         push(svc, &mut out);
     }
@@ -52,12 +61,13 @@ pub fn merge(
         let svc = ServiceConfig {
             name: format!("vip:{label}:{}", vip.listen.port()),
             mode: Mode::Tcp,
-            listen: vip.listen,
+            listen: Some(vip.listen),
             balance: crate::config::Balance::Maglev,
             hash: crate::config::HashKey::Tuple,
             table_size: DEFAULT_TABLE_SIZE,
             backends: backend_list(backends),
             draining: draining(backends),
+            http: HttpOptions::default(),
         };
         push(svc, &mut out);
     }

@@ -292,10 +292,17 @@ impl Running {
 }
 
 fn log_services(snapshot: &crate::snapshot::Snapshot) {
+    for (l, f) in snapshot.listeners.iter().zip(&snapshot.fronts) {
+        if matches!(f, crate::snapshot::Front::Http) {
+            tracing::info!(listen = %l.local, "http listening");
+        }
+    }
     for s in &snapshot.services {
+        let listen = s.local.map_or_else(|| "[http]".to_owned(), |l| l.to_string());
         tracing::info!(
             service = %s.config.name,
-            listen = %s.local,
+            listen = %listen,
+            mode = ?s.config.mode,
             backends = s.backends.len(),
             balance = ?s.config.balance,
             "service listening"

@@ -4,7 +4,9 @@
 
 use crate::balance::Selector;
 use crate::config::Config;
-use crate::snapshot::{Backend, Listeners, Service, Snapshot};
+use crate::config::Mode;
+use crate::http::route::Router;
+use crate::snapshot::{Backend, Front, HttpFront, Listeners, Service, Snapshot};
 use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
@@ -22,13 +24,21 @@ enum ListenKey {
     Ephemeral(String, std::net::IpAddr),
 }
 
+/// The name the shared HTTP listener's port-0 socket is kept under (service names
+/// cannot contain brackets... they can, but not this one: it has a space).
+const HTTP_FRONT: &str = "[http] listen";
+
 impl ListenKey {
-    fn of(svc: &crate::config::ServiceConfig) -> ListenKey {
-        if svc.listen.port() == 0 {
-            ListenKey::Ephemeral(svc.name.clone(), svc.listen.ip())
+    fn new(name: &str, addr: SocketAddr) -> ListenKey {
+        if addr.port() == 0 {
+            ListenKey::Ephemeral(name.to_owned(), addr.ip())
         } else {
-            ListenKey::Addr(svc.listen)
+            ListenKey::Addr(addr)
         }
+    }
+
+    fn of(svc: &crate::config::ServiceConfig) -> Option<ListenKey> {
+        svc.listen.map(|a| ListenKey::new(&svc.name, a))
     }
 }
 
@@ -75,21 +85,23 @@ impl Registry {
         let mut fresh = HashMap::new();
         let mut errors = Vec::new();
         let mut unbound = HashSet::new();
-        for svc in &config.services {
-            let key = ListenKey::of(svc);
+        let wanted = config
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.listen?)))
+            .chain(config.http.listen.map(|a| (HTTP_FRONT, a)));
+        for (name, addr) in wanted {
+            let key = ListenKey::new(name, addr);
             if self.listeners.contains_key(&key) {
                 continue;
             }
-            match bind_all(svc.listen, self.shards) {
+            match bind_all(addr, self.shards) {
                 Ok(l) => {
                     fresh.insert(key, Arc::new(l));
                 }
                 Err(e) => {
-                    errors.push(format!(
-                        "service {}: cannot listen on {}: {e}",
-                        svc.name, svc.listen
-                    ));
-                    unbound.insert(svc.name.clone());
+                    errors.push(format!("{name}: cannot listen on {addr}: {e}"));
+                    unbound.insert(name.to_owned());
                 }
             }
         }
@@ -99,7 +111,8 @@ impl Registry {
         self.listeners.extend(fresh);
         self.generation += 1;
         let mut services = Vec::with_capacity(config.services.len());
-        let mut listeners = Vec::with_capacity(config.services.len());
+        let mut listeners = Vec::with_capacity(config.services.len() + 1);
+        let mut fronts = Vec::with_capacity(config.services.len() + 1);
         for svc in config
             .services
             .iter()
@@ -126,27 +139,64 @@ impl Registry {
                     .entry(cfg.name.clone())
                     .or_insert_with(|| Arc::new(PerShard::new(shards))),
             );
-            let l = Arc::clone(&self.listeners[&ListenKey::of(svc)]);
+            let l = ListenKey::of(svc).map(|k| Arc::clone(&self.listeners[&k]));
             let draining = cfg
                 .backends
                 .iter()
                 .map(|b| cfg.draining.contains(&b.addr))
                 .collect();
-            services.push(Arc::new(Service {
-                local: l.local,
+            let mut sticky_ids: Vec<(u64, u16)> = backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (crate::snapshot::sticky_id(b.addr), i as u16))
+                .collect();
+            sticky_ids.sort_unstable();
+            let service = Arc::new(Service {
+                local: l.as_ref().map(|l| l.local),
                 config: cfg,
                 backends,
                 selector,
                 counters,
                 draining,
                 cursors: PerShard::new(self.shards),
-            }));
-            listeners.push(l);
+                sticky_ids: sticky_ids.into(),
+            });
+            if let Some(l) = l {
+                listeners.push(l);
+                fronts.push(Front::Service(Arc::clone(&service)));
+            }
+            services.push(service);
         }
+        if let Some(addr) = config.http.listen.filter(|_| !unbound.contains(HTTP_FRONT)) {
+            listeners.push(Arc::clone(&self.listeners[&ListenKey::new(HTTP_FRONT, addr)]));
+            fronts.push(Front::Http);
+        }
+        let router = Router::build(services.iter().enumerate().filter_map(|(i, s)| {
+            (s.config.mode == Mode::Http).then(|| {
+                let h = &s.config.http;
+                (i, h.vhosts.as_slice(), h.path_prefix.as_deref())
+            })
+        }));
+        let http = Arc::new(HttpFront {
+            limits: crate::http::Limits {
+                max_header_bytes: config.http.max_header_bytes,
+                header_timeout_ms: config.http.header_timeout_ms,
+                keepalive_timeout_ms: config.http.keepalive_timeout_ms,
+                backend_timeout_ms: config.http.backend_timeout_ms,
+                forwarded_headers: config.http.forwarded_headers,
+            },
+            router,
+            pool_per_backend: config.http.pool_per_backend,
+        });
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.
         // (Sets first: a thousand-app cluster has thousands of services and backends.)
-        let keys: HashSet<ListenKey> = config.services.iter().map(ListenKey::of).collect();
+        let keys: HashSet<ListenKey> = config
+            .services
+            .iter()
+            .filter_map(ListenKey::of)
+            .chain(config.http.listen.map(|a| ListenKey::new(HTTP_FRONT, a)))
+            .collect();
         let addrs: HashSet<SocketAddr> = config
             .services
             .iter()
@@ -162,6 +212,8 @@ impl Registry {
             server: config.server.clone(),
             services,
             listeners,
+            fronts,
+            http,
             draining: false,
         };
         Ok((snapshot, errors))
@@ -177,6 +229,8 @@ impl Registry {
             server: last.server.clone(),
             services: Vec::new(),
             listeners: Vec::new(),
+            fronts: Vec::new(),
+            http: Arc::clone(&last.http),
             draining: true,
         }
     }

@@ -2,10 +2,12 @@
 //! kernels or sandboxes where io_uring is unavailable.
 
 use super::flow::{Flow, Pump, Side};
+use super::http::{self, After, HttpConn, Pool, Watch};
 use super::link::{Direction, Link};
 use super::{ShardCtx, BUF_BYTES};
+use crate::config::Mode;
 use crate::io::sys;
-use crate::snapshot::{Listeners, Service};
+use crate::snapshot::{Front, Listeners, Service};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -17,13 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const LISTENER_TAG: usize = 1 << 62;
+/// Tokens of HTTP-mode connections: `HTTP_TAG | idx << 1 | side`.
+const HTTP_TAG: usize = 1 << 61;
 /// Reads per flow per event before yielding to other connections.
 const PUMP_BUDGET: usize = 32;
 const EVENTS: usize = 1024;
 
 struct ListenerSlot {
     listeners: Arc<Listeners>,
-    service: Arc<Service>,
+    front: Front,
 }
 
 struct Conn {
@@ -43,6 +47,11 @@ struct Shard {
     listeners: Vec<Option<ListenerSlot>>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    /// HTTP-mode connections.
+    hconns: Vec<Option<HttpConn>>,
+    hfree: Vec<usize>,
+    pool: Pool,
+    /// Connections of both kinds.
     live: usize,
     bufs: Vec<Box<[u8]>>,
     pipes: Vec<sys::Pipe>,
@@ -63,6 +72,9 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         listeners: Vec::new(),
         conns: Vec::new(),
         free: Vec::new(),
+        hconns: Vec::new(),
+        hfree: Vec::new(),
+        pool: Pool::default(),
         live: 0,
         bufs: Vec::new(),
         pipes: Vec::new(),
@@ -109,6 +121,9 @@ impl Shard {
                 let t = ev.token().0;
                 if t & LISTENER_TAG != 0 {
                     self.accept_all(t & !LISTENER_TAG);
+                } else if t & HTTP_TAG != 0 {
+                    let t = t & !HTTP_TAG;
+                    self.on_http_event(t >> 1, Side::from_bit(t & 1), ev);
                 } else {
                     self.on_conn_event(t >> 1, Side::from_bit(t & 1), ev.is_writable());
                 }
@@ -140,7 +155,7 @@ impl Shard {
                 .iter()
                 .position(|l| Arc::ptr_eq(l, &s.listeners))
             {
-                Some(k) => s.service = Arc::clone(&snap.services[k]),
+                Some(k) => s.front = snap.fronts[k].clone(),
                 None => {
                     let fd = s.listeners.sockets[self.ctx.id].as_raw_fd();
                     let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -149,7 +164,8 @@ impl Shard {
                 }
             }
         }
-        for (svc, listeners) in snap.services.iter().zip(&snap.listeners) {
+        self.pool.set_limit(snap.http.pool_per_backend);
+        for (front, listeners) in snap.fronts.iter().zip(&snap.listeners) {
             let known = self
                 .listeners
                 .iter()
@@ -172,12 +188,12 @@ impl Shard {
                     .registry()
                     .register(&mut SourceFd(&fd), token, Interest::READABLE)
             {
-                tracing::error!(service = %svc.config.name, error = %e, "cannot watch listener");
+                tracing::error!(listen = %listeners.local, error = %e, "cannot watch listener");
                 continue;
             }
             self.listeners[i] = Some(ListenerSlot {
                 listeners: Arc::clone(listeners),
-                service: Arc::clone(svc),
+                front: front.clone(),
             });
             // Edge-triggered: connections queued before registration raise no event.
             self.accept_all(i);
@@ -191,7 +207,7 @@ impl Shard {
         let Some(l) = self.listeners.get(slot).and_then(Option::as_ref) else {
             return;
         };
-        let service = Arc::clone(&l.service);
+        let front = l.front.clone();
         let listeners = Arc::clone(&l.listeners);
         let listener = &listeners.sockets[self.ctx.id];
         loop {
@@ -199,7 +215,12 @@ impl Shard {
                 Ok((stream, addr)) => {
                     self.ctx.stats().accepts.inc();
                     let _ = stream.set_nonblocking(true);
-                    self.on_accept(TcpStream::from_std(stream), addr, &service);
+                    match &front {
+                        Front::Service(svc) if svc.config.mode == Mode::Tcp => {
+                            self.on_accept(TcpStream::from_std(stream), addr, svc)
+                        }
+                        _ => self.on_http_accept(stream.into(), addr, &listeners),
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -416,6 +437,109 @@ impl Shard {
                 self.close(idx, false);
             }
         }
+        self.pool.sweep(now);
+        let draining = self.ctx.draining_since_ms.is_some();
+        for idx in 0..self.hconns.len() {
+            let Some(c) = self.hconns[idx].as_mut() else {
+                continue;
+            };
+            let mut watch = EpollWatch {
+                registry: self.poll.registry(),
+                token: Token(HTTP_TAG | idx << 1 | 1),
+            };
+            let after = if draining && c.session.is_idle() {
+                After::Close { reset: false }
+            } else {
+                c.timers(&self.ctx, &mut self.pool, &mut watch)
+            };
+            if let After::Close { reset } = after {
+                self.close_http(idx, reset);
+            }
+        }
+    }
+
+    fn on_http_accept(&mut self, client: socket2::Socket, addr: SocketAddr, front: &Arc<Listeners>) {
+        if self.live >= self.ctx.conn_limit {
+            if let Some(Front::Service(s)) = self.ctx.snapshot.front_of(Arc::as_ptr(front)) {
+                s.counters.shard(self.ctx.id).refused_limit.inc();
+            }
+            return;
+        }
+        let idx = match self.hfree.pop() {
+            Some(i) => i,
+            None => {
+                self.hconns.push(None);
+                self.hconns.len() - 1
+            }
+        };
+        let fd = client.as_raw_fd();
+        let token = Token(HTTP_TAG | idx << 1);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), token, interest)
+            .is_err()
+        {
+            self.hfree.push(idx);
+            return;
+        }
+        self.ctx.stats().connections.inc();
+        self.live += 1;
+        self.hconns[idx] = Some(HttpConn::new(client, addr, front, &self.ctx));
+        self.pump_http(idx);
+    }
+
+    fn on_http_event(&mut self, idx: usize, side: Side, ev: &mio::event::Event) {
+        let Some(c) = self.hconns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let gone = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+        let (r, w) = (ev.is_readable() || gone, ev.is_writable() || gone);
+        match side {
+            Side::Client => {
+                c.ready.client_read |= r;
+                c.ready.client_write |= w;
+            }
+            Side::Backend => {
+                c.ready.backend_read |= r;
+                c.ready.backend_write |= w;
+            }
+        }
+        self.pump_http(idx);
+    }
+
+    fn pump_http(&mut self, idx: usize) {
+        let Some(c) = self.hconns[idx].as_mut() else {
+            return;
+        };
+        let mut watch = EpollWatch {
+            registry: self.poll.registry(),
+            token: Token(HTTP_TAG | idx << 1 | 1),
+        };
+        if let After::Close { reset } = c.pump(&self.ctx, &mut self.pool, &mut watch) {
+            self.close_http(idx, reset);
+        }
+    }
+
+    fn close_http(&mut self, idx: usize, reset: bool) {
+        let Some(mut c) = self.hconns[idx].take() else {
+            return;
+        };
+        let mut watch = EpollWatch {
+            registry: self.poll.registry(),
+            token: Token(HTTP_TAG | idx << 1 | 1),
+        };
+        c.close(&self.ctx, &mut watch);
+        let fd = c.client.as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        if reset {
+            self.ctx.stats().resets.inc();
+            http::reset(&c.client);
+        }
+        self.hfree.push(idx);
+        self.live -= 1;
+        self.ctx.stats().connections.dec();
     }
 
     /// Close both sides of connection `idx`; `reset` sends RSTs instead of FINs.
@@ -452,6 +576,30 @@ impl Shard {
         for idx in 0..self.conns.len() {
             self.close(idx, false);
         }
+        for idx in 0..self.hconns.len() {
+            self.close_http(idx, false);
+        }
+        self.pool.clear();
+    }
+}
+
+/// Backend sockets of HTTP connections join and leave the poll set as they are
+/// attached and released.
+struct EpollWatch<'a> {
+    registry: &'a mio::Registry,
+    token: Token,
+}
+
+impl Watch for EpollWatch<'_> {
+    fn backend_attached(&mut self, fd: std::os::fd::RawFd) {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let _ = self
+            .registry
+            .register(&mut SourceFd(&fd), self.token, interest);
+    }
+
+    fn backend_detached(&mut self, fd: std::os::fd::RawFd) {
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod epoll;
 mod flow;
+mod http;
 mod link;
 mod uring;
 

@@ -60,6 +60,12 @@ pub struct AppService {
     pub balance: Balance,
     pub hash: HashKey,
     pub vhosts: Vec<String>,
+    /// `HAPROXY_{n}_PATH`: routed by this path prefix on the shared HTTP listener.
+    pub path: Option<String>,
+    /// `HAPROXY_{n}_STICKY=true`: cookie stickiness.
+    pub sticky: bool,
+    /// `HAPROXY_{n}_REDIRECT_TO_HTTPS=true`.
+    pub redirect_to_https: bool,
     pub backends: Vec<TaskBackend>,
 }
 
@@ -391,6 +397,11 @@ fn translate_app(
                     .collect()
             })
             .unwrap_or_default();
+        let path = label(labels, &key("PATH"))
+            .map(str::trim)
+            .filter(|p| p.starts_with('/') && !p.bytes().any(|b| b <= b' '))
+            .map(str::to_owned);
+        let flag = |k: &str| label(labels, &key(k)).is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let mode = match label(labels, &key("MODE")) {
             Some("http") => AppMode::Http,
             Some("tcp") => AppMode::Tcp,
@@ -414,6 +425,9 @@ fn translate_app(
             balance,
             hash,
             vhosts,
+            path,
+            sticky: flag("STICKY"),
+            redirect_to_https: flag("REDIRECT_TO_HTTPS"),
             backends,
         });
     }
