@@ -45,6 +45,7 @@ fn refresh(c: &mut Criterion) {
     let base = Config {
         server: Default::default(),
         admin: Default::default(),
+        http: Default::default(),
         marathon: Some(m),
         services: Vec::new(),
     };

@@ -99,7 +99,10 @@ impl Service {
 
 /// A backend's sticky-session id: a fixed-seed hash of its address.
 pub fn sticky_id(addr: SocketAddr) -> u64 {
-    crate::balance::hash::hash_bytes(crate::balance::hash::SEED_STICKY, addr.to_string().as_bytes())
+    crate::balance::hash::hash_bytes(
+        crate::balance::hash::SEED_STICKY,
+        addr.to_string().as_bytes(),
+    )
 }
 
 /// One SO_REUSEPORT socket per shard, shared with older snapshots of the same listen

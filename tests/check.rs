@@ -138,7 +138,7 @@ fn bad_enum_value_and_syntax_are_located() {
     let e = errors("[server\nworkers = 1\n");
     assert_eq!(e, ["FILE:1:8: unclosed table, expected `]`"]);
     let e = errors("[[service]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n");
-    assert_eq!(e, ["FILE:1:1: missing field `listen`"]);
+    assert_eq!(e, ["FILE:2:8: a tcp service needs listen"]);
 }
 
 #[test]

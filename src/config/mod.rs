@@ -380,7 +380,12 @@ impl Config {
                     )
                 })
                 .collect();
-            let _ = write!(out, "\n[[service]]\nname = {}\nmode = {}\n", q(&s.name), word(&s.mode));
+            let _ = write!(
+                out,
+                "\n[[service]]\nname = {}\nmode = {}\n",
+                q(&s.name),
+                word(&s.mode)
+            );
             if let Some(l) = s.listen {
                 let _ = writeln!(out, "listen = {}", q(&l.to_string()));
             }
@@ -394,7 +399,7 @@ impl Config {
             if s.mode == Mode::Http {
                 let h = &s.http;
                 let vhosts: Vec<String> = h.vhosts.iter().map(|v| q(v)).collect();
-                let _ = write!(out, "vhosts = [{}]\n", vhosts.join(", "));
+                let _ = writeln!(out, "vhosts = [{}]", vhosts.join(", "));
                 if let Some(p) = &h.path_prefix {
                     let _ = writeln!(out, "path_prefix = {}", q(p));
                 }

@@ -317,17 +317,20 @@ fn validate_service(
             "service name must be 1 to 128 characters",
         ));
     }
-    let listen = s.listen.as_ref().map(|l| match l.get_ref().parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            let msg = format!(
-                "listen must be IPv4:port or [IPv6]:port, got {:?}",
-                l.get_ref()
-            );
-            errs.push(ConfigError::at(l.span(), msg));
-            None
-        }
-    });
+    let listen = s
+        .listen
+        .as_ref()
+        .map(|l| match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let msg = format!(
+                    "listen must be IPv4:port or [IPv6]:port, got {:?}",
+                    l.get_ref()
+                );
+                errs.push(ConfigError::at(l.span(), msg));
+                None
+            }
+        });
     let mode = s.mode.unwrap_or(Mode::Tcp);
     let balance = s.balance.unwrap_or(match mode {
         Mode::Tcp => Balance::Maglev,
@@ -338,7 +341,9 @@ fn validate_service(
         Some(h) => parse_hash(h, mode, errs),
     };
     let http = validate_http_options(&s, mode, errs);
-    if s.listen.is_none() && (mode == Mode::Tcp || http.vhosts.is_empty() && http.path_prefix.is_none()) {
+    if s.listen.is_none()
+        && (mode == Mode::Tcp || http.vhosts.is_empty() && http.path_prefix.is_none())
+    {
         let msg = match mode {
             Mode::Tcp => "a tcp service needs listen",
             Mode::Http => "an http service needs listen, vhosts or path_prefix",
@@ -387,16 +392,22 @@ fn validate_service(
 /// `source`, `tuple`, `header:NAME` or `cookie:NAME` (the last two in HTTP mode).
 fn parse_hash(h: &Spanned<String>, mode: Mode, errs: &mut Vec<ConfigError>) -> (HashKey, String) {
     let v = h.get_ref().as_str();
-    let named = |prefix: &str| v.strip_prefix(prefix).map(str::trim).filter(|n| is_token(n));
+    let named = |prefix: &str| {
+        v.strip_prefix(prefix)
+            .map(str::trim)
+            .filter(|n| is_token(n))
+    };
     let (key, name) = match v {
         "source" => (HashKey::Source, String::new()),
         "tuple" => (HashKey::Tuple, String::new()),
-        _ if mode == Mode::Http && named("header:").is_some() => {
-            (HashKey::Header, named("header:").unwrap_or_default().to_owned())
-        }
-        _ if mode == Mode::Http && named("cookie:").is_some() => {
-            (HashKey::Cookie, named("cookie:").unwrap_or_default().to_owned())
-        }
+        _ if mode == Mode::Http && named("header:").is_some() => (
+            HashKey::Header,
+            named("header:").unwrap_or_default().to_owned(),
+        ),
+        _ if mode == Mode::Http && named("cookie:").is_some() => (
+            HashKey::Cookie,
+            named("cookie:").unwrap_or_default().to_owned(),
+        ),
         _ => {
             let expected = match mode {
                 Mode::Tcp => "`source` or `tuple`",
@@ -421,7 +432,10 @@ fn validate_http_options(s: &RawService, mode: Mode, errs: &mut Vec<ConfigError>
     let d = HttpOptions::default();
     let http_only = |what: &str, span: Range<usize>, errs: &mut Vec<ConfigError>| {
         if mode != Mode::Http {
-            errs.push(ConfigError::at(span, format!("{what} needs mode = \"http\"")));
+            errs.push(ConfigError::at(
+                span,
+                format!("{what} needs mode = \"http\""),
+            ));
         }
     };
     let mut vhosts = Vec::new();
@@ -435,7 +449,10 @@ fn validate_http_options(s: &RawService, mode: Mode, errs: &mut Vec<ConfigError>
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
         if !ok {
-            let msg = format!("vhost must be a host name or *.domain, got {:?}", v.get_ref());
+            let msg = format!(
+                "vhost must be a host name or *.domain, got {:?}",
+                v.get_ref()
+            );
             errs.push(ConfigError::at(v.span(), msg));
         }
         vhosts.push(host);
@@ -443,7 +460,10 @@ fn validate_http_options(s: &RawService, mode: Mode, errs: &mut Vec<ConfigError>
     let path_prefix = s.path_prefix.as_ref().map(|p| {
         http_only("path_prefix", p.span(), errs);
         if !p.get_ref().starts_with('/') || p.get_ref().bytes().any(|b| b <= b' ' || b == 0x7f) {
-            let msg = format!("path_prefix must start with / and hold no spaces, got {:?}", p.get_ref());
+            let msg = format!(
+                "path_prefix must start with / and hold no spaces, got {:?}",
+                p.get_ref()
+            );
             errs.push(ConfigError::at(p.span(), msg));
         }
         p.get_ref().clone()
@@ -478,20 +498,23 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
     let d = HttpConfig::default();
     let Some(r) = raw else { return d };
     let ms = 1..(365 * 24 * 3_600_000);
-    let listen = r.listen.and_then(|l| match l.get_ref().parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            let msg = format!(
-                "http listen must be IPv4:port or [IPv6]:port, got {:?}",
-                l.get_ref()
-            );
-            errs.push(ConfigError::at(l.span(), msg));
-            None
-        }
-    });
-    let ms_of = |v: &Option<Spanned<i64>>, default: u64, what: &str, errs: &mut Vec<ConfigError>| {
-        int_in(v, default as i64, ms.clone(), what, errs) as u64
-    };
+    let listen = r
+        .listen
+        .and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let msg = format!(
+                    "http listen must be IPv4:port or [IPv6]:port, got {:?}",
+                    l.get_ref()
+                );
+                errs.push(ConfigError::at(l.span(), msg));
+                None
+            }
+        });
+    let ms_of =
+        |v: &Option<Spanned<i64>>, default: u64, what: &str, errs: &mut Vec<ConfigError>| {
+            int_in(v, default as i64, ms.clone(), what, errs) as u64
+        };
     HttpConfig {
         listen,
         max_header_bytes: int_in(
@@ -501,7 +524,12 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
             "max_header_bytes",
             errs,
         ) as usize,
-        header_timeout_ms: ms_of(&r.header_timeout_ms, d.header_timeout_ms, "header_timeout_ms", errs),
+        header_timeout_ms: ms_of(
+            &r.header_timeout_ms,
+            d.header_timeout_ms,
+            "header_timeout_ms",
+            errs,
+        ),
         keepalive_timeout_ms: ms_of(
             &r.keepalive_timeout_ms,
             d.keepalive_timeout_ms,
@@ -515,8 +543,13 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
             errs,
         ),
         forwarded_headers: r.forwarded_headers.unwrap_or(d.forwarded_headers),
-        pool_per_backend: int_in(&r.pool_per_backend, d.pool_per_backend as i64, 0..100_000, "pool_per_backend", errs)
-            as usize,
+        pool_per_backend: int_in(
+            &r.pool_per_backend,
+            d.pool_per_backend as i64,
+            0..100_000,
+            "pool_per_backend",
+            errs,
+        ) as usize,
     }
 }
 

@@ -298,7 +298,9 @@ fn log_services(snapshot: &crate::snapshot::Snapshot) {
         }
     }
     for s in &snapshot.services {
-        let listen = s.local.map_or_else(|| "[http]".to_owned(), |l| l.to_string());
+        let listen = s
+            .local
+            .map_or_else(|| "[http]".to_owned(), |l| l.to_string());
         tracing::info!(
             service = %s.config.name,
             listen = %listen,

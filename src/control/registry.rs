@@ -168,15 +168,21 @@ impl Registry {
             services.push(service);
         }
         if let Some(addr) = config.http.listen.filter(|_| !unbound.contains(HTTP_FRONT)) {
-            listeners.push(Arc::clone(&self.listeners[&ListenKey::new(HTTP_FRONT, addr)]));
+            listeners.push(Arc::clone(
+                &self.listeners[&ListenKey::new(HTTP_FRONT, addr)],
+            ));
             fronts.push(Front::Http);
         }
-        let router = Router::build(services.iter().enumerate().filter_map(|(i, s)| {
-            (s.config.mode == Mode::Http).then(|| {
-                let h = &s.config.http;
-                (i, h.vhosts.as_slice(), h.path_prefix.as_deref())
-            })
-        }));
+        let router = Router::build(
+            services
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.config.mode == Mode::Http)
+                .map(|(i, s)| {
+                    let h = &s.config.http;
+                    (i, h.vhosts.as_slice(), h.path_prefix.as_deref())
+                }),
+        );
         let http = Arc::new(HttpFront {
             limits: crate::http::Limits {
                 max_header_bytes: config.http.max_header_bytes,

@@ -458,7 +458,12 @@ impl Shard {
         }
     }
 
-    fn on_http_accept(&mut self, client: socket2::Socket, addr: SocketAddr, front: &Arc<Listeners>) {
+    fn on_http_accept(
+        &mut self,
+        client: socket2::Socket,
+        addr: SocketAddr,
+        front: &Arc<Listeners>,
+    ) {
         if self.live >= self.ctx.conn_limit {
             if let Some(Front::Service(s)) = self.ctx.snapshot.front_of(Arc::as_ptr(front)) {
                 s.counters.shard(self.ctx.id).refused_limit.inc();

@@ -85,7 +85,9 @@ pub struct HttpConn {
 pub enum After {
     Continue,
     /// Close both sockets (`reset`: with RST).
-    Close { reset: bool },
+    Close {
+        reset: bool,
+    },
 }
 
 impl HttpConn {
@@ -321,7 +323,13 @@ impl HttpConn {
     }
 
     /// The backend closed or failed.
-    fn backend_gone(&mut self, reset: bool, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) {
+    fn backend_gone(
+        &mut self,
+        reset: bool,
+        ctx: &ShardCtx,
+        pool: &mut Pool,
+        watch: &mut impl Watch,
+    ) {
         match self.session.backend_closed(reset, ctx.now_ms) {
             BackendFault::Retry => {
                 // A pooled connection the backend had closed: a new one, same request.
@@ -364,7 +372,13 @@ impl HttpConn {
         }
     }
 
-    fn end_exchange(&mut self, f: Finished, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) {
+    fn end_exchange(
+        &mut self,
+        f: Finished,
+        ctx: &ShardCtx,
+        pool: &mut Pool,
+        watch: &mut impl Watch,
+    ) {
         let Some(ex) = self.exchange.take() else {
             // Answered before routing (400, 408, 404…): counted on the port's service.
             if let Some(Front::Service(s)) = ctx.snapshot.front_of(self.front) {

@@ -822,7 +822,12 @@ impl Shard {
         let (br, bw) = c.backend_interest();
         let client = c.client.as_raw_fd();
         let backend = c.backend_fd();
-        let want = [(cr, Some(client)), (cw, Some(client)), (br, backend), (bw, backend)];
+        let want = [
+            (cr, Some(client)),
+            (cw, Some(client)),
+            (br, backend),
+            (bw, backend),
+        ];
         for (k, (on, fd)) in want.into_iter().enumerate() {
             let Some(fd) = fd else { continue };
             if on && !polls.armed[k] && !polls.cancelling[k] {

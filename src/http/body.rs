@@ -33,7 +33,10 @@ enum Chunk {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart(usize),
-    TrailerLine { used: usize, colon: bool },
+    TrailerLine {
+        used: usize,
+        colon: bool,
+    },
     TrailerLf(usize),
     LastLf,
 }

@@ -247,9 +247,7 @@ pub fn parse_request(buf: &[u8], max_bytes: usize, out: &mut Request) -> Result<
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
-            return Err(HeadError::TooLarge)
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(false),
         Err(httparse::Error::Version) => return Err(HeadError::Version),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
@@ -315,7 +313,9 @@ fn request_body(f: &Framing, minor: u8) -> Result<BodyKind, HeadError> {
         return Err(HeadError::Bad("Transfer-Encoding in an HTTP/1.0 request"));
     }
     if !f.chunked_last || f.chunked_count > 1 {
-        return Err(HeadError::Bad("Transfer-Encoding must end in a single chunked"));
+        return Err(HeadError::Bad(
+            "Transfer-Encoding must end in a single chunked",
+        ));
     }
     if f.codings > 1 {
         return Err(HeadError::NotImplemented);
@@ -443,8 +443,9 @@ mod tests {
         assert!(!r.keep_alive);
         let r = req("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n").unwrap();
         assert_eq!(r.body, BodyKind::Length(3));
-        let r = req("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-            .unwrap();
+        let r =
+            req("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap();
         assert!(r.upgrade);
     }
 
@@ -487,25 +488,53 @@ mod tests {
             parse_request(&long.as_bytes()[..120], 100, &mut r),
             Err(HeadError::TooLarge)
         );
-        assert_eq!(parse_request(&long.as_bytes()[..50], 100, &mut r), Ok(false));
+        assert_eq!(
+            parse_request(&long.as_bytes()[..50], 100, &mut r),
+            Ok(false)
+        );
     }
 
     #[test]
     fn response_framing() {
         let mut r = Response::default();
         let p = |t: &str, m: Method, r: &mut Response| parse_response(t.as_bytes(), 4096, m, r);
-        assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", Method::Get, &mut r), Ok(true));
+        assert_eq!(
+            p(
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                Method::Get,
+                &mut r
+            ),
+            Ok(true)
+        );
         assert_eq!((r.body, r.keep_alive), (BodyKind::Length(3), true));
-        p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", Method::Head, &mut r).unwrap();
+        p(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+            Method::Head,
+            &mut r,
+        )
+        .unwrap();
         assert_eq!(r.body, BodyKind::None);
         p("HTTP/1.1 200 OK\r\n\r\n", Method::Get, &mut r).unwrap();
         assert_eq!((r.body, r.keep_alive), (BodyKind::Close, false));
         p("HTTP/1.1 204 No Content\r\n\r\n", Method::Get, &mut r).unwrap();
         assert_eq!((r.body, r.keep_alive), (BodyKind::None, true));
-        p("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", Method::Get, &mut r).unwrap();
+        p(
+            "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+            Method::Get,
+            &mut r,
+        )
+        .unwrap();
         assert!(!r.keep_alive);
-        p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", Method::Get, &mut r).unwrap();
+        p(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+            Method::Get,
+            &mut r,
+        )
+        .unwrap();
         assert_eq!((r.body, r.keep_alive), (BodyKind::Chunked, false));
-        assert_eq!(p("HTTP/1.1 2x0 OK\r\n\r\n", Method::Get, &mut r), Err(BadResponse));
+        assert_eq!(
+            p("HTTP/1.1 2x0 OK\r\n\r\n", Method::Get, &mut r),
+            Err(BadResponse)
+        );
     }
 }

@@ -498,7 +498,8 @@ impl Session {
                 if self.input.is_empty() {
                     return;
                 }
-                match head::parse_request(&self.input, self.limits.max_header_bytes, &mut self.req) {
+                match head::parse_request(&self.input, self.limits.max_header_bytes, &mut self.req)
+                {
                     Ok(false) => {}
                     Ok(true) => self.phase = Phase::Route,
                     Err(e) => self.bad_request(e, now_ms),

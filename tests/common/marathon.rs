@@ -169,7 +169,9 @@ pub struct Task {
 
 /// A `/v2/apps?embed=apps.tasks` body: the recorded Marathon 1.5 app (container/bridge,
 /// `container.portMappings`, MESOS_HTTP health check) renamed to `id`, its service port
-/// set to `service_port` with `vip` as its `VIP_0` label, and the given tasks.
+/// set to `service_port` with `vip` as its `VIP_0` label, and the given tasks. The port
+/// is labelled `HAPROXY_0_MODE=tcp`: its HTTP health check would otherwise make it an
+/// HTTP service, and these tests follow Marathon with plain TCP backends.
 pub fn apps_body(id: &str, group: &str, service_port: u16, vip: &str, tasks: &[Task]) -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -179,7 +181,7 @@ pub fn apps_body(id: &str, group: &str, service_port: u16, vip: &str, tasks: &[T
     let app = &mut v["apps"][0];
     let template = app["tasks"][0].clone();
     app["id"] = json!(id);
-    app["labels"] = json!({"HAPROXY_GROUP": group});
+    app["labels"] = json!({"HAPROXY_GROUP": group, "HAPROXY_0_MODE": "tcp"});
     app["container"]["portMappings"][0]["servicePort"] = json!(service_port);
     app["container"]["portMappings"][0]["labels"] = json!({"VIP_0": vip});
     app["instances"] = json!(tasks.len());
