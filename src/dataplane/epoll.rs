@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const LISTENER_TAG: usize = 1 << 62;
-/// Tokens of HTTP-mode connections: `HTTP_TAG | idx << 1 | side`.
+/// Tokens of HTTP-mode client sockets: `HTTP_TAG | idx << 1`.
 const HTTP_TAG: usize = 1 << 61;
+/// Tokens of HTTP-mode backend sockets: `BACKEND_TAG | key`.
+const BACKEND_TAG: usize = 1 << 60;
 /// Reads per flow per event before yielding to other connections.
 const PUMP_BUDGET: usize = 32;
 const EVENTS: usize = 1024;
@@ -50,6 +52,9 @@ struct Shard {
     /// HTTP-mode connections.
     hconns: Vec<Option<HttpConn>>,
     hfree: Vec<usize>,
+    /// HTTP backend sockets by key (attached or pooled).
+    bslots: Vec<Option<BackendSlot>>,
+    bfree: Vec<usize>,
     pool: Pool,
     /// Connections of both kinds.
     live: usize,
@@ -74,6 +79,8 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         free: Vec::new(),
         hconns: Vec::new(),
         hfree: Vec::new(),
+        bslots: Vec::new(),
+        bfree: Vec::new(),
         pool: Pool::default(),
         live: 0,
         bufs: Vec::new(),
@@ -122,8 +129,9 @@ impl Shard {
                 if t & LISTENER_TAG != 0 {
                     self.accept_all(t & !LISTENER_TAG);
                 } else if t & HTTP_TAG != 0 {
-                    let t = t & !HTTP_TAG;
-                    self.on_http_event(t >> 1, Side::from_bit(t & 1), ev);
+                    self.on_http_event((t & !HTTP_TAG) >> 1, Side::Client, ev);
+                } else if t & BACKEND_TAG != 0 {
+                    self.on_backend_event(t & !BACKEND_TAG, ev);
                 } else {
                     self.on_conn_event(t >> 1, Side::from_bit(t & 1), ev.is_writable());
                 }
@@ -293,7 +301,7 @@ impl Shard {
                         return;
                     }
                 }
-                Err(e) if is_exhaustion(&e) => {
+                Err(e) if http::is_exhaustion(&e) => {
                     // This host ran out, not the backend: no down-mark.
                     self.ctx.socket_failed(e.raw_os_error().unwrap_or(0));
                     self.close(idx, false);
@@ -438,6 +446,7 @@ impl Shard {
             }
         }
         self.pool.sweep(now);
+        self.forget_evicted();
         let draining = self.ctx.draining_since_ms.is_some();
         for idx in 0..self.hconns.len() {
             let Some(c) = self.hconns[idx].as_mut() else {
@@ -445,7 +454,9 @@ impl Shard {
             };
             let mut watch = EpollWatch {
                 registry: self.poll.registry(),
-                token: Token(HTTP_TAG | idx << 1 | 1),
+                slots: &mut self.bslots,
+                free: &mut self.bfree,
+                conn: idx,
             };
             let after = if draining && c.session.is_idle() {
                 After::Close { reset: false }
@@ -509,9 +520,35 @@ impl Shard {
             Side::Backend => {
                 c.ready.backend_read |= r;
                 c.ready.backend_write |= w;
+                let _ = c.backend_key();
             }
         }
         self.pump_http(idx);
+    }
+
+    fn on_backend_event(&mut self, key: usize, ev: &mio::event::Event) {
+        let Some(slot) = self.bslots.get(key).and_then(Option::as_ref) else {
+            return;
+        };
+        match slot.owner {
+            Some(idx) => self.on_http_event(idx, Side::Backend, ev),
+            None if ev.is_readable() || ev.is_error() || ev.is_read_closed() => {
+                // A pooled connection has something to read: the backend closed it (or
+                // sent bytes nobody asked for).
+                tracing::trace!(key, "pooled backend connection closed");
+                self.pool.evict(slot.addr, key);
+                self.forget_evicted();
+            }
+            None => {}
+        }
+    }
+
+    /// Free the keys of backend sockets the pool closed.
+    fn forget_evicted(&mut self) {
+        for key in self.pool.evicted.drain(..) {
+            self.bslots[key] = None;
+            self.bfree.push(key);
+        }
     }
 
     fn pump_http(&mut self, idx: usize) {
@@ -520,10 +557,16 @@ impl Shard {
         };
         let mut watch = EpollWatch {
             registry: self.poll.registry(),
-            token: Token(HTTP_TAG | idx << 1 | 1),
+            slots: &mut self.bslots,
+            free: &mut self.bfree,
+            conn: idx,
         };
-        if let After::Close { reset } = c.pump(&self.ctx, &mut self.pool, &mut watch) {
+        let after = c.pump(&self.ctx, &mut self.pool, &mut watch);
+        if let After::Close { reset } = after {
             self.close_http(idx, reset);
+        }
+        if !self.pool.evicted.is_empty() {
+            self.forget_evicted();
         }
     }
 
@@ -533,7 +576,9 @@ impl Shard {
         };
         let mut watch = EpollWatch {
             registry: self.poll.registry(),
-            token: Token(HTTP_TAG | idx << 1 | 1),
+            slots: &mut self.bslots,
+            free: &mut self.bfree,
+            conn: idx,
         };
         c.close(&self.ctx, &mut watch);
         let fd = c.client.as_raw_fd();
@@ -585,33 +630,55 @@ impl Shard {
             self.close_http(idx, false);
         }
         self.pool.clear();
+        self.forget_evicted();
     }
 }
 
-/// Backend sockets of HTTP connections join and leave the poll set as they are
-/// attached and released.
+/// A backend socket of HTTP mode, registered for its whole life under its key.
+struct BackendSlot {
+    /// The HTTP connection it serves; none while pooled.
+    owner: Option<usize>,
+    addr: SocketAddr,
+}
+
+/// The epoll side of backend socket changes: a slab of keys, no system call but the
+/// registration of a new socket.
 struct EpollWatch<'a> {
     registry: &'a mio::Registry,
-    token: Token,
+    slots: &'a mut Vec<Option<BackendSlot>>,
+    free: &'a mut Vec<usize>,
+    conn: usize,
 }
 
 impl Watch for EpollWatch<'_> {
-    fn backend_attached(&mut self, fd: std::os::fd::RawFd) {
+    fn backend_opened(&mut self, fd: std::os::fd::RawFd, addr: SocketAddr) -> usize {
+        let key = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        self.slots[key] = Some(BackendSlot { owner: None, addr });
         let interest = Interest::READABLE | Interest::WRITABLE;
         let _ = self
             .registry
-            .register(&mut SourceFd(&fd), self.token, interest);
+            .register(&mut SourceFd(&fd), Token(BACKEND_TAG | key), interest);
+        key
     }
 
-    fn backend_detached(&mut self, fd: std::os::fd::RawFd) {
-        let _ = self.registry.deregister(&mut SourceFd(&fd));
+    fn backend_attached(&mut self, key: usize) {
+        if let Some(s) = self.slots[key].as_mut() {
+            s.owner = Some(self.conn);
+        }
     }
-}
 
-/// Out of descriptors or memory: an error of this host's, not of the peer's.
-fn is_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    fn backend_released(&mut self, key: usize, pooled: bool) {
+        if pooled {
+            if let Some(s) = self.slots[key].as_mut() {
+                s.owner = None;
+            }
+        } else {
+            // The caller closes the socket, which takes it out of the epoll set.
+            self.slots[key] = None;
+            self.free.push(key);
+        }
+    }
 }

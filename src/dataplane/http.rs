@@ -9,18 +9,24 @@ use super::ShardCtx;
 use crate::balance::{hash, Attempt};
 use crate::config::HashKey;
 use crate::http::{BackendFault, Finished, Forward, Phase, Session};
+use crate::io::sys;
 use crate::snapshot::{Front, Listeners, Service};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Bytes read from a socket per call.
+/// Bytes read from a client per call.
 const READ_BYTES: usize = 16 * 1024;
+/// Bytes read from a backend per call.
+const BACKEND_READ_BYTES: usize = 32 * 1024;
+/// A pooled connection idle for less than this is used without checking that the
+/// backend kept it open, when a failure could be answered by replaying the request.
+const POOL_TRUST_MS: u64 = 1_000;
 /// Rounds of read/route/write per pump before yielding to other connections.
 const PUMP_ROUNDS: usize = 16;
 /// A pooled backend connection idle for longer is closed (backends time out idle
@@ -36,11 +42,16 @@ pub struct Ready {
     pub backend_write: bool,
 }
 
-/// The shard's side of backend socket changes (epoll registers sockets; io_uring
-/// cancels a poll in flight).
+/// The shard's side of backend socket changes. Each backend socket has a key of the
+/// shard's (epoll keeps it registered for its whole life under that key, pooled or
+/// not, so moving it between connections and the pool costs no system call).
 pub trait Watch {
-    fn backend_attached(&mut self, fd: RawFd);
-    fn backend_detached(&mut self, fd: RawFd);
+    /// A new backend socket: watch it; returns its key.
+    fn backend_opened(&mut self, fd: RawFd, addr: SocketAddr) -> usize;
+    /// The socket `key` now serves this connection.
+    fn backend_attached(&mut self, key: usize);
+    /// The socket `key` left this connection: into the pool (`pooled`) or closed.
+    fn backend_released(&mut self, key: usize, pooled: bool);
 }
 
 /// The exchange in flight: which service and backend serve the current request.
@@ -60,6 +71,7 @@ struct Exchange {
 
 struct BackendSock {
     sock: Socket,
+    key: usize,
     connected: bool,
     connect_deadline_ms: u64,
     picked: Instant,
@@ -117,6 +129,11 @@ impl HttpConn {
 
     pub fn backend_fd(&self) -> Option<RawFd> {
         self.backend.as_ref().map(|b| b.sock.as_raw_fd())
+    }
+
+    /// The shard's key of the attached backend socket.
+    pub fn backend_key(&self) -> Option<usize> {
+        self.backend.as_ref().map(|b| b.key)
     }
 
     /// Whether the connection wants to hear of the client becoming readable/writable.
@@ -199,7 +216,7 @@ impl HttpConn {
     /// Counters and pool for whatever the connection still holds; call before dropping.
     pub fn close(&mut self, ctx: &ShardCtx, watch: &mut impl Watch) {
         if let Some(b) = self.backend.take() {
-            watch.backend_detached(b.sock.as_raw_fd());
+            watch.backend_released(b.key, false);
         }
         if let Some(ex) = self.exchange.take() {
             let c = ex.service.counters.shard(ctx.id);
@@ -215,30 +232,30 @@ impl HttpConn {
     }
 
     fn read_client(&mut self, now: u64) -> Result<usize, ()> {
-        let buf = self.session.client_buffer(READ_BYTES);
-        let r = (&self.client).read(buf);
-        match r {
+        let fd = self.client.as_raw_fd();
+        match self
+            .session
+            .client_read(now, |buf| sys::recv_into(fd, buf, READ_BYTES))
+        {
             Ok(0) => {
-                self.session.client_read(0, READ_BYTES, now);
                 self.ready.client_read = false;
                 self.session.client_closed();
                 Ok(0)
             }
             Ok(n) => {
-                self.session.client_read(n, READ_BYTES, now);
+                // A short read emptied the socket: wait for readiness rather than pay
+                // a system call to hear "would block".
+                self.ready.client_read = n == READ_BYTES;
                 Ok(n)
             }
-            Err(e) => {
-                self.session.client_read(0, READ_BYTES, now);
-                match e.kind() {
-                    ErrorKind::WouldBlock => {
-                        self.ready.client_read = false;
-                        Ok(0)
-                    }
-                    ErrorKind::Interrupted => Ok(0),
-                    _ => Err(()),
+            Err(e) => match e.kind() {
+                ErrorKind::WouldBlock => {
+                    self.ready.client_read = false;
+                    Ok(0)
                 }
-            }
+                ErrorKind::Interrupted => Ok(0),
+                _ => Err(()),
+            },
         }
     }
 
@@ -247,8 +264,10 @@ impl HttpConn {
         if out.is_empty() || !self.ready.client_write {
             return Ok(false);
         }
+        let len = out.len();
         match (&self.client).write(out) {
             Ok(n) => {
+                self.ready.client_write = n == len;
                 if let Some(ex) = &self.exchange {
                     count_bytes(ctx, ex, false, n);
                 }
@@ -272,8 +291,10 @@ impl HttpConn {
         if out.is_empty() || !self.ready.backend_write {
             return false;
         }
+        let len = out.len();
         match (&b.sock).write(out) {
             Ok(n) => {
+                self.ready.backend_write = n == len;
                 if let Some(ex) = &self.exchange {
                     count_bytes(ctx, ex, true, n);
                 }
@@ -299,15 +320,18 @@ impl HttpConn {
         if !self.ready.backend_read || !self.session.wants_backend_read() {
             return false;
         }
-        let mut buf = [0u8; 32 * 1024];
-        match (&b.sock).read(&mut buf) {
+        let mut buf = std::mem::take(&mut pool.scratch);
+        buf.clear();
+        let r = sys::recv_into(b.sock.as_raw_fd(), &mut buf, BACKEND_READ_BYTES);
+        let progress = match r {
             Ok(0) => {
                 self.ready.backend_read = false;
                 self.backend_gone(false, ctx, pool, watch);
                 true
             }
             Ok(n) => {
-                self.session.backend_read(&buf[..n], ctx.now_ms);
+                self.ready.backend_read = n == BACKEND_READ_BYTES;
+                self.session.backend_read(&buf, ctx.now_ms);
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -319,7 +343,9 @@ impl HttpConn {
                 self.backend_gone(true, ctx, pool, watch);
                 true
             }
-        }
+        };
+        pool.scratch = buf;
+        progress
     }
 
     /// The backend closed or failed.
@@ -334,7 +360,7 @@ impl HttpConn {
             BackendFault::Retry => {
                 // A pooled connection the backend had closed: a new one, same request.
                 if let Some(b) = self.backend.take() {
-                    watch.backend_detached(b.sock.as_raw_fd());
+                    watch.backend_released(b.key, false);
                 }
                 self.uncount_backend(ctx);
                 let same = self.exchange.as_mut().map(|ex| {
@@ -396,10 +422,10 @@ impl HttpConn {
             backend.counters.shard(ctx.id).active.dec();
         }
         if let Some(b) = self.backend.take() {
-            watch.backend_detached(b.sock.as_raw_fd());
             let keep = f.reusable && b.connected && ctx.draining_since_ms.is_none();
+            watch.backend_released(b.key, keep);
             if keep {
-                pool.put(backend.addr, b.sock, ctx.now_ms);
+                pool.put(backend.addr, b.sock, b.key, ctx.now_ms);
             }
         }
         self.ready.backend_read = false;
@@ -496,17 +522,20 @@ impl HttpConn {
             let bc = ex.service.backends[i].counters.shard(ctx.id);
             // A replayed request (its pooled connection failed) takes a new connection.
             let pooled = if self.session.phase() == Phase::Route && !ex.replay {
-                pool.take(addr)
+                pool.take(addr, !self.session.replayable(), now)
             } else {
                 None
             };
-            let (sock, connected) = match pooled {
-                Some(s) => {
+            let (sock, key, connected) = match pooled {
+                Some((s, key)) => {
                     bc.reused.inc();
-                    (s, true)
+                    (s, key, true)
                 }
                 None => match connect(addr) {
-                    Ok(s) => (s, false),
+                    Ok(s) => {
+                        let key = watch.backend_opened(s.as_raw_fd(), addr);
+                        (s, key, false)
+                    }
                     Err(e) if is_exhaustion(&e) => {
                         ctx.stats().accept_errors.inc();
                         self.session.refuse(503, now);
@@ -519,9 +548,10 @@ impl HttpConn {
                     }
                 },
             };
-            watch.backend_attached(sock.as_raw_fd());
+            watch.backend_attached(key);
             self.backend = Some(BackendSock {
                 sock,
+                key,
                 connected,
                 connect_deadline_ms: now + ctx.snapshot.server.connect_timeout_ms,
                 picked: Instant::now(),
@@ -531,7 +561,8 @@ impl HttpConn {
                 bc.active.inc();
                 ex.counted = true;
             }
-            self.ready.backend_read = connected;
+            // Nothing can be read before the request is sent: wait for readiness.
+            self.ready.backend_read = false;
             self.ready.backend_write = connected;
             let id = ex
                 .set_cookie
@@ -578,7 +609,7 @@ impl HttpConn {
 
     fn connect_failed(&mut self, ctx: &ShardCtx, timed_out: bool, watch: &mut impl Watch) {
         if let Some(b) = self.backend.take() {
-            watch.backend_detached(b.sock.as_raw_fd());
+            watch.backend_released(b.key, false);
         }
         self.ready.backend_read = false;
         self.ready.backend_write = false;
@@ -650,11 +681,22 @@ pub fn is_exhaustion(e: &std::io::Error) -> bool {
     )
 }
 
-/// Idle keep-alive backend connections of one shard, per backend address.
+/// Idle keep-alive backend connections of one shard, per backend address, each with
+/// its shard key. Connections it closes are listed in `evicted` for the shard to forget.
 #[derive(Default)]
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<(Socket, u64)>>,
+    idle: HashMap<SocketAddr, Vec<Idle>>,
     per_backend: usize,
+    /// Keys of pooled sockets closed since the shard last looked.
+    pub evicted: Vec<usize>,
+    /// The shard's buffer for backend reads (borrowed per read).
+    scratch: Vec<u8>,
+}
+
+struct Idle {
+    sock: Socket,
+    key: usize,
+    since_ms: u64,
 }
 
 impl Pool {
@@ -663,36 +705,68 @@ impl Pool {
     }
 
     /// An idle connection to `addr` that is still open: a connection the backend closed
-    /// (or that has stray bytes) reads as something other than "would block".
-    pub fn take(&mut self, addr: SocketAddr) -> Option<Socket> {
+    /// (or that has stray bytes) reads as something other than "would block". Unless
+    /// `verify`, a connection idle for less than `POOL_TRUST_MS` is trusted without the
+    /// check (the caller can replay the request if it fails).
+    pub fn take(&mut self, addr: SocketAddr, verify: bool, now_ms: u64) -> Option<(Socket, usize)> {
         let list = self.idle.get_mut(&addr)?;
-        while let Some((s, _)) = list.pop() {
+        while let Some(idle) = list.pop() {
+            if !verify && now_ms.saturating_sub(idle.since_ms) < POOL_TRUST_MS {
+                return Some((idle.sock, idle.key));
+            }
             let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-            match s.peek(&mut probe) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Some(s),
-                _ => drop(s),
+            match idle.sock.peek(&mut probe) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Some((idle.sock, idle.key)),
+                _ => self.evicted.push(idle.key),
             }
         }
         None
     }
 
-    pub fn put(&mut self, addr: SocketAddr, s: Socket, now_ms: u64) {
+    pub fn put(&mut self, addr: SocketAddr, sock: Socket, key: usize, now_ms: u64) {
         let list = self.idle.entry(addr).or_default();
         if list.len() < self.per_backend {
-            list.push((s, now_ms));
+            list.push(Idle {
+                sock,
+                key,
+                since_ms: now_ms,
+            });
+        } else {
+            self.evicted.push(key);
+        }
+    }
+
+    /// The pooled socket `key` to `addr` became readable: the backend closed it (or
+    /// sent bytes nobody asked for). Close it.
+    pub fn evict(&mut self, addr: SocketAddr, key: usize) {
+        if let Some(list) = self.idle.get_mut(&addr) {
+            if let Some(i) = list.iter().position(|x| x.key == key) {
+                list.swap_remove(i);
+                self.evicted.push(key);
+            }
         }
     }
 
     /// Close connections idle past `POOL_IDLE_MS`; forget empty entries.
     pub fn sweep(&mut self, now_ms: u64) {
+        let evicted = &mut self.evicted;
         self.idle.retain(|_, list| {
-            list.retain(|&(_, since)| now_ms.saturating_sub(since) < POOL_IDLE_MS);
+            list.retain(|x| {
+                let keep = now_ms.saturating_sub(x.since_ms) < POOL_IDLE_MS;
+                if !keep {
+                    evicted.push(x.key);
+                }
+                keep
+            });
             !list.is_empty()
         });
     }
 
     /// Close every idle connection (shutdown).
     pub fn clear(&mut self) {
+        for list in self.idle.values() {
+            self.evicted.extend(list.iter().map(|x| x.key));
+        }
         self.idle.clear();
     }
 }

@@ -112,7 +112,6 @@ struct Polls {
 }
 
 const CLIENT_IN: usize = 0;
-const BACKEND_IN: usize = 2;
 
 /// An HTTP connection's slot: the connection (gone once closing) and its polls (kept
 /// until every poll completed, so no completion finds the slot reused).
@@ -867,11 +866,14 @@ impl UringWatch<'_> {
 }
 
 impl Watch for UringWatch<'_> {
-    fn backend_attached(&mut self, _fd: std::os::fd::RawFd) {}
+    fn backend_opened(&mut self, _fd: std::os::fd::RawFd, _addr: std::net::SocketAddr) -> usize {
+        0 // polls are armed per wait; nothing to register
+    }
 
-    fn backend_detached(&mut self, _fd: std::os::fd::RawFd) {
+    fn backend_attached(&mut self, _key: usize) {}
+
+    fn backend_released(&mut self, _key: usize, _pooled: bool) {
         self.cancel_all(1..2);
-        let _ = BACKEND_IN;
     }
 }
 

@@ -232,6 +232,12 @@ impl Session {
         self.finished.take()
     }
 
+    /// The routed request can be sent again should a reused connection fail before
+    /// any response byte: idempotent and without a body.
+    pub fn replayable(&self) -> bool {
+        self.req.method.idempotent() && self.req.body == BodyKind::None
+    }
+
     /// Requests served so far on this connection.
     pub fn served(&self) -> u64 {
         self.served
@@ -296,26 +302,27 @@ impl Session {
 
     // ---- input from the driver ----------------------------------------------------
 
-    /// Space to read client bytes into; report how many arrived with
-    /// [`Session::client_read`].
-    pub fn client_buffer(&mut self, want: usize) -> &mut [u8] {
-        let len = self.input.len();
-        self.input.resize(len + want, 0);
-        &mut self.input[len..]
-    }
-
-    /// `n` bytes were read into the space [`Session::client_buffer`] gave, `want` long.
-    pub fn client_read(&mut self, n: usize, want: usize, now_ms: u64) {
-        let len = self.input.len() - want;
-        self.input.truncate(len + n);
+    /// Read client bytes with `read`, which appends to the buffer it is given and
+    /// returns how many bytes it added (`Ok(0)`: end of stream).
+    pub fn client_read<E>(
+        &mut self,
+        now_ms: u64,
+        read: impl FnOnce(&mut Vec<u8>) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let before = self.input.len();
+        let n = read(&mut self.input)?;
+        if n == 0 {
+            return Ok(0);
+        }
         if self.phase == Phase::Closing {
             self.input.clear();
-            return;
+            return Ok(n);
         }
-        if self.phase == Phase::Head && len == 0 && n > 0 {
+        if self.phase == Phase::Head && before == 0 {
             self.since_ms = now_ms; // the head timeout runs from its first byte
         }
         self.advance(now_ms);
+        Ok(n)
     }
 
     /// The client sent its FIN. A request already read is still answered (a client may
@@ -438,8 +445,7 @@ impl Session {
         self.resp_bytes = false;
         self.write_request_head(&fwd);
         self.retarget(fwd.set_cookie);
-        self.replayable =
-            fwd.reused && self.req.method.idempotent() && self.req.body == BodyKind::None;
+        self.replayable = fwd.reused && self.replayable();
         let head_len = self.req.len;
         self.input.drain(..head_len);
         let chunked_out = Output::Chunked;

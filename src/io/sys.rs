@@ -97,3 +97,21 @@ pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Receive up to `max` bytes from `fd` into the spare capacity of `buf` (appending; no
+/// zeroing of the space first). `Ok(0)` is the end of the stream.
+pub fn recv_into(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
+    // SAFETY: `spare` is writable memory of at least `len` bytes owned by `buf`; the
+    // kernel writes at most `len` bytes into it.
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` (≤ `len`) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
