@@ -507,7 +507,7 @@ impl HttpConn {
         loop {
             let i = match first.take() {
                 Some(i) => i,
-                None => match ctx.pick(&ex.service, self.peer, &mut ex.attempt) {
+                None => match ctx.pick_live(&ex.service, self.peer, &mut ex.attempt) {
                     Some(i) => i,
                     None => {
                         ex.service.counters.shard(ctx.id).no_backend.inc();

@@ -156,6 +156,27 @@ impl ShardCtx {
     /// The next backend to try for a client of `svc`, avoiding backends marked down.
     /// When every backend is marked down the marks are ignored: one of them may be back.
     pub fn pick(&self, svc: &Service, client: SocketAddr, attempt: &mut Attempt) -> Option<usize> {
+        self.pick_with(svc, client, attempt, true)
+    }
+
+    /// As [`ShardCtx::pick`], but a backend marked down is never picked: HTTP answers
+    /// 503 at once while every backend is down, as HAProxy does.
+    pub fn pick_live(
+        &self,
+        svc: &Service,
+        client: SocketAddr,
+        attempt: &mut Attempt,
+    ) -> Option<usize> {
+        self.pick_with(svc, client, attempt, false)
+    }
+
+    fn pick_with(
+        &self,
+        svc: &Service,
+        client: SocketAddr,
+        attempt: &mut Attempt,
+        all_down_retries: bool,
+    ) -> Option<usize> {
         let now = self.now_ms;
         let cursor = svc.cursors.shard(self.id);
         let mut c = cursor.load(Relaxed);
@@ -164,7 +185,7 @@ impl ShardCtx {
         // are skipped unless all are (then one of them may be back).
         let open = |i: usize| !svc.draining[i];
         let up = |i: usize| open(i) && svc.backends[i].is_up(now);
-        let all_down = attempt.tries() == 0 && !(0..svc.backends.len()).any(up);
+        let all_down = all_down_retries && attempt.tries() == 0 && !(0..svc.backends.len()).any(up);
         let picked = if all_down {
             svc.selector.pick(client, attempt, &mut c, open, load)
         } else {

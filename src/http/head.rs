@@ -249,7 +249,9 @@ pub fn parse_request(buf: &[u8], max_bytes: usize, out: &mut Request) -> Result<
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(false),
-        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(httparse::Error::Version) if well_formed_version(buf) => {
+            return Err(HeadError::Version)
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(_) => return Err(HeadError::Bad("malformed request head")),
     };
@@ -294,6 +296,19 @@ pub fn parse_request(buf: &[u8], max_bytes: usize, out: &mut Request) -> Result<
     out.keep_alive = framing.persistent(out.minor);
     out.upgrade = framing.upgrade_token && upgrade_field;
     Ok(true)
+}
+
+/// The request line ends in `HTTP/d.d`: a version, only not one sluice speaks (505);
+/// anything else there is a malformed request (400).
+fn well_formed_version(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
+        && v[7].is_ascii_digit()
 }
 
 fn request_body(f: &Framing, minor: u8) -> Result<BodyKind, HeadError> {
@@ -469,6 +484,8 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
             ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
             ("GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+            ("GET / HTTQ/1.1\r\nHost: a\r\n\r\n", 400),
+            ("NOT A REQUEST\r\n\r\n", 400),
         ];
         for (text, status) in cases {
             let got = req(text).map(|_| 200).unwrap_or_else(|e| e.status());

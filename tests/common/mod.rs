@@ -1,6 +1,7 @@
 //! Test harness: real `sluice` processes, real backends, real sockets on loopback.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod marathon;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -80,7 +81,7 @@ impl Sluice {
         let services = config.matches("[[service]]").count();
         s.wait_log("shards started", |l| l.contains("starting shards"));
         wait_for("services to listen", || {
-            (s.listening().len() >= services).then_some(())
+            (s.count_log(|l| l.contains("service listening")) >= services).then_some(())
         });
         s
     }
@@ -122,11 +123,24 @@ impl Sluice {
                     .map(str::to_owned)
             };
             if let (Some(name), Some(addr)) = (field("service="), field("listen=")) {
-                out.retain(|(n, _)| *n != name);
-                out.push((name, addr.parse().unwrap()));
+                // HTTP services routed by `[http] listen` alone log `listen=[http]`.
+                if let Ok(addr) = addr.parse() {
+                    out.retain(|(n, _)| *n != name);
+                    out.push((name, addr));
+                }
             }
         }
         out
+    }
+
+    /// The shared HTTP listener, from the "http listening" line.
+    pub fn http(&self) -> SocketAddr {
+        let line = self.wait_log("http listening", |l| l.contains("http listening"));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .expect("listen= field")
+            .parse()
+            .unwrap()
     }
 
     /// The admin port, from the "admin listening" line.
