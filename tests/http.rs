@@ -43,6 +43,7 @@ both_io!(
     slow_heads_get_408,
     forwarded_headers_and_redirects,
     old_clients_and_close_delimited_responses,
+    http_counters_show_on_the_admin_port,
 );
 
 fn curl_keep_alive_reuses_backend_connections(io: &str) {
@@ -476,4 +477,41 @@ fn old_clients_and_close_delimited_responses(io: &str) {
         let text = String::from_utf8_lossy(&got);
         assert!(text.contains("Connection: keep-alive"), "{text}");
     }
+}
+
+fn http_counters_show_on_the_admin_port(io: &str) {
+    let a = HttpServer::start("a");
+    let cfg = config(io, "", &web("web", "", &[a.addr])) + "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let lb = Sluice::start(&cfg);
+    let url = format!("http://{}/", lb.addr("web"));
+    let urls = vec![url.as_str(); 10];
+    curl(&urls);
+    let bad = raw(lb.addr("web"), b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(status(&bad), 400);
+    let admin = lb.admin();
+    let csv = curl(&[&format!("http://{admin}/haproxy?stats;csv")]);
+    let header: Vec<&str> = csv
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let front: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("web,FRONTEND,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(front[col("mode")], "http");
+    assert_eq!(front[col("hrsp_2xx")], "10");
+    assert_eq!(front[col("hrsp_4xx")], "1");
+    assert_eq!(front[col("req_tot")], "11");
+    assert_eq!(metric(admin, "sluice_http_responses_total"), 11.0);
+    // Ten requests over one client connection: nine went over a pooled connection.
+    assert_eq!(metric(admin, "sluice_http_backend_reused_total"), 9.0);
+    assert_eq!(a.connections(), 1);
+    let page = curl(&[&format!("http://{admin}/haproxy?stats")]);
+    assert!(page.contains("2xx 10"), "{page}");
 }

@@ -214,7 +214,8 @@ fn service_rows(
         .set("rate", rates.get(name))
         .set("conn_rate", rates.get(name))
         .set("conn_tot", c.sum(|s| s.accepted.get()))
-        .set("mode", "tcp");
+        .set("mode", mode(svc));
+    http_columns(&mut front, svc);
     front.write(out);
     let (mut up, mut scur, mut stot, mut econ) = (0, 0i64, 0, 0);
     for (sid, b) in svc.backends.iter().enumerate() {
@@ -261,7 +262,7 @@ fn service_rows(
             .set("type", 2)
             .set("rate", rates.get(&super::rates::backend_key(name, b.addr)))
             .set("addr", b.addr)
-            .set("mode", "tcp");
+            .set("mode", mode(svc));
         row.write(out);
     }
     let mut back = Row::new();
@@ -285,9 +286,41 @@ fn service_rows(
         .set("iid", iid)
         .set("sid", 0)
         .set("type", 1)
-        .set("mode", "tcp")
+        .set("mode", mode(svc))
         .set("algo", format!("{:?}", svc.config.balance).to_lowercase());
+    http_columns(&mut back, svc);
     back.write(out);
+}
+
+fn mode(svc: &Service) -> &'static str {
+    match svc.config.mode {
+        crate::config::Mode::Tcp => "tcp",
+        crate::config::Mode::Http => "http",
+    }
+}
+
+/// HTTP mode: responses by class, requests, and the mean response time (ms) as
+/// HAProxy reports `ttime`.
+fn http_columns(row: &mut Row, svc: &Service) {
+    if svc.config.mode != crate::config::Mode::Http {
+        return;
+    }
+    let c = &svc.counters;
+    let class = |i: usize| c.sum(|s| s.responses[i].get());
+    let (mut count, mut sum_us) = (0u64, 0u64);
+    for s in c.iter() {
+        let (buckets, sum) = s.response_latency.read();
+        count += buckets.iter().sum::<u64>();
+        sum_us += sum;
+    }
+    row.set("hrsp_1xx", class(1))
+        .set("hrsp_2xx", class(2))
+        .set("hrsp_3xx", class(3))
+        .set("hrsp_4xx", class(4))
+        .set("hrsp_5xx", class(5))
+        .set("hrsp_other", class(0))
+        .set("req_tot", (0..6).map(class).sum::<u64>())
+        .set("ttime", if count == 0 { 0 } else { sum_us / count / 1000 });
 }
 
 #[cfg(test)]

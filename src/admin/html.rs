@@ -27,10 +27,11 @@ pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
         let c = &svc.counters;
         let _ = write!(
             out,
-            "<h2>{} <small>({}, {:?})</small></h2><table><tr><th>server</th><th>status</th><th>current sessions</th>\
+            "<h2>{} <small>({}, {:?}, {:?})</small></h2><table><tr><th>server</th><th>status</th><th>current sessions</th>\
              <th>total sessions</th><th>sessions/s</th><th>bytes in</th><th>bytes out</th><th>connect errors</th><th>refused</th></tr>",
             esc(&svc.config.name),
             svc.local.map_or_else(|| "routed by [http] listen".to_owned(), |l| l.to_string()),
+            svc.config.mode,
             svc.config.balance
         );
         let _ = write!(
@@ -67,6 +68,19 @@ pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
             );
         }
         out.push_str("</table>");
+        if svc.config.mode == crate::config::Mode::Http {
+            let class = |i: usize| c.sum(|s| s.responses[i].get());
+            let _ = write!(
+                out,
+                "<p>HTTP responses: 1xx {} · 2xx {} · 3xx {} · 4xx {} · 5xx {} · other {}</p>",
+                class(1),
+                class(2),
+                class(3),
+                class(4),
+                class(5),
+                class(0)
+            );
+        }
     }
     out.push_str("</body></html>\n");
     out

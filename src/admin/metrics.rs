@@ -216,6 +216,7 @@ pub fn render(
         fam.write(&mut out);
     }
     latency(&mut out, snap);
+    http(&mut out, snap);
     let last = control
         .marathon_last_success_ms
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -307,6 +308,66 @@ fn latency(out: &mut String, snap: &Snapshot) {
     let _ = writeln!(out, "# TYPE {svc_name} histogram");
     for (labels, h) in &by_service {
         write_histogram(out, svc_name, labels, h);
+    }
+}
+
+/// HTTP services: responses by status class, backend connections reused from the
+/// pool, and response time as a histogram.
+fn http(out: &mut String, snap: &Snapshot) {
+    let http_services = || {
+        snap.services
+            .iter()
+            .filter(|s| s.config.mode == crate::config::Mode::Http)
+    };
+    let name = "sluice_http_responses_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} HTTP responses sent to clients, by status class."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for svc in http_services() {
+        for (i, class) in ["other", "1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .enumerate()
+        {
+            let v = svc.counters.sum(|s| s.responses[i].get());
+            let _ = writeln!(
+                out,
+                "{name}{{service=\"{}\",code=\"{class}\"}} {v}",
+                esc(&svc.config.name)
+            );
+        }
+    }
+    let name = "sluice_http_backend_reused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests sent over a pooled keep-alive backend connection."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for svc in http_services() {
+        for b in svc.backends.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{service=\"{}\",backend=\"{}\"}} {}",
+                esc(&svc.config.name),
+                b.addr,
+                b.counters.sum(|x| x.reused.get())
+            );
+        }
+    }
+    let name = "sluice_http_response_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From a request head's arrival to the end of its response."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for svc in http_services() {
+        let mut h = ([0u64; crate::stats::LATENCY_BOUNDS_US.len() + 1], 0u64);
+        for shard in svc.counters.iter() {
+            add(&mut h, shard.response_latency.read());
+        }
+        let labels = format!("service=\"{}\"", esc(&svc.config.name));
+        write_histogram(out, name, &labels, &h);
     }
 }
 
