@@ -320,7 +320,7 @@ fn http_columns(row: &mut Row, svc: &Service) {
         .set("hrsp_5xx", class(5))
         .set("hrsp_other", class(0))
         .set("req_tot", (0..6).map(class).sum::<u64>())
-        .set("ttime", if count == 0 { 0 } else { sum_us / count / 1000 });
+        .set("ttime", sum_us.checked_div(count).unwrap_or(0) / 1000);
 }
 
 #[cfg(test)]
