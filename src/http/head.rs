@@ -147,6 +147,8 @@ pub struct Request {
     pub upgrade: bool,
     pub expect_continue: bool,
     pub host: Option<Range<usize>>,
+    /// A Content-Length field was present (a `0` one leaves `body` at `None`).
+    pub had_length: bool,
 }
 
 impl Default for Request {
@@ -163,6 +165,7 @@ impl Default for Request {
             upgrade: false,
             expect_continue: false,
             host: None,
+            had_length: false,
         }
     }
 }
@@ -293,6 +296,7 @@ pub fn parse_request(buf: &[u8], max_bytes: usize, out: &mut Request) -> Result<
         return Err(HeadError::Bad("HTTP/1.1 needs exactly one Host"));
     }
     out.body = request_body(&framing, out.minor)?;
+    out.had_length = framing.length.is_some();
     out.keep_alive = framing.persistent(out.minor);
     out.upgrade = framing.upgrade_token && upgrade_field;
     Ok(true)

@@ -3,6 +3,8 @@
 //! with bytes; nothing here touches a socket or the clock.
 
 pub mod body;
+#[doc(hidden)]
+pub mod check;
 pub mod head;
 pub mod route;
 pub mod session;

@@ -678,7 +678,12 @@ impl Session {
         let mut xff = false;
         for (kind, f) in &req.fields {
             let skip = match kind {
-                Known::Connection | Known::KeepAlive | Known::ProxyConnection => true,
+                // Framing is written once, canonically, below.
+                Known::Connection
+                | Known::KeepAlive
+                | Known::ProxyConnection
+                | Known::ContentLength
+                | Known::TransferEncoding => true,
                 Known::XForwardedFor | Known::XForwardedProto | Known::XForwardedPort => forwarded,
                 _ => false,
             };
@@ -689,6 +694,14 @@ impl Session {
             out.extend_from_slice(b": ");
             out.extend_from_slice(&src[f.value.clone()]);
             out.extend_from_slice(b"\r\n");
+        }
+        match req.body {
+            BodyKind::Length(n) => {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+            BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            BodyKind::None if req.had_length => out.extend_from_slice(b"Content-Length: 0\r\n"),
+            BodyKind::None | BodyKind::Close => {}
         }
         if req.upgrade {
             out.extend_from_slice(b"Connection: upgrade\r\n");

@@ -1,0 +1,188 @@
+//! A harness for fuzzing the HTTP session (used by `fuzz/` and by a property test):
+//! drive a [`Session`] with arbitrary client bytes, in arbitrary pieces, answering
+//! every routed request from a fixed backend, and check that what went to the backend
+//! reads back as exactly the requests sluice routed — never one more (a smuggled
+//! request) — and that nothing panics or loops.
+
+use super::body::{Body, Output};
+use super::head::{parse_request, Method, Request};
+use super::session::{Forward, Limits, Phase, Session};
+use std::net::{IpAddr, Ipv4Addr};
+
+const LIMITS: Limits = Limits {
+    max_header_bytes: 4096,
+    header_timeout_ms: 10_000,
+    keepalive_timeout_ms: 60_000,
+    backend_timeout_ms: 60_000,
+    forwarded_headers: true,
+};
+
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// Run the session over `data`; panics when an invariant breaks. Returns how many
+/// requests were routed.
+pub fn exercise(data: &[u8]) -> usize {
+    let Some((&seed, input)) = data.split_first() else {
+        return 0;
+    };
+    let mut s = Session::new(LIMITS, 0);
+    let mut sent = Vec::new();
+    let (mut routed, mut pos, mut answered) = (0usize, 0usize, false);
+    let mut rng = u32::from(seed) | 1;
+    for _ in 0..100_000 {
+        let mut progress = false;
+        if s.phase() == Phase::Route {
+            routed += 1;
+            answered = false;
+            let fwd = Forward {
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                listen_port: 80,
+                set_cookie: None,
+                reused: false,
+            };
+            s.attach(fwd, 0);
+            progress = true;
+        }
+        if s.wants_client_read() && pos < input.len() {
+            rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let n = (1 + (rng >> 16) as usize % 64).min(input.len() - pos);
+            let piece = &input[pos..pos + n];
+            let _ = s.client_read(0, |buf| {
+                buf.extend_from_slice(piece);
+                Ok::<usize, ()>(n)
+            });
+            pos += n;
+            progress = true;
+        }
+        let out = s.backend_output().len();
+        if out > 0 {
+            sent.extend_from_slice(s.backend_output());
+            s.backend_wrote(out);
+            progress = true;
+        }
+        let back = s.client_output().len();
+        if back > 0 {
+            s.client_wrote(back);
+            progress = true;
+        }
+        let _ = s.take_finished();
+        if s.phase() == Phase::Exchange && !answered && s.backend_output().is_empty() {
+            answered = true;
+            s.backend_read(RESPONSE, 0);
+            progress = true;
+        }
+        if !progress {
+            if s.phase() == Phase::Closed || pos >= input.len() {
+                break;
+            }
+            s.client_closed();
+        }
+    }
+    check_backend_stream(&sent, routed);
+    routed
+}
+
+/// The bytes sent to the backend hold at most `routed` requests, each well framed.
+fn check_backend_stream(mut sent: &[u8], routed: usize) {
+    let mut req = Request::default();
+    let mut seen = 0;
+    while !sent.is_empty() {
+        match parse_request(sent, usize::MAX, &mut req) {
+            Ok(true) => {}
+            // A request cut short (the client went away mid-head cannot happen: heads
+            // are sent whole) — or a body aborted on error: the stream just ends.
+            Ok(false) => panic!("a partial head was sent to the backend: {sent:?}"),
+            Err(e) => panic!("sluice sent a request it would refuse ({e:?}): {sent:?}"),
+        }
+        seen += 1;
+        assert!(
+            seen <= routed,
+            "more requests reached the backend than were routed"
+        );
+        unambiguous(&sent[..req.len]);
+        let connect = req.method == Method::Connect;
+        sent = &sent[req.len..];
+        let mut body = Body::new(req.body, Output::Chunked);
+        let used = body
+            .feed(sent, &mut Vec::new())
+            .expect("bodies sent to the backend are well framed");
+        sent = &sent[used..];
+        if connect || req.upgrade || !body.done() {
+            return; // a tunnel follows, or the body was cut off
+        }
+    }
+}
+
+/// A backend that prefers Transfer-Encoding (as RFC 9112 says) and one that prefers
+/// Content-Length must read the same framing from a head sluice sent: at most one of
+/// the two fields, and no repeated Content-Length.
+fn unambiguous(head: &[u8]) {
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let count = |name: &str| {
+        text.split("\r\n")
+            .filter(|l| l.split(':').next().is_some_and(|n| n.trim() == name))
+            .count()
+    };
+    let (te, cl) = (count("transfer-encoding"), count("content-length"));
+    assert!(
+        te == 0 || cl == 0,
+        "both Transfer-Encoding and Content-Length sent: {text}"
+    );
+    assert!(cl <= 1 && te <= 1, "repeated framing fields sent: {text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of requests, valid and hostile, for the generator to combine.
+    const PARTS: &[&str] = &[
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET /s HTTP/1.1\r\nHost: a\r\n\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Content-Length: 3\r\n",
+        "0\r\n\r\n",
+        "\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "X: y\r\n z\r\n",
+        "3;x\r\nabc\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+        "GET /w HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+        "Expect: 100-continue\r\n",
+        "\n",
+        "\r",
+    ];
+
+    #[test]
+    fn pipelined_requests_are_all_routed() {
+        let mut data = vec![7u8];
+        for p in [0, 1, 2, 4] {
+            data.extend_from_slice(PARTS[p].as_bytes());
+        }
+        assert_eq!(exercise(&data), 4);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn no_smuggling_from_combined_pieces(
+            seed in any::<u8>(),
+            picks in proptest::collection::vec(0..PARTS.len(), 1..12),
+        ) {
+            let mut data = vec![seed];
+            for p in picks {
+                data.extend_from_slice(PARTS[p].as_bytes());
+            }
+            let _ = exercise(&data);
+        }
+
+        #[test]
+        fn arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = exercise(&data);
+        }
+    }
+}
