@@ -22,6 +22,7 @@ both_io!(
     health_flips_take_a_task_out_and_back,
     basic_and_token_auth,
     a_silent_event_stream_is_reconnected,
+    http_apps_are_routed_by_vhost,
 );
 
 fn free_port() -> u16 {
@@ -496,5 +497,68 @@ fn a_silent_event_stream_is_reconnected(io: &str) {
     });
     lb.wait_log("the loss is logged", |l| {
         l.contains("Marathon event stream lost")
+    });
+}
+
+/// An app labelled `HAPROXY_0_VHOST` is an HTTP service: routed by Host on the shared
+/// listener (Marathon-LB's :80) and served on its service port, following scaling.
+fn http_apps_are_routed_by_vhost(io: &str) {
+    let (one, two) = (
+        common::http::HttpServer::start("web-1"),
+        common::http::HttpServer::start("web-2"),
+    );
+    let port = free_port();
+    let body = |tasks: &[Task]| {
+        let mut v: serde_json::Value = serde_json::from_str(&apps_body(
+            "/shop/web",
+            "external",
+            port,
+            "/web:10009",
+            tasks,
+        ))
+        .unwrap();
+        v["apps"][0]["labels"] = serde_json::json!({
+            "HAPROXY_GROUP": "external",
+            "HAPROXY_0_VHOST": "shop.example",
+        });
+        v.to_string()
+    };
+    let marathon = Marathon::start(Answer::Apps(body(&[task(
+        "w.1",
+        &one.backend,
+        "TASK_RUNNING",
+    )])));
+    let cfg = config(io, &marathon) + "[http]\nlisten = \"127.0.0.1:0\"\n";
+    let lb = Sluice::start(&cfg);
+    let own = service_addr(&lb, format!("shop_web_{port}"));
+    let front = lb.http();
+    let get = |addr: SocketAddr| {
+        common::http::curl(&["-H", "Host: shop.example", &format!("http://{addr}/")])
+    };
+    assert_eq!(get(front), "web-1");
+    assert_eq!(get(own), "web-1");
+    let miss = common::http::curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{front}/"),
+    ]);
+    assert_eq!(miss, "404");
+    marathon.set(Answer::Apps(body(&[
+        task("w.1", &one.backend, "TASK_RUNNING"),
+        task("w.2", &two.backend, "TASK_RUNNING"),
+    ])));
+    wait_for("the second task to serve", || {
+        (get(front) == "web-2").then_some(())
+    });
+    marathon.set(Answer::Apps(body(&[task(
+        "w.2",
+        &two.backend,
+        "TASK_RUNNING",
+    )])));
+    wait_for("the first task to go", || {
+        (0..4).all(|_| get(front) == "web-2").then_some(())
     });
 }

@@ -214,7 +214,11 @@ fn labels_per_port() {
             "HAPROXY_GROUP": "internal",
             "HAPROXY_0_GROUP": "external",
             "HAPROXY_0_VHOST": "shop.example, www.shop.example",
+            "HAPROXY_0_PATH": "/cart",
+            "HAPROXY_0_STICKY": "true",
+            "HAPROXY_0_REDIRECT_TO_HTTPS": "true",
             "HAPROXY_1_GROUP": "external",
+            "HAPROXY_1_PATH": "no leading slash",
             "HAPROXY_1_BALANCE": "source",
             "HAPROXY_1_BIND_ADDR": "127.0.0.5",
             "HAPROXY_2_MODE": "http",
@@ -240,6 +244,10 @@ fn labels_per_port() {
         ]
     );
     assert_eq!(t.services[0].vhosts, ["shop.example", "www.shop.example"]);
+    assert_eq!(t.services[0].path.as_deref(), Some("/cart"));
+    assert!(t.services[0].sticky && t.services[0].redirect_to_https);
+    assert_eq!(t.services[2].path, None, "an invalid path is ignored");
+    assert!(!t.services[2].sticky && !t.services[2].redirect_to_https);
     assert_eq!(t.services[2].hash, HashKey::Source);
     // Port 2 is in the app-wide group only.
     let t = run(body.as_bytes(), "internal");
