@@ -46,6 +46,9 @@ pub enum Command {
         /// Where the demo's admin port (stats, metrics) listens.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: std::net::SocketAddr,
+        /// Where the demo's shared HTTP listener (routing by Host) listens.
+        #[arg(long, default_value = "127.0.0.1:10080")]
+        http: std::net::SocketAddr,
         /// I/O backend for the shards.
         #[arg(long, value_enum, default_value_t = IoArg::Auto)]
         io: IoArg,
@@ -77,7 +80,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => return check(config),
-        Command::Demo { listen, admin, io } => crate::demo::run(listen, admin, io.into()),
+        Command::Demo {
+            listen,
+            admin,
+            http,
+            io,
+        } => crate::demo::run(listen, admin, http, io.into()),
         Command::Bench(args) => bench(&args),
     };
     match result {

@@ -16,6 +16,8 @@ fn demo(io: &str) {
             "127.0.0.1:0",
             "--admin",
             "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
             "--io",
             io,
         ])
@@ -65,6 +67,30 @@ fn demo(io: &str) {
         seen.len() >= 2,
         "the instance changes across requests: {seen:?}"
     );
+    // The HTTP mode: requests are balanced one by one; the sticky cookie pins a client.
+    let front: String = wait_for("the HTTP banner", || {
+        lines.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("sluice demo: HTTP listening on ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+    });
+    let jar = tempfile::NamedTempFile::new().unwrap();
+    let jar = jar.path().to_str().unwrap();
+    let get = |cookies: bool| {
+        let mut args = vec!["-s", "--max-time", "10", "-H", "Host: app2.example"];
+        if cookies {
+            args.extend(["-c", jar, "-b", jar]);
+        }
+        let url = format!("http://{front}/");
+        let out = Command::new("curl").args(&args).arg(&url).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain: HashSet<String> = (0..6).map(|_| get(false)).collect();
+    assert!(plain.len() >= 2, "round-robin per request: {plain:?}");
+    let sticky: HashSet<String> = (0..6).map(|_| get(true)).collect();
+    assert_eq!(sticky.len(), 1, "sticky: {sticky:?}");
+    assert!(sticky.iter().all(|b| b.starts_with("Hello from app2-")));
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
