@@ -253,3 +253,59 @@ fn marathon_section() {
     let e = errors("[marathon]\nurl = \"http://x\"\n");
     assert!(e[0].starts_with("FILE:2:1: unknown field `url`"), "{e:?}");
 }
+
+#[test]
+fn http_settings_are_checked() {
+    let e = errors(
+        "[http]\nlisten = \"127.0.0.1:8080\"\nmax_header_bytes = 10\n\n\
+         [[service]]\nname = \"tcp\"\nlisten = \"127.0.0.1:10000\"\nvhosts = [\"a.example\"]\n\
+         sticky = true\nbackends = [\"127.0.0.1:1\"]\n\n\
+         [[service]]\nname = \"web\"\nmode = \"http\"\nhash = \"header:\"\n\
+         vhosts = [\"bad host\"]\nbackends = [\"127.0.0.1:1\"]\n\n\
+         [[service]]\nname = \"lost\"\nmode = \"http\"\nbackends = [\"127.0.0.1:1\"]\n\n\
+         [[service]]\nname = \"dup\"\nmode = \"http\"\nlisten = \"127.0.0.1:8080\"\n\
+         path_prefix = \"api\"\nbackends = [\"127.0.0.1:1\"]\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "FILE:3:20: max_header_bytes must be between 256 and 1048576, got 10",
+            "FILE:6:8: sticky and redirect_to_https need mode = \"http\"",
+            "FILE:8:11: vhosts needs mode = \"http\"",
+            "FILE:15:8: unknown hash \"header:\", expected `source`, `tuple`, `header:NAME` or `cookie:NAME`",
+            "FILE:16:11: vhost must be a host name or *.domain, got \"bad host\"",
+            "FILE:20:8: an http service needs listen, vhosts or path_prefix",
+            "FILE:27:10: duplicate listen address 127.0.0.1:8080",
+            "FILE:28:15: path_prefix must start with / and hold no spaces, got \"api\"",
+        ]
+    );
+}
+
+#[test]
+fn http_effective_config_round_trips() {
+    let (code, out, err) = check(
+        "[http]\nlisten = \"127.0.0.1:8080\"\n\n[[service]]\nname = \"web\"\nmode = \"http\"\n\
+         vhosts = [\"Web.Example\"]\nhash = \"cookie:session\"\nbalance = \"maglev\"\n\
+         sticky = true\nbackends = [\"127.0.0.1:9001\"]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "listen = \"127.0.0.1:8080\"",
+        "max_header_bytes = 16384",
+        "hash = \"cookie:session\"",
+        "vhosts = [\"web.example\"]",
+        "sticky_cookie = \"mesosphere_server_id\"",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim() == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let (code2, out2, _) = check(&body);
+    assert_eq!(code2, 0);
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        out2.lines().skip(1).collect::<Vec<_>>()
+    );
+}
