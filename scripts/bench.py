@@ -8,6 +8,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.path.join(ROOT, "target/release/sluice")
 BACKEND_PORT, BULK_BYTES = 18081, 1 << 20
 PORTS = {"sluice": 18100, "haproxy": 18101, "nginx": 18102}
+# The same proxies in HTTP mode (one process each serves both).
+HTTP_PORTS = {"sluice": 18110, "haproxy": 18111, "nginx": 18112}
 PROXY_CPU, CLIENT_CPU = "0", "1"
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -82,6 +84,11 @@ max_connections = 9900
 name = "bench"
 listen = "127.0.0.1:{PORTS['sluice']}"
 backends = ["127.0.0.1:{BACKEND_PORT}"]
+[[service]]
+name = "bench-http"
+mode = "http"
+listen = "127.0.0.1:{HTTP_PORTS['sluice']}"
+backends = ["127.0.0.1:{BACKEND_PORT}"]
 """
     files["haproxy"] = f"""
 global
@@ -97,6 +104,16 @@ frontend f
   default_backend b
 backend b
   server s1 127.0.0.1:{BACKEND_PORT}
+frontend fh
+  mode http
+  option http-keep-alive
+  timeout http-keep-alive 60s
+  bind 127.0.0.1:{HTTP_PORTS['haproxy']}
+  default_backend bh
+backend bh
+  mode http
+  http-reuse always
+  server s1 127.0.0.1:{BACKEND_PORT}
 """
     files["nginx"] = f"""
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
@@ -109,6 +126,23 @@ stream {{
   server {{
     listen 127.0.0.1:{PORTS['nginx']} reuseport backlog=4096;
     proxy_pass 127.0.0.1:{BACKEND_PORT};
+  }}
+}}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  upstream backend {{
+    server 127.0.0.1:{BACKEND_PORT};
+    keepalive 64;
+    keepalive_requests 10000000;
+  }}
+  server {{
+    listen 127.0.0.1:{HTTP_PORTS['nginx']} reuseport backlog=4096;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
   }}
 }}
 """
@@ -126,7 +160,7 @@ def start_proxies(procs, paths):
     pids["sluice"] = procs.start([SLUICE, "run", "--config", paths["sluice"]], PROXY_CPU).pid
     pids["haproxy"] = procs.start(["haproxy", "-db", "-f", paths["haproxy"]], PROXY_CPU).pid
     procs.start(["nginx", "-g", "daemon off;", "-c", paths["nginx"]], PROXY_CPU)
-    for port in PORTS.values():
+    for port in list(PORTS.values()) + list(HTTP_PORTS.values()):
         wait_port(port)
     # nginx's worker is the process that does the work.
     time.sleep(0.3)
@@ -164,12 +198,17 @@ SCENARIOS = {
     "L4 keepalive": dict(mode="keepalive", connections=64, metric="requests_per_s", unit="req/s"),
     "L4 bulk": dict(mode="bulk", connections=8, metric="rx_gbit_per_s", unit="Gbit/s",
                     extra=["--path", "/bulk"]),
+    "HTTP close": dict(mode="close", connections=64, metric="requests_per_s", unit="req/s", http=True),
+    "HTTP keepalive": dict(mode="keepalive", connections=64, metric="requests_per_s", unit="req/s",
+                           http=True),
 }
 TARGETS = ["sluice", "haproxy", "nginx", "direct"]
 
 
-def port_of(t):
-    return BACKEND_PORT if t == "direct" else PORTS[t]
+def port_of(t, http=False):
+    if t == "direct":
+        return BACKEND_PORT
+    return HTTP_PORTS[t] if http else PORTS[t]
 
 
 def run_scenarios(pids, rounds, seconds):
@@ -179,7 +218,8 @@ def run_scenarios(pids, rounds, seconds):
         for name, sc in SCENARIOS.items():
             for t in TARGETS:  # interleaved: A B C D A B C D ...
                 before = cpu_ticks(pids.get(t))
-                rep = bench(port_of(t), sc["mode"], seconds, sc["connections"], sc.get("extra", ()))
+                port = port_of(t, sc.get("http", False))
+                rep = bench(port, sc["mode"], seconds, sc["connections"], sc.get("extra", ()))
                 after = cpu_ticks(pids.get(t))
                 results[name][t].append(rep)
                 if t != "direct" and rep["requests"]:
@@ -323,16 +363,19 @@ def write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, chec
     chart.append(("p99 at fixed rate (inverse)", p99["haproxy"] / p99["sluice"], p99["nginx"] / p99["sluice"]))
     svg_chart(chart, os.path.join(ROOT, "docs/bench-ratios.svg"))
     cmd = "scripts/bench.sh" + (" --quick" if args.quick else "")
-    doc = f"""## Side by side: sluice, HAProxy, nginx (L4)
+    doc = f"""## Side by side: sluice, HAProxy, nginx (L4 and HTTP)
 
 Produced by `{cmd}` on {datetime.date.today()}; CPU {cpu_model} ({os.cpu_count()} cores),
 kernel {platform.release()}; {versions['sluice']}, {versions['HAProxy']}, {versions['nginx']}.
 
 Setup: one nginx backend (1 worker, CPU {CLIENT_CPU}) answering 23 bytes at `/` and
 {BULK_BYTES >> 20} MiB at `/bulk`; each proxy with one worker/thread pinned to CPU {PROXY_CPU}
-(sluice `workers = 1`, HAProxy `nbthread 1` `mode tcp`, nginx `stream` `proxy_pass`);
+(sluice `workers = 1`, HAProxy `nbthread 1` `mode tcp`, nginx `stream` `proxy_pass`;
+for HTTP: a sluice `mode = "http"` service, HAProxy `mode http` with `http-reuse always`,
+nginx `proxy_pass` to an upstream with `keepalive 64`, each on a port of its own in
+the same process);
 the load generator `sluice bench --threads 1` on CPU {CLIENT_CPU}. Scenarios: close
-(`--mode close --connections 64`, a new connection per request), keepalive
+(`--mode close --connections 64`, a new client connection per request), keepalive
 (`--mode keepalive --connections 64`), bulk (`--mode bulk --connections 8 --path /bulk`).
 {rounds} interleaved rounds of {seconds} s (sluice, HAProxy, nginx, direct, sluice, …);
 medians. CPU µs per request: user+system time of the proxy process over the run
@@ -349,7 +392,7 @@ Load generator cross-check, same target (the backend directly), 3 alternating ru
 """
     path = os.path.join(ROOT, "docs/benchmarks.md")
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    marker = "## Side by side: sluice, HAProxy, nginx (L4)"
+    marker = "## Side by side: sluice, HAProxy, nginx (L4"
     if marker in text:
         head, rest = text.split(marker, 1)
         nxt = rest.find("\n## ")

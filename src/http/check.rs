@@ -5,7 +5,7 @@
 //! request) — and that nothing panics or loops.
 
 use super::body::{Body, Output};
-use super::head::{parse_request, Method, Request};
+use super::head::{parse_request_with, Method, Request, MAX_FORWARDED_HEADERS};
 use super::session::{Forward, Limits, Phase, Session};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -87,7 +87,7 @@ fn check_backend_stream(mut sent: &[u8], routed: usize) {
     let mut req = Request::default();
     let mut seen = 0;
     while !sent.is_empty() {
-        match parse_request(sent, usize::MAX, &mut req) {
+        match parse_request_with(sent, usize::MAX, MAX_FORWARDED_HEADERS, &mut req) {
             Ok(true) => {}
             // A request cut short (the client went away mid-head cannot happen: heads
             // are sent whole) — or a body aborted on error: the stream just ends.

@@ -6,8 +6,10 @@
 
 use std::ops::Range;
 
-/// Headers per message; more is answered 431.
+/// Header fields per request; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
+/// Header fields a head may hold once sluice added its own (X-Forwarded-*, Connection).
+pub const MAX_FORWARDED_HEADERS: usize = MAX_HEADERS + 8;
 
 /// Why a request cannot be served, as the status sluice answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,8 +248,18 @@ impl Framing {
 /// Parse a request head from the start of `buf`. `Ok(false)`: incomplete, read more.
 /// A head longer than `max_bytes` is [`HeadError::TooLarge`] whether complete or not.
 pub fn parse_request(buf: &[u8], max_bytes: usize, out: &mut Request) -> Result<bool, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
+    parse_request_with(buf, max_bytes, MAX_HEADERS, out)
+}
+
+/// [`parse_request`] with at most `max_fields` header fields.
+pub fn parse_request_with(
+    buf: &[u8],
+    max_bytes: usize,
+    max_fields: usize,
+    out: &mut Request,
+) -> Result<bool, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_FORWARDED_HEADERS];
+    let mut req = httparse::Request::new(&mut headers[..max_fields.min(MAX_FORWARDED_HEADERS)]);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(HeadError::TooLarge),
@@ -380,7 +392,7 @@ pub fn parse_response(
     method: Method,
     out: &mut Response,
 ) -> Result<bool, BadResponse> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_FORWARDED_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= max_bytes => n,
