@@ -180,6 +180,9 @@ impl HttpConn {
                 Err(()) => return After::Close { reset: true },
             }
             self.forward_fins();
+            if self.shut_client && self.session.graceful_close() && self.nothing_to_read() {
+                return After::Close { reset: false };
+            }
             if self.session.phase() == Phase::Closed {
                 self.settle(ctx, pool, watch);
                 return After::Close { reset: false };
@@ -228,6 +231,16 @@ impl HttpConn {
                     .active
                     .dec();
             }
+        }
+    }
+
+    /// The client sent nothing more (or only its FIN): closing now sends no reset.
+    fn nothing_to_read(&self) -> bool {
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        match self.client.peek(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == ErrorKind::WouldBlock,
         }
     }
 

@@ -103,6 +103,9 @@ pub struct Session {
     fin_to_backend: bool,
     /// `Set-Cookie` line for the current response (sticky sessions).
     pending_cookie: Vec<u8>,
+    /// Closing after a complete exchange (not an error of the client's): nothing
+    /// more is expected from the client.
+    graceful: bool,
     /// Requests served on this connection.
     served: u64,
     /// Start of the current wait (head, keep-alive, response) for its timeout.
@@ -133,6 +136,7 @@ impl Session {
             backend_eof: false,
             fin_to_backend: false,
             pending_cookie: Vec::new(),
+            graceful: false,
             served: 0,
             since_ms: now_ms,
             finished: None,
@@ -141,6 +145,13 @@ impl Session {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Closing after a complete exchange whose request was read whole: once the
+    /// response is out, the connection may close without waiting for the client (the
+    /// driver still checks that nothing is left to read, so the close cannot reset).
+    pub fn graceful_close(&self) -> bool {
+        self.phase == Phase::Closing && self.graceful && self.input.is_empty()
     }
 
     /// Between requests with nothing read: safe to close when shutting down.
@@ -794,6 +805,7 @@ impl Session {
             self.phase = Phase::Head;
             self.advance(now_ms); // a pipelined request may be waiting
         } else {
+            self.graceful = self.req_body.done() && self.input.is_empty();
             self.phase = Phase::Closing;
             self.input.clear();
             self.settle();
