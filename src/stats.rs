@@ -113,6 +113,8 @@ pub struct ServiceCounters {
     pub responses: [Counter; 6],
     /// HTTP: from a request head's arrival to its response's end.
     pub response_latency: Histogram,
+    /// The same as an HdrHistogram (µs), published by the shard once a second.
+    pub response_hdr: arc_swap::ArcSwapOption<hdrhistogram::Histogram<u32>>,
 }
 
 impl ServiceCounters {

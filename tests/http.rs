@@ -182,6 +182,23 @@ fn upgrade_becomes_a_tunnel(io: &str) {
     for msg in [&b"hello"[..], b"frames of any bytes \x00\x01\xff"] {
         assert_eq!(roundtrip(&mut s, msg), msg);
     }
+    // CONNECT: a 2xx answer makes a tunnel too.
+    let mut s = TcpStream::connect(lb.addr("web")).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(roundtrip(&mut s, b"\x00binary\x01"), b"\x00binary\x01");
 }
 
 fn pipelined_requests_are_answered_in_order(io: &str) {
@@ -514,4 +531,10 @@ fn http_counters_show_on_the_admin_port(io: &str) {
     assert_eq!(a.connections(), 1);
     let page = curl(&[&format!("http://{admin}/haproxy?stats")]);
     assert!(page.contains("2xx 10"), "{page}");
+    // Percentiles come from the shards' HdrHistograms, published once a second.
+    wait_for("response percentiles", || {
+        (metric(admin, "sluice_http_response_quantile_seconds") > 0.0).then_some(())
+    });
+    let page = curl(&[&format!("http://{admin}/haproxy?stats")]);
+    assert!(page.contains("response time p50"), "{page}");
 }

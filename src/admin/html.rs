@@ -72,7 +72,7 @@ pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
             let class = |i: usize| c.sum(|s| s.responses[i].get());
             let _ = write!(
                 out,
-                "<p>HTTP responses: 1xx {} · 2xx {} · 3xx {} · 4xx {} · 5xx {} · other {}</p>",
+                "<p>HTTP responses: 1xx {} · 2xx {} · 3xx {} · 4xx {} · 5xx {} · other {}",
                 class(1),
                 class(2),
                 class(3),
@@ -80,6 +80,19 @@ pub fn render(snap: &Snapshot, rates: &super::rates::Rates) -> String {
                 class(5),
                 class(0)
             );
+            if let Some([p50, p90, p99, p999, max]) = super::response_percentiles(svc) {
+                let ms = |us: u64| us as f64 / 1000.0;
+                let _ = write!(
+                    out,
+                    "; response time p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · p99.9 {:.2} ms · max {:.2} ms",
+                    ms(p50),
+                    ms(p90),
+                    ms(p99),
+                    ms(p999),
+                    ms(max)
+                );
+            }
+            out.push_str("</p>");
         }
     }
     out.push_str("</body></html>\n");

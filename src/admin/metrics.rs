@@ -355,6 +355,24 @@ fn http(out: &mut String, snap: &Snapshot) {
             );
         }
     }
+    let name = "sluice_http_response_quantile_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Response time percentiles over the service's life (HdrHistogram, 1 % resolution; published each second)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for svc in http_services() {
+        if let Some(q) = super::response_percentiles(svc) {
+            for (label, us) in ["0.5", "0.9", "0.99", "0.999", "1"].iter().zip(q) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{service=\"{}\",quantile=\"{label}\"}} {}",
+                    esc(&svc.config.name),
+                    us as f64 / 1e6
+                );
+            }
+        }
+    }
     let name = "sluice_http_response_seconds";
     let _ = writeln!(
         out,

@@ -123,3 +123,19 @@ fn respond(c: &mut TcpStream, status: u16, kind: &str, body: &str) {
     let _ = c.write_all(head.as_bytes());
     let _ = c.write_all(body.as_bytes());
 }
+
+/// An HTTP service's response-time percentiles in µs (p50, p90, p99, p99.9, max),
+/// merged over the shards' published HdrHistograms; `None` before any response.
+fn response_percentiles(svc: &crate::snapshot::Service) -> Option<[u64; 5]> {
+    let mut merged = crate::dataplane::latency::histogram();
+    for shard in svc.counters.iter() {
+        if let Some(h) = shard.response_hdr.load_full() {
+            let _ = merged.add(&*h);
+        }
+    }
+    if merged.is_empty() {
+        return None;
+    }
+    let q = |p: f64| merged.value_at_quantile(p);
+    Some([q(0.5), q(0.9), q(0.99), q(0.999), merged.max()])
+}

@@ -2,7 +2,7 @@
 //! kernels or sandboxes where io_uring is unavailable.
 
 use super::flow::{Flow, Pump, Side};
-use super::http::{self, After, HttpConn, Pool, Watch};
+use super::http::{self, After, HttpConn, HttpShard, Watch};
 use super::link::{Direction, Link};
 use super::{ShardCtx, BUF_BYTES};
 use crate::config::Mode;
@@ -55,7 +55,7 @@ struct Shard {
     /// HTTP backend sockets by key (attached or pooled).
     bslots: Vec<Option<BackendSlot>>,
     bfree: Vec<usize>,
-    pool: Pool,
+    http: HttpShard,
     /// Connections of both kinds.
     live: usize,
     bufs: Vec<Box<[u8]>>,
@@ -81,7 +81,7 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         hfree: Vec::new(),
         bslots: Vec::new(),
         bfree: Vec::new(),
-        pool: Pool::default(),
+        http: HttpShard::default(),
         live: 0,
         bufs: Vec::new(),
         pipes: Vec::new(),
@@ -172,7 +172,7 @@ impl Shard {
                 }
             }
         }
-        self.pool.set_limit(snap.http.pool_per_backend);
+        self.http.set_limit(snap.http.pool_per_backend);
         for (front, listeners) in snap.fronts.iter().zip(&snap.listeners) {
             let known = self
                 .listeners
@@ -445,7 +445,8 @@ impl Shard {
                 self.close(idx, false);
             }
         }
-        self.pool.sweep(now);
+        self.http.sweep(now);
+        self.http.latency.publish(self.ctx.id);
         self.forget_evicted();
         let draining = self.ctx.draining_since_ms.is_some();
         for idx in 0..self.hconns.len() {
@@ -461,7 +462,7 @@ impl Shard {
             let after = if draining && c.session.is_idle() {
                 After::Close { reset: false }
             } else {
-                c.timers(&self.ctx, &mut self.pool, &mut watch)
+                c.timers(&self.ctx, &mut self.http, &mut watch)
             };
             if let After::Close { reset } = after {
                 self.close_http(idx, reset);
@@ -536,7 +537,7 @@ impl Shard {
                 // A pooled connection has something to read: the backend closed it (or
                 // sent bytes nobody asked for).
                 tracing::trace!(key, "pooled backend connection closed");
-                self.pool.evict(slot.addr, key);
+                self.http.evict(slot.addr, key);
                 self.forget_evicted();
             }
             None => {}
@@ -545,7 +546,7 @@ impl Shard {
 
     /// Free the keys of backend sockets the pool closed.
     fn forget_evicted(&mut self) {
-        for key in self.pool.evicted.drain(..) {
+        for key in self.http.evicted.drain(..) {
             self.bslots[key] = None;
             self.bfree.push(key);
         }
@@ -561,11 +562,11 @@ impl Shard {
             free: &mut self.bfree,
             conn: idx,
         };
-        let after = c.pump(&self.ctx, &mut self.pool, &mut watch);
+        let after = c.pump(&self.ctx, &mut self.http, &mut watch);
         if let After::Close { reset } = after {
             self.close_http(idx, reset);
         }
-        if !self.pool.evicted.is_empty() {
+        if !self.http.evicted.is_empty() {
             self.forget_evicted();
         }
     }
@@ -629,7 +630,7 @@ impl Shard {
         for idx in 0..self.hconns.len() {
             self.close_http(idx, false);
         }
-        self.pool.clear();
+        self.http.clear();
         self.forget_evicted();
     }
 }

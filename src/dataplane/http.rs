@@ -157,7 +157,7 @@ impl HttpConn {
     }
 
     /// Make all the progress the sockets allow.
-    pub fn pump(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) -> After {
+    pub fn pump(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) -> After {
         let now = ctx.now_ms;
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;
@@ -167,14 +167,14 @@ impl HttpConn {
                     Err(()) => return After::Close { reset: true },
                 }
             }
-            self.settle(ctx, pool, watch);
+            self.settle(ctx, shard, watch);
             if self.backend.as_ref().is_some_and(|b| !b.connected) && self.ready.backend_write {
-                self.finish_connect(ctx, pool, watch);
+                self.finish_connect(ctx, shard, watch);
                 progress = true;
             }
-            progress |= self.write_backend(ctx, pool, watch);
-            progress |= self.read_backend(ctx, pool, watch);
-            self.settle(ctx, pool, watch);
+            progress |= self.write_backend(ctx, shard, watch);
+            progress |= self.read_backend(ctx, shard, watch);
+            self.settle(ctx, shard, watch);
             match self.write_client(ctx) {
                 Ok(p) => progress |= p,
                 Err(()) => return After::Close { reset: true },
@@ -184,7 +184,7 @@ impl HttpConn {
                 return After::Close { reset: false };
             }
             if self.session.phase() == Phase::Closed {
-                self.settle(ctx, pool, watch);
+                self.settle(ctx, shard, watch);
                 return After::Close { reset: false };
             }
             if !progress {
@@ -196,7 +196,12 @@ impl HttpConn {
     }
 
     /// Timeouts: the session's own (head, keep-alive, response, linger) and connects.
-    pub fn timers(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) -> After {
+    pub fn timers(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) -> After {
         let now = ctx.now_ms;
         let connect_expired = self
             .backend
@@ -204,7 +209,7 @@ impl HttpConn {
             .is_some_and(|b| !b.connected && now >= b.connect_deadline_ms);
         if connect_expired {
             self.connect_failed(ctx, true, watch);
-            self.connect_next(ctx, pool, watch, None);
+            self.connect_next(ctx, shard, watch, None);
         }
         self.session.check_timers(now);
         if self.session.phase() == Phase::Tunnel
@@ -213,7 +218,7 @@ impl HttpConn {
             ctx.stats().idle_timeouts.inc();
             return After::Close { reset: false };
         }
-        self.pump(ctx, pool, watch)
+        self.pump(ctx, shard, watch)
     }
 
     /// Counters and pool for whatever the connection still holds; call before dropping.
@@ -296,7 +301,12 @@ impl HttpConn {
         }
     }
 
-    fn write_backend(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) -> bool {
+    fn write_backend(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) -> bool {
         let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
             return false;
         };
@@ -320,26 +330,31 @@ impl HttpConn {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => false,
             Err(_) => {
-                self.backend_gone(true, ctx, pool, watch);
+                self.backend_gone(true, ctx, shard, watch);
                 true
             }
         }
     }
 
-    fn read_backend(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) -> bool {
+    fn read_backend(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) -> bool {
         let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
             return false;
         };
         if !self.ready.backend_read || !self.session.wants_backend_read() {
             return false;
         }
-        let mut buf = std::mem::take(&mut pool.scratch);
+        let mut buf = std::mem::take(&mut shard.scratch);
         buf.clear();
         let r = sys::recv_into(b.sock.as_raw_fd(), &mut buf, BACKEND_READ_BYTES);
         let progress = match r {
             Ok(0) => {
                 self.ready.backend_read = false;
-                self.backend_gone(false, ctx, pool, watch);
+                self.backend_gone(false, ctx, shard, watch);
                 true
             }
             Ok(n) => {
@@ -353,11 +368,11 @@ impl HttpConn {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => false,
             Err(_) => {
-                self.backend_gone(true, ctx, pool, watch);
+                self.backend_gone(true, ctx, shard, watch);
                 true
             }
         };
-        pool.scratch = buf;
+        shard.scratch = buf;
         progress
     }
 
@@ -366,7 +381,7 @@ impl HttpConn {
         &mut self,
         reset: bool,
         ctx: &ShardCtx,
-        pool: &mut Pool,
+        shard: &mut HttpShard,
         watch: &mut impl Watch,
     ) {
         match self.session.backend_closed(reset, ctx.now_ms) {
@@ -380,7 +395,7 @@ impl HttpConn {
                     ex.replay = true;
                     ex.backend
                 });
-                self.connect_next(ctx, pool, watch, same);
+                self.connect_next(ctx, shard, watch, same);
             }
             BackendFault::Failed => {}
         }
@@ -400,13 +415,13 @@ impl HttpConn {
     }
 
     /// Finish exchanges the session completed and route requests it parsed.
-    fn settle(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) {
+    fn settle(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
         for _ in 0..2 {
             if let Some(f) = self.session.take_finished() {
-                self.end_exchange(f, ctx, pool, watch);
+                self.end_exchange(f, ctx, shard, watch);
             }
             if self.session.phase() == Phase::Route && self.exchange.is_none() {
-                self.route(ctx, pool, watch);
+                self.route(ctx, shard, watch);
             }
         }
     }
@@ -415,7 +430,7 @@ impl HttpConn {
         &mut self,
         f: Finished,
         ctx: &ShardCtx,
-        pool: &mut Pool,
+        shard: &mut HttpShard,
         watch: &mut impl Watch,
     ) {
         let Some(ex) = self.exchange.take() else {
@@ -428,8 +443,9 @@ impl HttpConn {
         let c = ex.service.counters.shard(ctx.id);
         c.active.dec();
         c.response(f.status);
-        c.response_latency
-            .record(ex.started.elapsed().as_micros() as u64);
+        let us = ex.started.elapsed().as_micros() as u64;
+        c.response_latency.record(us);
+        shard.latency.record(&ex.service.counters, us);
         let backend = &ex.service.backends[ex.backend];
         if ex.counted {
             backend.counters.shard(ctx.id).active.dec();
@@ -438,7 +454,7 @@ impl HttpConn {
             let keep = f.reusable && b.connected && ctx.draining_since_ms.is_none();
             watch.backend_released(b.key, keep);
             if keep {
-                pool.put(backend.addr, b.sock, b.key, ctx.now_ms);
+                shard.put(backend.addr, b.sock, b.key, ctx.now_ms);
             }
         }
         self.ready.backend_read = false;
@@ -446,7 +462,7 @@ impl HttpConn {
     }
 
     /// Route the parsed request to a service, then to a backend.
-    fn route(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) {
+    fn route(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
         let now = ctx.now_ms;
         let snap = &ctx.snapshot;
         let service = match snap.front_of(self.front) {
@@ -499,7 +515,7 @@ impl HttpConn {
             counted: false,
             replay: false,
         });
-        self.connect_next(ctx, pool, watch, sticky);
+        self.connect_next(ctx, shard, watch, sticky);
     }
 
     /// Attach the next backend (`first` when sticky) to the exchange: a pooled
@@ -508,7 +524,7 @@ impl HttpConn {
     fn connect_next(
         &mut self,
         ctx: &ShardCtx,
-        pool: &mut Pool,
+        shard: &mut HttpShard,
         watch: &mut impl Watch,
         first: Option<usize>,
     ) {
@@ -535,7 +551,7 @@ impl HttpConn {
             let bc = ex.service.backends[i].counters.shard(ctx.id);
             // A replayed request (its pooled connection failed) takes a new connection.
             let pooled = if self.session.phase() == Phase::Route && !ex.replay {
-                pool.take(addr, !self.session.replayable(), now)
+                shard.take(addr, !self.session.replayable(), now)
             } else {
                 None
             };
@@ -598,14 +614,14 @@ impl HttpConn {
     }
 
     /// A connect in progress became writable: connected, or failed.
-    fn finish_connect(&mut self, ctx: &ShardCtx, pool: &mut Pool, watch: &mut impl Watch) {
+    fn finish_connect(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
         let Some(b) = self.backend.as_mut() else {
             return;
         };
         let ok = matches!(b.sock.take_error(), Ok(None)) && b.sock.peer_addr().is_ok();
         if !ok {
             self.connect_failed(ctx, false, watch);
-            self.connect_next(ctx, pool, watch, None);
+            self.connect_next(ctx, shard, watch, None);
             return;
         }
         b.connected = true;
@@ -694,16 +710,18 @@ pub fn is_exhaustion(e: &std::io::Error) -> bool {
     )
 }
 
-/// Idle keep-alive backend connections of one shard, per backend address, each with
-/// its shard key. Connections it closes are listed in `evicted` for the shard to forget.
+/// A shard's HTTP state: idle keep-alive backend connections per backend address
+/// (each with its shard key; connections it closes are listed in `evicted` for the
+/// shard to forget), and its response-time histograms.
 #[derive(Default)]
-pub struct Pool {
+pub struct HttpShard {
     idle: HashMap<SocketAddr, Vec<Idle>>,
     per_backend: usize,
     /// Keys of pooled sockets closed since the shard last looked.
     pub evicted: Vec<usize>,
     /// The shard's buffer for backend reads (borrowed per read).
     scratch: Vec<u8>,
+    pub latency: super::latency::Latencies,
 }
 
 struct Idle {
@@ -712,7 +730,7 @@ struct Idle {
     since_ms: u64,
 }
 
-impl Pool {
+impl HttpShard {
     pub fn set_limit(&mut self, per_backend: usize) {
         self.per_backend = per_backend;
     }

@@ -6,6 +6,7 @@
 mod epoll;
 mod flow;
 mod http;
+pub mod latency;
 mod link;
 mod uring;
 

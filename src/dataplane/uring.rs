@@ -6,7 +6,7 @@
 //! in-flight count is back to zero, so a completion never finds its slot reused.
 
 use super::flow::{Flow, Pump};
-use super::http::{self, After, HttpConn, Pool, Watch};
+use super::http::{self, After, HttpConn, HttpShard, Watch};
 use super::link::{Direction, Link};
 use super::{ShardCtx, BUF_BYTES};
 use crate::config::Mode;
@@ -128,7 +128,7 @@ struct Shard {
     free: Vec<usize>,
     hslots: Vec<Option<HttpSlot>>,
     hfree: Vec<usize>,
-    pool: Pool,
+    http: HttpShard,
     /// Connections of both kinds.
     live: usize,
     pipes: Vec<sys::Pipe>,
@@ -155,7 +155,7 @@ pub fn run(ctx: ShardCtx) -> io::Result<()> {
         free: Vec::new(),
         hslots: Vec::new(),
         hfree: Vec::new(),
-        pool: Pool::default(),
+        http: HttpShard::default(),
         live: 0,
         pipes: Vec::new(),
         starved: VecDeque::new(),
@@ -284,7 +284,7 @@ impl Shard {
                 }
             }
         }
-        self.pool.set_limit(snap.http.pool_per_backend);
+        self.http.set_limit(snap.http.pool_per_backend);
         for (front, listeners) in snap.fronts.iter().zip(&snap.listeners) {
             let known = self
                 .listeners
@@ -688,7 +688,8 @@ impl Shard {
                 self.close(idx, false);
             }
         }
-        self.pool.sweep(now);
+        self.http.sweep(now);
+        self.http.latency.publish(self.ctx.id);
         let draining = self.ctx.draining_since_ms.is_some();
         for idx in 0..self.hslots.len() {
             let Some(HttpSlot {
@@ -706,7 +707,7 @@ impl Shard {
             let after = if draining && c.session.is_idle() {
                 After::Close { reset: false }
             } else {
-                c.timers(&self.ctx, &mut self.pool, &mut watch)
+                c.timers(&self.ctx, &mut self.http, &mut watch)
             };
             self.after_http(idx, after);
         }
@@ -781,7 +782,7 @@ impl Shard {
             polls,
             idx,
         };
-        let after = c.pump(&self.ctx, &mut self.pool, &mut watch);
+        let after = c.pump(&self.ctx, &mut self.http, &mut watch);
         self.after_http(idx, after);
     }
 

@@ -157,7 +157,7 @@ fn serve(mut c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>) {
     }
 }
 
-/// Special paths: `/echo` answers the body, `/headers` the request head, `/slow`
+/// `CONNECT` answers 200 and echoes raw bytes. Special paths: `/echo` answers the body, `/headers` the request head, `/slow`
 /// answers after 3 s, `/chunked` in chunks, `/close` without a length (then closes),
 /// `/ws` with `Upgrade` switches protocols and echoes raw bytes. Returns whether the
 /// connection stays open.
@@ -173,6 +173,16 @@ fn respond(
         let h = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
         c.write_all(h.as_bytes()).is_ok() && (method == "HEAD" || c.write_all(body).is_ok())
     };
+    if method == "CONNECT" {
+        if c.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut r = c.try_clone().unwrap();
+        let _ = std::io::copy(&mut r, c);
+        return false;
+    }
     match path {
         "/echo" => plain(c, body),
         "/headers" => plain(c, head.as_bytes()),
