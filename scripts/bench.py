@@ -113,6 +113,9 @@ frontend fh
 backend bh
   mode http
   http-reuse always
+  option forwardfor
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Forwarded-Proto http
   server s1 127.0.0.1:{BACKEND_PORT}
 """
     files["nginx"] = f"""
@@ -142,6 +145,10 @@ http {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Port $server_port;
     }}
   }}
 }}
@@ -373,7 +380,8 @@ Setup: one nginx backend (1 worker, CPU {CLIENT_CPU}) answering 23 bytes at `/` 
 (sluice `workers = 1`, HAProxy `nbthread 1` `mode tcp`, nginx `stream` `proxy_pass`;
 for HTTP: a sluice `mode = "http"` service, HAProxy `mode http` with `http-reuse always`,
 nginx `proxy_pass` to an upstream with `keepalive 64`, each on a port of its own in
-the same process);
+the same process, and each adding X-Forwarded-For, -Proto and -Port as Marathon-LB's
+template does);
 the load generator `sluice bench --threads 1` on CPU {CLIENT_CPU}. Scenarios: close
 (`--mode close --connections 64`, a new client connection per request), keepalive
 (`--mode keepalive --connections 64`), bulk (`--mode bulk --connections 8 --path /bulk`).
