@@ -162,7 +162,7 @@ impl HttpConn {
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;
             if self.ready.client_read && self.session.wants_client_read() {
-                match self.read_client(now) {
+                match self.read_client(now, shard) {
                     Ok(n) => progress |= n > 0,
                     Err(()) => return After::Close { reset: true },
                 }
@@ -249,12 +249,20 @@ impl HttpConn {
         }
     }
 
-    fn read_client(&mut self, now: u64) -> Result<usize, ()> {
+    /// Read through the shard's scratch buffer, so that a connection's own buffer
+    /// holds only what it must keep (a head being read, pipelined bytes) and an idle
+    /// connection holds almost nothing.
+    fn read_client(&mut self, now: u64, shard: &mut HttpShard) -> Result<usize, ()> {
         let fd = self.client.as_raw_fd();
-        match self
-            .session
-            .client_read(now, |buf| sys::recv_into(fd, buf, READ_BYTES))
-        {
+        let mut scratch = std::mem::take(&mut shard.scratch);
+        scratch.clear();
+        let r = self.session.client_read(now, |buf| {
+            let n = sys::recv_into(fd, &mut scratch, READ_BYTES)?;
+            buf.extend_from_slice(&scratch);
+            Ok::<usize, std::io::Error>(n)
+        });
+        shard.scratch = scratch;
+        match r {
             Ok(0) => {
                 self.ready.client_read = false;
                 self.session.client_closed();

@@ -169,7 +169,7 @@ impl Session {
     pub fn client_wrote(&mut self, n: usize) {
         self.client_sent += n;
         if self.client_sent == self.to_client.len() {
-            self.to_client.clear();
+            release(&mut self.to_client);
             self.client_sent = 0;
         }
         self.settle();
@@ -186,7 +186,7 @@ impl Session {
     pub fn backend_wrote(&mut self, n: usize) {
         self.backend_sent += n;
         if self.backend_sent == self.to_backend.len() && !self.replayable {
-            self.to_backend.clear();
+            release(&mut self.to_backend);
             self.backend_sent = 0;
         }
         self.settle();
@@ -545,6 +545,9 @@ impl Session {
         match self.req_body.feed(&self.input, &mut self.to_backend) {
             Ok(used) => {
                 self.input.drain(..used);
+                if self.input.is_empty() {
+                    release(&mut self.input);
+                }
             }
             Err(e) => return self.body_error(e, now_ms),
         }
@@ -792,9 +795,9 @@ impl Session {
             status: self.resp.status,
             reusable,
         });
-        self.to_backend.clear();
+        release(&mut self.to_backend);
         self.backend_sent = 0;
-        self.from_backend.clear();
+        release(&mut self.from_backend);
         self.resp_started = false;
         self.resp_bytes = false;
         self.backend_eof = false;
@@ -810,6 +813,19 @@ impl Session {
             self.input.clear();
             self.settle();
         }
+    }
+}
+
+/// Bytes a buffer may keep allocated once empty: a connection between requests holds
+/// little memory however large its last message was.
+const KEEP_BYTES: usize = 4096;
+
+/// Empty `buf`, giving its memory back when it grew past `KEEP_BYTES`.
+fn release(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BYTES {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
     }
 }
 
