@@ -343,8 +343,9 @@ impl Session {
         match self.phase {
             Phase::Head => self.phase = Phase::Closed,
             Phase::Exchange if !self.req_body.done() => self.phase = Phase::Closed,
-            Phase::Route | Phase::Exchange => self.client_keep = false,
-            Phase::Tunnel | Phase::Closing | Phase::Closed => {}
+            // Requests already read (the current one, pipelined ones) are answered;
+            // the connection closes after the last.
+            Phase::Route | Phase::Exchange | Phase::Tunnel | Phase::Closing | Phase::Closed => {}
         }
         self.settle();
     }
@@ -517,6 +518,8 @@ impl Session {
                 }
                 match head::parse_request(&self.input, self.limits.max_header_bytes, &mut self.req)
                 {
+                    // The client sent its FIN: this head can never be completed.
+                    Ok(false) if self.client_eof => self.phase = Phase::Closed,
                     Ok(false) => {}
                     Ok(true) => self.phase = Phase::Route,
                     Err(e) => self.bad_request(e, now_ms),
@@ -614,7 +617,7 @@ impl Session {
         } else {
             Output::Chunked
         };
-        self.client_keep &= !self.client_eof
+        self.client_keep &= !(self.client_eof && self.input.is_empty())
             && self.resp.body != BodyKind::Close
             && output == Output::Chunked
             && !tunnel;
@@ -804,7 +807,8 @@ impl Session {
         self.replayable = false;
         self.pending_cookie.clear();
         self.since_ms = now_ms;
-        if self.client_keep && self.req_body.done() {
+        let more = !self.client_eof || !self.input.is_empty();
+        if self.client_keep && self.req_body.done() && more {
             self.phase = Phase::Head;
             self.advance(now_ms); // a pipelined request may be waiting
         } else {
@@ -913,6 +917,26 @@ mod tests {
         );
         assert!(take_client(&mut s).ends_with("\r\n\r\nok"));
         assert_eq!(s.phase(), Phase::Head);
+    }
+
+    #[test]
+    fn pipelined_requests_before_the_clients_fin_are_all_answered() {
+        let mut s = Session::new(LIMITS, 0);
+        client(
+            &mut s,
+            b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+        );
+        s.client_closed();
+        for (path, last) in [("/1", false), ("/2", true)] {
+            assert_eq!(s.phase(), Phase::Route);
+            assert_eq!(s.path(), path.as_bytes());
+            s.attach(fwd(false), 0);
+            take_backend(&mut s);
+            s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+            let out = take_client(&mut s);
+            assert_eq!(out.contains("Connection: close"), last, "{out}");
+        }
+        assert_eq!(s.phase(), Phase::Closed);
     }
 
     #[test]
