@@ -521,7 +521,6 @@ impl Shard {
             Side::Backend => {
                 c.ready.backend_read |= r;
                 c.ready.backend_write |= w;
-                let _ = c.backend_key();
             }
         }
         self.pump_http(idx);

@@ -131,11 +131,6 @@ impl HttpConn {
         self.backend.as_ref().map(|b| b.sock.as_raw_fd())
     }
 
-    /// The shard's key of the attached backend socket.
-    pub fn backend_key(&self) -> Option<usize> {
-        self.backend.as_ref().map(|b| b.key)
-    }
-
     /// Whether the connection wants to hear of the client becoming readable/writable.
     pub fn client_interest(&self) -> (bool, bool) {
         let r = self.session.wants_client_read() && !self.ready.client_read;
@@ -212,7 +207,8 @@ impl HttpConn {
             self.connect_next(ctx, shard, watch, None);
         }
         self.session.check_timers(now);
-        if self.session.phase() == Phase::Tunnel
+        // A tunnel, or a message stalled mid-stream, silent for `idle_timeout_ms`.
+        if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
             && now.saturating_sub(self.last_active_ms) >= ctx.snapshot.server.idle_timeout_ms
         {
             ctx.stats().idle_timeouts.inc();
@@ -626,11 +622,18 @@ impl HttpConn {
         let Some(b) = self.backend.as_mut() else {
             return;
         };
-        let ok = matches!(b.sock.take_error(), Ok(None)) && b.sock.peer_addr().is_ok();
-        if !ok {
-            self.connect_failed(ctx, false, watch);
-            self.connect_next(ctx, shard, watch, None);
-            return;
+        match (b.sock.take_error(), b.sock.peer_addr()) {
+            (Ok(None), Ok(_)) => {}
+            (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => {
+                // A stale hint: the connect is still under way.
+                self.ready.backend_write = false;
+                return;
+            }
+            _ => {
+                self.connect_failed(ctx, false, watch);
+                self.connect_next(ctx, shard, watch, None);
+                return;
+            }
         }
         b.connected = true;
         self.ready.backend_read = true;
