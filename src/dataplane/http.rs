@@ -286,23 +286,12 @@ impl HttpConn {
         if out.is_empty() || !self.ready.client_write {
             return Ok(false);
         }
-        let len = out.len();
-        match (&self.client).write(out) {
-            Ok(n) => {
-                self.ready.client_write = n == len;
-                if let Some(ex) = &self.exchange {
-                    count_bytes(ctx, ex, false, n);
-                }
-                self.session.client_wrote(n);
-                Ok(n > 0)
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.ready.client_write = false;
-                Ok(false)
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
-            Err(_) => Err(()),
+        let n = write_some(&self.client, out, &mut self.ready.client_write)?;
+        if let Some(ex) = &self.exchange {
+            count_bytes(ctx, ex, false, n);
         }
+        self.session.client_wrote(n);
+        Ok(n > 0)
     }
 
     fn write_backend(
@@ -318,22 +307,15 @@ impl HttpConn {
         if out.is_empty() || !self.ready.backend_write {
             return false;
         }
-        let len = out.len();
-        match (&b.sock).write(out) {
+        match write_some(&b.sock, out, &mut self.ready.backend_write) {
             Ok(n) => {
-                self.ready.backend_write = n == len;
                 if let Some(ex) = &self.exchange {
                     count_bytes(ctx, ex, true, n);
                 }
                 self.session.backend_wrote(n);
                 n > 0
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.ready.backend_write = false;
-                false
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => false,
-            Err(_) => {
+            Err(()) => {
                 self.backend_gone(true, ctx, shard, watch);
                 true
             }
@@ -675,6 +657,23 @@ impl HttpConn {
                     .dec();
             }
         }
+    }
+}
+
+/// Write what `sock` takes of `out`. A short write or "would block" clears `ready`
+/// (readiness will say when to go on); `Err` is a failed socket.
+fn write_some(sock: &Socket, out: &[u8], ready: &mut bool) -> Result<usize, ()> {
+    match (&*sock).write(out) {
+        Ok(n) => {
+            *ready = n == out.len();
+            Ok(n)
+        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+            *ready = false;
+            Ok(0)
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(0),
+        Err(_) => Err(()),
     }
 }
 
