@@ -44,6 +44,7 @@ both_io!(
     forwarded_headers_and_redirects,
     old_clients_and_close_delimited_responses,
     http_counters_show_on_the_admin_port,
+    sigterm_finishes_requests_in_flight,
 );
 
 fn curl_keep_alive_reuses_backend_connections(io: &str) {
@@ -537,4 +538,35 @@ fn http_counters_show_on_the_admin_port(io: &str) {
     });
     let page = curl(&[&format!("http://{admin}/haproxy?stats")]);
     assert!(page.contains("response time p50"), "{page}");
+}
+
+/// SIGTERM: idle keep-alive clients are let go, a request in flight is answered (its
+/// response the last on its connection), then sluice exits 0.
+fn sigterm_finishes_requests_in_flight(io: &str) {
+    let a = HttpServer::start("a");
+    let mut lb = Sluice::start(&config(io, "", &web("web", "", &[a.addr])));
+    let addr = lb.addr("web");
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(PATIENCE)).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 256];
+    assert!(idle.read(&mut first).unwrap() > 0);
+    let slow = std::thread::spawn(move || raw(addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+    wait_for("the slow request to reach the backend", || {
+        a.requests().iter().any(|r| r.path == "/slow").then_some(())
+    });
+    lb.signal("TERM");
+    lb.wait_log("draining", |l| l.contains("draining"));
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "the idle connection is closed without a word"
+    );
+    let answer = slow.join().unwrap();
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.contains("Connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\na"), "{answer}");
+    assert!(lb.wait_exit().success());
 }

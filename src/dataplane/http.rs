@@ -154,6 +154,9 @@ impl HttpConn {
     /// Make all the progress the sockets allow.
     pub fn pump(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) -> After {
         let now = ctx.now_ms;
+        if ctx.draining_since_ms.is_some() {
+            self.session.stop_keep_alive();
+        }
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;
             if self.ready.client_read && self.session.wants_client_read() {

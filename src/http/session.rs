@@ -103,6 +103,8 @@ pub struct Session {
     fin_to_backend: bool,
     /// `Set-Cookie` line for the current response (sticky sessions).
     pending_cookie: Vec<u8>,
+    /// No more requests after the current one (shutting down).
+    last: bool,
     /// Closing after a complete exchange (not an error of the client's): nothing
     /// more is expected from the client.
     graceful: bool,
@@ -137,6 +139,7 @@ impl Session {
             fin_to_backend: false,
             pending_cookie: Vec::new(),
             graceful: false,
+            last: false,
             served: 0,
             since_ms: now_ms,
             finished: None,
@@ -152,6 +155,15 @@ impl Session {
     /// driver still checks that nothing is left to read, so the close cannot reset).
     pub fn graceful_close(&self) -> bool {
         self.phase == Phase::Closing && self.graceful && self.input.is_empty()
+    }
+
+    /// The process is shutting down: the response in flight (if any) is the last on
+    /// this connection and says `Connection: close`.
+    pub fn stop_keep_alive(&mut self) {
+        self.last = true;
+        if !self.resp_started {
+            self.client_keep = false;
+        }
     }
 
     /// Between requests with nothing read: safe to close when shutting down.
@@ -462,7 +474,7 @@ impl Session {
         self.input.drain(..head_len);
         let chunked_out = Output::Chunked;
         self.req_body = Body::new(self.req.body, chunked_out);
-        self.client_keep = self.req.keep_alive;
+        self.client_keep = self.req.keep_alive && !self.last;
         self.pump_request_body(now_ms);
     }
 
@@ -937,6 +949,18 @@ mod tests {
             assert_eq!(out.contains("Connection: close"), last, "{out}");
         }
         assert_eq!(s.phase(), Phase::Closed);
+    }
+
+    #[test]
+    fn shutting_down_makes_the_response_in_flight_the_last() {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.stop_keep_alive();
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+        assert!(take_client(&mut s).contains("Connection: close\r\n"));
+        assert!(s.graceful_close());
     }
 
     #[test]
