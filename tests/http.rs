@@ -550,8 +550,13 @@ fn sigterm_finishes_requests_in_flight(io: &str) {
     idle.set_read_timeout(Some(PATIENCE)).unwrap();
     idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let mut first = [0u8; 256];
-    assert!(idle.read(&mut first).unwrap() > 0);
+    let mut first = Vec::new();
+    while !first.ends_with(b"\r\n\r\na") {
+        let mut buf = [0u8; 256];
+        let n = idle.read(&mut buf).unwrap();
+        assert!(n > 0, "the first response, whole");
+        first.extend_from_slice(&buf[..n]);
+    }
     let slow = std::thread::spawn(move || raw(addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
     wait_for("the slow request to reach the backend", || {
         a.requests().iter().any(|r| r.path == "/slow").then_some(())
@@ -562,7 +567,8 @@ fn sigterm_finishes_requests_in_flight(io: &str) {
     idle.read_to_end(&mut rest).unwrap();
     assert!(
         rest.is_empty(),
-        "the idle connection is closed without a word"
+        "the idle connection is closed without a word: {:?}",
+        String::from_utf8_lossy(&rest)
     );
     let answer = slow.join().unwrap();
     assert_eq!(status(&answer), 200, "{answer}");
