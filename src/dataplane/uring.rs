@@ -4,6 +4,9 @@
 //! provided buffer, the send of that buffer, or a readiness poll for a spliced flow),
 //! plus the connect and its linked timeout. A connection's slot is freed only when its
 //! in-flight count is back to zero, so a completion never finds its slot reused.
+//! HTTP connections live in a slab of their own and wait on one-shot readiness polls
+//! (at most one per socket and direction), then move bytes with non-blocking system
+//! calls through `dataplane::http`.
 
 use super::flow::{Flow, Pump};
 use super::http::{self, After, HttpConn, HttpShard, Watch};
@@ -33,7 +36,8 @@ const OP_RECV: u64 = 4;
 const OP_SEND: u64 = 5;
 const OP_POLL: u64 = 6;
 const OP_IGNORE: u64 = 7;
-/// A readiness poll of an HTTP connection; the direction field is a [`PollSlot`].
+/// A readiness poll of an HTTP connection; the direction field indexes `Polls::armed`
+/// (client readable, client writable, backend readable, backend writable).
 const OP_HPOLL: u64 = 8;
 
 fn ud(op: u64, dir: usize, idx: usize) -> u64 {
