@@ -1,0 +1,323 @@
+//! One exchange's life in the driver: routing the parsed request to a service, picking
+//! its backend (sticky cookie, hash key, selector), attaching a pooled or new
+//! connection, connect completion and failure, and the end of the exchange (counters,
+//! latency, the connection back to the pool).
+
+use super::{is_exhaustion, BackendSock, Exchange, HttpConn, HttpShard, Watch};
+use crate::balance::{hash, Attempt};
+use crate::config::HashKey;
+use crate::dataplane::ShardCtx;
+use crate::http::{Finished, Forward, Phase};
+use crate::snapshot::Front;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl HttpConn {
+    /// Finish exchanges the session completed and route requests it parsed.
+    pub(super) fn settle(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
+        for _ in 0..2 {
+            if let Some(f) = self.session.take_finished() {
+                self.end_exchange(f, ctx, shard, watch);
+            }
+            if self.session.phase() == Phase::Route && self.exchange.is_none() {
+                self.route(ctx, shard, watch);
+            }
+        }
+    }
+
+    pub(super) fn end_exchange(
+        &mut self,
+        f: Finished,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) {
+        let Some(ex) = self.exchange.take() else {
+            // Answered before routing (400, 408, 404…): counted on the port's service.
+            if let Some(Front::Service(s)) = ctx.snapshot.front_of(self.front) {
+                s.counters.shard(ctx.id).response(f.status);
+            }
+            return;
+        };
+        let c = ex.service.counters.shard(ctx.id);
+        c.active.dec();
+        c.response(f.status);
+        let us = ex.started.elapsed().as_micros() as u64;
+        c.response_latency.record(us);
+        shard.latency.record(&ex.service.counters, us);
+        let backend = &ex.service.backends[ex.backend];
+        if ex.counted {
+            backend.counters.shard(ctx.id).active.dec();
+        }
+        if let Some(b) = self.backend.take() {
+            let keep = f.reusable && b.connected && ctx.draining_since_ms.is_none();
+            watch.backend_released(b.key, keep);
+            if keep {
+                shard.put(backend.addr, b.sock, b.key, ctx.now_ms);
+            }
+        }
+        self.ready.backend_read = false;
+        self.ready.backend_write = false;
+    }
+
+    /// Route the parsed request to a service, then to a backend.
+    pub(super) fn route(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
+        let now = ctx.now_ms;
+        let snap = &ctx.snapshot;
+        let service = match snap.front_of(self.front) {
+            Some(Front::Service(s)) => Arc::clone(s),
+            Some(Front::Http) => {
+                let found = snap
+                    .http
+                    .router
+                    .route(self.session.host(), self.session.path());
+                match found {
+                    Some(i) => Arc::clone(&snap.services[i]),
+                    None => return self.session.refuse(404, now),
+                }
+            }
+            None => return self.session.refuse(503, now),
+        };
+        let opts = &service.config.http;
+        if opts.redirect_to_https {
+            let host = String::from_utf8_lossy(self.session.host()).into_owned();
+            let path = String::from_utf8_lossy(self.session.path()).into_owned();
+            service.counters.shard(ctx.id).response(301);
+            return self.session.redirect(&format!("https://{host}{path}"), now);
+        }
+        let c = service.counters.shard(ctx.id);
+        c.accepted.inc();
+        c.active.inc();
+        let attempt = match service.config.hash {
+            HashKey::Header => self.session.header(&opts.hash_name),
+            HashKey::Cookie => self.session.cookie(&opts.hash_name),
+            _ => None,
+        }
+        .map_or_else(Attempt::default, |v| {
+            Attempt::hashed(hash::hash_bytes(hash::SEED_FLOW, v))
+        });
+        // A valid sticky cookie names a backend; it is used while that backend is up.
+        let sticky = opts
+            .sticky
+            .then(|| self.session.cookie(&opts.sticky_cookie))
+            .flatten()
+            .and_then(parse_hex)
+            .and_then(|id| service.by_sticky_id(id))
+            .filter(|&i| !service.draining[i] && service.backends[i].is_up(now));
+        let set_cookie = opts.sticky && sticky.is_none();
+        self.exchange = Some(Exchange {
+            service,
+            backend: 0,
+            attempt,
+            started: Instant::now(),
+            set_cookie,
+            counted: false,
+            replay: false,
+        });
+        self.connect_next(ctx, shard, watch, sticky);
+    }
+
+    /// Attach the next backend (`first` when sticky) to the exchange: a pooled
+    /// connection when one is idle, else a new connect. With none left: 503 when no
+    /// backend was available at all, 502 after failed connects.
+    pub(super) fn connect_next(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+        first: Option<usize>,
+    ) {
+        let now = ctx.now_ms;
+        let Some(ex) = self.exchange.as_mut() else {
+            return;
+        };
+        let mut first = first;
+        loop {
+            let i = match first.take() {
+                Some(i) => i,
+                None => match ctx.pick_live(&ex.service, self.peer, &mut ex.attempt) {
+                    Some(i) => i,
+                    None => {
+                        ex.service.counters.shard(ctx.id).no_backend.inc();
+                        let status = if ex.attempt.tries() == 0 { 503 } else { 502 };
+                        self.session.refuse(status, now);
+                        return;
+                    }
+                },
+            };
+            ex.backend = i;
+            let addr = ex.service.backends[i].addr;
+            let bc = ex.service.backends[i].counters.shard(ctx.id);
+            // A replayed request (its pooled connection failed) takes a new connection.
+            let pooled = if self.session.phase() == Phase::Route && !ex.replay {
+                shard.take(addr, !self.session.replayable(), now)
+            } else {
+                None
+            };
+            let (sock, key, connected) = match pooled {
+                Some((s, key)) => {
+                    bc.reused.inc();
+                    (s, key, true)
+                }
+                None => match connect(addr) {
+                    Ok(s) => {
+                        let key = watch.backend_opened(s.as_raw_fd(), addr);
+                        (s, key, false)
+                    }
+                    Err(e) if is_exhaustion(&e) => {
+                        ctx.stats().accept_errors.inc();
+                        self.session.refuse(503, now);
+                        return;
+                    }
+                    Err(_) => {
+                        bc.connect_errors.inc();
+                        ctx.mark_down(&ex.service, i);
+                        continue;
+                    }
+                },
+            };
+            watch.backend_attached(key);
+            self.backend = Some(BackendSock {
+                sock,
+                key,
+                connected,
+                connect_deadline_ms: now + ctx.snapshot.server.connect_timeout_ms,
+                picked: Instant::now(),
+            });
+            if connected {
+                bc.connections.inc();
+                bc.active.inc();
+                ex.counted = true;
+            }
+            // Nothing can be read before the request is sent: wait for readiness.
+            self.ready.backend_read = false;
+            self.ready.backend_write = connected;
+            let id = ex
+                .set_cookie
+                .then(|| format!("{:016x}", ex.service.sticky_id(i)));
+            let fwd = Forward {
+                client_ip: self.peer.ip(),
+                listen_port: self.local_port,
+                set_cookie: id
+                    .as_deref()
+                    .map(|id| (ex.service.config.http.sticky_cookie.as_str(), id)),
+                reused: connected,
+            };
+            if self.session.phase() == Phase::Route {
+                self.session.attach(fwd, now);
+            } else {
+                self.session.retarget(fwd.set_cookie);
+            }
+            return;
+        }
+    }
+
+    /// A connect in progress became writable: connected, or failed.
+    pub(super) fn finish_connect(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) {
+        let Some(b) = self.backend.as_mut() else {
+            return;
+        };
+        match (b.sock.take_error(), b.sock.peer_addr()) {
+            (Ok(None), Ok(_)) => {}
+            (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => {
+                // A stale hint: the connect is still under way.
+                self.ready.backend_write = false;
+                return;
+            }
+            _ => {
+                self.connect_failed(ctx, false, watch);
+                self.connect_next(ctx, shard, watch, None);
+                return;
+            }
+        }
+        b.connected = true;
+        self.ready.backend_read = true;
+        if let Some(ex) = self.exchange.as_mut() {
+            let bc = ex.service.backends[ex.backend].counters.shard(ctx.id);
+            bc.connections.inc();
+            bc.active.inc();
+            bc.connect_latency
+                .record(b.picked.elapsed().as_micros() as u64);
+            ex.counted = true;
+        }
+    }
+
+    pub(super) fn connect_failed(
+        &mut self,
+        ctx: &ShardCtx,
+        timed_out: bool,
+        watch: &mut impl Watch,
+    ) {
+        if let Some(b) = self.backend.take() {
+            watch.backend_released(b.key, false);
+        }
+        self.ready.backend_read = false;
+        self.ready.backend_write = false;
+        if let Some(ex) = &self.exchange {
+            let bc = ex.service.backends[ex.backend].counters.shard(ctx.id);
+            bc.connect_errors.inc();
+            if timed_out {
+                bc.connect_timeouts.inc();
+            }
+            tracing::debug!(backend = %ex.service.backends[ex.backend].addr, timed_out, "backend connect failed, marked down");
+            ctx.mark_down(&ex.service, ex.backend);
+        }
+    }
+
+    pub(super) fn uncount_backend(&mut self, ctx: &ShardCtx) {
+        if let Some(ex) = self.exchange.as_mut() {
+            if ex.counted {
+                ex.counted = false;
+                ex.service.backends[ex.backend]
+                    .counters
+                    .shard(ctx.id)
+                    .active
+                    .dec();
+            }
+        }
+    }
+}
+
+pub(super) fn count_bytes(ctx: &ShardCtx, ex: &Exchange, up: bool, n: usize) {
+    let s = ex.service.counters.shard(ctx.id);
+    let b = ex.service.backends[ex.backend].counters.shard(ctx.id);
+    let n = n as u64;
+    if up {
+        s.bytes_in.add(n);
+        b.bytes_in.add(n);
+    } else {
+        s.bytes_out.add(n);
+        b.bytes_out.add(n);
+    }
+}
+
+fn parse_hex(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
+}
+
+/// A non-blocking connect under way (or done, on loopback).
+fn connect(addr: SocketAddr) -> std::io::Result<Socket> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    let _ = s.set_tcp_nodelay(true);
+    match s.connect(&addr.into()) {
+        Ok(()) => Ok(s),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,433 @@
+//! HTTP mode in a shard: moves bytes between sockets and the sans-I/O
+//! [`Session`](crate::http::Session), routes each request, picks its backend, and keeps
+//! a pool of idle keep-alive backend connections per backend. Readiness-driven with
+//! non-blocking system calls; the epoll shard feeds it edge-triggered events, the
+//! io_uring shard poll completions. Readiness flags are hints: a `WouldBlock` clears
+//! them, an event sets them.
+
+mod exchange;
+mod pool;
+
+pub use pool::HttpShard;
+
+use super::ShardCtx;
+use crate::balance::Attempt;
+use crate::http::{BackendFault, Phase, Session};
+use crate::io::sys;
+use crate::snapshot::{Listeners, Service};
+use exchange::count_bytes;
+use socket2::{SockRef, Socket};
+use std::io::{ErrorKind, Write};
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes read from a client per call.
+const READ_BYTES: usize = 16 * 1024;
+/// Bytes read from a backend per call.
+const BACKEND_READ_BYTES: usize = 32 * 1024;
+/// Rounds of read/route/write per pump before yielding to other connections.
+const PUMP_ROUNDS: usize = 16;
+
+/// Which sockets may be ready.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ready {
+    pub client_read: bool,
+    pub client_write: bool,
+    pub backend_read: bool,
+    pub backend_write: bool,
+}
+
+/// The shard's side of backend socket changes. Each backend socket has a key of the
+/// shard's (epoll keeps it registered for its whole life under that key, pooled or
+/// not, so moving it between connections and the pool costs no system call).
+pub trait Watch {
+    /// A new backend socket: watch it; returns its key.
+    fn backend_opened(&mut self, fd: RawFd, addr: SocketAddr) -> usize;
+    /// The socket `key` now serves this connection.
+    fn backend_attached(&mut self, key: usize);
+    /// The socket `key` left this connection: into the pool (`pooled`) or closed.
+    fn backend_released(&mut self, key: usize, pooled: bool);
+}
+
+/// The exchange in flight: which service and backend serve the current request.
+struct Exchange {
+    service: Arc<Service>,
+    backend: usize,
+    attempt: Attempt,
+    started: Instant,
+    /// The request carried no valid sticky cookie: the response sets one.
+    set_cookie: bool,
+    /// The backend was reached and counted as active.
+    counted: bool,
+    /// The request is being replayed after its pooled connection failed: it takes a
+    /// new connection.
+    replay: bool,
+}
+
+struct BackendSock {
+    sock: Socket,
+    key: usize,
+    connected: bool,
+    connect_deadline_ms: u64,
+    picked: Instant,
+}
+
+pub struct HttpConn {
+    pub client: Socket,
+    peer: SocketAddr,
+    /// The listening socket set the client came through (identity only: holding it
+    /// would keep a removed port open).
+    front: *const Listeners,
+    local_port: u16,
+    pub session: Session,
+    exchange: Option<Exchange>,
+    backend: Option<BackendSock>,
+    pub ready: Ready,
+    shut_client: bool,
+    pub last_active_ms: u64,
+}
+
+/// What the shard does with the connection after a pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    /// Close both sockets (`reset`: with RST).
+    Close {
+        reset: bool,
+    },
+}
+
+impl HttpConn {
+    pub fn new(
+        client: Socket,
+        peer: SocketAddr,
+        front: &Arc<Listeners>,
+        ctx: &ShardCtx,
+    ) -> HttpConn {
+        HttpConn {
+            client,
+            peer,
+            front: Arc::as_ptr(front),
+            local_port: front.local.port(),
+            session: Session::new(ctx.snapshot.http.limits, ctx.now_ms),
+            exchange: None,
+            backend: None,
+            ready: Ready {
+                client_read: true,
+                client_write: true,
+                ..Ready::default()
+            },
+            shut_client: false,
+            last_active_ms: ctx.now_ms,
+        }
+    }
+
+    pub fn backend_fd(&self) -> Option<RawFd> {
+        self.backend.as_ref().map(|b| b.sock.as_raw_fd())
+    }
+
+    /// Whether the connection wants to hear of the client becoming readable/writable.
+    pub fn client_interest(&self) -> (bool, bool) {
+        let r = self.session.wants_client_read() && !self.ready.client_read;
+        let w = !self.session.client_output().is_empty() && !self.ready.client_write;
+        (r, w)
+    }
+
+    /// The same for the backend socket (a connect in progress waits for writable).
+    pub fn backend_interest(&self) -> (bool, bool) {
+        let Some(b) = &self.backend else {
+            return (false, false);
+        };
+        if !b.connected {
+            return (false, !self.ready.backend_write);
+        }
+        let r = self.session.wants_backend_read() && !self.ready.backend_read;
+        let w = !self.session.backend_output().is_empty() && !self.ready.backend_write;
+        (r, w)
+    }
+
+    /// Make all the progress the sockets allow.
+    pub fn pump(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) -> After {
+        let now = ctx.now_ms;
+        if ctx.draining_since_ms.is_some() {
+            self.session.stop_keep_alive();
+        }
+        for _ in 0..PUMP_ROUNDS {
+            let mut progress = false;
+            if self.ready.client_read && self.session.wants_client_read() {
+                match self.read_client(now, shard) {
+                    Ok(n) => progress |= n > 0,
+                    Err(()) => return After::Close { reset: true },
+                }
+            }
+            self.settle(ctx, shard, watch);
+            if self.backend.as_ref().is_some_and(|b| !b.connected) && self.ready.backend_write {
+                self.finish_connect(ctx, shard, watch);
+                progress = true;
+            }
+            progress |= self.write_backend(ctx, shard, watch);
+            progress |= self.read_backend(ctx, shard, watch);
+            self.settle(ctx, shard, watch);
+            match self.write_client(ctx) {
+                Ok(p) => progress |= p,
+                Err(()) => return After::Close { reset: true },
+            }
+            self.forward_fins();
+            if self.shut_client && self.session.graceful_close() && self.nothing_to_read() {
+                return After::Close { reset: false };
+            }
+            if self.session.phase() == Phase::Closed {
+                self.settle(ctx, shard, watch);
+                return After::Close { reset: false };
+            }
+            if !progress {
+                break;
+            }
+            self.last_active_ms = now;
+        }
+        After::Continue
+    }
+
+    /// Timeouts: the session's own (head, keep-alive, response, linger) and connects.
+    pub fn timers(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) -> After {
+        let now = ctx.now_ms;
+        let connect_expired = self
+            .backend
+            .as_ref()
+            .is_some_and(|b| !b.connected && now >= b.connect_deadline_ms);
+        if connect_expired {
+            self.connect_failed(ctx, true, watch);
+            self.connect_next(ctx, shard, watch, None);
+        }
+        self.session.check_timers(now);
+        // A tunnel, or a message stalled mid-stream, silent for `idle_timeout_ms`.
+        if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
+            && now.saturating_sub(self.last_active_ms) >= ctx.snapshot.server.idle_timeout_ms
+        {
+            ctx.stats().idle_timeouts.inc();
+            return After::Close { reset: false };
+        }
+        self.pump(ctx, shard, watch)
+    }
+
+    /// Counters and pool for whatever the connection still holds; call before dropping.
+    pub fn close(&mut self, ctx: &ShardCtx, watch: &mut impl Watch) {
+        if let Some(b) = self.backend.take() {
+            watch.backend_released(b.key, false);
+        }
+        if let Some(ex) = self.exchange.take() {
+            let c = ex.service.counters.shard(ctx.id);
+            c.active.dec();
+            if ex.counted {
+                ex.service.backends[ex.backend]
+                    .counters
+                    .shard(ctx.id)
+                    .active
+                    .dec();
+            }
+        }
+    }
+
+    /// The client sent nothing more (or only its FIN): closing now sends no reset.
+    fn nothing_to_read(&self) -> bool {
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        match self.client.peek(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Read through the shard's scratch buffer, so that a connection's own buffer
+    /// holds only what it must keep (a head being read, pipelined bytes) and an idle
+    /// connection holds almost nothing.
+    fn read_client(&mut self, now: u64, shard: &mut HttpShard) -> Result<usize, ()> {
+        let fd = self.client.as_raw_fd();
+        let mut scratch = std::mem::take(&mut shard.scratch);
+        scratch.clear();
+        let r = self.session.client_read(now, |buf| {
+            let n = sys::recv_into(fd, &mut scratch, READ_BYTES)?;
+            buf.extend_from_slice(&scratch);
+            Ok::<usize, std::io::Error>(n)
+        });
+        shard.scratch = scratch;
+        match r {
+            Ok(0) => {
+                self.ready.client_read = false;
+                self.session.client_closed();
+                Ok(0)
+            }
+            Ok(n) => {
+                // A short read emptied the socket: wait for readiness rather than pay
+                // a system call to hear "would block".
+                self.ready.client_read = n == READ_BYTES;
+                Ok(n)
+            }
+            Err(e) => match e.kind() {
+                ErrorKind::WouldBlock => {
+                    self.ready.client_read = false;
+                    Ok(0)
+                }
+                ErrorKind::Interrupted => Ok(0),
+                _ => Err(()),
+            },
+        }
+    }
+
+    fn write_client(&mut self, ctx: &ShardCtx) -> Result<bool, ()> {
+        let out = self.session.client_output();
+        if out.is_empty() || !self.ready.client_write {
+            return Ok(false);
+        }
+        let n = write_some(&self.client, out, &mut self.ready.client_write)?;
+        if let Some(ex) = &self.exchange {
+            count_bytes(ctx, ex, false, n);
+        }
+        self.session.client_wrote(n);
+        Ok(n > 0)
+    }
+
+    fn write_backend(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) -> bool {
+        let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
+            return false;
+        };
+        let out = self.session.backend_output();
+        if out.is_empty() || !self.ready.backend_write {
+            return false;
+        }
+        match write_some(&b.sock, out, &mut self.ready.backend_write) {
+            Ok(n) => {
+                if let Some(ex) = &self.exchange {
+                    count_bytes(ctx, ex, true, n);
+                }
+                self.session.backend_wrote(n);
+                n > 0
+            }
+            Err(()) => {
+                self.backend_gone(true, ctx, shard, watch);
+                true
+            }
+        }
+    }
+
+    fn read_backend(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) -> bool {
+        let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
+            return false;
+        };
+        if !self.ready.backend_read || !self.session.wants_backend_read() {
+            return false;
+        }
+        let mut buf = std::mem::take(&mut shard.scratch);
+        buf.clear();
+        let r = sys::recv_into(b.sock.as_raw_fd(), &mut buf, BACKEND_READ_BYTES);
+        let progress = match r {
+            Ok(0) => {
+                self.ready.backend_read = false;
+                self.backend_gone(false, ctx, shard, watch);
+                true
+            }
+            Ok(n) => {
+                self.ready.backend_read = n == BACKEND_READ_BYTES;
+                self.session.backend_read(&buf, ctx.now_ms);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.ready.backend_read = false;
+                false
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => false,
+            Err(_) => {
+                self.backend_gone(true, ctx, shard, watch);
+                true
+            }
+        };
+        shard.scratch = buf;
+        progress
+    }
+
+    /// The backend closed or failed.
+    fn backend_gone(
+        &mut self,
+        reset: bool,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard,
+        watch: &mut impl Watch,
+    ) {
+        match self.session.backend_closed(reset, ctx.now_ms) {
+            BackendFault::Retry => {
+                // A pooled connection the backend had closed: a new one, same request.
+                if let Some(b) = self.backend.take() {
+                    watch.backend_released(b.key, false);
+                }
+                self.uncount_backend(ctx);
+                let same = self.exchange.as_mut().map(|ex| {
+                    ex.replay = true;
+                    ex.backend
+                });
+                self.connect_next(ctx, shard, watch, same);
+            }
+            BackendFault::Failed => {}
+        }
+    }
+
+    fn forward_fins(&mut self) {
+        if self.session.fin_to_client() && !self.shut_client {
+            self.shut_client = true;
+            let _ = self.client.shutdown(Shutdown::Write);
+        }
+        if self.session.fin_to_backend() {
+            if let Some(b) = &self.backend {
+                let _ = b.sock.shutdown(Shutdown::Write);
+            }
+            self.session.backend_shut();
+        }
+    }
+}
+
+/// Write what `sock` takes of `out`. A short write or "would block" clears `ready`
+/// (readiness will say when to go on); `Err` is a failed socket.
+fn write_some(sock: &Socket, out: &[u8], ready: &mut bool) -> Result<usize, ()> {
+    match (&*sock).write(out) {
+        Ok(n) => {
+            *ready = n == out.len();
+            Ok(n)
+        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+            *ready = false;
+            Ok(0)
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(0),
+        Err(_) => Err(()),
+    }
+}
+
+/// Out of descriptors or memory: this host's fault, not the backend's.
+pub fn is_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Close with RST (`SO_LINGER` 0).
+pub fn reset(s: &Socket) {
+    let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+}

@@ -1,0 +1,107 @@
+//! The shard's HTTP state: idle keep-alive backend connections per backend (reused
+//! across clients), and the response-time histograms.
+
+use socket2::Socket;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+/// A pooled connection idle for longer is closed (backends time out idle keep-alive
+/// connections themselves; reusing one just as it closes costs a retry).
+const POOL_IDLE_MS: u64 = 10_000;
+/// A pooled connection idle for less than this is used without checking that the
+/// backend kept it open, when a failure could be answered by replaying the request.
+const POOL_TRUST_MS: u64 = 1_000;
+
+/// A shard's HTTP state: idle keep-alive backend connections per backend address
+/// (each with its shard key; connections it closes are listed in `evicted` for the
+/// shard to forget), and its response-time histograms.
+#[derive(Default)]
+pub struct HttpShard {
+    idle: HashMap<SocketAddr, Vec<Idle>>,
+    per_backend: usize,
+    /// Keys of pooled sockets closed since the shard last looked.
+    pub evicted: Vec<usize>,
+    /// The shard's buffer for backend reads (borrowed per read).
+    pub(super) scratch: Vec<u8>,
+    pub latency: crate::dataplane::latency::Latencies,
+}
+
+struct Idle {
+    sock: Socket,
+    key: usize,
+    since_ms: u64,
+}
+
+impl HttpShard {
+    pub fn set_limit(&mut self, per_backend: usize) {
+        self.per_backend = per_backend;
+    }
+
+    /// An idle connection to `addr` that is still open: a connection the backend closed
+    /// (or that has stray bytes) reads as something other than "would block". Unless
+    /// `verify`, a connection idle for less than `POOL_TRUST_MS` is trusted without the
+    /// check (the caller can replay the request if it fails).
+    pub fn take(&mut self, addr: SocketAddr, verify: bool, now_ms: u64) -> Option<(Socket, usize)> {
+        let list = self.idle.get_mut(&addr)?;
+        while let Some(idle) = list.pop() {
+            if !verify && now_ms.saturating_sub(idle.since_ms) < POOL_TRUST_MS {
+                return Some((idle.sock, idle.key));
+            }
+            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+            match idle.sock.peek(&mut probe) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Some((idle.sock, idle.key)),
+                _ => self.evicted.push(idle.key),
+            }
+        }
+        None
+    }
+
+    pub fn put(&mut self, addr: SocketAddr, sock: Socket, key: usize, now_ms: u64) {
+        let list = self.idle.entry(addr).or_default();
+        if list.len() < self.per_backend {
+            list.push(Idle {
+                sock,
+                key,
+                since_ms: now_ms,
+            });
+        } else {
+            self.evicted.push(key);
+        }
+    }
+
+    /// The pooled socket `key` to `addr` became readable: the backend closed it (or
+    /// sent bytes nobody asked for). Close it.
+    pub fn evict(&mut self, addr: SocketAddr, key: usize) {
+        if let Some(list) = self.idle.get_mut(&addr) {
+            if let Some(i) = list.iter().position(|x| x.key == key) {
+                list.swap_remove(i);
+                self.evicted.push(key);
+            }
+        }
+    }
+
+    /// Close connections idle past `POOL_IDLE_MS`; forget empty entries.
+    pub fn sweep(&mut self, now_ms: u64) {
+        let evicted = &mut self.evicted;
+        self.idle.retain(|_, list| {
+            list.retain(|x| {
+                let keep = now_ms.saturating_sub(x.since_ms) < POOL_IDLE_MS;
+                if !keep {
+                    evicted.push(x.key);
+                }
+                keep
+            });
+            !list.is_empty()
+        });
+    }
+
+    /// Close every idle connection (shutdown).
+    pub fn clear(&mut self) {
+        for list in self.idle.values() {
+            self.evicted.extend(list.iter().map(|x| x.key));
+        }
+        self.idle.clear();
+    }
+}

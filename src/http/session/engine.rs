@@ -1,0 +1,223 @@
+//! The session's engine: client input through the head parser and body framing, backend
+//! input through the response parser, and the bookkeeping at the end of an exchange.
+
+use super::{release, Finished, Phase, Session};
+use crate::http::body::{Body, BodyError, Output};
+use crate::http::head::{self, BodyKind, HeadError, Method};
+
+impl Session {
+    /// End states reached by flushing: a closing connection whose client left, a tunnel
+    /// finished both ways.
+    pub(super) fn settle(&mut self) {
+        let flushed = self.client_output().is_empty();
+        match self.phase {
+            Phase::Closing if flushed && self.client_eof => self.phase = Phase::Closed,
+            Phase::Tunnel
+                if flushed
+                    && self.backend_eof
+                    && self.fin_to_backend
+                    && self.backend_output().is_empty() =>
+            {
+                self.phase = Phase::Closed
+            }
+            _ => {}
+        }
+    }
+
+    /// Process client input as far as the phase allows.
+    pub(super) fn advance(&mut self, now_ms: u64) {
+        match self.phase {
+            Phase::Head => {
+                if self.input.is_empty() {
+                    return;
+                }
+                match head::parse_request(&self.input, self.limits.max_header_bytes, &mut self.req)
+                {
+                    // The client sent its FIN: this head can never be completed.
+                    Ok(false) if self.client_eof => self.phase = Phase::Closed,
+                    Ok(false) => {}
+                    Ok(true) => self.phase = Phase::Route,
+                    Err(e) => self.bad_request(e, now_ms),
+                }
+            }
+            Phase::Exchange => self.pump_request_body(now_ms),
+            Phase::Tunnel => {
+                self.to_backend.extend_from_slice(&self.input);
+                self.input.clear();
+            }
+            Phase::Route | Phase::Closing | Phase::Closed => {}
+        }
+    }
+
+    pub(super) fn bad_request(&mut self, e: HeadError, now_ms: u64) {
+        if let HeadError::Bad(why) = e {
+            tracing::debug!(why, "bad request");
+        }
+        self.respond(e.status(), now_ms);
+    }
+
+    pub(super) fn pump_request_body(&mut self, now_ms: u64) {
+        if self.req_body.done() {
+            return;
+        }
+        match self.req_body.feed(&self.input, &mut self.to_backend) {
+            Ok(used) => {
+                self.input.drain(..used);
+                if self.input.is_empty() {
+                    release(&mut self.input);
+                }
+            }
+            Err(e) => return self.body_error(e, now_ms),
+        }
+        if self.req_body.done() {
+            self.since_ms = now_ms; // the response wait starts with the whole request sent
+            if self.resp_started && self.resp_body.done() {
+                self.complete(now_ms);
+            }
+        }
+    }
+
+    pub(super) fn body_error(&mut self, e: BodyError, now_ms: u64) {
+        tracing::debug!(error = %e, "bad request body");
+        if self.resp_bytes {
+            self.phase = Phase::Closed;
+        } else {
+            self.respond(400, now_ms);
+        }
+    }
+
+    /// Process backend input: response heads (interim ones relayed), then the body.
+    pub(super) fn advance_response(&mut self, now_ms: u64) {
+        while !self.resp_started {
+            let max = self.limits.max_header_bytes.max(16 * 1024);
+            match head::parse_response(&self.from_backend, max, self.req.method, &mut self.resp) {
+                Ok(false) => return,
+                Err(_) => return self.backend_failed(now_ms),
+                Ok(true) => {}
+            }
+            let status = self.resp.status;
+            let tunnel = (status == 101 && self.req.upgrade)
+                || (self.req.method == Method::Connect && (200..300).contains(&status));
+            if status == 101 && !tunnel {
+                return self.backend_failed(now_ms);
+            }
+            if (100..200).contains(&status) && !tunnel {
+                if self.req.minor == 1 {
+                    self.write_response_head(true);
+                }
+                let n = self.resp.len;
+                self.from_backend.drain(..n);
+                continue;
+            }
+            self.start_response(tunnel, now_ms);
+        }
+        if self.phase == Phase::Exchange && self.resp_body.done() {
+            self.complete(now_ms);
+        }
+    }
+
+    /// A final response head is in `from_backend`: relay it and start its body.
+    pub(super) fn start_response(&mut self, tunnel: bool, now_ms: u64) {
+        self.resp_started = true;
+        if self.replayable {
+            self.replayable = false;
+            if self.backend_sent == self.to_backend.len() {
+                self.to_backend.clear();
+                self.backend_sent = 0;
+            }
+        }
+        let old_client = self.req.minor == 0;
+        let output = if self.resp.body == BodyKind::Chunked && old_client {
+            Output::Plain
+        } else {
+            Output::Chunked
+        };
+        self.client_keep &= !(self.client_eof && self.input.is_empty())
+            && self.resp.body != BodyKind::Close
+            && output == Output::Chunked
+            && !tunnel;
+        self.write_response_head(tunnel);
+        let n = self.resp.len;
+        self.from_backend.drain(..n);
+        if tunnel {
+            self.phase = Phase::Tunnel;
+            self.to_client.extend_from_slice(&self.from_backend);
+            self.from_backend.clear();
+            self.to_backend.extend_from_slice(&self.input);
+            self.input.clear();
+            return;
+        }
+        self.resp_body = Body::new(self.resp.body, output);
+        match self.resp_body.feed(&self.from_backend, &mut self.to_client) {
+            Ok(used) if used < self.from_backend.len() => self.resp.keep_alive = false,
+            Ok(_) => {}
+            Err(_) => {
+                self.phase = Phase::Closed;
+                return;
+            }
+        }
+        self.from_backend.clear();
+        let _ = now_ms;
+    }
+
+    /// The backend failed: 502 before any response was relayed, else cut the client off.
+    pub(super) fn backend_failed(&mut self, now_ms: u64) {
+        if self.resp_started {
+            self.phase = Phase::Closed;
+            self.finished = Some(Finished {
+                status: self.resp.status,
+                reusable: false,
+            });
+        } else {
+            self.respond(502, now_ms);
+        }
+    }
+
+    pub(super) fn finish_with(&mut self, status: u16, now_ms: u64) {
+        self.served += 1;
+        self.finished = Some(Finished {
+            status,
+            reusable: false,
+        });
+        self.phase = Phase::Closing;
+        self.since_ms = now_ms;
+        self.input.clear();
+        self.to_backend.clear();
+        self.backend_sent = 0;
+        self.replayable = false;
+        self.settle();
+    }
+
+    /// Request and response both complete.
+    pub(super) fn complete(&mut self, now_ms: u64) {
+        self.served += 1;
+        let reusable = self.resp.keep_alive
+            && self.req_body.done()
+            && self.from_backend.is_empty()
+            && !self.backend_eof
+            && self.backend_output().is_empty();
+        self.finished = Some(Finished {
+            status: self.resp.status,
+            reusable,
+        });
+        release(&mut self.to_backend);
+        self.backend_sent = 0;
+        release(&mut self.from_backend);
+        self.resp_started = false;
+        self.resp_bytes = false;
+        self.backend_eof = false;
+        self.replayable = false;
+        self.pending_cookie.clear();
+        self.since_ms = now_ms;
+        let more = !self.client_eof || !self.input.is_empty();
+        if self.client_keep && self.req_body.done() && more {
+            self.phase = Phase::Head;
+            self.advance(now_ms); // a pipelined request may be waiting
+        } else {
+            self.graceful = self.req_body.done() && self.input.is_empty();
+            self.phase = Phase::Closing;
+            self.input.clear();
+            self.settle();
+        }
+    }
+}

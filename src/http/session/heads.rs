@@ -1,0 +1,139 @@
+//! The heads sluice writes: the request head for the backend (hop-by-hop fields
+//! dropped, framing written once and canonically, X-Forwarded-* extended), the response
+//! head for the client, and sluice's own small responses.
+
+use super::{Forward, Session};
+use crate::http::head::{BodyKind, Known};
+use std::io::Write;
+
+impl Session {
+    /// The response head for the client: hop-by-hop fields replaced by our own.
+    pub(super) fn write_response_head(&mut self, verbatim: bool) {
+        let out = &mut self.to_client;
+        let src = &self.from_backend;
+        let _ = write!(out, "HTTP/1.1 {} ", self.resp.status);
+        out.extend_from_slice(&src[self.resp.reason.clone()]);
+        out.extend_from_slice(b"\r\n");
+        let dechunk = self.req.minor == 0 && self.resp.body == BodyKind::Chunked;
+        for (kind, f) in &self.resp.fields {
+            let skip = match kind {
+                Known::Connection | Known::KeepAlive | Known::ProxyConnection => !verbatim,
+                Known::TransferEncoding => dechunk,
+                _ => false,
+            };
+            if !skip {
+                out.extend_from_slice(&src[f.name.clone()]);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(&src[f.value.clone()]);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if (100..200).contains(&self.resp.status) {
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
+        out.extend_from_slice(&self.pending_cookie);
+        if !verbatim {
+            if !self.client_keep {
+                out.extend_from_slice(b"Connection: close\r\n");
+            } else if self.req.minor == 0 {
+                out.extend_from_slice(b"Connection: keep-alive\r\n");
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The request head for the backend: hop-by-hop fields dropped, forwarded fields
+    /// extended.
+    pub(super) fn write_request_head(&mut self, fwd: &Forward) {
+        let out = &mut self.to_backend;
+        let src = &self.input;
+        let req = &self.req;
+        out.extend_from_slice(&src[req.method_range.clone()]);
+        out.push(b' ');
+        out.extend_from_slice(&src[req.target.clone()]);
+        let _ = write!(out, " HTTP/1.{}\r\n", req.minor);
+        let forwarded = self.limits.forwarded_headers;
+        let mut xff = false;
+        for (kind, f) in &req.fields {
+            let skip = match kind {
+                // Framing is written once, canonically, below.
+                Known::Connection
+                | Known::KeepAlive
+                | Known::ProxyConnection
+                | Known::ContentLength
+                | Known::TransferEncoding => true,
+                Known::XForwardedFor | Known::XForwardedProto | Known::XForwardedPort => forwarded,
+                _ => false,
+            };
+            if skip {
+                continue;
+            }
+            out.extend_from_slice(&src[f.name.clone()]);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&src[f.value.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        match req.body {
+            BodyKind::Length(n) => {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+            BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            BodyKind::None if req.had_length => out.extend_from_slice(b"Content-Length: 0\r\n"),
+            BodyKind::None | BodyKind::Close => {}
+        }
+        if req.upgrade {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        } else if req.minor == 0 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        if forwarded {
+            out.extend_from_slice(b"X-Forwarded-For: ");
+            for (kind, f) in &req.fields {
+                if *kind == Known::XForwardedFor {
+                    let v = src[f.value.clone()].trim_ascii();
+                    if !v.is_empty() {
+                        out.extend_from_slice(v);
+                        out.extend_from_slice(b", ");
+                        xff = true;
+                    }
+                }
+            }
+            let _ = xff;
+            let _ = write!(
+                out,
+                "{}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: {}\r\n",
+                fwd.client_ip, fwd.listen_port
+            );
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// A response of sluice's own, then close.
+    pub(super) fn respond(&mut self, status: u16, now_ms: u64) {
+        let reason = reason(status);
+        let _ = write!(
+            self.to_client,
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
+            reason.len() + 1
+        );
+        self.finish_with(status, now_ms);
+    }
+}
+
+/// The reason phrase sluice sends with its own responses.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}

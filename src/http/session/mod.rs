@@ -1,0 +1,523 @@
+//! One client connection in HTTP mode, sans I/O: bytes from the client and from the
+//! backend go in, bytes for each come out, and the phase tells the driver (a shard)
+//! what it must do — find a backend, give one back, close. No sockets, no clock (the
+//! driver passes `now_ms`), so every path is exercised by unit tests and the fuzzer.
+//!
+//! Requests are handled one at a time: a pipelined request waits in `input` until the
+//! response before it is complete, so responses leave in request order.
+
+mod engine;
+mod heads;
+#[cfg(test)]
+mod tests;
+
+pub use heads::reason;
+
+use super::body::{Body, Output};
+use super::head::{BodyKind, Method, Request, Response};
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Bytes waiting for a socket before reading more from the other side stops.
+const HIGH_WATER: usize = 256 * 1024;
+/// How long a closing connection reads (and discards) what the client still sends, so
+/// the close does not turn into a reset that destroys the error response.
+const LINGER_MS: u64 = 2_000;
+
+/// Settings from `[http]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub header_timeout_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    pub backend_timeout_ms: u64,
+    pub forwarded_headers: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading a request head.
+    Head,
+    /// A request head is parsed: the driver routes it and calls [`Session::attach`] or
+    /// [`Session::refuse`].
+    Route,
+    /// Request and response in flight through the attached backend.
+    Exchange,
+    /// After a 101 or a CONNECT: bytes pass untouched both ways.
+    Tunnel,
+    /// Flushing the last response; the connection ends after it (with a linger).
+    Closing,
+    /// Done: the driver closes both sockets.
+    Closed,
+}
+
+/// What the driver decided for a routed request.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'a> {
+    pub client_ip: IpAddr,
+    pub listen_port: u16,
+    /// `Set-Cookie` to add to the response: cookie name and server id.
+    pub set_cookie: Option<(&'a str, &'a str)>,
+    /// The backend connection came from the pool: a failure before the response may
+    /// be retried on a new connection when the request can be replayed.
+    pub reused: bool,
+}
+
+/// The outcome of one exchange, for counters and the backend pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    pub status: u16,
+    /// The backend connection may serve another request.
+    pub reusable: bool,
+}
+
+/// Why the backend side ended the exchange early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendFault {
+    /// Reset or closed before any response byte on a reused connection, for a request
+    /// that can be replayed: the driver attaches a new connection and calls `attach`.
+    Retry,
+    /// The client got an error status (502/504) or was cut off mid-response.
+    Failed,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    limits: Limits,
+    phase: Phase,
+    /// Client bytes not yet consumed: a head being read, body bytes, pipelined requests.
+    input: Vec<u8>,
+    to_client: Vec<u8>,
+    client_sent: usize,
+    to_backend: Vec<u8>,
+    backend_sent: usize,
+    /// Backend bytes not yet consumed (a response head being read).
+    from_backend: Vec<u8>,
+    req: Request,
+    resp: Response,
+    req_body: Body,
+    resp_body: Body,
+    /// A final (non-1xx) response head was relayed.
+    resp_started: bool,
+    /// Any response byte arrived from the backend for this request.
+    resp_bytes: bool,
+    /// The client keeps the connection after the current response.
+    client_keep: bool,
+    /// The rewritten head stays in `to_backend` until the response starts (replay).
+    replayable: bool,
+    client_eof: bool,
+    backend_eof: bool,
+    fin_to_backend: bool,
+    /// `Set-Cookie` line for the current response (sticky sessions).
+    pending_cookie: Vec<u8>,
+    /// No more requests after the current one (shutting down).
+    last: bool,
+    /// Closing after a complete exchange (not an error of the client's): nothing
+    /// more is expected from the client.
+    graceful: bool,
+    /// Requests served on this connection.
+    served: u64,
+    /// Start of the current wait (head, keep-alive, response) for its timeout.
+    since_ms: u64,
+    finished: Option<Finished>,
+}
+
+impl Session {
+    pub fn new(limits: Limits, now_ms: u64) -> Session {
+        Session {
+            limits,
+            phase: Phase::Head,
+            input: Vec::new(),
+            to_client: Vec::new(),
+            client_sent: 0,
+            to_backend: Vec::new(),
+            backend_sent: 0,
+            from_backend: Vec::new(),
+            req: Request::default(),
+            resp: Response::default(),
+            req_body: Body::default(),
+            resp_body: Body::default(),
+            resp_started: false,
+            resp_bytes: false,
+            client_keep: true,
+            replayable: false,
+            client_eof: false,
+            backend_eof: false,
+            fin_to_backend: false,
+            pending_cookie: Vec::new(),
+            graceful: false,
+            last: false,
+            served: 0,
+            since_ms: now_ms,
+            finished: None,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Closing after a complete exchange whose request was read whole: once the
+    /// response is out, the connection may close without waiting for the client (the
+    /// driver still checks that nothing is left to read, so the close cannot reset).
+    pub fn graceful_close(&self) -> bool {
+        self.phase == Phase::Closing && self.graceful && self.input.is_empty()
+    }
+
+    /// The process is shutting down: the response in flight (if any) is the last on
+    /// this connection and says `Connection: close`.
+    pub fn stop_keep_alive(&mut self) {
+        self.last = true;
+        if !self.resp_started {
+            self.client_keep = false;
+        }
+    }
+
+    /// Between requests with nothing read: safe to close when shutting down.
+    pub fn is_idle(&self) -> bool {
+        (self.phase == Phase::Head && self.input.is_empty()) || self.phase == Phase::Closing
+    }
+
+    // ---- what the driver reads --------------------------------------------------
+
+    /// Bytes to write to the client.
+    pub fn client_output(&self) -> &[u8] {
+        &self.to_client[self.client_sent..]
+    }
+
+    pub fn client_wrote(&mut self, n: usize) {
+        self.client_sent += n;
+        if self.client_sent == self.to_client.len() {
+            release(&mut self.to_client);
+            self.client_sent = 0;
+        }
+        self.settle();
+    }
+
+    /// Bytes to write to the backend.
+    pub fn backend_output(&self) -> &[u8] {
+        match self.phase {
+            Phase::Exchange | Phase::Tunnel => &self.to_backend[self.backend_sent..],
+            _ => &[],
+        }
+    }
+
+    pub fn backend_wrote(&mut self, n: usize) {
+        self.backend_sent += n;
+        if self.backend_sent == self.to_backend.len() && !self.replayable {
+            release(&mut self.to_backend);
+            self.backend_sent = 0;
+        }
+        self.settle();
+    }
+
+    /// Whether reading from the client is useful now.
+    pub fn wants_client_read(&self) -> bool {
+        if self.client_eof {
+            return false;
+        }
+        match self.phase {
+            Phase::Head => self.input.len() < self.limits.max_header_bytes,
+            Phase::Exchange => !self.req_body.done() && self.backend_output().len() < HIGH_WATER,
+            Phase::Tunnel => self.backend_output().len() < HIGH_WATER,
+            Phase::Closing => true, // discarded: see `LINGER_MS`
+            Phase::Route | Phase::Closed => false,
+        }
+    }
+
+    /// Whether reading from the backend is useful now.
+    pub fn wants_backend_read(&self) -> bool {
+        !self.backend_eof
+            && matches!(self.phase, Phase::Exchange | Phase::Tunnel)
+            && self.client_output().len() < HIGH_WATER
+    }
+
+    /// The client's write side should be shut now: the last response is flushed, or
+    /// the tunnel's backend sent its FIN and everything before it is delivered. The
+    /// driver does it once.
+    pub fn fin_to_client(&self) -> bool {
+        self.client_output().is_empty()
+            && match self.phase {
+                Phase::Closing => true,
+                Phase::Tunnel => self.backend_eof,
+                _ => false,
+            }
+    }
+
+    /// In a tunnel whose client sent its FIN and whose bytes are all delivered: shut the
+    /// backend's write side.
+    pub fn fin_to_backend(&self) -> bool {
+        self.phase == Phase::Tunnel && self.client_eof && self.backend_output().is_empty()
+    }
+
+    /// Note that the driver forwarded a FIN to the backend.
+    pub fn backend_shut(&mut self) {
+        self.fin_to_backend = true;
+        self.settle();
+    }
+
+    /// The last exchange's outcome, once: the driver detaches (and maybe pools) the
+    /// backend and counts the status.
+    pub fn take_finished(&mut self) -> Option<Finished> {
+        self.finished.take()
+    }
+
+    /// The routed request can be sent again should a reused connection fail before
+    /// any response byte: idempotent and without a body.
+    pub fn replayable(&self) -> bool {
+        self.req.method.idempotent() && self.req.body == BodyKind::None
+    }
+
+    /// Requests served so far on this connection.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    // ---- the parsed request, for routing -------------------------------------------
+
+    pub fn method(&self) -> Method {
+        self.req.method
+    }
+
+    /// The Host without its port, or "" when absent.
+    pub fn host(&self) -> &[u8] {
+        let Some(r) = &self.req.host else {
+            return b"";
+        };
+        let h = self.input[r.clone()].trim_ascii();
+        if h.first() == Some(&b'[') {
+            // [v6]:port
+            return h.iter().position(|&b| b == b']').map_or(h, |e| &h[..=e]);
+        }
+        h.iter().rposition(|&b| b == b':').map_or(h, |c| &h[..c])
+    }
+
+    /// The path of the request target (an absolute-form target loses its authority).
+    pub fn path(&self) -> &[u8] {
+        let t = &self.input[self.req.target.clone()];
+        for scheme in [&b"http://"[..], b"https://"] {
+            if t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
+                let rest = &t[scheme.len()..];
+                return rest
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .map_or(b"/", |p| &rest[p..]);
+            }
+        }
+        t
+    }
+
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.req.fields.iter().find_map(|(_, f)| {
+            self.input[f.name.clone()]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| &self.input[f.value.clone()])
+        })
+    }
+
+    /// The value of cookie `name` in the request's Cookie headers.
+    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
+        self.req
+            .fields
+            .iter()
+            .filter(|(_, f)| self.input[f.name.clone()].eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|(_, f)| self.input[f.value.clone()].split(|&b| b == b';'))
+            .find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+            })
+    }
+
+    // ---- input from the driver ----------------------------------------------------
+
+    /// Read client bytes with `read`, which appends to the buffer it is given and
+    /// returns how many bytes it added (`Ok(0)`: end of stream).
+    pub fn client_read<E>(
+        &mut self,
+        now_ms: u64,
+        read: impl FnOnce(&mut Vec<u8>) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let before = self.input.len();
+        let n = read(&mut self.input)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.phase == Phase::Closing {
+            self.input.clear();
+            return Ok(n);
+        }
+        if self.phase == Phase::Head && before == 0 {
+            self.since_ms = now_ms; // the head timeout runs from its first byte
+        }
+        self.advance(now_ms);
+        Ok(n)
+    }
+
+    /// The client sent its FIN. A request already read is still answered (a client may
+    /// half-close after sending); a request cut short is dropped.
+    pub fn client_closed(&mut self) {
+        self.client_eof = true;
+        match self.phase {
+            Phase::Head => self.phase = Phase::Closed,
+            Phase::Exchange if !self.req_body.done() => self.phase = Phase::Closed,
+            // Requests already read (the current one, pipelined ones) are answered;
+            // the connection closes after the last.
+            Phase::Route | Phase::Exchange | Phase::Tunnel | Phase::Closing | Phase::Closed => {}
+        }
+        self.settle();
+    }
+
+    /// Backend bytes arrived.
+    pub fn backend_read(&mut self, data: &[u8], now_ms: u64) {
+        if data.is_empty() {
+            return;
+        }
+        self.resp_bytes = true;
+        if self.phase == Phase::Tunnel {
+            self.to_client.extend_from_slice(data);
+            return;
+        }
+        if self.phase != Phase::Exchange {
+            return;
+        }
+        if self.resp_started && self.from_backend.is_empty() {
+            // The common case for body bytes: no copy into `from_backend` first.
+            match self.resp_body.feed(data, &mut self.to_client) {
+                Ok(used) if used < data.len() => {
+                    // Bytes after the response: the backend is broken; never reuse it.
+                    self.resp.keep_alive = false;
+                }
+                Ok(_) => {}
+                Err(_) => return self.backend_failed(now_ms),
+            }
+        } else {
+            self.from_backend.extend_from_slice(data);
+        }
+        self.advance_response(now_ms);
+    }
+
+    /// The backend closed its side (`reset`: with an error).
+    pub fn backend_closed(&mut self, reset: bool, now_ms: u64) -> BackendFault {
+        self.backend_eof = true;
+        match self.phase {
+            Phase::Tunnel if !reset => {
+                self.settle();
+                BackendFault::Failed
+            }
+            Phase::Exchange if self.resp_started && self.resp_body.until_close() && !reset => {
+                // The end of a body delimited by the close.
+                self.resp_body = Body::default();
+                self.client_keep = false;
+                self.complete(now_ms);
+                BackendFault::Failed
+            }
+            Phase::Exchange if !self.resp_bytes && self.replayable => {
+                self.backend_eof = false;
+                self.backend_sent = 0;
+                self.phase = Phase::Route;
+                BackendFault::Retry
+            }
+            _ => {
+                self.backend_failed(now_ms);
+                BackendFault::Failed
+            }
+        }
+    }
+
+    /// No response in time: 504, or a cut-off when the response had started.
+    pub fn backend_timed_out(&mut self, now_ms: u64) {
+        if self.phase == Phase::Exchange && !self.resp_bytes {
+            self.respond(504, now_ms);
+        } else {
+            self.phase = Phase::Closed;
+        }
+    }
+
+    /// The timeouts of this connection's current wait; call now and then.
+    pub fn check_timers(&mut self, now_ms: u64) {
+        let waited = now_ms.saturating_sub(self.since_ms);
+        match self.phase {
+            Phase::Head if self.input.is_empty() => {
+                let limit = if self.served == 0 {
+                    self.limits.header_timeout_ms
+                } else {
+                    self.limits.keepalive_timeout_ms
+                };
+                if waited >= limit {
+                    self.phase = Phase::Closed;
+                }
+            }
+            Phase::Head if waited >= self.limits.header_timeout_ms => self.respond(408, now_ms),
+            Phase::Exchange if !self.resp_bytes && waited >= self.limits.backend_timeout_ms => {
+                self.backend_timed_out(now_ms)
+            }
+            Phase::Closing if waited >= LINGER_MS => self.phase = Phase::Closed,
+            _ => {}
+        }
+    }
+
+    // ---- routing decisions from the driver ----------------------------------------------
+
+    /// Forward the routed request to the backend the driver attached.
+    pub fn attach(&mut self, fwd: Forward, now_ms: u64) {
+        debug_assert_eq!(self.phase, Phase::Route);
+        self.phase = Phase::Exchange;
+        self.since_ms = now_ms;
+        self.backend_eof = false;
+        if !self.to_backend.is_empty() {
+            // A replay: the head is still there.
+            self.backend_sent = 0;
+            self.replayable = false;
+            return;
+        }
+        self.resp_started = false;
+        self.resp_bytes = false;
+        self.write_request_head(&fwd);
+        self.retarget(fwd.set_cookie);
+        self.replayable = fwd.reused && self.replayable();
+        let head_len = self.req.len;
+        self.input.drain(..head_len);
+        let chunked_out = Output::Chunked;
+        self.req_body = Body::new(self.req.body, chunked_out);
+        self.client_keep = self.req.keep_alive && !self.last;
+        self.pump_request_body(now_ms);
+    }
+
+    /// The backend changed before anything was sent to it (a failed connect): only the
+    /// sticky cookie for the response changes.
+    pub fn retarget(&mut self, set_cookie: Option<(&str, &str)>) {
+        self.pending_cookie.clear();
+        if let Some((name, id)) = set_cookie {
+            let _ = write!(self.pending_cookie, "Set-Cookie: {name}={id}; Path=/\r\n");
+        }
+    }
+
+    /// Answer the routed request with `status` (no route, no backend, …) and close.
+    pub fn refuse(&mut self, status: u16, now_ms: u64) {
+        self.respond(status, now_ms);
+    }
+
+    /// Answer the routed request with a redirect to `location` and close.
+    pub fn redirect(&mut self, location: &str, now_ms: u64) {
+        let _ = write!(
+            self.to_client,
+            "HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        self.finish_with(301, now_ms);
+    }
+}
+
+/// Bytes a buffer may keep allocated once empty: a connection between requests holds
+/// little memory however large its last message was.
+const KEEP_BYTES: usize = 4096;
+
+/// Empty `buf`, giving its memory back when it grew past `KEEP_BYTES`.
+fn release(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BYTES {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
+    }
+}

@@ -1,0 +1,176 @@
+//! The session driven by hand: bytes in, bytes out, phases.
+
+use super::*;
+use std::net::Ipv4Addr;
+
+const LIMITS: Limits = Limits {
+    max_header_bytes: 1024,
+    header_timeout_ms: 100,
+    keepalive_timeout_ms: 1000,
+    backend_timeout_ms: 500,
+    forwarded_headers: true,
+};
+
+fn fwd(reused: bool) -> Forward<'static> {
+    Forward {
+        client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        listen_port: 80,
+        set_cookie: None,
+        reused,
+    }
+}
+
+fn client(s: &mut Session, bytes: &[u8]) {
+    let _ = s.client_read(0, |buf| {
+        buf.extend_from_slice(bytes);
+        Ok::<usize, ()>(bytes.len())
+    });
+}
+
+fn take_client(s: &mut Session) -> String {
+    let out = String::from_utf8_lossy(s.client_output()).into_owned();
+    s.client_wrote(out.len());
+    out
+}
+
+fn take_backend(s: &mut Session) -> String {
+    let out = String::from_utf8_lossy(s.backend_output()).into_owned();
+    s.backend_wrote(out.len());
+    out
+}
+
+#[test]
+fn keep_alive_exchange_returns_to_head_and_reuses_the_backend() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    );
+    assert_eq!(s.phase(), Phase::Route);
+    assert_eq!((s.host(), s.path()), (&b"h"[..], &b"/a"[..]));
+    s.attach(fwd(false), 0);
+    let sent = take_backend(&mut s);
+    assert!(sent.starts_with("GET /a HTTP/1.1\r\nHost: h\r\n"), "{sent}");
+    assert!(
+        sent.contains("X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n"),
+        "{sent}"
+    );
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+    assert_eq!(
+        s.take_finished(),
+        Some(Finished {
+            status: 200,
+            reusable: true
+        })
+    );
+    assert!(take_client(&mut s).ends_with("\r\n\r\nok"));
+    assert_eq!(s.phase(), Phase::Head);
+}
+
+#[test]
+fn pipelined_requests_before_the_clients_fin_are_all_answered() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    s.client_closed();
+    for (path, last) in [("/1", false), ("/2", true)] {
+        assert_eq!(s.phase(), Phase::Route);
+        assert_eq!(s.path(), path.as_bytes());
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+        let out = take_client(&mut s);
+        assert_eq!(out.contains("Connection: close"), last, "{out}");
+    }
+    assert_eq!(s.phase(), Phase::Closed);
+}
+
+#[test]
+fn shutting_down_makes_the_response_in_flight_the_last() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.stop_keep_alive();
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+    assert!(take_client(&mut s).contains("Connection: close\r\n"));
+    assert!(s.graceful_close());
+}
+
+#[test]
+fn old_clients_get_plain_bodies_and_a_close() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.0\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        0,
+    );
+    let out = take_client(&mut s);
+    assert!(
+        out.contains("Connection: close\r\n") && out.ends_with("\r\n\r\nok"),
+        "{out}"
+    );
+    assert!(!out.contains("chunked"), "{out}");
+    assert!(s.graceful_close());
+}
+
+#[test]
+fn interim_responses_are_relayed() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    assert!(take_backend(&mut s).contains("Expect: 100-continue"));
+    s.backend_read(b"HTTP/1.1 100 Continue\r\n\r\n", 0);
+    assert_eq!(take_client(&mut s), "HTTP/1.1 100 Continue\r\n\r\n");
+    client(&mut s, b"hi");
+    assert_eq!(take_backend(&mut s), "hi");
+    s.backend_read(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 0);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 201 Created"));
+    assert_eq!(s.take_finished().map(|f| f.status), Some(201));
+}
+
+#[test]
+fn a_failed_pooled_connection_replays_only_what_can_be_replayed() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(true), 0);
+    let first = take_backend(&mut s);
+    assert_eq!(s.backend_closed(false, 0), BackendFault::Retry);
+    assert_eq!(s.phase(), Phase::Route);
+    s.attach(fwd(false), 0);
+    assert_eq!(take_backend(&mut s), first, "the same request, again");
+
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+    );
+    s.attach(fwd(true), 0);
+    take_backend(&mut s);
+    assert_eq!(s.backend_closed(false, 0), BackendFault::Failed);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 502 "));
+}
+
+#[test]
+fn timeouts_answer_408_and_504() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\n");
+    s.check_timers(99);
+    assert_eq!(s.phase(), Phase::Head);
+    s.check_timers(100);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 408 "));
+
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 10);
+    take_backend(&mut s);
+    s.check_timers(510);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 504 "));
+}
