@@ -52,12 +52,12 @@ pub struct HttpFront {
 }
 
 impl Snapshot {
-    /// The front served by `listeners` in this snapshot, when it still exists.
-    pub fn front_of(&self, listeners: *const Listeners) -> Option<&Front> {
+    /// The index in `fronts` of the front served by `listeners`, when it still exists.
+    /// A scan of the listeners: callers on the request path cache it per generation.
+    pub fn front_index(&self, listeners: *const Listeners) -> Option<usize> {
         self.listeners
             .iter()
             .position(|l| std::ptr::eq(Arc::as_ptr(l), listeners))
-            .map(|i| &self.fronts[i])
     }
 }
 

@@ -227,7 +227,7 @@ impl Shard {
                         Front::Service(svc) if svc.config.mode == Mode::Tcp => {
                             self.on_accept(TcpStream::from_std(stream), addr, svc)
                         }
-                        _ => self.on_http_accept(stream.into(), addr, &listeners),
+                        _ => self.on_http_accept(stream.into(), addr, &listeners, &front),
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -474,12 +474,10 @@ impl Shard {
         &mut self,
         client: socket2::Socket,
         addr: SocketAddr,
-        front: &Arc<Listeners>,
+        listeners: &Arc<Listeners>,
+        front: &Front,
     ) {
-        if self.live >= self.ctx.conn_limit {
-            if let Some(Front::Service(s)) = self.ctx.snapshot.front_of(Arc::as_ptr(front)) {
-                s.counters.shard(self.ctx.id).refused_limit.inc();
-            }
+        if !self.ctx.admit_http(front, self.live) {
             return;
         }
         let idx = match self.hfree.pop() {
@@ -499,11 +497,11 @@ impl Shard {
             .is_err()
         {
             self.hfree.push(idx);
+            self.ctx.stats().connections.dec();
             return;
         }
-        self.ctx.stats().connections.inc();
         self.live += 1;
-        self.hconns[idx] = Some(HttpConn::new(client, addr, front, &self.ctx));
+        self.hconns[idx] = Some(HttpConn::new(client, addr, listeners, &self.ctx));
         self.pump_http(idx);
     }
 

@@ -58,6 +58,20 @@ impl ShardCtx {
         })
     }
 
+    /// Admit a new HTTP client that came through `front`, or refuse it (counted on the
+    /// front's service, when it has one) when this shard holds its share of
+    /// `max_connections`.
+    pub fn admit_http(&self, front: &crate::snapshot::Front, live: usize) -> bool {
+        if live >= self.conn_limit {
+            if let crate::snapshot::Front::Service(s) = front {
+                s.counters.shard(self.id).refused_limit.inc();
+            }
+            return false;
+        }
+        self.stats().connections.inc();
+        true
+    }
+
     /// The next backend to connect `link` to; `None` (counted) when none is left.
     pub fn next_backend(&self, link: &mut Link) -> Option<SocketAddr> {
         match self.pick(&link.service, link.client, &mut link.attempt) {

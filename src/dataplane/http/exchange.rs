@@ -38,7 +38,7 @@ impl HttpConn {
     ) {
         let Some(ex) = self.exchange.take() else {
             // Answered before routing (400, 408, 404…): counted on the port's service.
-            if let Some(Front::Service(s)) = ctx.snapshot.front_of(self.front) {
+            if let Some(Front::Service(s)) = self.front(&ctx.snapshot) {
                 s.counters.shard(ctx.id).response(f.status);
             }
             return;
@@ -68,7 +68,7 @@ impl HttpConn {
     pub(super) fn route(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
         let now = ctx.now_ms;
         let snap = &ctx.snapshot;
-        let service = match snap.front_of(self.front) {
+        let service = match self.front(snap) {
             Some(Front::Service(s)) => Arc::clone(s),
             Some(Front::Http) => {
                 let found = snap

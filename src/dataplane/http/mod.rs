@@ -14,7 +14,7 @@ use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session};
 use crate::io::sys;
-use crate::snapshot::{Listeners, Service};
+use crate::snapshot::{Front, Listeners, Service};
 use exchange::count_bytes;
 use socket2::{SockRef, Socket};
 use std::io::{ErrorKind, Write};
@@ -81,6 +81,9 @@ pub struct HttpConn {
     /// The listening socket set the client came through (identity only: holding it
     /// would keep a removed port open).
     front: *const Listeners,
+    /// `(snapshot generation, index in its fronts)` of `front`, found once per
+    /// generation rather than per request.
+    front_at: Option<(u64, usize)>,
     local_port: u16,
     pub session: Session,
     exchange: Option<Exchange>,
@@ -111,6 +114,7 @@ impl HttpConn {
             client,
             peer,
             front: Arc::as_ptr(front),
+            front_at: None,
             local_port: front.local.port(),
             session: Session::new(ctx.snapshot.http.limits, ctx.now_ms),
             exchange: None,
@@ -123,6 +127,20 @@ impl HttpConn {
             shut_client: false,
             last_active_ms: ctx.now_ms,
         }
+    }
+
+    /// What the connection's listening socket serves in the current snapshot (none
+    /// once a reload removed it).
+    fn front<'a>(&mut self, snap: &'a crate::snapshot::Snapshot) -> Option<&'a Front> {
+        let i = match self.front_at {
+            Some((generation, i)) if generation == snap.generation => i,
+            _ => {
+                let i = snap.front_index(self.front)?;
+                self.front_at = Some((snap.generation, i));
+                i
+            }
+        };
+        snap.fronts.get(i)
     }
 
     pub fn backend_fd(&self) -> Option<RawFd> {

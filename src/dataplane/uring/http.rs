@@ -58,15 +58,17 @@ impl Shard {
         }
     }
 
-    pub(super) fn on_http_client(&mut self, fd: OwnedFd, front: &Arc<Listeners>) {
+    pub(super) fn on_http_client(
+        &mut self,
+        fd: OwnedFd,
+        listeners: &Arc<Listeners>,
+        front: &Front,
+    ) {
         let client = Socket::from(fd);
         let Some(addr) = client.peer_addr().ok().and_then(|a| a.as_socket()) else {
             return;
         };
-        if self.live >= self.ctx.conn_limit {
-            if let Some(Front::Service(s)) = self.ctx.snapshot.front_of(Arc::as_ptr(front)) {
-                s.counters.shard(self.ctx.id).refused_limit.inc();
-            }
+        if !self.ctx.admit_http(front, self.live) {
             return;
         }
         let idx = match self.hfree.pop() {
@@ -76,10 +78,9 @@ impl Shard {
                 self.hslots.len() - 1
             }
         };
-        self.ctx.stats().connections.inc();
         self.live += 1;
         self.hslots[idx] = Some(HttpSlot {
-            conn: Some(HttpConn::new(client, addr, front, &self.ctx)),
+            conn: Some(HttpConn::new(client, addr, listeners, &self.ctx)),
             polls: Polls::default(),
         });
         self.pump_http(idx);

@@ -349,7 +349,7 @@ impl Shard {
                 self.ctx.stats().accepts.inc();
                 match &front {
                     Front::Service(svc) if svc.config.mode == Mode::Tcp => self.on_client(fd, svc),
-                    _ => self.on_http_client(fd, &listeners),
+                    _ => self.on_http_client(fd, &listeners, &front),
                 }
             }
             Some(_) => {} // accepted while being retired: closed by the drop
