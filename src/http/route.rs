@@ -81,10 +81,6 @@ impl Router {
         });
         wild.or_else(|| by_prefix(&self.any))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ impl Shard {
         self.pump_http(idx);
     }
 
-    pub(super) fn on_hpoll(&mut self, idx: usize, k: usize, result: i32) {
+    pub(super) fn on_hpoll(&mut self, idx: usize, k: usize) {
         let Some(slot) = self.hslots.get_mut(idx).and_then(Option::as_mut) else {
             debug_assert!(false, "poll completion for a free slot");
             return;
@@ -103,8 +103,7 @@ impl Shard {
         };
         if !cancelled {
             // Any outcome (readiness, hang-up, error) is worth a try: the system call
-            // tells what it is.
-            let _ = result;
+            // tells what it is, so the poll's result is not looked at.
             match k {
                 0 => c.ready.client_read = true,
                 1 => c.ready.client_write = true,

@@ -208,7 +208,7 @@ impl Shard {
         match op {
             OP_ACCEPT => self.on_accept(idx, c),
             OP_IGNORE => {}
-            OP_HPOLL => self.on_hpoll(idx, dir, c.result),
+            OP_HPOLL => self.on_hpoll(idx, dir),
             _ => {
                 let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                     debug_assert!(false, "completion for a free slot");

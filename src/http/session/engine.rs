@@ -109,7 +109,7 @@ impl Session {
                 self.from_backend.drain(..n);
                 continue;
             }
-            self.start_response(tunnel, now_ms);
+            self.start_response(tunnel);
         }
         if self.phase == Phase::Exchange && self.resp_body.done() {
             self.complete(now_ms);
@@ -117,7 +117,7 @@ impl Session {
     }
 
     /// A final response head is in `from_backend`: relay it and start its body.
-    pub(super) fn start_response(&mut self, tunnel: bool, now_ms: u64) {
+    pub(super) fn start_response(&mut self, tunnel: bool) {
         self.resp_started = true;
         if self.replayable {
             self.replayable = false;
@@ -157,7 +157,6 @@ impl Session {
             }
         }
         self.from_backend.clear();
-        let _ = now_ms;
     }
 
     /// The backend failed: 502 before any response was relayed, else cut the client off.

@@ -54,7 +54,6 @@ impl Session {
         out.extend_from_slice(&src[req.target.clone()]);
         let _ = write!(out, " HTTP/1.{}\r\n", req.minor);
         let forwarded = self.limits.forwarded_headers;
-        let mut xff = false;
         for (kind, f) in &req.fields {
             let skip = match kind {
                 // Framing is written once, canonically, below.
@@ -95,11 +94,9 @@ impl Session {
                     if !v.is_empty() {
                         out.extend_from_slice(v);
                         out.extend_from_slice(b", ");
-                        xff = true;
                     }
                 }
             }
-            let _ = xff;
             let _ = write!(
                 out,
                 "{}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: {}\r\n",

@@ -14,7 +14,7 @@ mod tests;
 pub use heads::reason;
 
 use super::body::{Body, Output};
-use super::head::{BodyKind, Method, Request, Response};
+use super::head::{BodyKind, Request, Response};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -268,16 +268,7 @@ impl Session {
         self.req.method.idempotent() && self.req.body == BodyKind::None
     }
 
-    /// Requests served so far on this connection.
-    pub fn served(&self) -> u64 {
-        self.served
-    }
-
     // ---- the parsed request, for routing -------------------------------------------
-
-    pub fn method(&self) -> Method {
-        self.req.method
-    }
 
     /// The Host without its port, or "" when absent.
     pub fn host(&self) -> &[u8] {
@@ -427,7 +418,7 @@ impl Session {
     }
 
     /// No response in time: 504, or a cut-off when the response had started.
-    pub fn backend_timed_out(&mut self, now_ms: u64) {
+    fn backend_timed_out(&mut self, now_ms: u64) {
         if self.phase == Phase::Exchange && !self.resp_bytes {
             self.respond(504, now_ms);
         } else {
