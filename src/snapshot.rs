@@ -112,6 +112,9 @@ pub struct Listeners {
     /// The address actually bound (the configured port 0 resolved).
     pub local: SocketAddr,
     pub sockets: Box<[TcpListener]>,
+    /// Whether the sockets are tuned for HTTP (see `Registry`); changed only by the
+    /// control thread, when a service's mode changes.
+    pub http: std::sync::atomic::AtomicBool,
 }
 
 /// A backend's state shared by every snapshot that names its address.

@@ -6,11 +6,14 @@ use crate::balance::Selector;
 use crate::config::Config;
 use crate::config::Mode;
 use crate::http::route::Router;
+use crate::io::sys;
 use crate::snapshot::{Backend, Front, HttpFront, Listeners, Service, Snapshot};
 use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
@@ -88,14 +91,17 @@ impl Registry {
         let wanted = config
             .services
             .iter()
-            .filter_map(|s| Some((s.name.as_str(), s.listen?)))
-            .chain(config.http.listen.map(|a| (HTTP_FRONT, a)));
-        for (name, addr) in wanted {
+            .filter_map(|s| Some((s.name.as_str(), s.listen?, s.mode == Mode::Http)))
+            .chain(config.http.listen.map(|a| (HTTP_FRONT, a, true)));
+        for (name, addr, http) in wanted {
             let key = ListenKey::new(name, addr);
-            if self.listeners.contains_key(&key) {
+            if let Some(l) = self.listeners.get(&key) {
+                if let Err(e) = tune(l, http) {
+                    tracing::warn!(service = name, %addr, error = %e, "cannot tune listening socket");
+                }
                 continue;
             }
-            match bind_all(addr, self.shards) {
+            match bind_all(addr, self.shards).and_then(|l| tune(&l, http).map(|()| l)) {
                 Ok(l) => {
                     fresh.insert(key, Arc::new(l));
                 }
@@ -255,7 +261,37 @@ fn bind_all(addr: SocketAddr, shards: usize) -> std::io::Result<Listeners> {
     Ok(Listeners {
         local,
         sockets: sockets.into_boxed_slice(),
+        http: AtomicBool::new(false),
     })
+}
+
+/// Tune `l`'s sockets for HTTP, or back to plain TCP, when that changed. For HTTP:
+/// - `TCP_DEFER_ACCEPT`: a connection is accepted when its first bytes arrive (an
+///   HTTP client always speaks first), so accepting and reading the request head take
+///   one wake-up, and a client that connects and says nothing costs the kernel a
+///   half-open entry rather than a connection. After a second the kernel hands over
+///   the silent ones too, and `header_timeout_ms` deals with them.
+/// - `TCP_QUICKACK` off: the response acknowledges the request, instead of a
+///   segment of its own. Set after `listen`, which resets it; accepted sockets
+///   inherit it.
+///
+/// Neither suits L4, where the server may speak first and every segment is relayed.
+fn tune(l: &Listeners, http: bool) -> std::io::Result<()> {
+    if l.http.load(Ordering::Relaxed) == http {
+        return Ok(());
+    }
+    for s in l.sockets.iter() {
+        let fd = s.as_raw_fd();
+        sys::set_int_opt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            i32::from(http),
+        )?;
+        sys::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, i32::from(!http))?;
+    }
+    l.http.store(http, Ordering::Relaxed);
+    Ok(())
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -272,4 +308,49 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(TCP_DEFER_ACCEPT, TCP_QUICKACK)` of each socket of the snapshot's one listener.
+    fn options(snap: &Snapshot) -> Vec<(i32, i32)> {
+        assert_eq!(snap.listeners.len(), 1);
+        snap.listeners[0]
+            .sockets
+            .iter()
+            .map(|s| {
+                let fd = s.as_raw_fd();
+                let get = |opt| sys::get_int_opt(fd, libc::IPPROTO_TCP, opt).expect("getsockopt");
+                (get(libc::TCP_DEFER_ACCEPT), get(libc::TCP_QUICKACK))
+            })
+            .collect()
+    }
+
+    fn config(mode: &str) -> Config {
+        crate::config::parse(&format!(
+            "[[service]]\nname = \"web\"\nmode = \"{mode}\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n"
+        ))
+        .expect("valid config")
+    }
+
+    #[test]
+    fn http_listeners_defer_accept_and_delay_acks_and_lose_both_when_tcp_again() {
+        let mut registry = Registry::new(2);
+        let tcp = registry.build(&config("tcp")).expect("builds");
+        assert_eq!(options(&tcp), vec![(0, 1); 2]);
+        let http = registry.build(&config("http")).expect("builds");
+        let tuned = options(&http);
+        assert!(
+            tuned
+                .iter()
+                .all(|&(defer, quickack)| defer > 0 && quickack == 0),
+            "{tuned:?}"
+        );
+        // The same sockets, re-tuned: a mode change does not re-bind.
+        assert!(Arc::ptr_eq(&tcp.listeners[0], &http.listeners[0]));
+        let back = registry.build(&config("tcp")).expect("builds");
+        assert_eq!(options(&back), vec![(0, 1); 2]);
+    }
 }

@@ -77,17 +77,20 @@ pub fn set_linger_zero(fd: RawFd) {
     };
 }
 
-/// IP_BIND_ADDRESS_NO_PORT: bind to a source address now, choose the port at connect
-/// time, so many connections can share one source address across destinations.
-pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is a valid int and its size is passed with it.
+/// Set an integer socket option.
+pub fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a valid int and its size is passed with it.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -96,6 +99,34 @@ pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Read an integer socket option.
+#[cfg(test)]
+pub fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a writable int and `len` holds its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: bind to a source address now, choose the port at connect
+/// time, so many connections can share one source address across destinations.
+pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
+    set_int_opt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
 }
 
 /// Receive up to `max` bytes from `fd` into the spare capacity of `buf` (appending; no

@@ -17,7 +17,7 @@ use crate::io::sys;
 use crate::snapshot::{Front, Listeners, Service};
 use exchange::count_bytes;
 use socket2::{SockRef, Socket};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -305,7 +305,10 @@ impl HttpConn {
         if out.is_empty() || !self.ready.client_write {
             return Ok(false);
         }
-        let n = write_some(&self.client, out, &mut self.ready.client_write)?;
+        // The last bytes before the FIN: held back (MSG_MORE) so that the shutdown that
+        // follows sends them and the FIN in one segment, one wake-up for the client.
+        let last = self.session.output_is_last();
+        let n = write_some(&self.client, out, last, &mut self.ready.client_write)?;
         if let Some(ex) = &self.exchange {
             count_bytes(ctx, ex, false, n);
         }
@@ -326,7 +329,7 @@ impl HttpConn {
         if out.is_empty() || !self.ready.backend_write {
             return false;
         }
-        match write_some(&b.sock, out, &mut self.ready.backend_write) {
+        match write_some(&b.sock, out, false, &mut self.ready.backend_write) {
             Ok(n) => {
                 if let Some(ex) = &self.exchange {
                     count_bytes(ctx, ex, true, n);
@@ -420,10 +423,12 @@ impl HttpConn {
     }
 }
 
-/// Write what `sock` takes of `out`. A short write or "would block" clears `ready`
-/// (readiness will say when to go on); `Err` is a failed socket.
-fn write_some(sock: &Socket, out: &[u8], ready: &mut bool) -> Result<usize, ()> {
-    match (&*sock).write(out) {
+/// Write what `sock` takes of `out`; with `more`, a final partial segment waits for
+/// what follows (`MSG_MORE`). A short write or "would block" clears `ready` (readiness
+/// will say when to go on); `Err` is a failed socket.
+fn write_some(sock: &Socket, out: &[u8], more: bool, ready: &mut bool) -> Result<usize, ()> {
+    let flags = if more { libc::MSG_MORE } else { 0 };
+    match sock.send_with_flags(out, flags) {
         Ok(n) => {
             *ready = n == out.len();
             Ok(n)

@@ -185,6 +185,12 @@ impl Session {
         &self.to_client[self.client_sent..]
     }
 
+    /// Everything in [`client_output`](Self::client_output) is the last the client
+    /// gets: its FIN follows once it is written.
+    pub fn output_is_last(&self) -> bool {
+        self.phase == Phase::Closing
+    }
+
     pub fn client_wrote(&mut self, n: usize) {
         self.client_sent += n;
         if self.client_sent == self.to_client.len() {
