@@ -10,6 +10,9 @@ BACKEND_PORT, BULK_BYTES = 18081, 1 << 20
 PORTS = {"sluice": 18100, "haproxy": 18101, "nginx": 18102}
 # The same proxies in HTTP mode (one process each serves both).
 HTTP_PORTS = {"sluice": 18110, "haproxy": 18111, "nginx": 18112}
+# HTTP again, HAProxy and nginx listening with `defer-accept` / `deferred` as sluice's
+# HTTP listeners always do (sluice: the same port).
+HTTP_DEFER_PORTS = {"sluice": 18110, "haproxy": 18113, "nginx": 18114}
 PROXY_CPU, CLIENT_CPU = "0", "1"
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -110,6 +113,12 @@ frontend fh
   timeout http-keep-alive 60s
   bind 127.0.0.1:{HTTP_PORTS['haproxy']}
   default_backend bh
+frontend fhd
+  mode http
+  option http-keep-alive
+  timeout http-keep-alive 60s
+  bind 127.0.0.1:{HTTP_DEFER_PORTS['haproxy']} defer-accept
+  default_backend bh
 backend bh
   mode http
   http-reuse always
@@ -141,6 +150,7 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{HTTP_PORTS['nginx']} reuseport backlog=4096;
+    listen 127.0.0.1:{HTTP_DEFER_PORTS['nginx']} reuseport backlog=4096 deferred;
     location / {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -167,7 +177,7 @@ def start_proxies(procs, paths):
     pids["sluice"] = procs.start([SLUICE, "run", "--config", paths["sluice"]], PROXY_CPU).pid
     pids["haproxy"] = procs.start(["haproxy", "-db", "-f", paths["haproxy"]], PROXY_CPU).pid
     procs.start(["nginx", "-g", "daemon off;", "-c", paths["nginx"]], PROXY_CPU)
-    for port in list(PORTS.values()) + list(HTTP_PORTS.values()):
+    for port in list(PORTS.values()) + list(HTTP_PORTS.values()) + list(HTTP_DEFER_PORTS.values()):
         wait_port(port)
     # nginx's worker is the process that does the work.
     time.sleep(0.3)
@@ -206,16 +216,19 @@ SCENARIOS = {
     "L4 bulk": dict(mode="bulk", connections=8, metric="rx_gbit_per_s", unit="Gbit/s",
                     extra=["--path", "/bulk"]),
     "HTTP close": dict(mode="close", connections=64, metric="requests_per_s", unit="req/s", http=True),
+    "HTTP close, deferred": dict(mode="close", connections=64, metric="requests_per_s", unit="req/s",
+                                 http=True, ports=HTTP_DEFER_PORTS, targets=["sluice", "haproxy", "nginx"]),
     "HTTP keepalive": dict(mode="keepalive", connections=64, metric="requests_per_s", unit="req/s",
                            http=True),
 }
 TARGETS = ["sluice", "haproxy", "nginx", "direct"]
 
 
-def port_of(t, http=False):
+def port_of(t, sc=None):
+    sc = sc or {}
     if t == "direct":
         return BACKEND_PORT
-    return HTTP_PORTS[t] if http else PORTS[t]
+    return sc.get("ports", HTTP_PORTS if sc.get("http") else PORTS)[t]
 
 
 def run_scenarios(pids, rounds, seconds):
@@ -223,9 +236,9 @@ def run_scenarios(pids, rounds, seconds):
     cpu = {s: {t: [] for t in TARGETS if t != "direct"} for s in SCENARIOS}
     for r in range(rounds):
         for name, sc in SCENARIOS.items():
-            for t in TARGETS:  # interleaved: A B C D A B C D ...
+            for t in sc.get("targets", TARGETS):  # interleaved: A B C D A B C D ...
                 before = cpu_ticks(pids.get(t))
-                port = port_of(t, sc.get("http", False))
+                port = port_of(t, sc)
                 rep = bench(port, sc["mode"], seconds, sc["connections"], sc.get("extra", ()))
                 after = cpu_ticks(pids.get(t))
                 results[name][t].append(rep)
@@ -353,8 +366,10 @@ def write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, chec
         m = {t: median([r[sc["metric"]] for r in results[name][t]]) for t in TARGETS}
         rh, rn, rd = m["sluice"] / m["haproxy"], m["sluice"] / m["nginx"], m["sluice"] / m["direct"]
         fmt = (lambda v: f"{v:.2f}") if sc["unit"] == "Gbit/s" else (lambda v: f"{v:,.0f}")
+        direct = (f"{fmt(m['direct'])} | {rh:.2f} | {rn:.2f} | {rd:.2f}" if results[name]["direct"]
+                  else f"– | {rh:.2f} | {rn:.2f} | –")
         table.append(f"| {name} ({sc['unit']}) | {fmt(m['sluice'])} | {fmt(m['haproxy'])} | {fmt(m['nginx'])} | "
-                     f"{fmt(m['direct'])} | {rh:.2f} | {rn:.2f} | {rd:.2f} |")
+                     f"{direct} |")
         chart.append((f"{name} {sc['unit']}", rh, rn))
     for name in SCENARIOS:
         c = {t: median(cpu[name][t]) for t in ["sluice", "haproxy", "nginx"]}
@@ -385,6 +400,10 @@ template does);
 the load generator `sluice bench --threads 1` on CPU {CLIENT_CPU}. Scenarios: close
 (`--mode close --connections 64`, a new client connection per request), keepalive
 (`--mode keepalive --connections 64`), bulk (`--mode bulk --connections 8 --path /bulk`).
+sluice's HTTP listeners always defer accepting until the request arrives
+(`TCP_DEFER_ACCEPT`); HAProxy and nginx do not by default (Marathon-LB's template binds
+without it), so "HTTP close" runs them as configured above, and "HTTP close, deferred"
+runs them again with `bind … defer-accept` and `listen … deferred`.
 {rounds} interleaved rounds of {seconds} s (sluice, HAProxy, nginx, direct, sluice, …);
 medians. CPU µs per request: user+system time of the proxy process over the run
 (from /proc) divided by the requests. Idle memory: RSS growth over {idle} idle
