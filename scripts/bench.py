@@ -250,22 +250,35 @@ def run_scenarios(pids, rounds, seconds):
     return results, cpu
 
 
-def idle_memory(pids, conns):
-    """RSS growth per idle proxied connection."""
+def idle_memory(pids, conns, http=False):
+    """RSS growth per idle proxied connection; `http`: per idle HTTP keep-alive client
+    connection after one request."""
     out = {}
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
     for t in ["sluice", "haproxy", "nginx"]:
         pid = pids[t]
         before = rss_kib(pid)
         socks = []
         for _ in range(conns):
-            s = socket.create_connection(("127.0.0.1", PORTS[t]))
+            s = socket.create_connection(("127.0.0.1", HTTP_PORTS[t] if http else PORTS[t]))
+            if http:
+                s.sendall(request)
             socks.append(s)
-        time.sleep(1.0)
+        if http:
+            for s in socks:
+                got = b""
+                while not got.endswith(b"backend\n"):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise RuntimeError(f"{t} closed an HTTP keep-alive connection")
+                    got += chunk
+        time.sleep(2.5 if http else 1.0)  # sluice trims idle HTTP sessions once a second
         after = rss_kib(pid)
         for s in socks:
             s.close()
         out[t] = (after - before) * 1024 / conns
-        print(f"idle {t:8} {out[t]:8.0f} bytes/connection ({conns} connections)", flush=True)
+        kind = "HTTP keep-alive" if http else "L4"
+        print(f"idle {kind} {t:8} {out[t]:8.0f} bytes/connection ({conns} connections)", flush=True)
         time.sleep(1.0)
     return out
 
@@ -337,15 +350,16 @@ def main():
         pids = start_proxies(procs, paths)
         results, cpu = run_scenarios(pids, rounds, seconds)
         mem = idle_memory(pids, idle)
+        mem_http = idle_memory(pids, idle, http=True)
         hap_max = median([r["requests_per_s"] for r in results["L4 keepalive"]["haproxy"]])
         p99 = fixed_rate(pids, hap_max / 2, rate_secs)
         check = cross_check(3, seconds)
     finally:
         procs.stop_all()
-    write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, check)
+    write_doc(args, rounds, seconds, idle, results, cpu, mem, mem_http, hap_max, p99, check)
 
 
-def write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, check):
+def write_doc(args, rounds, seconds, idle, results, cpu, mem, mem_http, hap_max, p99, check):
     def ver(cmd):
         try:
             return subprocess.run(cmd, capture_output=True, text=True).stdout + \
@@ -379,6 +393,10 @@ def write_doc(args, rounds, seconds, idle, results, cpu, mem, hap_max, p99, chec
     table.append(f"| memory per idle proxied connection (bytes) | {mem['sluice']:.0f} | {mem['haproxy']:.0f} | "
                  f"{mem['nginx']:.0f} | – | {mem['sluice'] / mem['haproxy']:.2f} | {mem['sluice'] / mem['nginx']:.2f} | – |")
     chart.append(("idle memory (inverse)", mem["haproxy"] / max(mem["sluice"], 1), mem["nginx"] / max(mem["sluice"], 1)))
+    m = mem_http
+    table.append(f"| memory per idle HTTP keep-alive client connection (bytes) | {m['sluice']:.0f} | {m['haproxy']:.0f} | "
+                 f"{m['nginx']:.0f} | – | {m['sluice'] / m['haproxy']:.2f} | {m['sluice'] / m['nginx']:.2f} | – |")
+    chart.append(("idle HTTP memory (inverse)", m["haproxy"] / max(m["sluice"], 1), m["nginx"] / max(m["sluice"], 1)))
     table.append(f"| p99 latency at {hap_max / 2:,.0f} req/s (µs) | {p99['sluice']} | {p99['haproxy']} | {p99['nginx']} | "
                  f"{p99['direct']} | {p99['sluice'] / p99['haproxy']:.2f} | {p99['sluice'] / p99['nginx']:.2f} | "
                  f"{p99['sluice'] / p99['direct']:.2f} |")
@@ -407,7 +425,8 @@ runs them again with `bind … defer-accept` and `listen … deferred`.
 {rounds} interleaved rounds of {seconds} s (sluice, HAProxy, nginx, direct, sluice, …);
 medians. CPU µs per request: user+system time of the proxy process over the run
 (from /proc) divided by the requests. Idle memory: RSS growth over {idle} idle
-proxied connections. p99: keepalive at a fixed rate of half HAProxy's keepalive
+proxied connections (L4), and over {idle} idle HTTP keep-alive client connections
+after one request each. p99: keepalive at a fixed rate of half HAProxy's keepalive
 maximum ({hap_max:,.0f} req/s → {hap_max / 2:,.0f} req/s), {rate_secs_of(args)} s each.
 
 {chr(10).join(table)}

@@ -161,7 +161,7 @@ impl Default for Request {
             method_range: 0..0,
             target: 0..0,
             minor: 1,
-            fields: Vec::with_capacity(32),
+            fields: Vec::new(),
             body: BodyKind::None,
             keep_alive: true,
             upgrade: false,
@@ -281,6 +281,7 @@ pub fn parse_request_with(
     out.target = offset(buf, path.as_bytes());
     out.minor = req.version.expect("complete head");
     out.fields.clear();
+    out.fields.reserve(req.headers.len());
     out.host = None;
     out.expect_continue = false;
     let mut framing = Framing::default();
@@ -374,7 +375,7 @@ impl Default for Response {
             status: 0,
             reason: 0..0,
             minor: 1,
-            fields: Vec::with_capacity(32),
+            fields: Vec::new(),
             body: BodyKind::None,
             keep_alive: true,
         }
@@ -404,6 +405,7 @@ pub fn parse_response(
     out.reason = offset(buf, resp.reason.expect("complete head").as_bytes());
     out.minor = resp.version.expect("complete head");
     out.fields.clear();
+    out.fields.reserve(resp.headers.len());
     let mut framing = Framing::default();
     for h in resp.headers.iter() {
         let kind = known(h.name);

@@ -226,6 +226,7 @@ impl HttpConn {
             self.connect_next(ctx, shard, watch, None);
         }
         self.session.check_timers(now);
+        self.session.trim_if_idle();
         // A tunnel, or a message stalled mid-stream, silent for `idle_timeout_ms`.
         if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
             && now.saturating_sub(self.last_active_ms) >= ctx.snapshot.server.idle_timeout_ms

@@ -173,6 +173,25 @@ impl Session {
         }
     }
 
+    /// Between requests with nothing read: give back every buffer and field list, so
+    /// an idle keep-alive connection holds only the session itself. Called by the
+    /// once-a-second sweep rather than after each exchange, so a busy connection
+    /// re-uses its allocations.
+    pub fn trim_if_idle(&mut self) {
+        if self.phase != Phase::Head || !self.input.is_empty() || !self.client_output().is_empty() {
+            return;
+        }
+        self.input = Vec::new();
+        self.to_client = Vec::new();
+        self.client_sent = 0;
+        self.to_backend = Vec::new();
+        self.backend_sent = 0;
+        self.from_backend = Vec::new();
+        self.pending_cookie = Vec::new();
+        self.req.fields = Vec::new();
+        self.resp.fields = Vec::new();
+    }
+
     /// Between requests with nothing read: safe to close when shutting down.
     pub fn is_idle(&self) -> bool {
         (self.phase == Phase::Head && self.input.is_empty()) || self.phase == Phase::Closing

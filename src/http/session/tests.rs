@@ -174,3 +174,31 @@ fn timeouts_answer_408_and_504() {
     s.check_timers(510);
     assert!(take_client(&mut s).starts_with("HTTP/1.1 504 "));
 }
+
+#[test]
+fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request() {
+    let mut s = Session::new(LIMITS, 0);
+    let held = |s: &Session| {
+        s.input.capacity()
+            + s.to_client.capacity()
+            + s.to_backend.capacity()
+            + s.from_backend.capacity()
+            + s.req.fields.capacity()
+            + s.resp.fields.capacity()
+    };
+    for round in 0..2 {
+        client(&mut s, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        // Mid-exchange nothing is trimmed.
+        let before = held(&s);
+        s.trim_if_idle();
+        assert_eq!((s.phase(), held(&s)), (Phase::Route, before));
+        s.attach(fwd(round > 0), 0);
+        take_backend(&mut s);
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+        assert!(take_client(&mut s).ends_with("\r\n\r\nok"));
+        assert_eq!(s.phase(), Phase::Head);
+        assert!(held(&s) > 0, "an exchange allocates");
+        s.trim_if_idle();
+        assert_eq!(held(&s), 0, "round {round}");
+    }
+}
