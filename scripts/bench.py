@@ -44,13 +44,15 @@ class Procs:
         self.procs.append(p)
         return p
 
-    def stop_all(self):
-        for p in self.procs:
+    def stop_all(self, keep=0):
+        """Stop every process but the first `keep` started."""
+        stopping, self.procs = self.procs[keep:], self.procs[:keep]
+        for p in stopping:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        for p in self.procs:
+        for p in stopping:
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:
@@ -350,6 +352,9 @@ def main():
         pids = start_proxies(procs, paths)
         results, cpu = run_scenarios(pids, rounds, seconds)
         mem = idle_memory(pids, idle)
+        # Fresh proxies: each keeps (and would re-use) what the idle L4 connections freed.
+        procs.stop_all(keep=1)
+        pids = start_proxies(procs, paths)
         mem_http = idle_memory(pids, idle, http=True)
         hap_max = median([r["requests_per_s"] for r in results["L4 keepalive"]["haproxy"]])
         p99 = fixed_rate(pids, hap_max / 2, rate_secs)
@@ -426,7 +431,7 @@ runs them again with `bind … defer-accept` and `listen … deferred`.
 medians. CPU µs per request: user+system time of the proxy process over the run
 (from /proc) divided by the requests. Idle memory: RSS growth over {idle} idle
 proxied connections (L4), and over {idle} idle HTTP keep-alive client connections
-after one request each. p99: keepalive at a fixed rate of half HAProxy's keepalive
+after one request each (on freshly started proxies). p99: keepalive at a fixed rate of half HAProxy's keepalive
 maximum ({hap_max:,.0f} req/s → {hap_max / 2:,.0f} req/s), {rate_secs_of(args)} s each.
 
 {chr(10).join(table)}
