@@ -353,7 +353,7 @@ def main():
         results, cpu = run_scenarios(pids, rounds, seconds)
         mem = idle_memory(pids, idle)
         # Fresh proxies: each keeps (and would re-use) what the idle L4 connections freed.
-        procs.stop_all(keep=1)
+        procs.stop_all(keep=1)  # the backend, started first, stays
         pids = start_proxies(procs, paths)
         mem_http = idle_memory(pids, idle, http=True)
         hap_max = median([r["requests_per_s"] for r in results["L4 keepalive"]["haproxy"]])

@@ -209,7 +209,8 @@ impl HttpConn {
         After::Continue
     }
 
-    /// Timeouts: the session's own (head, keep-alive, response, linger) and connects.
+    /// The once-a-second sweep: timeouts (the session's own — head, keep-alive,
+    /// response, linger — and connects), and an idle session's memory given back.
     pub fn timers(
         &mut self,
         ctx: &ShardCtx,
