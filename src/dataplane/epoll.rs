@@ -100,7 +100,7 @@ impl Shard {
     fn event_loop(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         loop {
-            let timeout = if !self.again.is_empty() {
+            let timeout = if !self.again.is_empty() || !self.http.again.is_empty() {
                 Duration::ZERO
             } else if self.ctx.draining_since_ms.is_some()
                 || !self.connecting.is_empty()
@@ -145,6 +145,13 @@ impl Shard {
                 }
             }
             self.again_spare.clear();
+            // A slot closed and reused since it yielded is pumped once for nothing (at
+            // most a read that would block).
+            let again = self.http.take_again();
+            for &idx in &again {
+                self.pump_http(idx);
+            }
+            self.http.done_again(again);
             self.timers();
             if self.ctx.draining_since_ms.is_some() && (self.live == 0 || self.ctx.grace_over()) {
                 self.close_all();
@@ -464,8 +471,10 @@ impl Shard {
             } else {
                 c.timers(&self.ctx, &mut self.http, &mut watch)
             };
-            if let After::Close { reset } = after {
-                self.close_http(idx, reset);
+            match after {
+                After::Close { reset } => self.close_http(idx, reset),
+                After::Yield => self.http.again.push(idx),
+                After::Continue => {}
             }
         }
     }
@@ -509,16 +518,19 @@ impl Shard {
         let Some(c) = self.hconns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let gone = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+        let hup = ev.is_error() || ev.is_read_closed();
+        let gone = hup || ev.is_write_closed();
         let (r, w) = (ev.is_readable() || gone, ev.is_writable() || gone);
         match side {
             Side::Client => {
                 c.ready.client_read |= r;
                 c.ready.client_write |= w;
+                c.ready.client_hup |= hup;
             }
             Side::Backend => {
                 c.ready.backend_read |= r;
                 c.ready.backend_write |= w;
+                c.ready.backend_hup |= hup;
             }
         }
         self.pump_http(idx);
@@ -559,9 +571,10 @@ impl Shard {
             free: &mut self.bfree,
             conn: idx,
         };
-        let after = c.pump(&self.ctx, &mut self.http, &mut watch);
-        if let After::Close { reset } = after {
-            self.close_http(idx, reset);
+        match c.pump(&self.ctx, &mut self.http, &mut watch) {
+            After::Close { reset } => self.close_http(idx, reset),
+            After::Yield => self.http.again.push(idx),
+            After::Continue => {}
         }
         if !self.http.evicted.is_empty() {
             self.forget_evicted();

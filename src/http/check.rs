@@ -57,7 +57,7 @@ pub fn exercise(data: &[u8]) -> usize {
         let out = s.backend_output().len();
         if out > 0 {
             sent.extend_from_slice(s.backend_output());
-            s.backend_wrote(out);
+            s.backend_wrote(out, 0);
             progress = true;
         }
         let back = s.client_output().len();

@@ -62,6 +62,7 @@ impl HttpConn {
         }
         self.ready.backend_read = false;
         self.ready.backend_write = false;
+        self.ready.backend_hup = false;
     }
 
     /// Route the parsed request to a service, then to a backend.
@@ -154,7 +155,7 @@ impl HttpConn {
             let bc = ex.service.backends[i].counters.shard(ctx.id);
             // A replayed request (its pooled connection failed) takes a new connection.
             let pooled = if self.session.phase() == Phase::Route && !ex.replay {
-                shard.take(addr, !self.session.replayable(), now)
+                shard.take(addr)
             } else {
                 None
             };
@@ -195,6 +196,7 @@ impl HttpConn {
             }
             // Nothing can be read before the request is sent: wait for readiness.
             self.ready.backend_read = false;
+            self.ready.backend_hup = false;
             self.ready.backend_write = connected;
             let id = ex
                 .set_cookie
@@ -262,6 +264,7 @@ impl HttpConn {
         }
         self.ready.backend_read = false;
         self.ready.backend_write = false;
+        self.ready.backend_hup = false;
         if let Some(ex) = &self.exchange {
             let bc = ex.service.backends[ex.backend].counters.shard(ctx.id);
             bc.connect_errors.inc();

@@ -32,12 +32,20 @@ const BACKEND_READ_BYTES: usize = 32 * 1024;
 const PUMP_ROUNDS: usize = 16;
 
 /// Which sockets may be ready.
+///
+/// A short read clears the read hint, to wait for readiness rather than pay a system
+/// call to hear "would block". That is wrong once the peer's FIN has arrived: an
+/// edge-triggered reactor reports data and FIN in one event and never again, so the
+/// reactor sets `*_hup` when an event says the peer closed (or the socket failed), and
+/// the read hint then stays set until a read returns the end of stream.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ready {
     pub client_read: bool,
     pub client_write: bool,
     pub backend_read: bool,
     pub backend_write: bool,
+    pub client_hup: bool,
+    pub backend_hup: bool,
 }
 
 /// The shard's side of backend socket changes. Each backend socket has a key of the
@@ -96,11 +104,12 @@ pub struct HttpConn {
 /// What the shard does with the connection after a pump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
+    /// Waiting on readiness.
     Continue,
+    /// Used its budget with work left: pump again in the next loop turn.
+    Yield,
     /// Close both sockets (`reset`: with RST).
-    Close {
-        reset: bool,
-    },
+    Close { reset: bool },
 }
 
 impl HttpConn {
@@ -202,11 +211,13 @@ impl HttpConn {
                 return After::Close { reset: false };
             }
             if !progress {
-                break;
+                return After::Continue;
             }
             self.last_active_ms = now;
         }
-        After::Continue
+        // The budget ran out with sockets still ready: no readiness event will come for
+        // bytes already there, so the shard pumps the connection again next turn.
+        After::Yield
     }
 
     /// The once-a-second sweep: timeouts (the session's own — head, keep-alive,
@@ -288,7 +299,7 @@ impl HttpConn {
             Ok(n) => {
                 // A short read emptied the socket: wait for readiness rather than pay
                 // a system call to hear "would block".
-                self.ready.client_read = n == READ_BYTES;
+                self.ready.client_read = n == READ_BYTES || self.ready.client_hup;
                 Ok(n)
             }
             Err(e) => match e.kind() {
@@ -336,7 +347,7 @@ impl HttpConn {
                 if let Some(ex) = &self.exchange {
                     count_bytes(ctx, ex, true, n);
                 }
-                self.session.backend_wrote(n);
+                self.session.backend_wrote(n, ctx.now_ms);
                 n > 0
             }
             Err(()) => {
@@ -368,7 +379,7 @@ impl HttpConn {
                 true
             }
             Ok(n) => {
-                self.ready.backend_read = n == BACKEND_READ_BYTES;
+                self.ready.backend_read = n == BACKEND_READ_BYTES || self.ready.backend_hup;
                 self.session.backend_read(&buf, ctx.now_ms);
                 true
             }

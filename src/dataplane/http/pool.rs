@@ -10,9 +10,6 @@ use std::net::SocketAddr;
 /// A pooled connection idle for longer is closed (backends time out idle keep-alive
 /// connections themselves; reusing one just as it closes costs a retry).
 const POOL_IDLE_MS: u64 = 10_000;
-/// A pooled connection idle for less than this is used without checking that the
-/// backend kept it open, when a failure could be answered by replaying the request.
-const POOL_TRUST_MS: u64 = 1_000;
 
 /// A shard's HTTP state: idle keep-alive backend connections per backend address
 /// (each with its shard key; connections it closes are listed in `evicted` for the
@@ -26,6 +23,10 @@ pub struct HttpShard {
     /// The shard's buffer for backend reads (borrowed per read).
     pub(super) scratch: Vec<u8>,
     pub latency: crate::dataplane::latency::Latencies,
+    /// Connections (the shard's slab indexes) that yielded with work left, pumped
+    /// again in the next loop turn, which then does not wait for events.
+    pub again: Vec<usize>,
+    again_spare: Vec<usize>,
 }
 
 struct Idle {
@@ -39,16 +40,15 @@ impl HttpShard {
         self.per_backend = per_backend;
     }
 
-    /// An idle connection to `addr` that is still open: a connection the backend closed
-    /// (or that has stray bytes) reads as something other than "would block". Unless
-    /// `verify`, a connection idle for less than `POOL_TRUST_MS` is trusted without the
-    /// check (the caller can replay the request if it fails).
-    pub fn take(&mut self, addr: SocketAddr, verify: bool, now_ms: u64) -> Option<(Socket, usize)> {
+    /// An idle connection to `addr` that is still open and silent: one the backend
+    /// closed, or that holds bytes nobody asked for (a body after a HEAD response, a
+    /// second response), reads as something other than "would block" and is closed.
+    /// Checked on every take, whatever the connection's age and whether or not the
+    /// reactor watches pooled sockets: stray bytes handed to the next request would be
+    /// read as its response, by another client.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<(Socket, usize)> {
         let list = self.idle.get_mut(&addr)?;
         while let Some(idle) = list.pop() {
-            if !verify && now_ms.saturating_sub(idle.since_ms) < POOL_TRUST_MS {
-                return Some((idle.sock, idle.key));
-            }
             let mut probe = [MaybeUninit::<u8>::uninit(); 1];
             match idle.sock.peek(&mut probe) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Some((idle.sock, idle.key)),
@@ -95,6 +95,19 @@ impl HttpShard {
             });
             !list.is_empty()
         });
+    }
+
+    /// The connections to pump again this turn (the list is empty afterwards; give it
+    /// back with [`Self::done_again`] so neither list is reallocated each turn).
+    pub fn take_again(&mut self) -> Vec<usize> {
+        let mut list = std::mem::take(&mut self.again_spare);
+        std::mem::swap(&mut list, &mut self.again);
+        list
+    }
+
+    pub fn done_again(&mut self, mut list: Vec<usize>) {
+        list.clear();
+        self.again_spare = list;
     }
 
     /// Close every idle connection (shutdown).

@@ -86,7 +86,8 @@ impl Shard {
         self.pump_http(idx);
     }
 
-    pub(super) fn on_hpoll(&mut self, idx: usize, k: usize) {
+    /// A readiness poll completed with `result` (the events, or an error).
+    pub(super) fn on_hpoll(&mut self, idx: usize, k: usize, result: i32) {
         let Some(slot) = self.hslots.get_mut(idx).and_then(Option::as_mut) else {
             debug_assert!(false, "poll completion for a free slot");
             return;
@@ -103,11 +104,20 @@ impl Shard {
         };
         if !cancelled {
             // Any outcome (readiness, hang-up, error) is worth a try: the system call
-            // tells what it is, so the poll's result is not looked at.
+            // tells what it is. A hang-up keeps the read hint until the end of stream
+            // is read, as on epoll.
+            let hup = result < 0
+                || result & i32::from(libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
             match k {
-                0 => c.ready.client_read = true,
+                0 => {
+                    c.ready.client_read = true;
+                    c.ready.client_hup |= hup;
+                }
                 1 => c.ready.client_write = true,
-                2 => c.ready.backend_read = true,
+                2 => {
+                    c.ready.backend_read = true;
+                    c.ready.backend_hup |= hup;
+                }
                 _ => c.ready.backend_write = true,
             }
         }
@@ -162,6 +172,9 @@ impl Shard {
             self.live -= 1;
             self.ctx.stats().connections.dec();
             return;
+        }
+        if after == After::Yield {
+            self.http.again.push(idx);
         }
         let (cr, cw) = c.client_interest();
         let (br, bw) = c.backend_interest();

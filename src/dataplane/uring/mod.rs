@@ -159,7 +159,11 @@ impl Shard {
     fn event_loop(&mut self) -> io::Result<()> {
         loop {
             let busy = self.ctx.draining_since_ms.is_some() || self.ctx.accept_paused();
-            let timeout = Duration::from_millis(if busy { 50 } else { 1000 });
+            let timeout = if !self.http.again.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(if busy { 50 } else { 1000 })
+            };
             self.ring.submit_and_wait(timeout)?;
             self.ctx.tick();
             if self.ctx.refresh() {
@@ -177,6 +181,11 @@ impl Shard {
                 self.dispatch(c);
             }
             self.completions = batch;
+            let again = self.http.take_again();
+            for &idx in &again {
+                self.pump_http(idx);
+            }
+            self.http.done_again(again);
             if self.ctx.accept_paused() {
                 self.disarm_accepts();
             }
@@ -208,7 +217,7 @@ impl Shard {
         match op {
             OP_ACCEPT => self.on_accept(idx, c),
             OP_IGNORE => {}
-            OP_HPOLL => self.on_hpoll(idx, dir),
+            OP_HPOLL => self.on_hpoll(idx, dir, c.result),
             _ => {
                 let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                     debug_assert!(false, "completion for a free slot");

@@ -117,8 +117,12 @@ pub struct Session {
     graceful: bool,
     /// Requests served on this connection.
     served: u64,
-    /// Start of the current wait (head, keep-alive, response) for its timeout.
+    /// Start of the current wait (head, keep-alive, linger) for its timeout.
     since_ms: u64,
+    /// Last sign of life from the backend in the exchange (attached, took bytes, sent
+    /// bytes), or the last time the exchange was waiting on something else: the
+    /// server timeout measures the backend's silence while sluice waits on it.
+    backend_since_ms: u64,
     finished: Option<Finished>,
 }
 
@@ -149,6 +153,7 @@ impl Session {
             last: false,
             served: 0,
             since_ms: now_ms,
+            backend_since_ms: now_ms,
             finished: None,
         }
     }
@@ -227,7 +232,10 @@ impl Session {
         }
     }
 
-    pub fn backend_wrote(&mut self, n: usize) {
+    pub fn backend_wrote(&mut self, n: usize, now_ms: u64) {
+        if n > 0 {
+            self.backend_since_ms = now_ms;
+        }
         self.backend_sent += n;
         if self.backend_sent == self.to_backend.len() && !self.replayable {
             release(&mut self.to_backend);
@@ -391,6 +399,7 @@ impl Session {
             return;
         }
         self.resp_bytes = true;
+        self.backend_since_ms = now_ms;
         if self.phase == Phase::Tunnel {
             self.to_client.extend_from_slice(data);
             return;
@@ -442,13 +451,24 @@ impl Session {
         }
     }
 
-    /// No response in time: 504, or a cut-off when the response had started.
+    /// The backend was silent for `backend_timeout_ms` while sluice waited on it: 504
+    /// while no final response head was relayed (none, or one cut short), else the
+    /// client is cut off mid-body.
     fn backend_timed_out(&mut self, now_ms: u64) {
-        if self.phase == Phase::Exchange && !self.resp_bytes {
-            self.respond(504, now_ms);
+        tracing::debug!(started = self.resp_started, "backend timed out");
+        if self.resp_started {
+            self.backend_failed(now_ms);
         } else {
-            self.phase = Phase::Closed;
+            self.respond(504, now_ms);
         }
+    }
+
+    /// The exchange waits on the backend: to take request bytes, or to send response
+    /// bytes that the client is ready for (a request still arriving from the client, or
+    /// a client too slow to take the response, is not the backend's silence).
+    fn waits_on_backend(&self) -> bool {
+        !self.backend_output().is_empty()
+            || (self.wants_backend_read() && (self.req_body.done() || self.resp_started))
     }
 
     /// The timeouts of this connection's current wait; call now and then.
@@ -466,7 +486,11 @@ impl Session {
                 }
             }
             Phase::Head if waited >= self.limits.header_timeout_ms => self.respond(408, now_ms),
-            Phase::Exchange if !self.resp_bytes && waited >= self.limits.backend_timeout_ms => {
+            Phase::Exchange if !self.waits_on_backend() => self.backend_since_ms = now_ms,
+            Phase::Exchange
+                if now_ms.saturating_sub(self.backend_since_ms)
+                    >= self.limits.backend_timeout_ms =>
+            {
                 self.backend_timed_out(now_ms)
             }
             Phase::Closing if waited >= LINGER_MS => self.phase = Phase::Closed,
@@ -481,6 +505,7 @@ impl Session {
         debug_assert_eq!(self.phase, Phase::Route);
         self.phase = Phase::Exchange;
         self.since_ms = now_ms;
+        self.backend_since_ms = now_ms;
         self.backend_eof = false;
         if !self.to_backend.is_empty() {
             // A replay: the head is still there.

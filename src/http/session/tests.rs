@@ -35,7 +35,7 @@ fn take_client(s: &mut Session) -> String {
 
 fn take_backend(s: &mut Session) -> String {
     let out = String::from_utf8_lossy(s.backend_output()).into_owned();
-    s.backend_wrote(out.len());
+    s.backend_wrote(out.len(), 0);
     out
 }
 
@@ -173,6 +173,84 @@ fn timeouts_answer_408_and_504() {
     take_backend(&mut s);
     s.check_timers(510);
     assert!(take_client(&mut s).starts_with("HTTP/1.1 504 "));
+}
+
+/// The server timeout (500 ms here) measures the backend's silence while the session
+/// waits on it, not the length of the exchange.
+#[test]
+fn the_backend_timeout_counts_only_the_backends_silence() {
+    // A body arriving steadily for longer than the timeout, taken by the backend as it
+    // comes: no 504.
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    for t in 1..10u64 {
+        let now = t * 300;
+        let _ = s.client_read(now, |buf| {
+            buf.push(b'x');
+            Ok::<usize, ()>(1)
+        });
+        let n = s.backend_output().len();
+        s.backend_wrote(n, now);
+        s.check_timers(now + 250);
+        assert_eq!(s.phase(), Phase::Exchange, "at {now} ms");
+    }
+    // The client stalls with one byte to go: its silence is not the backend's.
+    s.check_timers(10_000);
+    assert_eq!(s.phase(), Phase::Exchange);
+    let _ = s.client_read(10_000, |buf| {
+        buf.push(b'x');
+        Ok::<usize, ()>(1)
+    });
+    let n = s.backend_output().len();
+    s.backend_wrote(n, 10_000);
+    // Now the response is awaited: 500 ms of silence is a 504.
+    s.check_timers(10_499);
+    assert_eq!(s.phase(), Phase::Exchange);
+    s.check_timers(10_500);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 504 "));
+}
+
+#[test]
+fn a_backend_stalling_mid_head_gets_504_and_mid_body_a_cut() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\n", 100);
+    s.check_timers(599);
+    assert_eq!(s.phase(), Phase::Exchange);
+    s.check_timers(600);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 504 "));
+
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 100);
+    assert!(take_client(&mut s).ends_with("abc"));
+    s.check_timers(599);
+    assert_eq!(s.phase(), Phase::Exchange);
+    s.check_timers(600);
+    assert_eq!(s.phase(), Phase::Closed);
+    assert_eq!(s.take_finished().map(|f| f.reusable), Some(false));
+}
+
+#[test]
+fn a_client_too_slow_for_the_response_does_not_time_the_backend_out() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    let big = vec![b'x'; HIGH_WATER + 1];
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n", 0);
+    s.backend_read(&big, 0);
+    assert!(!s.wants_backend_read());
+    s.check_timers(5_000);
+    assert_eq!(s.phase(), Phase::Exchange);
 }
 
 #[test]
