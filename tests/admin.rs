@@ -209,3 +209,69 @@ fn health_check_and_bad_requests() {
     let mut c = connect(lb.addr("app2"));
     assert_eq!(roundtrip(&mut c, b"still"), b"still");
 }
+
+/// Read what the admin port answers on `s` (to its close).
+fn answer(mut s: std::net::TcpStream) -> String {
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A client dribbling its head a byte every 1.5 s and 40 silent ones hold the slots
+/// they took and nothing else: the health check is answered meanwhile (before curl's
+/// bound, far below what serving them one after the other would take), and the
+/// dribbler is cut at its deadline with 408 however steadily it sends.
+#[test]
+fn slow_clients_do_not_hold_the_admin_port() {
+    let a = Backend::echo();
+    let lb = Sluice::start(&config("auto", &[a.addr]));
+    let admin = lb.admin();
+    let mut dribbler = std::net::TcpStream::connect(admin).unwrap();
+    let reader = dribbler.try_clone().unwrap();
+    let cut = std::thread::spawn(move || answer(reader));
+    std::thread::spawn(move || {
+        for &b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" {
+            if dribbler.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
+    });
+    let silent: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    for _ in 0..3 {
+        assert_eq!(
+            curl(&format!("http://{admin}/_haproxy_health_check")),
+            (200, "OK\n".to_owned())
+        );
+    }
+    let cut = cut.join().unwrap();
+    assert!(cut.starts_with("HTTP/1.1 408"), "{cut}");
+    drop(silent);
+    assert!(metric(admin, "sluice_admin_timeouts_total") >= 1.0);
+}
+
+/// Past `MAX_CONNECTIONS` open admin connections a new one is answered 503 at once
+/// and counted; once the crowd leaves, the port answers again.
+#[test]
+fn admin_connections_are_bounded() {
+    let a = Backend::echo();
+    let lb = Sluice::start(&config("auto", &[a.addr]));
+    let admin = lb.admin();
+    let limit = sluice::admin::MAX_CONNECTIONS;
+    let held: Vec<_> = (0..limit)
+        .map(|_| std::net::TcpStream::connect(admin).unwrap())
+        .collect();
+    // Accepted in order: every slot is taken when this one is accepted.
+    let mut last = std::net::TcpStream::connect(admin).unwrap();
+    let _ = last.write_all(b"GET /_haproxy_health_check HTTP/1.1\r\n\r\n");
+    let refused = answer(last);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    drop(held);
+    wait_for("the port to answer again", || {
+        (curl(&format!("http://{admin}/_haproxy_health_check")).0 == 200).then_some(())
+    });
+    assert!(metric(admin, "sluice_admin_refused_total") >= 1.0);
+}

@@ -43,6 +43,7 @@ pub fn render(
     snap: &Snapshot,
     shards: &PerShard<ShardCounters>,
     control: &crate::control::ControlCounters,
+    admin: &super::AdminCounters,
 ) -> String {
     let mut f = vec![
         Family::new(
@@ -255,6 +256,24 @@ pub fn render(
             "counter",
             "Services left out because their address could not be bound.",
             control.bind_failures.get() as f64,
+        ),
+        (
+            "sluice_admin_requests_total",
+            "counter",
+            "Requests answered by the admin port.",
+            admin.requests.get() as f64,
+        ),
+        (
+            "sluice_admin_refused_total",
+            "counter",
+            "Admin connections answered 503 at once: every connection slot was taken.",
+            admin.refused.get() as f64,
+        ),
+        (
+            "sluice_admin_timeouts_total",
+            "counter",
+            "Admin connections closed at a deadline (request head or response too slow).",
+            admin.timeouts.get() as f64,
         ),
     ];
     for (name, kind, help, v) in plain {
