@@ -14,8 +14,14 @@ both_io!(
 );
 
 fn curl(url: &str) -> (u16, String) {
+    curl_with(url, &[])
+}
+
+/// `curl` with extra request headers (`"Name: value"`).
+fn curl_with(url: &str, headers: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .args(headers.iter().flat_map(|h| ["-H", h]))
         .output()
         .expect("curl is installed");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -274,4 +280,84 @@ fn admin_connections_are_bounded() {
         (curl(&format!("http://{admin}/_haproxy_health_check")).0 == 200).then_some(())
     });
     assert!(metric(admin, "sluice_admin_refused_total") >= 1.0);
+}
+
+/// A page that changes state refuses what a browser says comes from another site, or
+/// from another origin than the admin port's; scripts and the user's own requests
+/// pass.
+#[test]
+fn signals_refuse_cross_site_requests() {
+    let a = Backend::echo();
+    let lb = Sluice::start(&config("auto", &[a.addr]));
+    let admin = lb.admin();
+    let hup = format!("http://{admin}/_mlb_signal/hup");
+    let own = format!("Origin: http://{admin}");
+    for refused in [
+        &["Sec-Fetch-Site: cross-site"][..],
+        &["Sec-Fetch-Site: same-site"],
+        &["Origin: http://evil.example"],
+        &["Origin: null"],
+        &["Sec-Fetch-Site: same-origin", "Host: rebound.example"],
+    ] {
+        assert_eq!(curl_with(&hup, refused).0, 403, "{refused:?}");
+    }
+    for allowed in [
+        &[][..],
+        &["Sec-Fetch-Site: none"],
+        &["Sec-Fetch-Site: same-origin", own.as_str()],
+    ] {
+        assert_eq!(curl_with(&hup, allowed).0, 200, "{allowed:?}");
+    }
+    // Pages that only read are not affected.
+    let stats = format!("http://{admin}/haproxy?stats;csv");
+    assert_eq!(curl_with(&stats, &["Sec-Fetch-Site: cross-site"]).0, 200);
+    assert_eq!(metric(admin, "sluice_admin_denied_total"), 5.0);
+}
+
+/// With `[admin] token`, every page but the health check needs the bearer token.
+#[test]
+fn token_guards_every_page_but_the_health_check() {
+    let a = Backend::echo();
+    let token = "0123456789abcdef0123456789abcdef";
+    let lb = Sluice::start(&config("auto", &[a.addr]).replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
+        &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n"),
+    ));
+    let admin = lb.admin();
+    let good = format!("Authorization: Bearer {token}");
+    assert_eq!(
+        curl(&format!("http://{admin}/_haproxy_health_check")).0,
+        200
+    );
+    for page in [
+        "/metrics",
+        "/haproxy?stats;csv",
+        "/haproxy?stats",
+        "/_haproxy_getconfig",
+        "/v1/vips",
+        "/_mlb_signal/hup",
+        "/nope",
+    ] {
+        let url = format!("http://{admin}{page}");
+        assert_eq!(curl(&url).0, 401, "{page}");
+        for wrong in [
+            "Authorization: Bearer 0123456789abcdef0123456789abcdeX",
+            "Authorization: Bearer 0123456789abcdef",
+            "Authorization: Basic MDEyMzQ1Njc4OWFiY2RlZg==",
+        ] {
+            assert_eq!(curl_with(&url, &[wrong]).0, 401, "{page} {wrong}");
+        }
+        let want = if page == "/nope" { 404 } else { 200 };
+        assert_eq!(curl_with(&url, &[&good]).0, want, "{page}");
+    }
+    // The refusal says what it wants.
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let refused = answer(s);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        refused.contains("\r\nWWW-Authenticate: Bearer realm=\"sluice admin\"\r\n"),
+        "{refused}"
+    );
 }

@@ -309,3 +309,58 @@ fn http_effective_config_round_trips() {
         out2.lines().skip(1).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn admin_off_loopback_warns_and_exits_0() {
+    let (code, out, err) = check("[admin]\nlisten = \"0.0.0.0:9090\"\n");
+    assert_eq!(code, 0, "a warning is not an error: {err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "FILE:2:10: warning: admin listen 0.0.0.0:9090 is not a loopback address: whoever \
+          reaches it reads the statistics and can trigger Marathon re-fetches; keep it on \
+          loopback or set [admin] token"
+        ]
+    );
+    assert!(
+        out.contains("# token not set: every page is open to whoever reaches listen"),
+        "{out}"
+    );
+    let (_, _, err) = check(
+        "[admin]\nlisten = \"10.1.2.3:9090\"\ntoken = \"0123456789abcdef0123456789abcdef\"\n",
+    );
+    assert!(
+        err.starts_with("FILE:2:10: warning: admin listen 10.1.2.3:9090 is not a loopback address: the token crosses the network in clear text"),
+        "{err}"
+    );
+    for quiet in ["127.0.0.1:9090", "127.3.2.1:0", "[::1]:9090"] {
+        let (code, _, err) = check(&format!("[admin]\nlisten = \"{quiet}\"\n"));
+        assert_eq!((code, err.as_str()), (0, ""), "{quiet}");
+    }
+}
+
+#[test]
+fn admin_token_is_checked_and_never_echoed() {
+    let (code, out, err) =
+        check("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"s3cret-0123456789abcdef\"\n");
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.contains("\n[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"********\"\n"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+    let (code, _, err) = check("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"short\"\n");
+    assert_eq!(code, 0);
+    assert!(
+        err.starts_with("FILE:3:9: warning: admin token is only 5 characters"),
+        "{err}"
+    );
+    assert_eq!(
+        errors("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"two words\"\n"),
+        ["FILE:3:9: admin token must be 1 to 512 characters of A-Z a-z 0-9 - . _ ~ + / (then = padding), as a bearer token is written"]
+    );
+    assert_eq!(
+        errors("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"\"\n").len(),
+        1
+    );
+}

@@ -270,6 +270,12 @@ pub fn render(
             admin.refused.get() as f64,
         ),
         (
+            "sluice_admin_denied_total",
+            "counter",
+            "Admin requests refused: 401 (no or wrong token) or 403 (a cross-site signal).",
+            admin.denied.get() as f64,
+        ),
+        (
             "sluice_admin_timeouts_total",
             "counter",
             "Admin connections closed at a deadline (request head or response too slow).",

@@ -2,10 +2,11 @@
 //! metrics (`/metrics`) and a health check, served from a thread of its own. Nothing
 //! here touches the shards: it reads the published snapshot and the counters.
 //!
-//! `server.rs` holds the connections (bounded, with deadlines); this file picks the
-//! page.
+//! `server.rs` holds the connections (bounded, with deadlines); `guard.rs` decides who
+//! may ask (the bearer token, cross-site requests); this file picks the page.
 
 mod csv;
+mod guard;
 mod html;
 mod json;
 mod metrics;
@@ -27,6 +28,8 @@ pub struct View {
     pub control: Arc<crate::control::ControlCounters>,
     /// Asks for a Marathon re-fetch.
     pub hup: crossbeam::channel::Sender<()>,
+    /// When set, every page but the health check needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
@@ -110,14 +113,14 @@ struct Pages {
 }
 
 impl server::Answer for Pages {
-    fn answer(&self, head: &[u8], _local: SocketAddr) -> Page {
+    fn answer(&self, head: &[u8], local: SocketAddr) -> Page {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
             return Page::text(400, "bad request\n");
         };
         let method = req.method.unwrap_or("");
-        let mut page = self.route(method, req.path.unwrap_or(""));
+        let mut page = self.route(method, req.path.unwrap_or(""), req.headers, local);
         page.head_only = method == "HEAD";
         page
     }
@@ -127,15 +130,39 @@ impl server::Answer for Pages {
     }
 }
 
-/// What upstream balancers poll.
+/// Pages that change state: refused to cross-site requests.
+const SIGNALS: [&str; 1] = ["/_mlb_signal/hup"];
+/// What upstream balancers poll: the one page open without the token.
 const HEALTH_CHECK: &str = "/_haproxy_health_check";
 
 impl Pages {
     /// Pick the page for a parsed request.
-    fn route(&self, method: &str, path: &str) -> Page {
+    fn route(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[httparse::Header],
+        local: SocketAddr,
+    ) -> Page {
         let view = &self.view;
+        if path != HEALTH_CHECK {
+            if let Some(token) = &view.token {
+                if !guard::bearer_matches(headers, token) {
+                    self.counters.denied.inc();
+                    return Page::text(401, "this admin port needs its token\n")
+                        .with_headers("WWW-Authenticate: Bearer realm=\"sluice admin\"\r\n");
+                }
+            }
+        }
         if method != "GET" && method != "HEAD" {
             return Page::text(405, "only GET\n").with_headers("Allow: GET, HEAD\r\n");
+        }
+        if SIGNALS.contains(&path) {
+            if let Err(why) = guard::same_origin(headers, local) {
+                self.counters.denied.inc();
+                tracing::debug!(path, reason = why, "admin port: cross-site request refused");
+                return Page::text(403, "cross-site requests may not signal\n");
+            }
         }
         match path {
             HEALTH_CHECK => Page::text(200, "OK\n"),

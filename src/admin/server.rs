@@ -34,6 +34,8 @@ pub struct AdminCounters {
     pub requests: Counter,
     /// Connections answered 503 at once because [`MAX_CONNECTIONS`] were open.
     pub refused: Counter,
+    /// Requests refused 401 (no or wrong token) or 403 (cross-site signal).
+    pub denied: Counter,
     /// Connections closed at a deadline (head or response not done in time).
     pub timeouts: Counter,
 }

@@ -29,7 +29,12 @@ pub enum Source {
 impl Source {
     fn load(&self) -> Result<Config, Vec<String>> {
         match self {
-            Source::File(p) => config::load(p),
+            Source::File(p) => config::load_with_warnings(p).map(|(cfg, warnings)| {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                cfg
+            }),
             Source::Embedded(c) => Ok((**c).clone()),
         }
     }
@@ -108,6 +113,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                 shards: Arc::clone(&shard_counters),
                 control: Arc::clone(&control_counters),
                 hup: wake.clone(),
+                token: cfg.admin.token.clone(),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
