@@ -361,3 +361,49 @@ fn token_guards_every_page_but_the_health_check() {
         "{refused}"
     );
 }
+
+/// Two services naming one backend address keep their own server counters: traffic
+/// on one shows in its rows only, in the CSV and in `/metrics`.
+#[test]
+fn services_sharing_a_backend_count_apart() {
+    let a = Backend::echo();
+    let lb =
+        Sluice::start(&(config("auto", &[a.addr]) + &service("quiet", "roundrobin", &[a.addr])));
+    let admin = lb.admin();
+    for _ in 0..3 {
+        let mut c = connect(lb.addr("app2"));
+        assert_eq!(roundtrip(&mut c, b"hello"), b"hello");
+    }
+    let server = a.addr.to_string().replace(['.', ':'], "_");
+    let row = |proxy: &str| {
+        let csv = curl(&format!("http://{admin}/haproxy?stats;csv")).1;
+        rows(&csv, proxy)
+            .into_iter()
+            .find(|r| r["svname"] == server)
+            .unwrap()
+    };
+    let busy = wait_for("the busy server's bytes", || {
+        let r = row("app2");
+        (r["bout"] == "15").then_some(r)
+    });
+    assert_eq!((busy["stot"].as_str(), busy["bin"].as_str()), ("3", "15"));
+    let quiet = row("quiet");
+    for col in ["scur", "stot", "bin", "bout", "econ"] {
+        assert_eq!(quiet[col], "0", "quiet's {col}");
+    }
+    let (_, text) = curl(&format!("http://{admin}/metrics"));
+    let sample = |service: &str| -> String {
+        let prefix = format!("sluice_backend_connections_total{{service=\"{service}\",");
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        (sample("app2").as_str(), sample("quiet").as_str()),
+        ("3", "0")
+    );
+}

@@ -331,16 +331,16 @@ fn set_drain_deadlines(
     for svc in &next.services {
         for (b, &draining) in svc.backends.iter().zip(svc.draining.iter()) {
             if draining {
-                b.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
+                b.health.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
             } else {
                 serving.insert(b.addr);
-                b.drain_deadline_ms.store(u64::MAX, Relaxed);
+                b.health.drain_deadline_ms.store(u64::MAX, Relaxed);
             }
         }
     }
     for b in old.services.iter().flat_map(|s| s.backends.iter()) {
         if !serving.contains(&b.addr) {
-            b.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
+            b.health.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
         }
     }
 }

@@ -147,6 +147,7 @@ impl ShardCtx {
             return false;
         }
         let deadline = link.service.backends[link.backend]
+            .health
             .drain_deadline_ms
             .load(Relaxed);
         if self.now_ms >= deadline {
