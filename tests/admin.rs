@@ -10,7 +10,9 @@ use std::process::Command;
 
 both_io!(
     csv_counts_sessions_and_marks_dead_servers,
-    metrics_follow_the_traffic
+    metrics_follow_the_traffic,
+    http_bytes_out_count_with_keep_alive_backends,
+    refusals_on_the_shared_http_listener_are_counted_and_logged,
 );
 
 fn curl(url: &str) -> (u16, String) {
@@ -406,4 +408,89 @@ fn services_sharing_a_backend_count_apart() {
         (sample("app2").as_str(), sample("quiet").as_str()),
         ("3", "0")
     );
+}
+
+/// One HTTP/1.1 exchange on a kept-alive client connection; returns how many bytes
+/// the response took on the wire.
+fn exchange(c: &mut std::net::TcpStream, host: &str) -> usize {
+    c.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("a length-delimited response");
+            if got.len() >= end + 4 + length {
+                assert_eq!(got.len(), end + 4 + length, "one response at a time");
+                return got.len();
+            }
+        }
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed mid-response");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Bytes sent to HTTP clients are counted when the backend keeps its connection
+/// alive (the response ends before it is written out), on the service and on the
+/// server, in `/metrics` and the CSV.
+fn http_bytes_out_count_with_keep_alive_backends(io: &str) {
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = http_backend("hello from a", served);
+    let cfg = server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &service("web", "roundrobin", &[a.addr])
+            .replace("[[service]]\n", "[[service]]\nmode = \"http\"\n");
+    let lb = Sluice::start(&cfg);
+    let admin = lb.admin();
+    let mut c = connect(lb.addr("web"));
+    let sent: usize = (0..5).map(|_| exchange(&mut c, "web")).sum();
+    let csv_bout = || {
+        let csv = curl(&format!("http://{admin}/haproxy?stats;csv")).1;
+        let r = rows(&csv, "web");
+        (r[0]["bout"].clone(), r[1]["bout"].clone())
+    };
+    assert_eq!(
+        metric(admin, "sluice_service_bytes_out_total"),
+        sent as f64,
+        "bytes written to the client"
+    );
+    assert_eq!(metric(admin, "sluice_backend_bytes_out_total"), sent as f64);
+    assert_eq!(csv_bout(), (sent.to_string(), sent.to_string()));
+    assert!(metric(admin, "sluice_service_bytes_in_total") > 0.0);
+}
+
+/// Clients refused at `max_connections` on the shared `[http]` listener (no service
+/// of its own to count them on) are counted on the shard and logged.
+fn refusals_on_the_shared_http_listener_are_counted_and_logged(io: &str) {
+    let a = Backend::echo();
+    // Two workers, one connection each.
+    let cfg = server(io, "max_connections = 2")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        + &service("web", "roundrobin", &[a.addr]).replace(
+            "[[service]]\n",
+            "[[service]]\nmode = \"http\"\nvhosts = [\"web\"]\n",
+        );
+    let lb = Sluice::start(&cfg);
+    let http = lb.http();
+    // Heads begun and never finished hold their connections; at most two are admitted.
+    let held: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = connect(http);
+            c.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    let refused = wait_for("refusals counted", || {
+        let n = metric(lb.admin(), "sluice_shard_refused_total");
+        (n >= 4.0).then_some(n)
+    });
+    assert!(refused <= 6.0, "{refused}");
+    lb.wait_log("refusal logged", |l| l.contains("max_connections reached"));
+    drop(held);
 }

@@ -165,6 +165,11 @@ pub fn render(
             "Connections accepted by the shard.",
         ),
         Family::new(
+            "sluice_shard_refused_total",
+            "counter",
+            "Clients refused: the shard held its share of max_connections.",
+        ),
+        Family::new(
             "sluice_shard_accept_errors_total",
             "counter",
             "Failed accepts.",
@@ -201,6 +206,7 @@ pub fn render(
             c.connections.get().max(0) as u64,
             c.last_batch.load(std::sync::atomic::Ordering::Relaxed),
             c.accepts.get(),
+            c.refused_limit.get(),
             c.accept_errors.get(),
             c.accept_paused.get(),
             c.resets.get(),
