@@ -34,7 +34,7 @@ pub struct View {
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
 pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = bind(addr)?;
     let local = listener.local_addr()?;
     let rates = rates::spawn(Arc::clone(&view.published))?;
     let pages = Pages {
@@ -47,6 +47,20 @@ pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
         .name("sluice-admin".into())
         .spawn(move || server.run())?;
     Ok(local)
+}
+
+/// The admin port's socket. IPv6 only on an IPv6 address, as the services' sockets
+/// are: `[::]:P` leaves `0.0.0.0:P` free, as `sluice check` assumes.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
 }
 
 /// An answer: status, content type, extra header lines, body.

@@ -3,6 +3,7 @@
 //! Parsing is a pure function of the file's text ([`parse`]); every error carries
 //! the line and column of the offending value so `sluice check` can point at it.
 
+mod listen;
 mod parse;
 
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};

@@ -4,6 +4,7 @@
 //! values; it stops at the first), then [`validate`] checks meaning and reports every
 //! problem it finds, each at the span of the value at fault.
 
+use super::listen::Listen;
 use super::*;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -28,7 +29,7 @@ pub struct Located {
 }
 
 impl ConfigError {
-    fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub(super) fn at(span: Range<usize>, message: impl Into<String>) -> Self {
         ConfigError {
             span: Some(span),
             message: message.into(),
@@ -184,7 +185,7 @@ pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec
                 .replace("expected i64", "expected an integer"),
         }]
     })?;
-    validate(raw)
+    validate(raw, text)
 }
 
 /// An integer setting checked against an inclusive range.
@@ -210,8 +211,24 @@ fn int_in(
     n
 }
 
-fn validate(raw: RawFile) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
+fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errs = Vec::new();
+    let mut listens = Vec::new();
+    let mut listen_at = |what: &Spanned<String>, owner: String| {
+        if let Ok(addr) = what.get_ref().parse::<SocketAddr>() {
+            listens.push(Listen {
+                addr,
+                span: what.span(),
+                owner,
+            });
+        }
+    };
+    if let Some(l) = raw.http.as_ref().and_then(|h| h.listen.as_ref()) {
+        listen_at(l, "[http] listen".into());
+    }
+    if let Some(a) = &raw.admin {
+        listen_at(&a.listen, "[admin] listen".into());
+    }
     let mut warnings = Vec::new();
     let server = validate_server(raw.server, &mut errs);
     let admin = raw.admin.map_or_else(AdminConfig::default, |a| {
@@ -221,7 +238,6 @@ fn validate(raw: RawFile) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>
     let http = validate_http(raw.http, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
-    let mut listens: HashSet<SocketAddr> = http.listen.into_iter().collect();
     for s in raw.service {
         let span = s.span();
         let s = s.into_inner();
@@ -229,21 +245,16 @@ fn validate(raw: RawFile) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>
             let msg = format!("duplicate service name {:?}", s.name.get_ref());
             errs.push(ConfigError::at(s.name.span(), msg));
         }
-        // Checked apart from the rest so a duplicate is reported even when the service
+        // Checked apart from the rest so a conflict is reported even when the service
         // has other errors.
         if let Some(l) = &s.listen {
-            if let Ok(addr) = l.get_ref().parse::<SocketAddr>() {
-                // Port 0 asks the OS for a port, so two such services do not collide.
-                if addr.port() != 0 && !listens.insert(addr) {
-                    let msg = format!("duplicate listen address {addr}");
-                    errs.push(ConfigError::at(l.span(), msg));
-                }
-            }
+            listen_at(l, format!("service {:?}", s.name.get_ref()));
         }
         if let Some(svc) = validate_service(s, span, &mut errs) {
             services.push(svc);
         }
     }
+    errs.extend(super::listen::conflicts(listens, text));
     // Reported in file order, whatever order the checks ran in.
     errs.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
     if errs.is_empty() {
