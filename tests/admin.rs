@@ -463,6 +463,8 @@ fn http_bytes_out_count_with_keep_alive_backends(io: &str) {
     assert_eq!(metric(admin, "sluice_backend_bytes_out_total"), sent as f64);
     assert_eq!(csv_bout(), (sent.to_string(), sent.to_string()));
     assert!(metric(admin, "sluice_service_bytes_in_total") > 0.0);
+    let (_, json) = curl(&format!("http://{admin}/_haproxy_getconfig"));
+    assert!(json.contains("\"mode\":\"http\""), "{json}");
 }
 
 /// Clients refused at `max_connections` on the shared `[http]` listener (no service
