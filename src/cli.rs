@@ -147,8 +147,11 @@ fn check(config: Option<PathBuf>) -> ExitCode {
 }
 
 fn check_file(path: &Path) -> ExitCode {
-    match config::load(path) {
-        Ok(cfg) => {
+    match config::load_with_warnings(path) {
+        Ok((cfg, warnings)) => {
+            for w in warnings {
+                eprintln!("{w}");
+            }
             println!(
                 "# {}: valid, {} service(s)",
                 path.display(),

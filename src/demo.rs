@@ -43,6 +43,7 @@ pub fn run(
         },
         admin: AdminConfig {
             listen: Some(admin),
+            token: None,
         },
         http: HttpConfig {
             listen: Some(http),

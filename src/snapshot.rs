@@ -3,7 +3,7 @@
 //! The control thread builds a new [`Snapshot`] and stores it in the [`Published`]
 //! cell; shards compare one generation number per loop turn and load the snapshot
 //! only when it changed. Nothing in a snapshot is mutated after publication except
-//! counters and the backends' `down_until` marks (atomics).
+//! counters and the backend addresses' [`Health`] marks (atomics).
 
 use crate::balance::Selector;
 use crate::config::{ServerConfig, ServiceConfig};
@@ -117,35 +117,55 @@ pub struct Listeners {
     pub http: std::sync::atomic::AtomicBool,
 }
 
-/// A backend's state shared by every snapshot that names its address.
+/// One service's backend, shared by every snapshot in which that service names the
+/// address. Its counters are the service's own (HAProxy's server rows are per
+/// backend section too); its [`Health`] belongs to the address, shared by every
+/// service naming it.
 #[derive(Debug)]
 pub struct Backend {
     pub addr: SocketAddr,
-    /// Until when (ms on the process clock) new connections avoid this backend.
-    pub down_until_ms: AtomicU64,
-    /// When established connections to this backend are closed (ms on the process
-    /// clock): set when Marathon kills or removes the task; `u64::MAX` when serving.
-    pub drain_deadline_ms: AtomicU64,
+    pub health: Arc<Health>,
     pub counters: PerShard<BackendCounters>,
 }
 
-impl Backend {
-    pub fn new(addr: SocketAddr, shards: usize) -> Self {
-        Backend {
-            addr,
+/// What is known of a backend address whichever service reached it: a refused connect
+/// means the same for every service, and a task Marathon kills is gone for all.
+#[derive(Debug)]
+pub struct Health {
+    /// Until when (ms on the process clock) new connections avoid this address.
+    pub down_until_ms: AtomicU64,
+    /// When established connections to this address are closed (ms on the process
+    /// clock): set when Marathon kills or removes the task; `u64::MAX` when serving.
+    pub drain_deadline_ms: AtomicU64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
             down_until_ms: AtomicU64::new(0),
             drain_deadline_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr, health: Arc<Health>, shards: usize) -> Self {
+        Backend {
+            addr,
+            health,
             counters: PerShard::new(shards),
         }
     }
 
     #[inline]
     pub fn is_up(&self, now_ms: u64) -> bool {
-        self.down_until_ms.load(Ordering::Relaxed) <= now_ms
+        self.health.down_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
     pub fn mark_down(&self, until_ms: u64) {
-        self.down_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+        self.health
+            .down_until_ms
+            .fetch_max(until_ms, Ordering::Relaxed);
     }
 }
 

@@ -145,6 +145,9 @@ pub struct BackendCounters {
 #[derive(Debug, Default)]
 pub struct ShardCounters {
     pub accepts: Counter,
+    /// Clients refused because the shard held its share of `max_connections`, on any
+    /// listener (the shared HTTP listener's have no service to be counted on).
+    pub refused_limit: Counter,
     pub accept_errors: Counter,
     /// Times accepting was paused for lack of file descriptors.
     pub accept_paused: Counter,

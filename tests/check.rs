@@ -118,7 +118,7 @@ backends = [\"127.0.0.1:9001\", { addr = \"127.0.0.1:9002\", weight = 0 }, \"nop
         errors(text),
         [
             "FILE:4:14: table_size must be prime, got 65536 (65537 is a good choice)",
-            "FILE:9:10: duplicate listen address 127.0.0.1:10000",
+            "FILE:9:10: duplicate listen address 127.0.0.1:10000, first at 3:10 (service \"a\")",
             "FILE:10:12: backends must not be empty",
             "FILE:14:10: listen must be IPv4:port or [IPv6]:port, got \"localhost:10001\"",
             "FILE:15:31: backend weight must be between 1 and 1000, got 0",
@@ -275,7 +275,7 @@ fn http_settings_are_checked() {
             "FILE:15:8: unknown hash \"header:\", expected `source`, `tuple`, `header:NAME` or `cookie:NAME`",
             "FILE:16:11: vhost must be a host name or *.domain, got \"bad host\"",
             "FILE:20:8: an http service needs listen, vhosts or path_prefix",
-            "FILE:27:10: duplicate listen address 127.0.0.1:8080",
+            "FILE:27:10: duplicate listen address 127.0.0.1:8080, first at 2:10 ([http] listen)",
             "FILE:28:15: path_prefix must start with / and hold no spaces, got \"api\"",
         ]
     );
@@ -308,4 +308,115 @@ fn http_effective_config_round_trips() {
         out.lines().skip(1).collect::<Vec<_>>(),
         out2.lines().skip(1).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn admin_off_loopback_warns_and_exits_0() {
+    let (code, out, err) = check("[admin]\nlisten = \"0.0.0.0:9090\"\n");
+    assert_eq!(code, 0, "a warning is not an error: {err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "FILE:2:10: warning: admin listen 0.0.0.0:9090 is not a loopback address: whoever \
+          reaches it reads the statistics and can trigger Marathon re-fetches; keep it on \
+          loopback or set [admin] token"
+        ]
+    );
+    assert!(
+        out.contains("# token not set: every page is open to whoever reaches listen"),
+        "{out}"
+    );
+    let (_, _, err) = check(
+        "[admin]\nlisten = \"10.1.2.3:9090\"\ntoken = \"0123456789abcdef0123456789abcdef\"\n",
+    );
+    assert!(
+        err.starts_with("FILE:2:10: warning: admin listen 10.1.2.3:9090 is not a loopback address: the token crosses the network in clear text"),
+        "{err}"
+    );
+    for quiet in ["127.0.0.1:9090", "127.3.2.1:0", "[::1]:9090"] {
+        let (code, _, err) = check(&format!("[admin]\nlisten = \"{quiet}\"\n"));
+        assert_eq!((code, err.as_str()), (0, ""), "{quiet}");
+    }
+}
+
+#[test]
+fn admin_token_is_checked_and_never_echoed() {
+    let (code, out, err) =
+        check("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"s3cret-0123456789abcdef\"\n");
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.contains("\n[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"********\"\n"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+    let (code, _, err) = check("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"short\"\n");
+    assert_eq!(code, 0);
+    assert!(
+        err.starts_with("FILE:3:9: warning: admin token is only 5 characters"),
+        "{err}"
+    );
+    assert_eq!(
+        errors("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"two words\"\n"),
+        ["FILE:3:9: admin token must be 1 to 512 characters of A-Z a-z 0-9 - . _ ~ + / (then = padding), as a bearer token is written"]
+    );
+    assert_eq!(
+        errors("[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"\"\n").len(),
+        1
+    );
+}
+
+/// The admin port, the shared HTTP listener and the services may not take one port on
+/// one address: the same address, or a wildcard and a specific one of the same family.
+/// Each conflict is reported where it is written second, naming the first.
+#[test]
+fn listen_addresses_may_not_overlap() {
+    let text = "\
+[admin]
+listen = \"127.0.0.1:8080\"
+
+[http]
+listen = \"0.0.0.0:8080\"
+
+[[service]]
+name = \"a\"
+listen = \"127.0.0.1:9090\"
+backends = [\"127.0.0.1:1\"]
+
+[[service]]
+name = \"b\"
+listen = \"0.0.0.0:9090\"
+backends = [\"127.0.0.1:1\"]
+
+[[service]]
+name = \"v6\"
+listen = \"[::]:9090\"
+backends = [\"127.0.0.1:1\"]
+
+[[service]]
+name = \"elsewhere\"
+listen = \"127.0.0.2:8080\"
+backends = [\"127.0.0.1:1\"]
+";
+    assert_eq!(
+        errors(text),
+        [
+            "FILE:5:10: listen address 0.0.0.0:8080 overlaps 127.0.0.1:8080 at 2:10 ([admin] listen): a wildcard address takes port 8080 on every address",
+            "FILE:14:10: listen address 0.0.0.0:9090 overlaps 127.0.0.1:9090 at 9:10 (service \"a\"): a wildcard address takes port 9090 on every address",
+            "FILE:24:10: listen address 127.0.0.2:8080 overlaps 0.0.0.0:8080 at 5:10 ([http] listen): a wildcard address takes port 8080 on every address",
+        ]
+    );
+    // The admin port on a service's address, written after it.
+    let text =
+        "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:9090\"\nbackends = [\"127.0.0.1:1\"]\n\n\
+                [admin]\nlisten = \"127.0.0.1:9090\"\n";
+    assert_eq!(
+        errors(text),
+        ["FILE:7:10: duplicate listen address 127.0.0.1:9090, first at 3:10 (service \"a\")"]
+    );
+    // Port 0 is a fresh port for each.
+    let (code, _, err) = check(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"0.0.0.0:0\"\n\
+         [[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:1\"]\n",
+    );
+    assert_eq!(code, 0, "{err}");
 }

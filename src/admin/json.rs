@@ -18,7 +18,10 @@ pub fn config(snap: &Snapshot) -> String {
         .map(|s| {
             json!({
                 "name": s.config.name,
-                "mode": "tcp",
+                "mode": match s.config.mode {
+                    crate::config::Mode::Tcp => "tcp",
+                    crate::config::Mode::Http => "http",
+                },
                 "listen": s.local.map(|l| l.to_string()),
                 "balance": format!("{:?}", s.config.balance).to_lowercase(),
                 "hash": format!("{:?}", s.config.hash).to_lowercase(),

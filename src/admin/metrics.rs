@@ -43,6 +43,7 @@ pub fn render(
     snap: &Snapshot,
     shards: &PerShard<ShardCounters>,
     control: &crate::control::ControlCounters,
+    admin: &super::AdminCounters,
 ) -> String {
     let mut f = vec![
         Family::new(
@@ -164,6 +165,11 @@ pub fn render(
             "Connections accepted by the shard.",
         ),
         Family::new(
+            "sluice_shard_refused_total",
+            "counter",
+            "Clients refused: the shard held its share of max_connections.",
+        ),
+        Family::new(
             "sluice_shard_accept_errors_total",
             "counter",
             "Failed accepts.",
@@ -200,6 +206,7 @@ pub fn render(
             c.connections.get().max(0) as u64,
             c.last_batch.load(std::sync::atomic::Ordering::Relaxed),
             c.accepts.get(),
+            c.refused_limit.get(),
             c.accept_errors.get(),
             c.accept_paused.get(),
             c.resets.get(),
@@ -255,6 +262,30 @@ pub fn render(
             "counter",
             "Services left out because their address could not be bound.",
             control.bind_failures.get() as f64,
+        ),
+        (
+            "sluice_admin_requests_total",
+            "counter",
+            "Requests answered by the admin port.",
+            admin.requests.get() as f64,
+        ),
+        (
+            "sluice_admin_refused_total",
+            "counter",
+            "Admin connections answered 503 at once: every connection slot was taken.",
+            admin.refused.get() as f64,
+        ),
+        (
+            "sluice_admin_denied_total",
+            "counter",
+            "Admin requests refused: 401 (no or wrong token) or 403 (a cross-site signal).",
+            admin.denied.get() as f64,
+        ),
+        (
+            "sluice_admin_timeouts_total",
+            "counter",
+            "Admin connections closed at a deadline (request head or response too slow).",
+            admin.timeouts.get() as f64,
         ),
     ];
     for (name, kind, help, v) in plain {

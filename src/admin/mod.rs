@@ -1,19 +1,24 @@
 //! The admin port: HAProxy-compatible stats (`/haproxy?stats;csv`), Prometheus
 //! metrics (`/metrics`) and a health check, served from a thread of its own. Nothing
 //! here touches the shards: it reads the published snapshot and the counters.
+//!
+//! `server.rs` holds the connections (bounded, with deadlines); `guard.rs` decides who
+//! may ask (the bearer token, cross-site requests); this file picks the page.
 
 mod csv;
+mod guard;
 mod html;
 mod json;
 mod metrics;
 mod rates;
+mod server;
+
+pub use server::{AdminCounters, HEAD_DEADLINE, MAX_CONNECTIONS, MAX_HEAD, RESPONSE_DEADLINE};
 
 use crate::snapshot::Published;
 use crate::stats::{PerShard, ShardCounters};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What the admin pages read.
 #[derive(Clone)]
@@ -23,105 +28,192 @@ pub struct View {
     pub control: Arc<crate::control::ControlCounters>,
     /// Asks for a Marathon re-fetch.
     pub hup: crossbeam::channel::Sender<()>,
+    /// When set, every page but the health check needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
 pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = bind(addr)?;
     let local = listener.local_addr()?;
     let rates = rates::spawn(Arc::clone(&view.published))?;
+    let pages = Pages {
+        view,
+        rates,
+        counters: AdminCounters::default(),
+    };
+    let server = server::Server::new(listener, pages)?;
     std::thread::Builder::new()
         .name("sluice-admin".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(c) => serve(c, &view, &rates),
-                    // Out of descriptors: wait rather than spin.
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        })?;
+        .spawn(move || server.run())?;
     Ok(local)
 }
 
-/// The largest request head the admin port reads.
-const MAX_HEAD: usize = 8192;
-
-/// One request per connection; a slow or bad client costs this thread at most the
-/// read timeout, never the data plane.
-fn serve(mut c: TcpStream, view: &View, rates: &rates::Rates) {
-    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return respond(&mut c, 431, "text/plain", "request head too large\n");
-        }
-        match c.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
+/// The admin port's socket. IPv6 only on an IPv6 address, as the services' sockets
+/// are: `[::]:P` leaves `0.0.0.0:P` free, as `sluice check` assumes.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
     }
-    let (status, kind, body) = route(&head, view, rates);
-    respond(&mut c, status, kind, &body);
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
 }
 
-/// Pick the page for a request head: (status, content type, body).
-fn route(head: &[u8], view: &View, rates: &rates::Rates) -> (u16, &'static str, String) {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    let (method, path) = match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => (req.method.unwrap_or(""), req.path.unwrap_or("")),
-        _ => return (400, "text/plain", "bad request\n".into()),
-    };
-    if method != "GET" && method != "HEAD" {
-        return (405, "text/plain", "only GET\n".into());
+/// An answer: status, content type, extra header lines, body.
+pub struct Page {
+    status: u16,
+    kind: &'static str,
+    /// Extra header lines, each ending in `\r\n`.
+    headers: &'static str,
+    body: String,
+    /// A HEAD request: the head alone.
+    head_only: bool,
+}
+
+impl Page {
+    fn new(status: u16, kind: &'static str, body: String) -> Page {
+        Page {
+            status,
+            kind,
+            headers: "",
+            body,
+            head_only: false,
+        }
     }
-    match path {
-        "/_haproxy_health_check" => (200, "text/plain", "OK\n".into()),
-        "/_mlb_signal/hup" => {
-            // A full channel means a re-fetch is already pending: same outcome.
-            let _ = view.hup.try_send(());
-            (200, "text/plain", "re-fetching from Marathon\n".into())
+
+    fn text(status: u16, body: &str) -> Page {
+        Page::new(status, "text/plain", body.to_owned())
+    }
+
+    fn with_headers(mut self, headers: &'static str) -> Page {
+        self.headers = headers;
+        self
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            431 => "Request Header Fields Too Large",
+            _ => "Error",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+            self.status,
+            self.kind,
+            self.body.len(),
+            self.headers,
+        )
+        .into_bytes();
+        if !self.head_only {
+            out.extend_from_slice(self.body.as_bytes());
         }
-        "/_haproxy_getconfig" => (
-            200,
-            "application/json",
-            json::config(&view.published.load()),
-        ),
-        "/v1/vips" => (200, "application/json", json::vips(&view.published.load())),
-        "/haproxy?stats" | "/haproxy?stats;norefresh" => (
-            200,
-            "text/html; charset=utf-8",
-            html::render(&view.published.load(), rates),
-        ),
-        "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => {
-            (200, "text/csv", csv::render(&view.published.load(), rates))
-        }
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4",
-            metrics::render(&view.published.load(), &view.shards, &view.control),
-        ),
-        _ => (404, "text/plain", "not found\n".into()),
+        out
     }
 }
 
-fn respond(c: &mut TcpStream, status: u16, kind: &str, body: &str) {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Request Header Fields Too Large",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = c.write_all(head.as_bytes());
-    let _ = c.write_all(body.as_bytes());
+struct Pages {
+    view: View,
+    rates: Arc<rates::Rates>,
+    counters: AdminCounters,
+}
+
+impl server::Answer for Pages {
+    fn answer(&self, head: &[u8], local: SocketAddr) -> Page {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+            return Page::text(400, "bad request\n");
+        };
+        let method = req.method.unwrap_or("");
+        let mut page = self.route(method, req.path.unwrap_or(""), req.headers, local);
+        page.head_only = method == "HEAD";
+        page
+    }
+
+    fn counters(&self) -> &AdminCounters {
+        &self.counters
+    }
+}
+
+/// Pages that change state: refused to cross-site requests.
+const SIGNALS: [&str; 1] = ["/_mlb_signal/hup"];
+/// What upstream balancers poll: the one page open without the token.
+const HEALTH_CHECK: &str = "/_haproxy_health_check";
+
+impl Pages {
+    /// Pick the page for a parsed request.
+    fn route(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[httparse::Header],
+        local: SocketAddr,
+    ) -> Page {
+        let view = &self.view;
+        if path != HEALTH_CHECK {
+            if let Some(token) = &view.token {
+                if !guard::bearer_matches(headers, token) {
+                    self.counters.denied.inc();
+                    return Page::text(401, "this admin port needs its token\n")
+                        .with_headers("WWW-Authenticate: Bearer realm=\"sluice admin\"\r\n");
+                }
+            }
+        }
+        if method != "GET" && method != "HEAD" {
+            return Page::text(405, "only GET\n").with_headers("Allow: GET, HEAD\r\n");
+        }
+        if SIGNALS.contains(&path) {
+            if let Err(why) = guard::same_origin(headers, local) {
+                self.counters.denied.inc();
+                tracing::debug!(path, reason = why, "admin port: cross-site request refused");
+                return Page::text(403, "cross-site requests may not signal\n");
+            }
+        }
+        match path {
+            HEALTH_CHECK => Page::text(200, "OK\n"),
+            "/_mlb_signal/hup" => {
+                // A full channel means a re-fetch is already pending: same outcome.
+                let _ = view.hup.try_send(());
+                Page::text(200, "re-fetching from Marathon\n")
+            }
+            "/_haproxy_getconfig" => Page::new(
+                200,
+                "application/json",
+                json::config(&view.published.load()),
+            ),
+            "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
+            "/haproxy?stats" | "/haproxy?stats;norefresh" => Page::new(
+                200,
+                "text/html; charset=utf-8",
+                html::render(&view.published.load(), &self.rates),
+            ),
+            "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => Page::new(
+                200,
+                "text/csv",
+                csv::render(&view.published.load(), &self.rates),
+            ),
+            "/metrics" => Page::new(
+                200,
+                "text/plain; version=0.0.4",
+                metrics::render(
+                    &view.published.load(),
+                    &view.shards,
+                    &view.control,
+                    &self.counters,
+                ),
+            ),
+            _ => Page::text(404, "not found\n"),
+        }
+    }
 }
 
 /// An HTTP service's response-time percentiles in µs (p50, p90, p99, p99.9, max),

@@ -3,9 +3,10 @@
 //! Parsing is a pure function of the file's text ([`parse`]); every error carries
 //! the line and column of the offending value so `sluice check` can point at it.
 
+mod listen;
 mod parse;
 
-pub use parse::{is_prime, parse, ConfigError, Located};
+pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -110,9 +111,22 @@ impl Default for HttpConfig {
 }
 
 /// `[admin]`: the stats and metrics port. Absent means no admin port.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
+    /// When set, every admin page but `/_haproxy_health_check` needs
+    /// `Authorization: Bearer <token>` (else 401).
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "********"))
+            .finish()
+    }
 }
 
 /// `[server]`: process-wide settings. Only `workers` and `io` need a restart to change.
@@ -296,10 +310,29 @@ pub fn find_default() -> Option<PathBuf> {
 
 /// Read and parse a config file; errors are rendered `file:line:column: message`.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    load_with_warnings(path).map(|(config, _)| config)
+}
+
+/// [`load`], with the warnings about a valid file (rendered
+/// `file:line:column: warning: message`): settings that work but are likely mistakes.
+pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
     let file = path.display().to_string();
-    parse(&text).map_err(|errors| errors.iter().map(|e| e.render_in(&file, &text)).collect())
+    let render = |errors: Vec<ConfigError>, prefix: &str| -> Vec<String> {
+        errors
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.message.insert_str(0, prefix);
+                e.render_in(&file, &text)
+            })
+            .collect()
+    };
+    match parse_with_warnings(&text) {
+        Ok((config, warnings)) => Ok((config, render(warnings, "warning: "))),
+        Err(errors) => Err(render(errors, "")),
+    }
 }
 
 impl Config {
@@ -334,6 +367,15 @@ impl Config {
         );
         if let Some(a) = self.admin.listen {
             let _ = write!(out, "\n[admin]\nlisten = {}\n", q(&a.to_string()));
+            if self.admin.token.is_some() {
+                // Never echoed.
+                let _ = writeln!(out, "token = \"********\"");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# token not set: every page is open to whoever reaches listen"
+                );
+            }
         }
         if let Some(m) = &self.marathon {
             let urls: Vec<String> = m.urls.iter().map(|u| q(u)).collect();

@@ -4,6 +4,7 @@
 //! values; it stops at the first), then [`validate`] checks meaning and reports every
 //! problem it finds, each at the span of the value at fault.
 
+use super::listen::Listen;
 use super::*;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -28,7 +29,7 @@ pub struct Located {
 }
 
 impl ConfigError {
-    fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+    pub(super) fn at(span: Range<usize>, message: impl Into<String>) -> Self {
         ConfigError {
             span: Some(span),
             message: message.into(),
@@ -97,6 +98,7 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Spanned<String>,
+    token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +170,12 @@ impl<'de> Deserialize<'de> for RawBackend {
 
 /// Parse and validate config text. Returns every error found (at least one on `Err`).
 pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    parse_with_warnings(text).map(|(config, _)| config)
+}
+
+/// [`parse`], with warnings about a valid config: settings that work but are likely
+/// mistakes (an admin port reachable from other hosts, a short token).
+pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         vec![ConfigError {
             span: e.span(),
@@ -177,7 +185,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
                 .replace("expected i64", "expected an integer"),
         }]
     })?;
-    validate(raw)
+    validate(raw, text)
 }
 
 /// An integer setting checked against an inclusive range.
@@ -203,29 +211,33 @@ fn int_in(
     n
 }
 
-fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
+fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errs = Vec::new();
-    let server = validate_server(raw.server, &mut errs);
-    let admin = AdminConfig {
-        listen: raw
-            .admin
-            .and_then(|a| match a.listen.get_ref().parse::<SocketAddr>() {
-                Ok(addr) => Some(addr),
-                Err(_) => {
-                    let msg = format!(
-                        "admin listen must be IPv4:port or [IPv6]:port, got {:?}",
-                        a.listen.get_ref()
-                    );
-                    errs.push(ConfigError::at(a.listen.span(), msg));
-                    None
-                }
-            }),
+    let mut listens = Vec::new();
+    let mut listen_at = |what: &Spanned<String>, owner: String| {
+        if let Ok(addr) = what.get_ref().parse::<SocketAddr>() {
+            listens.push(Listen {
+                addr,
+                span: what.span(),
+                owner,
+            });
+        }
     };
+    if let Some(l) = raw.http.as_ref().and_then(|h| h.listen.as_ref()) {
+        listen_at(l, "[http] listen".into());
+    }
+    if let Some(a) = &raw.admin {
+        listen_at(&a.listen, "[admin] listen".into());
+    }
+    let mut warnings = Vec::new();
+    let server = validate_server(raw.server, &mut errs);
+    let admin = raw.admin.map_or_else(AdminConfig::default, |a| {
+        validate_admin(a, &mut errs, &mut warnings)
+    });
     let marathon = raw.marathon.map(|m| validate_marathon(m, &mut errs));
     let http = validate_http(raw.http, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
-    let mut listens: HashSet<SocketAddr> = http.listen.into_iter().collect();
     for s in raw.service {
         let span = s.span();
         let s = s.into_inner();
@@ -233,34 +245,96 @@ fn validate(raw: RawFile) -> Result<Config, Vec<ConfigError>> {
             let msg = format!("duplicate service name {:?}", s.name.get_ref());
             errs.push(ConfigError::at(s.name.span(), msg));
         }
-        // Checked apart from the rest so a duplicate is reported even when the service
+        // Checked apart from the rest so a conflict is reported even when the service
         // has other errors.
         if let Some(l) = &s.listen {
-            if let Ok(addr) = l.get_ref().parse::<SocketAddr>() {
-                // Port 0 asks the OS for a port, so two such services do not collide.
-                if addr.port() != 0 && !listens.insert(addr) {
-                    let msg = format!("duplicate listen address {addr}");
-                    errs.push(ConfigError::at(l.span(), msg));
-                }
-            }
+            listen_at(l, format!("service {:?}", s.name.get_ref()));
         }
         if let Some(svc) = validate_service(s, span, &mut errs) {
             services.push(svc);
         }
     }
+    errs.extend(super::listen::conflicts(listens, text));
     // Reported in file order, whatever order the checks ran in.
     errs.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
     if errs.is_empty() {
-        Ok(Config {
+        let config = Config {
             server,
             admin,
             http,
             marathon,
             services,
-        })
+        };
+        Ok((config, warnings))
     } else {
         Err(errs)
     }
+}
+
+/// Tokens shorter than this are warned about.
+const SHORT_TOKEN: usize = 16;
+const MAX_TOKEN: usize = 512;
+
+fn validate_admin(
+    a: RawAdmin,
+    errs: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> AdminConfig {
+    let listen = match a.listen.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            let msg = format!(
+                "admin listen must be IPv4:port or [IPv6]:port, got {:?}",
+                a.listen.get_ref()
+            );
+            errs.push(ConfigError::at(a.listen.span(), msg));
+            None
+        }
+    };
+    let token = a.token.as_ref().and_then(|t| {
+        let v = t.get_ref();
+        if !is_b64token(v) || v.len() > MAX_TOKEN {
+            let msg = format!(
+                "admin token must be 1 to {MAX_TOKEN} characters of A-Z a-z 0-9 - . _ ~ + / \
+                 (then = padding), as a bearer token is written"
+            );
+            errs.push(ConfigError::at(t.span(), msg));
+            return None;
+        }
+        if v.len() < SHORT_TOKEN {
+            let msg = format!(
+                "admin token is only {} characters; 32 random ones (openssl rand -hex 16) resist guessing",
+                v.len()
+            );
+            warnings.push(ConfigError::at(t.span(), msg));
+        }
+        Some(v.clone())
+    });
+    if let Some(addr) = listen.filter(|a| !a.ip().to_canonical().is_loopback()) {
+        let msg = if token.is_some() {
+            format!(
+                "admin listen {addr} is not a loopback address: the token crosses the \
+                 network in clear text (the admin port has no TLS)"
+            )
+        } else {
+            format!(
+                "admin listen {addr} is not a loopback address: whoever reaches it reads \
+                 the statistics and can trigger Marathon re-fetches; keep it on loopback \
+                 or set [admin] token"
+            )
+        };
+        warnings.push(ConfigError::at(a.listen.span(), msg));
+    }
+    AdminConfig { listen, token }
+}
+
+/// RFC 6750's `b64token`: what may follow `Bearer `.
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 fn validate_server(raw: Option<RawServer>, errs: &mut Vec<ConfigError>) -> ServerConfig {

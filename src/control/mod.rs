@@ -29,7 +29,12 @@ pub enum Source {
 impl Source {
     fn load(&self) -> Result<Config, Vec<String>> {
         match self {
-            Source::File(p) => config::load(p),
+            Source::File(p) => config::load_with_warnings(p).map(|(cfg, warnings)| {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                cfg
+            }),
             Source::Embedded(c) => Ok((**c).clone()),
         }
     }
@@ -108,6 +113,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                 shards: Arc::clone(&shard_counters),
                 control: Arc::clone(&control_counters),
                 hup: wake.clone(),
+                token: cfg.admin.token.clone(),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -325,16 +331,16 @@ fn set_drain_deadlines(
     for svc in &next.services {
         for (b, &draining) in svc.backends.iter().zip(svc.draining.iter()) {
             if draining {
-                b.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
+                b.health.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
             } else {
                 serving.insert(b.addr);
-                b.drain_deadline_ms.store(u64::MAX, Relaxed);
+                b.health.drain_deadline_ms.store(u64::MAX, Relaxed);
             }
         }
     }
     for b in old.services.iter().flat_map(|s| s.backends.iter()) {
         if !serving.contains(&b.addr) {
-            b.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
+            b.health.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
         }
     }
 }

@@ -1,13 +1,17 @@
-//! What outlives one snapshot: listening sockets, backend states and service counters,
-//! keyed so that a reload re-uses them. Re-using a listening socket is what lets a reload
-//! keep every queued and established connection.
+//! What outlives one snapshot: listening sockets, backend states and counters, keyed so
+//! that a reload re-uses them. Re-using a listening socket is what lets a reload keep
+//! every queued and established connection.
+//!
+//! Counters are keyed by service name, a backend's by (service name, address): two
+//! services naming one address count their traffic apart. A backend address's
+//! [`Health`] (down-marks, drain deadline) is keyed by the address alone and shared.
 
 use crate::balance::Selector;
 use crate::config::Config;
 use crate::config::Mode;
 use crate::http::route::Router;
 use crate::io::sys;
-use crate::snapshot::{Backend, Front, HttpFront, Listeners, Service, Snapshot};
+use crate::snapshot::{Backend, Front, Health, HttpFront, Listeners, Service, Snapshot};
 use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
@@ -50,8 +54,15 @@ pub struct Registry {
     shards: usize,
     generation: u64,
     listeners: HashMap<ListenKey, Arc<Listeners>>,
+    health: HashMap<SocketAddr, Arc<Health>>,
+    services: HashMap<String, Kept>,
+}
+
+/// What a service keeps across reloads: its counters and its backends' (by address).
+#[derive(Debug)]
+struct Kept {
+    counters: Arc<PerShard<ServiceCounters>>,
     backends: HashMap<SocketAddr, Arc<Backend>>,
-    counters: HashMap<String, Arc<PerShard<ServiceCounters>>>,
 }
 
 impl Registry {
@@ -60,8 +71,8 @@ impl Registry {
             shards,
             generation: 0,
             listeners: HashMap::new(),
-            backends: HashMap::new(),
-            counters: HashMap::new(),
+            health: HashMap::new(),
+            services: HashMap::new(),
         }
     }
 
@@ -126,25 +137,28 @@ impl Registry {
         {
             let mut cfg = svc.clone();
             cfg.backends.sort_by_key(|b| b.addr);
+            let shards = self.shards;
+            let kept = self
+                .services
+                .entry(cfg.name.clone())
+                .or_insert_with(|| Kept {
+                    counters: Arc::new(PerShard::new(shards)),
+                    backends: HashMap::new(),
+                });
             let backends: Box<[Arc<Backend>]> = cfg
                 .backends
                 .iter()
                 .map(|b| {
-                    let shards = self.shards;
-                    Arc::clone(
-                        self.backends
-                            .entry(b.addr)
-                            .or_insert_with(|| Arc::new(Backend::new(b.addr, shards))),
-                    )
+                    let health = self.health.entry(b.addr).or_default();
+                    let backend = kept.backends.entry(b.addr).or_insert_with(|| {
+                        Arc::new(Backend::new(b.addr, Arc::clone(health), shards))
+                    });
+                    debug_assert!(Arc::ptr_eq(&backend.health, health));
+                    Arc::clone(backend)
                 })
                 .collect();
+            let counters = Arc::clone(&kept.counters);
             let selector = Selector::build(&cfg.backends, cfg.balance, cfg.hash, cfg.table_size);
-            let shards = self.shards;
-            let counters = Arc::clone(
-                self.counters
-                    .entry(cfg.name.clone())
-                    .or_insert_with(|| Arc::new(PerShard::new(shards))),
-            );
             let l = ListenKey::of(svc).map(|k| Arc::clone(&self.listeners[&k]));
             let draining = cfg
                 .backends
@@ -214,11 +228,21 @@ impl Registry {
             .iter()
             .flat_map(|s| s.backends.iter().map(|b| b.addr))
             .collect();
-        let names: HashSet<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+        let named: HashMap<&str, &crate::config::ServiceConfig> = config
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
         self.listeners.retain(|key, _| keys.contains(key));
-        self.backends.retain(|addr, _| addrs.contains(addr));
-        self.counters
-            .retain(|name, _| names.contains(name.as_str()));
+        self.health.retain(|addr, _| addrs.contains(addr));
+        self.services.retain(|name, kept| {
+            let Some(svc) = named.get(name.as_str()) else {
+                return false;
+            };
+            let own: HashSet<SocketAddr> = svc.backends.iter().map(|b| b.addr).collect();
+            kept.backends.retain(|addr, _| own.contains(addr));
+            true
+        });
         let snapshot = Snapshot {
             generation: self.generation,
             server: config.server.clone(),
@@ -333,6 +357,47 @@ mod tests {
             "[[service]]\nname = \"web\"\nmode = \"{mode}\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n"
         ))
         .expect("valid config")
+    }
+
+    #[test]
+    fn services_sharing_an_address_share_its_health_not_its_counters() {
+        let two = |b: &str| {
+            crate::config::parse(&format!(
+                "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n\
+                 [[service]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\nbackends = [{b}]\n"
+            ))
+            .expect("valid config")
+        };
+        let mut registry = Registry::new(1);
+        let first = registry.build(&two("\"127.0.0.1:9\"")).expect("builds");
+        let (a, b) = (
+            &first.services[0].backends[0],
+            &first.services[1].backends[0],
+        );
+        assert!(!Arc::ptr_eq(a, b), "counters apart");
+        assert!(Arc::ptr_eq(&a.health, &b.health), "one health per address");
+        a.counters.shard(0).connections.inc();
+        a.mark_down(u64::MAX);
+        assert_eq!(b.counters.sum(|c| c.connections.get()), 0);
+        assert!(
+            !b.is_up(0),
+            "a refused connect is refused for every service"
+        );
+        // A reload keeps both; dropping the address from one service keeps the other's
+        // counters and the shared health.
+        let again = registry.build(&two("\"127.0.0.1:9\"")).expect("builds");
+        assert!(Arc::ptr_eq(&again.services[0].backends[0], a));
+        assert!(Arc::ptr_eq(&again.services[1].backends[0], b));
+        let moved = registry.build(&two("\"127.0.0.1:10\"")).expect("builds");
+        assert!(Arc::ptr_eq(&moved.services[0].backends[0], a));
+        assert!(!moved.services[0].backends[0].is_up(0));
+        let back = registry.build(&two("\"127.0.0.1:9\"")).expect("builds");
+        let b2 = &back.services[1].backends[0];
+        assert!(
+            !Arc::ptr_eq(b2, b),
+            "b's counters for the address start again"
+        );
+        assert!(Arc::ptr_eq(&b2.health, &a.health));
     }
 
     #[test]

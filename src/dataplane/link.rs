@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_PAUSE_MS: u64 = 100;
+/// Refusals at `max_connections` are logged at most this often per shard.
+const REFUSAL_LOG_MS: u64 = 10_000;
 
 /// A connection's place in the balancer.
 pub struct Link {
@@ -41,7 +43,7 @@ impl ShardCtx {
     pub fn admit(&self, service: &Arc<Service>, client: SocketAddr, live: usize) -> Option<Link> {
         let counters = service.counters.shard(self.id);
         if live >= self.conn_limit {
-            counters.refused_limit.inc();
+            self.refused_at_limit(Some(service));
             return None;
         }
         counters.accepted.inc();
@@ -58,18 +60,42 @@ impl ShardCtx {
         })
     }
 
-    /// Admit a new HTTP client that came through `front`, or refuse it (counted on the
-    /// front's service, when it has one) when this shard holds its share of
-    /// `max_connections`.
+    /// Admit a new HTTP client that came through `front`, or refuse it when this shard
+    /// holds its share of `max_connections`.
     pub fn admit_http(&self, front: &crate::snapshot::Front, live: usize) -> bool {
         if live >= self.conn_limit {
-            if let crate::snapshot::Front::Service(s) = front {
-                s.counters.shard(self.id).refused_limit.inc();
-            }
+            let service = match front {
+                crate::snapshot::Front::Service(s) => Some(&**s),
+                crate::snapshot::Front::Http => None,
+            };
+            self.refused_at_limit(service);
             return false;
         }
         self.stats().connections.inc();
         true
+    }
+
+    /// A client refused at this shard's share of `max_connections`: counted on the
+    /// shard, and on the port's service when it has one (the shared HTTP listener has
+    /// none); logged at most every [`REFUSAL_LOG_MS`].
+    fn refused_at_limit(&self, service: Option<&Service>) {
+        self.stats().refused_limit.inc();
+        if let Some(s) = service {
+            s.counters.shard(self.id).refused_limit.inc();
+        }
+        let due = match self.refusal_logged_ms.get() {
+            Some(t) => self.now_ms >= t + REFUSAL_LOG_MS,
+            None => true,
+        };
+        if due {
+            self.refusal_logged_ms.set(Some(self.now_ms));
+            tracing::warn!(
+                shard = self.id,
+                limit = self.conn_limit,
+                refused = self.stats().refused_limit.get(),
+                "max_connections reached: new clients refused"
+            );
+        }
     }
 
     /// The next backend to connect `link` to; `None` (counted) when none is left.
@@ -147,6 +173,7 @@ impl ShardCtx {
             return false;
         }
         let deadline = link.service.backends[link.backend]
+            .health
             .drain_deadline_ms
             .load(Relaxed);
         if self.now_ms >= deadline {

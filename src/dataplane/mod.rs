@@ -97,6 +97,8 @@ pub struct ShardCtx {
     pub draining_since_ms: Option<u64>,
     /// Accepting is paused until then (out of descriptors).
     accept_paused_until_ms: Option<u64>,
+    /// When a refusal at `max_connections` was last logged.
+    refusal_logged_ms: std::cell::Cell<Option<u64>>,
 }
 
 impl ShardCtx {
@@ -119,6 +121,7 @@ impl ShardCtx {
             conn_limit,
             draining_since_ms: None,
             accept_paused_until_ms: None,
+            refusal_logged_ms: std::cell::Cell::new(None),
         }
     }
 

@@ -43,6 +43,11 @@ impl HttpConn {
             }
             return;
         };
+        // A response that ended may still wait to be written: its bytes are counted
+        // now, while its exchange is known.
+        let pending = self.session.client_output().len();
+        count_bytes(ctx, &ex, false, pending.saturating_sub(self.out_counted));
+        self.out_counted = pending;
         let c = ex.service.counters.shard(ctx.id);
         c.active.dec();
         c.response(f.status);

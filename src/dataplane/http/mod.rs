@@ -99,6 +99,9 @@ pub struct HttpConn {
     pub ready: Ready,
     shut_client: bool,
     pub last_active_ms: u64,
+    /// Bytes at the front of the client output already counted, by the exchange that
+    /// ended before they were written.
+    out_counted: usize,
 }
 
 /// What the shard does with the connection after a pump.
@@ -135,6 +138,7 @@ impl HttpConn {
             },
             shut_client: false,
             last_active_ms: ctx.now_ms,
+            out_counted: 0,
         }
     }
 
@@ -322,8 +326,10 @@ impl HttpConn {
         // follows sends them and the FIN in one segment, one wake-up for the client.
         let last = self.session.output_is_last();
         let n = write_some(&self.client, out, last, &mut self.ready.client_write)?;
+        let counted = n.min(self.out_counted);
+        self.out_counted -= counted;
         if let Some(ex) = &self.exchange {
-            count_bytes(ctx, ex, false, n);
+            count_bytes(ctx, ex, false, n - counted);
         }
         self.session.client_wrote(n);
         Ok(n > 0)

@@ -1,0 +1,296 @@
+//! The admin port's connections: one thread, one non-blocking event loop, at most
+//! [`MAX_CONNECTIONS`] connections at once, each with deadlines for its whole request
+//! rather than per read. A client that sends nothing, or one byte at a time, holds one
+//! slot until its deadline and delays no one; past the bound a new connection is
+//! answered 503 at once and closed (counted), so the port never queues behind its
+//! slowest clients.
+
+use super::Page;
+use crate::stats::Counter;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Connections served at once. Each holds at most a request head ([`MAX_HEAD`]) and
+/// one rendered page.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The whole request head must arrive within this of the accept (else 408).
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// The response must be written within this of the accept (else the connection is
+/// closed).
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(15);
+/// The largest request head read.
+pub const MAX_HEAD: usize = 8192;
+/// How long accepting waits after a failed accept (out of descriptors, typically).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+const LISTENER: Token = Token(usize::MAX);
+
+/// The admin port's own counters, shown on `/metrics`.
+#[derive(Debug, Default)]
+pub struct AdminCounters {
+    /// Requests answered (any status).
+    pub requests: Counter,
+    /// Connections answered 503 at once because [`MAX_CONNECTIONS`] were open.
+    pub refused: Counter,
+    /// Requests refused 401 (no or wrong token) or 403 (cross-site signal).
+    pub denied: Counter,
+    /// Connections closed at a deadline (head or response not done in time).
+    pub timeouts: Counter,
+}
+
+/// What the loop asks of the pages: an answer for a complete request head.
+pub trait Answer {
+    fn answer(&self, head: &[u8], local: SocketAddr) -> Page;
+    fn counters(&self) -> &AdminCounters;
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// The address the client reached (the admin port's own origin).
+    local: SocketAddr,
+    accepted: Instant,
+    head: Vec<u8>,
+    /// The response, once the head is complete; `sent` of it is written.
+    response: Option<Vec<u8>>,
+    sent: usize,
+}
+
+impl Conn {
+    fn deadline(&self) -> Instant {
+        self.accepted
+            + match self.response {
+                None => HEAD_DEADLINE,
+                Some(_) => RESPONSE_DEADLINE,
+            }
+    }
+}
+
+/// What became of a connection after some progress.
+enum Next {
+    Wait,
+    Close,
+}
+
+pub struct Server<A> {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Vec<Option<Conn>>,
+    pages: A,
+    /// Accepting is retried then (an accept failed).
+    accept_retry: Option<Instant>,
+    /// The bound was reached and not yet left: logged once per episode.
+    full: bool,
+}
+
+impl<A: Answer> Server<A> {
+    pub fn new(listener: std::net::TcpListener, pages: A) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            conns: (0..MAX_CONNECTIONS).map(|_| None).collect(),
+            pages,
+            accept_retry: None,
+            full: false,
+        })
+    }
+
+    /// Serve forever.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(MAX_CONNECTIONS + 1);
+        loop {
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "admin port: poll failed, stopped");
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    Token(i) => self.drive(i),
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// The earliest deadline: a connection's, or the accept retry.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .flatten()
+            .map(Conn::deadline)
+            .chain(self.accept_retry)
+            .min()
+    }
+
+    fn accept_all(&mut self) {
+        self.accept_retry = None;
+        loop {
+            let (stream, _) = match self.listener.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors, typically: the backlog keeps the clients
+                    // until a retry (an edge-triggered listener would not say again).
+                    tracing::debug!(error = %e, "admin port: accept failed");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            };
+            self.admit(stream);
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream) {
+        let Some(i) = self.conns.iter().position(Option::is_none) else {
+            self.pages.counters().refused.inc();
+            if !self.full {
+                self.full = true;
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "admin port: every connection slot taken, refusing with 503"
+                );
+            }
+            refuse(&mut stream, 503, "Service Unavailable", "admin port busy\n");
+            return;
+        };
+        self.full = false;
+        let registered = self.poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        let Ok(local) = registered.and_then(|()| stream.local_addr()) else {
+            return;
+        };
+        self.conns[i] = Some(Conn {
+            stream,
+            local,
+            accepted: Instant::now(),
+            head: Vec::with_capacity(1024),
+            response: None,
+            sent: 0,
+        });
+        // Edge-triggered: data that came with the connection must be read now.
+        self.drive(i);
+    }
+
+    fn drive(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let next = if conn.response.is_none() {
+            read_head(conn, &self.pages)
+        } else {
+            Next::Wait
+        };
+        let next = match (next, &conn.response) {
+            (Next::Wait, Some(_)) => write_response(conn),
+            (next, _) => next,
+        };
+        if let Next::Close = next {
+            self.close(i);
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(mut c) = self.conns[i].take() {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// Close every connection past its deadline; one still reading its head is told
+    /// 408 first.
+    fn expire(&mut self, now: Instant) {
+        if self.accept_retry.is_some_and(|t| now >= t) {
+            self.accept_all();
+        }
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_mut() else {
+                continue;
+            };
+            if now < c.deadline() {
+                continue;
+            }
+            self.pages.counters().timeouts.inc();
+            if c.response.is_none() {
+                refuse(
+                    &mut c.stream,
+                    408,
+                    "Request Timeout",
+                    "request head too slow\n",
+                );
+            }
+            self.close(i);
+        }
+    }
+}
+
+/// Read what the client sent; once the head is complete, render the answer.
+fn read_head(conn: &mut Conn, pages: &impl Answer) -> Next {
+    let mut buf = [0u8; 2048];
+    loop {
+        match conn.stream.read(&mut buf) {
+            Ok(0) => return Next::Close,
+            Ok(n) => conn.head.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Next::Close,
+        }
+        let complete = conn.head.windows(4).any(|w| w == b"\r\n\r\n");
+        if complete || conn.head.len() > MAX_HEAD {
+            let page = if complete {
+                pages.answer(&conn.head, conn.local)
+            } else {
+                Page::text(431, "request head too large\n")
+            };
+            pages.counters().requests.inc();
+            conn.response = Some(page.into_bytes());
+            conn.head = Vec::new();
+            // Anything more the client sends is not read: one request per connection.
+            return Next::Wait;
+        }
+    }
+}
+
+fn write_response(conn: &mut Conn) -> Next {
+    let Some(out) = &conn.response else {
+        return Next::Wait;
+    };
+    while conn.sent < out.len() {
+        match conn.stream.write(&out[conn.sent..]) {
+            Ok(0) => return Next::Close,
+            Ok(n) => conn.sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Next::Close,
+        }
+    }
+    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+    Next::Close
+}
+
+/// Best effort, without waiting: what the client already sent is read (so the close
+/// does not reset the answer away), a short answer written, the connection closed.
+fn refuse(stream: &mut TcpStream, status: u16, reason: &str, body: &str) {
+    let mut sink = [0u8; 2048];
+    let _ = stream.read(&mut sink);
+    let text = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write(text.as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
