@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: sluice, HAProxy and nginx (stream) in front of the same nginx
-# backend, plus the direct client → backend run as the ceiling. Writes docs/benchmarks.md
-# and docs/bench-ratios.svg.
-#   scripts/bench.sh           full run (about 10 minutes)
-#   scripts/bench.sh --quick   short run (under 3 minutes)
+# backend. Writes docs/benchmarks.md (and docs/bench-ratios.svg).
+#   scripts/bench.sh --proxy-cpu 0.35   the headline: each proxy in a cgroup of its own
+#                                       limited to 0.35 of a CPU (about 18 minutes; root)
+#   scripts/bench.sh                    the ceiling: no limit, plus the direct run
+#                                       (about 17 minutes)
+#   --quick                             a short run of either (about 3 minutes)
+#   --smoke                             checks the machinery (about a minute); prints,
+#                                       writes nothing
+#   --cpu-period-ms MS                  the quota's period with --proxy-cpu (default 100)
+# SLUICE_BENCH_PORT_BASE (default 18000) moves every port (backend: base + 81).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -17,4 +23,26 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 ulimit -n "$(ulimit -Hn)"
 cargo build --release -q --bin sluice
-exec python3 scripts/bench.py "$@"
+
+# The cgroups of a --proxy-cpu run are named after this shell; whatever way the run
+# ends (done, failed, Ctrl-C, TERM), the trap stops the run and removes them. The run
+# goes in the background so that `wait` returns as soon as a signal arrives.
+prefix="sluice-bench-$$"
+child=
+# shellcheck disable=SC2317  # finish is run by the trap
+finish() {
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    python3 scripts/bench_cgroup.py cleanup "$prefix" || true
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+SLUICE_BENCH_CGROUP_PREFIX="$prefix" python3 scripts/bench.py "$@" &
+child=$!
+rc=0
+wait "$child" || rc=$?
+child=
+exit "$rc"

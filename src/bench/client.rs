@@ -10,6 +10,7 @@ use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,22 @@ impl Tally {
     }
 }
 
+/// One thread's running totals, published at its 100 ms sweep (not per request: no
+/// atomic on the hot path) for the progress line.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Live {
+    fn publish(&self, t: &Tally) {
+        let errors = t.refused + t.reset + t.timeout + t.bad_response + t.non_2xx + t.other;
+        self.requests.store(t.requests, Ordering::Relaxed);
+        self.errors.store(errors, Ordering::Relaxed);
+    }
+}
+
 impl Default for Tally {
     fn default() -> Self {
         Tally::new()
@@ -123,15 +140,18 @@ pub struct Worker {
     next_ip: usize,
     scratch: Box<[u8]>,
     tally: Tally,
+    live: Arc<Live>,
 }
 
 impl Worker {
-    /// A worker for `connections` connections; `first` spreads open-loop start times.
+    /// A worker for `connections` connections; `first` spreads open-loop start times;
+    /// `live` receives its running totals.
     pub fn new(
         plan: Arc<Plan>,
         connections: usize,
         first: usize,
         total: usize,
+        live: Arc<Live>,
     ) -> io::Result<Self> {
         let mut due = BinaryHeap::with_capacity(connections);
         for i in 0..connections {
@@ -162,6 +182,7 @@ impl Worker {
             due,
             scratch: vec![0u8; 256 * 1024].into_boxed_slice(),
             tally: Tally::new(),
+            live,
         })
     }
 
@@ -171,6 +192,7 @@ impl Worker {
         loop {
             let now = Instant::now();
             if now >= self.plan.end {
+                self.live.publish(&self.tally);
                 return self.tally;
             }
             while let Some(&Reverse((at, idx))) = self.due.peek() {
@@ -189,6 +211,7 @@ impl Worker {
                 .min(Duration::from_millis(10));
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != ErrorKind::Interrupted {
+                    self.live.publish(&self.tally);
                     return self.tally;
                 }
             }
@@ -198,6 +221,7 @@ impl Worker {
             if last_sweep.elapsed() >= Duration::from_millis(100) {
                 last_sweep = Instant::now();
                 self.expire(last_sweep);
+                self.live.publish(&self.tally);
             }
         }
     }

@@ -5,9 +5,11 @@
 mod client;
 pub mod http;
 
-use client::{Plan, Tally, Worker};
+use client::{Live, Plan, Tally, Worker};
 use serde::Serialize;
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +57,8 @@ pub struct BenchArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Print one JSON object instead of text.
+    /// Print one JSON object instead of text (and no progress lines: those are shown
+    /// only when stdout and stderr are both terminals).
     #[arg(long)]
     pub json: bool,
 }
@@ -184,16 +187,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         end: start + args.duration,
     });
     let mut handles = Vec::with_capacity(threads);
+    let mut live = Vec::with_capacity(threads);
     let mut first = 0;
     for t in 0..threads {
         let n = args.connections / threads + usize::from(t < args.connections % threads);
-        let w = Worker::new(Arc::clone(&plan), n, first, args.connections)?;
+        live.push(Arc::new(Live::default()));
+        let w = Worker::new(
+            Arc::clone(&plan),
+            n,
+            first,
+            args.connections,
+            Arc::clone(&live[t]),
+        )?;
         first += n;
         handles.push(
             std::thread::Builder::new()
                 .name(format!("bench-{t}"))
                 .spawn(move || w.run())?,
         );
+    }
+    if !args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+        progress(&plan, &live);
     }
     let mut tally = Tally::new();
     for h in handles {
@@ -233,6 +247,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             mean: h.mean(),
         },
     })
+}
+
+/// One line on stderr each second of the run: requests and errors so far, and the
+/// rate over the last second (the threads' totals are at most 100 ms old).
+fn progress(plan: &Plan, live: &[Arc<Live>]) {
+    let sum = |f: fn(&Live) -> u64| live.iter().map(|l| f(l)).sum::<u64>();
+    let mut before = 0;
+    for second in 1.. {
+        let at = plan.start + Duration::from_secs(second);
+        if at >= plan.end {
+            return;
+        }
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let requests = sum(|l| l.requests.load(Ordering::Relaxed));
+        let errors = sum(|l| l.errors.load(Ordering::Relaxed));
+        eprintln!(
+            "{second:>4} s  requests {requests:>10}  rate {:>9}/s  errors {errors}",
+            requests - before
+        );
+        before = requests;
+    }
 }
 
 /// Render like wrk does, one figure a line.
