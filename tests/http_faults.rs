@@ -383,6 +383,15 @@ fn after(c: &mut Client, close: bool, follow: bool) -> End {
     }
 }
 
+/// After an error response of sluice's own: closed if it said so, else either.
+fn error_ends_cleanly(got: &Got) -> bool {
+    matches!(got.body, Body::Whole(_))
+        && match got.close {
+            true => got.end == End::Closed,
+            false => matches!(got.end, End::Open | End::Quiet | End::Closed),
+        }
+}
+
 /// One request on a new connection; everything bounded by `bound`.
 fn probe(addr: SocketAddr, request: &[u8], follow: bool, bound: Duration) -> Got {
     let mut c = Client::connect(addr, Instant::now() + bound);
@@ -707,14 +716,14 @@ fn stalled_response_head_gets_504_after_backend_timeout(io: &str) {
     let problems = staggered(cuts.len(), Duration::ZERO, |i| {
         let target = format!("/stall-head{i}?upto={}", cuts[i]);
         let got = probe(web, &req("GET", &target), false, PATIENCE);
-        if !(got.status == 504 && matches!(got.body, Body::Whole(_)) && got.end == End::Closed) {
+        if !(got.status == 504 && error_ends_cleanly(&got)) {
             return Some(format!("GET {target}: {got:?}"));
         }
         backend_let_go(&f, &target)
     });
     assert!(
         problems.is_empty(),
-        "a stalled response head (want 504, then the close, within {PATIENCE:?}):\n{}",
+        "a stalled response head (want a 504 within {PATIENCE:?}):\n{}",
         problems.join("\n")
     );
 }
@@ -773,9 +782,8 @@ fn reset_mid_response_cuts_the_client(io: &str) {
         "/rst-first?upto=0&then=rst",
     ] {
         let got = probe(web, &req("GET", target), false, PATIENCE);
-        assert_eq!(
-            (got.status, got.close, &got.end),
-            (502, true, &End::Closed),
+        assert!(
+            got.status == 502 && error_ends_cleanly(&got),
             "GET {target}: {got:?}"
         );
     }
