@@ -4,6 +4,8 @@
 //! into the caller's buffer, kept in reusable storage (no allocation per request once
 //! warm).
 
+mod target;
+
 use std::ops::Range;
 
 /// Header fields per request; more is answered 431.
@@ -148,7 +150,15 @@ pub struct Request {
     /// `Connection: upgrade` with an `Upgrade` header: a tunnel if the backend agrees.
     pub upgrade: bool,
     pub expect_continue: bool,
+    /// The Host field's value, or an absolute-form target's authority, which
+    /// replaces it (RFC 9112 §3.2.2).
     pub host: Option<Range<usize>>,
+    /// The target is in absolute form: `origin` is forwarded, and `host` in place of
+    /// the Host field.
+    pub absolute: bool,
+    /// The target as forwarded: the whole target, or an absolute form's path and query
+    /// (perhaps empty).
+    pub origin: Range<usize>,
     /// A Content-Length field was present (a `0` one leaves `body` at `None`).
     pub had_length: bool,
 }
@@ -167,6 +177,8 @@ impl Default for Request {
             upgrade: false,
             expect_continue: false,
             host: None,
+            absolute: false,
+            origin: 0..0,
             had_length: false,
         }
     }
@@ -184,6 +196,15 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
+}
+
+/// The host of a Host value or authority: without its port, `[v6]` kept whole.
+pub fn host_name(value: &[u8]) -> &[u8] {
+    let h = value.trim_ascii();
+    if h.first() == Some(&b'[') {
+        return h.iter().position(|&b| b == b']').map_or(h, |e| &h[..=e]);
+    }
+    h.iter().rposition(|&b| b == b':').map_or(h, |c| &h[..c])
 }
 
 fn parse_length(value: &[u8], seen: &mut Option<u64>) -> Result<(), HeadError> {
@@ -279,6 +300,7 @@ pub fn parse_request_with(
     out.method = Method::of(method);
     out.method_range = offset(buf, method.as_bytes());
     out.target = offset(buf, path.as_bytes());
+    let absolute = target::classify(out.method, path.as_bytes(), out.target.start)?;
     out.minor = req.version.expect("complete head");
     out.fields.clear();
     out.fields.reserve(req.headers.len());
@@ -308,6 +330,12 @@ pub fn parse_request_with(
     if hosts > 1 || (hosts == 0 && out.minor == 1) {
         return Err(HeadError::Bad("HTTP/1.1 needs exactly one Host"));
     }
+    out.absolute = absolute.is_some();
+    out.origin = out.target.clone();
+    if let Some(a) = absolute {
+        out.host = Some(a.authority);
+        out.origin = a.origin;
+    }
     out.body = request_body(&framing, out.minor)?;
     out.had_length = framing.length.is_some();
     out.keep_alive = framing.persistent(out.minor);
@@ -315,13 +343,21 @@ pub fn parse_request_with(
     Ok(true)
 }
 
-/// The request line ends in `HTTP/d.d`: a version, only not one sluice speaks (505);
-/// anything else there is a malformed request (400).
+/// The request line is `method SP target SP HTTP/d.d`: a version, only not one
+/// sluice speaks (505); anything else there — a space inside the target, say — is a
+/// malformed request (400).
 fn well_formed_version(buf: &[u8]) -> bool {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    v.len() == 8
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    !method.is_empty()
+        && !target.is_empty()
+        && v.len() == 8
         && v.starts_with(b"HTTP/")
         && v[5].is_ascii_digit()
         && v[6] == b'.'
@@ -509,6 +545,67 @@ mod tests {
             let got = req(text).map(|_| 200).unwrap_or_else(|e| e.status());
             assert_eq!(got, *status, "{text:?}");
         }
+    }
+
+    #[test]
+    fn spaces_fragments_and_unknown_forms_in_the_target_are_400() {
+        let cases: &[(&str, u16)] = &[
+            ("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a  b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a  HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET  /a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a b HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+            ("GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a HTTP/1.1 \r\nHost: x\r\n\r\n", 400),
+            ("GET /a#f HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a?b#c HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET ?q HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            ("GET /a%20b HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            ("GET /a HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+        ];
+        for (text, status) in cases {
+            let got = req(text).map(|_| 200).unwrap_or_else(|e| e.status());
+            assert_eq!(got, *status, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_absolute_form_authority_replaces_host() {
+        let text = "GET http://internal.example:8080/x?y HTTP/1.1\r\nHost: public.example\r\n\r\n";
+        let r = req(text).unwrap();
+        assert!(r.absolute);
+        let host = r.host.clone().unwrap();
+        assert_eq!(&text[host.clone()], "internal.example:8080");
+        assert_eq!(&text[r.origin], "/x?y");
+        assert_eq!(host_name(text[host].as_bytes()), b"internal.example");
+        // HTTP/1.0 without Host: the authority is the host.
+        let text = "GET http://h.example HTTP/1.0\r\n\r\n";
+        let r = req(text).unwrap();
+        assert_eq!((&text[r.host.unwrap()], r.origin.len()), ("h.example", 0));
+        // Origin form: the target is forwarded as it is.
+        let text = "GET /p?q HTTP/1.1\r\nHost: h\r\n\r\n";
+        let r = req(text).unwrap();
+        assert!(!r.absolute);
+        assert_eq!((&text[r.host.unwrap()], &text[r.origin]), ("h", "/p?q"));
+        // HTTP/1.1 still needs its Host field, and only one.
+        for text in [
+            "GET http://h/ HTTP/1.1\r\n\r\n",
+            "GET http://h/ HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",
+            "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http:/// HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http://user@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(
+                req(text).map(|_| ()).map_err(HeadError::status),
+                Err(400),
+                "{text:?}"
+            );
+        }
+        assert_eq!(host_name(b" [::1]:80 "), b"[::1]");
+        assert_eq!(host_name(b"h:"), b"h");
     }
 
     #[test]

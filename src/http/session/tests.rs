@@ -202,3 +202,66 @@ fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request(
         assert_eq!(held(&s), 0, "round {round}");
     }
 }
+
+#[test]
+fn an_absolute_form_target_is_routed_and_forwarded_by_its_authority() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET http://Internal.example:8080/x?y=1 HTTP/1.1\r\nHost: public.example\r\nAccept: */*\r\n\r\n",
+    );
+    assert_eq!(s.phase(), Phase::Route);
+    assert_eq!(
+        (s.host(), s.path()),
+        (&b"Internal.example"[..], &b"/x?y=1"[..])
+    );
+    assert_eq!(s.header("HOST"), Some(&b"Internal.example:8080"[..]));
+    s.attach(fwd(false), 0);
+    let sent = take_backend(&mut s);
+    assert!(
+        sent.starts_with("GET /x?y=1 HTTP/1.1\r\nHost: Internal.example:8080\r\nAccept: */*\r\n"),
+        "{sent}"
+    );
+    assert_eq!(
+        sent.to_ascii_lowercase().matches("host:").count(),
+        1,
+        "{sent}"
+    );
+    assert!(!sent.contains("public.example"), "{sent}");
+
+    // No path: `/`, or `*` for OPTIONS; a query alone gets its `/`.
+    for (request, line, path) in [
+        (
+            "GET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\n",
+            "/",
+        ),
+        (
+            "GET https://h?q HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /?q HTTP/1.1\r\n",
+            "/",
+        ),
+        (
+            "OPTIONS http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n",
+            "*",
+        ),
+        (
+            "OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "OPTIONS / HTTP/1.1\r\n",
+            "/",
+        ),
+        (
+            "GET http://h/ HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: h\r\n",
+            "/",
+        ),
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request.as_bytes());
+        assert_eq!(s.path(), path.as_bytes(), "{request:?}");
+        s.attach(fwd(false), 0);
+        let sent = take_backend(&mut s);
+        assert!(sent.starts_with(line), "{request:?} sent {sent:?}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Strict HTTP/1.1 parsing end to end, on both I/O backends: raw bytes over loopback
+//! to a real `sluice`, checking the status the client gets and what the backend
+//! received. Where a rule follows HAProxy 2.6 the case says so.
+
+mod common;
+
+use common::http::{raw, status, HttpServer};
+use common::*;
+use std::net::SocketAddr;
+
+both_io!(
+    absolute_form_targets_follow_their_authority,
+    malformed_targets_are_400,
+);
+
+/// `[server]`, the shared HTTP listener, and `services`.
+fn config(io: &str, services: &str) -> String {
+    server(io, "") + "[http]\nlisten = \"127.0.0.1:0\"\n" + services
+}
+
+/// An HTTP service with a port of its own, or only on the shared listener by `vhost`.
+fn service(name: &str, vhost: Option<&str>, backend: SocketAddr) -> String {
+    let place = match vhost {
+        Some(v) => format!("vhosts = [\"{v}\"]"),
+        None => "listen = \"127.0.0.1:0\"".to_owned(),
+    };
+    format!(
+        "[[service]]\nname = \"{name}\"\nmode = \"http\"\n{place}\nbackends = [\"{backend}\"]\n"
+    )
+}
+
+/// The body of a response that arrived whole (read to the close).
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Send `request`; expect a 400 and the close after it.
+fn refused(addr: SocketAddr, request: &str) {
+    let r = raw(addr, request.as_bytes());
+    assert_eq!(status(&r), 400, "{request:?}: {r}");
+    assert_eq!(r.matches("HTTP/1.1").count(), 1, "one response: {r}");
+}
+
+fn absolute_form_targets_follow_their_authority(io: &str) {
+    let (public, internal) = (HttpServer::start("public"), HttpServer::start("internal"));
+    let services = service("public", Some("public.example"), public.addr)
+        + &service("internal", Some("internal.example"), internal.addr);
+    let lb = Sluice::start(&config(io, &services));
+    let front = lb.http();
+    // RFC 9112 §3.2.2: the authority replaces Host, for routing and for the backend,
+    // which gets the origin form and one Host. (HAProxy 2.6 answers 400 when the
+    // two differ.)
+    let r = raw(
+        front,
+        b"GET http://internal.example/secret?x=1 HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((status(&r), body(&r)), (200, "internal"), "{r}");
+    assert!(public.requests().is_empty(), "routed by the Host field");
+    let seen = internal.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/secret?x=1");
+    let lines: Vec<&str> = seen[0].head.lines().collect();
+    assert_eq!(lines[0], "get /secret?x=1 http/1.1", "{lines:?}");
+    let hosts: Vec<&str> = seen[0]
+        .head
+        .lines()
+        .filter(|l| l.starts_with("host:"))
+        .collect();
+    assert_eq!(hosts, ["host: internal.example"], "{}", seen[0].head);
+    // A port, an upper-case scheme, HTTP/1.0 without Host, an empty path.
+    let r = raw(front, b"GET HTTPS://internal.example:8443 HTTP/1.0\r\n\r\n");
+    assert_eq!((status(&r), body(&r)), (200, "internal"), "{r}");
+    let seen = internal.requests();
+    let lines: Vec<&str> = seen[1].head.lines().take(2).collect();
+    assert_eq!(lines, ["get / http/1.0", "host: internal.example:8443"]);
+    // The Host field still routes origin-form requests.
+    let r = raw(
+        front,
+        b"GET / HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(body(&r), "public");
+
+    // Other schemes, an empty authority, userinfo: 400, and no backend hears of it.
+    // (HAProxy 2.6 forwards the first six and the eighth when Host matches.)
+    for target in [
+        "ftp://internal.example/",
+        "ws://internal.example/",
+        "http:///",
+        "http://",
+        "http://:80/",
+        "http://user@internal.example/",
+        "http://user:pw@internal.example/",
+        "http://@internal.example/",
+        "http:internal.example/",
+        "http://internal.example/#top",
+    ] {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n");
+        let r = raw(front, request.as_bytes());
+        assert_eq!(status(&r), 400, "{target}: {r}");
+    }
+    assert_eq!(public.requests().len(), 1);
+    assert_eq!(internal.requests().len(), 2);
+}
+
+fn malformed_targets_are_400(io: &str) {
+    let a = HttpServer::start("a");
+    let lb = Sluice::start(&config(io, &service("web", None, a.addr)));
+    let addr = lb.addr("web");
+    let get = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n{SMUGGLED}");
+    // All 400 in HAProxy 2.6 too, but `GET *` (200 there).
+    for request in [
+        get("/a#frag"),
+        get("/a?b#c"),
+        get("/a#"),
+        get("http://x/a#f"),
+        get("/a b"), // a space in the target: 400, not 505
+        get("/a  b"),
+        format!("GET /a b HTTP/2.0\r\nHost: x\r\n\r\n{SMUGGLED}"), // 400, not 505
+        get("?q"),
+        get("a"),
+        get("*"),
+        format!("CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n{SMUGGLED}"),
+        format!("CONNECT x HTTP/1.1\r\nHost: x\r\n\r\n{SMUGGLED}"),
+        format!("CONNECT http://x/ HTTP/1.1\r\nHost: x\r\n\r\n{SMUGGLED}"),
+    ] {
+        refused(addr, &request);
+    }
+    assert_eq!(a.connections(), 0, "a refused head reaches no backend");
+    let close = "Host: x\r\nConnection: close\r\n\r\n";
+    for (line, path) in [
+        ("OPTIONS * HTTP/1.1", "*"),
+        ("GET /a%20b?c HTTP/1.1", "/a%20b?c"),
+    ] {
+        let r = raw(addr, format!("{line}\r\n{close}").as_bytes());
+        assert_eq!(status(&r), 200, "{line}: {r}");
+        assert_eq!(a.requests().last().unwrap().path, path);
+    }
+}
