@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 both_io!(
     absolute_form_targets_follow_their_authority,
     malformed_targets_are_400,
+    framing_lists_and_lengths_are_strict,
 );
 
 /// `[server]`, the shared HTTP listener, and `services`.
@@ -35,6 +36,10 @@ fn body(response: &str) -> &str {
 }
 
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+fn post(fields: &str, body: &str) -> String {
+    format!("POST /p HTTP/1.1\r\nHost: x\r\n{fields}\r\n{body}{SMUGGLED}")
+}
 
 /// Send `request`; expect a 400 and the close after it.
 fn refused(addr: SocketAddr, request: &str) {
@@ -138,4 +143,108 @@ fn malformed_targets_are_400(io: &str) {
         assert_eq!(status(&r), 200, "{line}: {r}");
         assert_eq!(a.requests().last().unwrap().path, path);
     }
+}
+
+fn framing_lists_and_lengths_are_strict(io: &str) {
+    let a = HttpServer::start("a");
+    let lb = Sluice::start(&config(io, &service("web", None, a.addr)));
+    let addr = lb.addr("web");
+    let chunked = "Transfer-Encoding: chunked\r\n";
+    // Refused while the head is read: no backend connection at all. HAProxy 2.6 gives
+    // 400 for each, but where a comment says otherwise.
+    let heads: Vec<String> = vec![
+        post("Transfer-Encoding:\r\nContent-Length: 5\r\n", "hello"),
+        post("Transfer-Encoding: ,\r\nContent-Length: 5\r\n", "hello"),
+        post("Transfer-Encoding:\r\n", ""),
+        post("Transfer-Encoding: ,\r\n", ""),
+        post("Transfer-Encoding: , chunked\r\n", "0\r\n\r\n"), // HAProxy: 422
+        post("Transfer-Encoding: chunked,\r\n", "0\r\n\r\n"),  // HAProxy: 200
+        post("Transfer-Encoding: chunked,,\r\n", "0\r\n\r\n"),
+        post(
+            "Transfer-Encoding:\r\nTransfer-Encoding: chunked\r\n",
+            "0\r\n\r\n",
+        ), // HAProxy: 200
+        post("Content-Length: 4,\r\n", "abcd"),
+        post("Content-Length: ,4\r\n", "abcd"),
+        post("Content-Length: 4,,4\r\n", "abcd"),
+        post("Content-Length: ,\r\n", ""),
+        post("Content-Length: 4,\r\nContent-Length: 4\r\n", "abcd"),
+        post("Content-Length: +4\r\n", "abcd"),
+        post("Content-Length: -4\r\n", "abcd"),
+        post("Content-Length: 0x4\r\n", "abcd"),
+        post("Content-Length: 4 4\r\n", "abcd"),
+        // 2^64: HAProxy 2.6.12 reads it as 0 and forwards the request behind it.
+        post("Content-Length: 18446744073709551616\r\n", ""),
+    ];
+    for request in &heads {
+        refused(addr, request);
+    }
+    assert_eq!(a.connections(), 0, "a refused head reaches no backend");
+
+    // Refused in the body: the head may have left, but no request completes.
+    let bodies = [
+        post(chunked, "5 junk\r\nhello\r\n0\r\n\r\n"),
+        post(chunked, "5junk\r\nhello\r\n0\r\n\r\n"),
+        post(chunked, "5 5\r\nhello\r\n0\r\n\r\n"),
+        post(chunked, "5\r\nhello\r\n0 junk\r\n\r\n"),
+        post(chunked, " 5\r\nhello\r\n0\r\n\r\n"),
+        post(chunked, "+5\r\nhello\r\n0\r\n\r\n"),
+        post(chunked, "0x5\r\nhello\r\n0\r\n\r\n"),
+        post(chunked, "10000000000000005\r\nhello\r\n0\r\n\r\n"),
+    ];
+    for request in &bodies {
+        let r = raw(addr, request.as_bytes());
+        assert_eq!(status(&r), 400, "{request:?}: {r}");
+    }
+    assert!(a.requests().is_empty(), "{:?}", a.requests());
+
+    // Their legal siblings pass: chunk extensions and whitespace before them, leading
+    // zeros, a list of equal lengths, a coding's case.
+    let close = "Connection: close\r\n";
+    let good = [
+        (
+            format!("{chunked}{close}"),
+            "5;name=value\r\nhello\r\n0\r\n\r\n",
+        ),
+        (format!("{chunked}{close}"), "5 ;a=b\r\nhello\r\n0\r\n\r\n"),
+        (format!("{chunked}{close}"), "5\t\r\nhello\r\n0\r\n\r\n"),
+        (
+            format!("{chunked}{close}"),
+            "0000000000000000005\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            format!("Transfer-Encoding: Chunked\r\n{close}"),
+            "5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (format!("Content-Length: 0005\r\n{close}"), "hello"),
+        (format!("Content-Length: 5, 5\r\n{close}"), "hello"),
+        (
+            format!("Content-Length: 5\r\nContent-Length: 5\r\n{close}"),
+            "hello",
+        ),
+    ];
+    for (fields, body) in &good {
+        let request = format!("POST /echo HTTP/1.1\r\nHost: x\r\n{fields}\r\n{body}");
+        let r = raw(addr, request.as_bytes());
+        assert_eq!(
+            (status(&r), self::body(&r)),
+            (200, "hello"),
+            "{request:?}: {r}"
+        );
+    }
+    let seen = a.requests();
+    assert_eq!(seen.len(), good.len());
+    for s in &seen {
+        let framing: Vec<&str> = s
+            .head
+            .lines()
+            .filter(|l| l.starts_with("content-length:") || l.starts_with("transfer-encoding:"))
+            .collect();
+        assert!(
+            framing == ["content-length: 5"] || framing == ["transfer-encoding: chunked"],
+            "framing written once, canonically: {}",
+            s.head
+        );
+    }
+    assert!(seen.iter().all(|r| r.path != "/smuggled"));
 }

@@ -192,10 +192,14 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
 
 /// Comma-separated tokens of a header value, trimmed, empty ones skipped.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
+    elements(value).filter(|t| !t.is_empty())
+}
+
+/// Every element of a comma-separated list, trimmed, empty ones included: the framing
+/// fields refuse them, since `4,` or a bare `Transfer-Encoding:` are read differently
+/// by different implementations.
+fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(|t| t.trim_ascii())
 }
 
 /// The host of a Host value or authority: without its port, `[v6]` kept whole.
@@ -207,19 +211,24 @@ pub fn host_name(value: &[u8]) -> &[u8] {
     h.iter().rposition(|&b| b == b':').map_or(h, |c| &h[..c])
 }
 
+/// A Content-Length value: decimal digits (leading zeros allowed) that fit in 64
+/// bits; a list only of equal values.
 fn parse_length(value: &[u8], seen: &mut Option<u64>) -> Result<(), HeadError> {
-    for t in tokens(value) {
-        if t.len() > 18 || !t.iter().all(u8::is_ascii_digit) {
-            return Err(HeadError::Bad("invalid Content-Length"));
+    for t in elements(value) {
+        if t.is_empty() {
+            return Err(HeadError::Bad("empty element in Content-Length"));
         }
-        let n = t.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let n = t
+            .iter()
+            .try_fold(0u64, |n, &d| {
+                let digit = d.is_ascii_digit().then(|| u64::from(d - b'0'))?;
+                n.checked_mul(10)?.checked_add(digit)
+            })
+            .ok_or(HeadError::Bad("invalid Content-Length"))?;
         match *seen {
             Some(m) if m != n => return Err(HeadError::Bad("differing Content-Length values")),
             _ => *seen = Some(n),
         }
-    }
-    if seen.is_none() {
-        return Err(HeadError::Bad("empty Content-Length"));
     }
     Ok(())
 }
@@ -242,7 +251,10 @@ impl Framing {
         match kind {
             Known::ContentLength => parse_length(value, &mut self.length)?,
             Known::TransferEncoding => {
-                for t in tokens(value) {
+                for t in elements(value) {
+                    if t.is_empty() {
+                        return Err(HeadError::Bad("empty element in Transfer-Encoding"));
+                    }
                     self.codings += 1;
                     let chunked = t.eq_ignore_ascii_case(b"chunked");
                     self.chunked_count += u32::from(chunked);
@@ -545,6 +557,65 @@ mod tests {
             let got = req(text).map(|_| 200).unwrap_or_else(|e| e.status());
             assert_eq!(got, *status, "{text:?}");
         }
+    }
+
+    #[test]
+    fn framing_lists_and_lengths_are_strict() {
+        let post = |fields: &str| format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        let cases: &[(&str, u16)] = &[
+            // A Transfer-Encoding that names no coding, beside a length or not.
+            ("Transfer-Encoding:\r\nContent-Length: 5\r\n", 400),
+            ("Transfer-Encoding: ,\r\nContent-Length: 5\r\n", 400),
+            ("Transfer-Encoding:\r\n", 400),
+            ("Transfer-Encoding: \t\r\n", 400),
+            ("Transfer-Encoding: ,\r\n", 400),
+            ("Transfer-Encoding:\r\nContent-Length: 0\r\n", 400),
+            // Empty elements anywhere in the list.
+            ("Transfer-Encoding: , chunked\r\n", 400),
+            ("Transfer-Encoding: chunked,\r\n", 400),
+            ("Transfer-Encoding: chunked,,\r\n", 400),
+            (
+                "Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n",
+                400,
+            ),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n", 400),
+            ("Transfer-Encoding: chunked;q=1\r\n", 400),
+            ("Transfer-Encoding: \"chunked\"\r\n", 400),
+            ("Transfer-Encoding: identity\r\n", 400),
+            ("Transfer-Encoding: CHUNKED\r\n", 200),
+            ("Transfer-Encoding:\tchunked\t\r\n", 200),
+            // Content-Length lists: equal values only, no empty element.
+            ("Content-Length: 4,\r\n", 400),
+            ("Content-Length: ,4\r\n", 400),
+            ("Content-Length: 4,,4\r\n", 400),
+            ("Content-Length: 4, ,4\r\n", 400),
+            ("Content-Length: ,\r\n", 400),
+            ("Content-Length:\r\n", 400),
+            ("Content-Length: 4,\r\nContent-Length: 4\r\n", 400),
+            ("Content-Length: 4, 4\r\n", 200),
+            ("Content-Length: 4\r\nContent-Length: 4\r\n", 200),
+            // Signs, other bases, fractions, inner spaces, overflow.
+            ("Content-Length: +4\r\n", 400),
+            ("Content-Length: -4\r\n", 400),
+            ("Content-Length: 0x4\r\n", 400),
+            ("Content-Length: 4.0\r\n", 400),
+            ("Content-Length: 4e0\r\n", 400),
+            ("Content-Length: 4 4\r\n", 400),
+            ("Content-Length: 18446744073709551616\r\n", 400),
+            ("Content-Length: 99999999999999999999\r\n", 400),
+            ("Content-Length: 18446744073709551615\r\n", 200),
+            ("Content-Length:  4 \r\n", 200),
+            ("Content-Length: 0000000000000000000004\r\n", 200),
+        ];
+        for (fields, status) in cases {
+            let text = post(fields);
+            let got = req(&text).map(|_| 200).unwrap_or_else(|e| e.status());
+            assert_eq!(got, *status, "{text:?}");
+        }
+        let r = req(&post("Content-Length: 0004\r\n")).unwrap();
+        assert_eq!(r.body, BodyKind::Length(4));
+        let r = req(&post("Content-Length: 18446744073709551615\r\n")).unwrap();
+        assert_eq!(r.body, BodyKind::Length(u64::MAX));
     }
 
     #[test]

@@ -265,3 +265,36 @@ fn an_absolute_form_target_is_routed_and_forwarded_by_its_authority() {
         assert!(sent.starts_with(line), "{request:?} sent {sent:?}");
     }
 }
+
+#[test]
+fn strict_request_parsing_answers_400_and_sends_nothing() {
+    for request in [
+        &b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request);
+        assert_eq!(s.phase(), Phase::Route, "{}", String::from_utf8_lossy(request));
+    }
+    for request in [
+        &b"GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ,4\r\n\r\nabcd",
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request);
+        assert!(take_client(&mut s).starts_with("HTTP/1.1 400 "));
+        assert_eq!(s.backend_output(), b"");
+    }
+    // A junk chunk size in the bytes that came with the head: 400, and the head is
+    // dropped before it could leave.
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 400 "));
+    assert_eq!(s.backend_output(), b"");
+}
