@@ -414,6 +414,9 @@ pub struct Response {
     pub body: BodyKind,
     /// The backend keeps the connection open after this response.
     pub keep_alive: bool,
+    /// A Transfer-Encoding field is present: any Content-Length is not forwarded
+    /// (RFC 9112 §6.3).
+    pub transfer_encoded: bool,
 }
 
 impl Default for Response {
@@ -426,6 +429,7 @@ impl Default for Response {
             fields: Vec::new(),
             body: BodyKind::None,
             keep_alive: true,
+            transfer_encoded: false,
         }
     }
 }
@@ -465,6 +469,7 @@ pub fn parse_response(
         out.fields.push((kind, field));
     }
     out.keep_alive = framing.persistent(out.minor);
+    out.transfer_encoded = framing.codings > 0;
     let bodiless = method == Method::Head
         || (100..200).contains(&out.status)
         || out.status == 204
@@ -473,17 +478,17 @@ pub fn parse_response(
     out.body = if bodiless {
         BodyKind::None
     } else if framing.codings > 0 {
-        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a final coding
-        // other than chunked means the body runs to the close.
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (which is then
+        // dropped, and the connection not reused). Codings sluice cannot undo are
+        // refused, as HAProxy does: a body delimited by the close could not be
+        // re-framed for the client, nor a gzip one de-chunked for HTTP/1.0.
         if framing.length.is_some() {
             out.keep_alive = false;
         }
-        if framing.chunked_last && framing.chunked_count == 1 {
-            BodyKind::Chunked
-        } else {
-            out.keep_alive = false;
-            BodyKind::Close
+        if framing.codings != 1 || !framing.chunked_last {
+            return Err(BadResponse);
         }
+        BodyKind::Chunked
     } else {
         match framing.length {
             Some(0) => BodyKind::None,
@@ -735,9 +740,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.body, r.keep_alive), (BodyKind::Chunked, false));
+        assert!(r.transfer_encoded);
         assert_eq!(
             p("HTTP/1.1 2x0 OK\r\n\r\n", Method::Get, &mut r),
             Err(BadResponse)
         );
+    }
+
+    #[test]
+    fn responses_with_codings_sluice_cannot_undo_are_refused() {
+        let mut r = Response::default();
+        let mut p = |t: &str, m: Method| parse_response(t.as_bytes(), 4096, m, &mut r);
+        for fields in [
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n",
+            "Transfer-Encoding: chunked, gzip\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding:\r\nContent-Length: 5\r\n",
+            "Transfer-Encoding: chunked,\r\n",
+            "Content-Length: 5,\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\n{fields}\r\n");
+            assert_eq!(p(&text, Method::Get), Err(BadResponse), "{text:?}");
+        }
+        // Without a body the coding does not matter.
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(p(head, Method::Head), Ok(true));
+        assert_eq!(r.body, BodyKind::None);
     }
 }

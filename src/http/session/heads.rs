@@ -19,6 +19,9 @@ impl Session {
             let skip = match kind {
                 Known::Connection | Known::KeepAlive | Known::ProxyConnection => !verbatim,
                 Known::TransferEncoding => dechunk,
+                // RFC 9112 §6.3: Transfer-Encoding overrides it; a de-chunked body for
+                // HTTP/1.0 runs to the close.
+                Known::ContentLength => self.resp.transfer_encoded,
                 _ => false,
             };
             if !skip {

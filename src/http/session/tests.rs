@@ -267,6 +267,79 @@ fn an_absolute_form_target_is_routed_and_forwarded_by_its_authority() {
 }
 
 #[test]
+fn a_response_with_transfer_encoding_loses_its_content_length() {
+    let both = &b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..];
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(both, 0);
+    let out = take_client(&mut s);
+    assert!(
+        !out.to_ascii_lowercase().contains("content-length"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{out}"
+    );
+    assert_eq!(s.take_finished().map(|f| f.reusable), Some(false));
+
+    // HTTP/1.0: de-chunked, without a length, delimited by the close.
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(both, 0);
+    let out = take_client(&mut s);
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        !lower.contains("content-length") && !lower.contains("transfer-encoding"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Connection: close\r\n") && out.ends_with("\r\n\r\nhello"),
+        "{out}"
+    );
+    assert!(s.graceful_close());
+}
+
+#[test]
+fn malformed_response_framing_is_502_while_nothing_was_relayed() {
+    for response in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.backend_read(response, 0);
+        let out = take_client(&mut s);
+        assert!(
+            out.starts_with("HTTP/1.1 502 ") && out.matches("HTTP/").count() == 1,
+            "{}: {out}",
+            String::from_utf8_lossy(response)
+        );
+        assert_eq!(
+            s.take_finished().map(|f| (f.status, f.reusable)),
+            Some((502, false))
+        );
+    }
+    // Once the head has left, the client is cut off instead.
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 200 "));
+    s.backend_read(b"5 junk\r\n", 0);
+    assert_eq!(s.phase(), Phase::Closed);
+}
+
+#[test]
 fn strict_request_parsing_answers_400_and_sends_nothing() {
     for request in [
         &b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
