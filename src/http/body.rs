@@ -8,6 +8,10 @@ use std::io::Write;
 
 /// Longest chunk extension or trailer section accepted.
 const MAX_META_BYTES: usize = 16 * 1024;
+/// Most digits in a chunk size, leading zeros included.
+const MAX_SIZE_DIGITS: u8 = 32;
+/// Largest chunk size: 15 significant hex digits (HAProxy refuses a few less).
+const MAX_CHUNK: u64 = (1 << 60) - 1;
 
 /// Why a body is malformed (the connection cannot continue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +28,9 @@ pub enum BodyError {
 enum Chunk {
     /// Reading hex digits: value so far and digit count.
     Size(u64, u8),
-    /// After the size: extension or whitespace up to CR.
+    /// Whitespace after the size (RFC 9112 §7.1.1's BWS): only `;` or CR may follow.
+    Bws(u64, usize),
+    /// A chunk extension, up to CR.
     Ext(u64, usize),
     /// After the size line's CR.
     SizeLf(u64),
@@ -141,12 +147,24 @@ impl Body {
             i += 1;
             let next = match c {
                 Chunk::Size(v, digits) => match (b as char).to_digit(16) {
-                    Some(_) if digits >= 15 => return Err(BodyError::ChunkSize),
+                    Some(_) if digits >= MAX_SIZE_DIGITS || v > MAX_CHUNK >> 4 => {
+                        return Err(BodyError::ChunkSize)
+                    }
                     Some(d) => Chunk::Size(v << 4 | u64::from(d), digits + 1),
                     None if digits == 0 => return Err(BodyError::ChunkSize),
                     None if b == b'\r' => Chunk::SizeLf(v),
-                    None if b == b';' || b == b' ' || b == b'\t' => Chunk::Ext(v, 1),
+                    None if b == b';' => Chunk::Ext(v, 1),
+                    None if b == b' ' || b == b'\t' => Chunk::Bws(v, 1),
                     None => return Err(BodyError::ChunkSize),
+                },
+                // `5 junk` is refused: a parser that stops at the first non-digit and
+                // one that refuses the line would disagree.
+                Chunk::Bws(v, used) => match b {
+                    b'\r' => Chunk::SizeLf(v),
+                    b';' => Chunk::Ext(v, used + 1),
+                    _ if used >= MAX_META_BYTES => return Err(BodyError::ChunkFraming),
+                    b' ' | b'\t' => Chunk::Bws(v, used + 1),
+                    _ => return Err(BodyError::ChunkSize),
                 },
                 Chunk::Ext(v, used) => match b {
                     b'\r' => Chunk::SizeLf(v),
@@ -273,6 +291,56 @@ mod tests {
             let mut b = Body::new(BodyKind::Chunked, Output::Chunked);
             assert!(b.feed(case, &mut Vec::new()).is_err(), "{case:?}");
         }
+    }
+
+    #[test]
+    fn chunk_size_lines_are_strict() {
+        let good: &[&[u8]] = &[
+            b"5;name=value\r\nhello\r\n0\r\n\r\n",
+            b"5;a\r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t \r\nhello\r\n0\r\n\r\n",
+            b"5 ;a=b\r\nhello\r\n0\r\n\r\n",
+            b"5; a = \"b c\"\r\nhello\r\n0\r\n\r\n",
+            b"005\r\nhello\r\n0\r\n\r\n",
+            b"00000000000000000005\r\nhello\r\n000\r\n\r\n",
+        ];
+        for case in good {
+            let (out, used) = run(BodyKind::Chunked, Output::Chunked, &[case]).unwrap();
+            assert_eq!(
+                (out.as_slice(), used),
+                (&b"5\r\nhello\r\n0\r\n\r\n"[..], case.len()),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        let bad: &[&[u8]] = &[
+            b"5 junk\r\n",
+            b"5junk\r\n",
+            b"5 5\r\n",
+            b"5\t=\r\n",
+            b"0 junk\r\n",
+            b" 5\r\n",
+            b"+5\r\n",
+            b"0x5\r\n",
+            b"5\r\r\n",
+            // Past 60 bits, leading zeros or not; past 32 digits.
+            b"1000000000000000\r\n",
+            b"ffffffffffffffff\r\n",
+            b"10000000000000005\r\n",
+            b"000000000000000000000000000000005\r\n",
+        ];
+        for case in bad {
+            let mut b = Body::new(BodyKind::Chunked, Output::Chunked);
+            let got = b.feed(case, &mut Vec::new());
+            assert!(got.is_err(), "{}: {got:?}", String::from_utf8_lossy(case));
+        }
+        let mut b = Body::new(BodyKind::Chunked, Output::Chunked);
+        let mut out = Vec::new();
+        let largest = b"fffffffffffffff\r\n";
+        assert_eq!(b.feed(largest, &mut out), Ok(largest.len()));
+        assert_eq!(out, largest);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! drive a [`Session`] with arbitrary client bytes, in arbitrary pieces, answering
 //! every routed request from a fixed backend, and check that what went to the backend
 //! reads back as exactly the requests sluice routed — never one more (a smuggled
-//! request) — and that nothing panics or loops.
+//! request), each in origin form with the host and path it was routed by — and that
+//! nothing panics or loops.
 
 use super::body::{Body, Output};
-use super::head::{parse_request_with, Method, Request, MAX_FORWARDED_HEADERS};
+use super::head::{host_name, parse_request_with, Method, Request, MAX_FORWARDED_HEADERS};
 use super::session::{Forward, Limits, Phase, Session};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -27,12 +28,14 @@ pub fn exercise(data: &[u8]) -> usize {
     };
     let mut s = Session::new(LIMITS, 0);
     let mut sent = Vec::new();
-    let (mut routed, mut pos, mut answered) = (0usize, 0usize, false);
+    // Host and path of each routed request, as the router saw them.
+    let mut routed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let (mut pos, mut answered) = (0usize, false);
     let mut rng = u32::from(seed) | 1;
     for _ in 0..100_000 {
         let mut progress = false;
         if s.phase() == Phase::Route {
-            routed += 1;
+            routed.push((s.host().to_vec(), s.path().to_vec()));
             answered = false;
             let fwd = Forward {
                 client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -78,12 +81,13 @@ pub fn exercise(data: &[u8]) -> usize {
             s.client_closed();
         }
     }
-    check_backend_stream(&sent, routed);
-    routed
+    check_backend_stream(&sent, &routed);
+    routed.len()
 }
 
-/// The bytes sent to the backend hold at most `routed` requests, each well framed.
-fn check_backend_stream(mut sent: &[u8], routed: usize) {
+/// The bytes sent to the backend hold at most the `routed` requests, in order, each
+/// well framed and naming the host and path it was routed by.
+fn check_backend_stream(mut sent: &[u8], routed: &[(Vec<u8>, Vec<u8>)]) {
     let mut req = Request::default();
     let mut seen = 0;
     while !sent.is_empty() {
@@ -94,11 +98,12 @@ fn check_backend_stream(mut sent: &[u8], routed: usize) {
             Ok(false) => panic!("a partial head was sent to the backend: {sent:?}"),
             Err(e) => panic!("sluice sent a request it would refuse ({e:?}): {sent:?}"),
         }
-        seen += 1;
         assert!(
-            seen <= routed,
+            seen < routed.len(),
             "more requests reached the backend than were routed"
         );
+        same_route(sent, &req, &routed[seen]);
+        seen += 1;
         unambiguous(&sent[..req.len]);
         let connect = req.method == Method::Connect;
         sent = &sent[req.len..];
@@ -111,6 +116,20 @@ fn check_backend_stream(mut sent: &[u8], routed: usize) {
             return; // a tunnel follows, or the body was cut off
         }
     }
+}
+
+/// The backend reads the request in origin form, with the host and path sluice routed
+/// by (an absolute-form target's authority, not a Host field it replaced).
+fn same_route(head: &[u8], req: &Request, (host, path): &(Vec<u8>, Vec<u8>)) {
+    assert!(!req.absolute, "an absolute-form target was forwarded");
+    let sent_host = req.host.clone().map_or(&b""[..], |r| host_name(&head[r]));
+    assert_eq!(sent_host, &host[..], "the backend sees another host");
+    let without_query = |p: &[u8]| p.split(|&b| b == b'?').next().unwrap_or(b"").to_vec();
+    assert_eq!(
+        without_query(&head[req.target.clone()]),
+        without_query(path),
+        "the backend sees another path"
+    );
 }
 
 /// A backend that prefers Transfer-Encoding (as RFC 9112 says) and one that prefers
@@ -153,9 +172,33 @@ mod tests {
         "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
         "GET /w HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
         "Expect: 100-continue\r\n",
+        "GET http://b/x?q HTTP/1.1\r\nHost: a\r\n\r\n",
+        "OPTIONS http://b HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://u@b/ HTTP/1.1\r\n",
+        "GET /f#x HTTP/1.1\r\n",
+        "Host: b\r\n",
+        "Transfer-Encoding: ,\r\n",
+        "Content-Length: 3,\r\n",
+        "5 junk\r\nhello\r\n",
         "\n",
         "\r",
     ];
+
+    #[test]
+    fn absolute_forms_reach_the_backend_by_their_authority() {
+        let data =
+            b"\x01GET http://b:81/x HTTP/1.1\r\nHost: a\r\n\r\nGET http://c HTTP/1.0\r\n\r\n";
+        assert_eq!(exercise(data), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "another host")]
+    fn the_oracle_sees_a_host_other_than_the_routed_one() {
+        let mut req = Request::default();
+        let head = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse_request_with(head, 4096, 8, &mut req), Ok(true));
+        same_route(head, &req, &(b"b".to_vec(), b"/x".to_vec()));
+    }
 
     #[test]
     fn pipelined_requests_are_all_routed() {

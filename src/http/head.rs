@@ -4,6 +4,8 @@
 //! into the caller's buffer, kept in reusable storage (no allocation per request once
 //! warm).
 
+mod target;
+
 use std::ops::Range;
 
 /// Header fields per request; more is answered 431.
@@ -148,7 +150,15 @@ pub struct Request {
     /// `Connection: upgrade` with an `Upgrade` header: a tunnel if the backend agrees.
     pub upgrade: bool,
     pub expect_continue: bool,
+    /// The Host field's value, or an absolute-form target's authority, which
+    /// replaces it (RFC 9112 §3.2.2).
     pub host: Option<Range<usize>>,
+    /// The target is in absolute form: `origin` is forwarded, and `host` in place of
+    /// the Host field.
+    pub absolute: bool,
+    /// The target as forwarded: the whole target, or an absolute form's path and query
+    /// (perhaps empty).
+    pub origin: Range<usize>,
     /// A Content-Length field was present (a `0` one leaves `body` at `None`).
     pub had_length: bool,
 }
@@ -167,6 +177,8 @@ impl Default for Request {
             upgrade: false,
             expect_continue: false,
             host: None,
+            absolute: false,
+            origin: 0..0,
             had_length: false,
         }
     }
@@ -180,25 +192,43 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
 
 /// Comma-separated tokens of a header value, trimmed, empty ones skipped.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
+    elements(value).filter(|t| !t.is_empty())
 }
 
+/// Every element of a comma-separated list, trimmed, empty ones included: the framing
+/// fields refuse them, since `4,` or a bare `Transfer-Encoding:` are read differently
+/// by different implementations.
+fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(|t| t.trim_ascii())
+}
+
+/// The host of a Host value or authority: without its port, `[v6]` kept whole.
+pub fn host_name(value: &[u8]) -> &[u8] {
+    let h = value.trim_ascii();
+    if h.first() == Some(&b'[') {
+        return h.iter().position(|&b| b == b']').map_or(h, |e| &h[..=e]);
+    }
+    h.iter().rposition(|&b| b == b':').map_or(h, |c| &h[..c])
+}
+
+/// A Content-Length value: decimal digits (leading zeros allowed) that fit in 64
+/// bits; a list only of equal values.
 fn parse_length(value: &[u8], seen: &mut Option<u64>) -> Result<(), HeadError> {
-    for t in tokens(value) {
-        if t.len() > 18 || !t.iter().all(u8::is_ascii_digit) {
-            return Err(HeadError::Bad("invalid Content-Length"));
+    for t in elements(value) {
+        if t.is_empty() {
+            return Err(HeadError::Bad("empty element in Content-Length"));
         }
-        let n = t.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let n = t
+            .iter()
+            .try_fold(0u64, |n, &d| {
+                let digit = d.is_ascii_digit().then(|| u64::from(d - b'0'))?;
+                n.checked_mul(10)?.checked_add(digit)
+            })
+            .ok_or(HeadError::Bad("invalid Content-Length"))?;
         match *seen {
             Some(m) if m != n => return Err(HeadError::Bad("differing Content-Length values")),
             _ => *seen = Some(n),
         }
-    }
-    if seen.is_none() {
-        return Err(HeadError::Bad("empty Content-Length"));
     }
     Ok(())
 }
@@ -221,7 +251,10 @@ impl Framing {
         match kind {
             Known::ContentLength => parse_length(value, &mut self.length)?,
             Known::TransferEncoding => {
-                for t in tokens(value) {
+                for t in elements(value) {
+                    if t.is_empty() {
+                        return Err(HeadError::Bad("empty element in Transfer-Encoding"));
+                    }
                     self.codings += 1;
                     let chunked = t.eq_ignore_ascii_case(b"chunked");
                     self.chunked_count += u32::from(chunked);
@@ -279,6 +312,7 @@ pub fn parse_request_with(
     out.method = Method::of(method);
     out.method_range = offset(buf, method.as_bytes());
     out.target = offset(buf, path.as_bytes());
+    let absolute = target::classify(out.method, path.as_bytes(), out.target.start)?;
     out.minor = req.version.expect("complete head");
     out.fields.clear();
     out.fields.reserve(req.headers.len());
@@ -308,6 +342,12 @@ pub fn parse_request_with(
     if hosts > 1 || (hosts == 0 && out.minor == 1) {
         return Err(HeadError::Bad("HTTP/1.1 needs exactly one Host"));
     }
+    out.absolute = absolute.is_some();
+    out.origin = out.target.clone();
+    if let Some(a) = absolute {
+        out.host = Some(a.authority);
+        out.origin = a.origin;
+    }
     out.body = request_body(&framing, out.minor)?;
     out.had_length = framing.length.is_some();
     out.keep_alive = framing.persistent(out.minor);
@@ -315,13 +355,21 @@ pub fn parse_request_with(
     Ok(true)
 }
 
-/// The request line ends in `HTTP/d.d`: a version, only not one sluice speaks (505);
-/// anything else there is a malformed request (400).
+/// The request line is `method SP target SP HTTP/d.d`: a version, only not one
+/// sluice speaks (505); anything else there — a space inside the target, say — is a
+/// malformed request (400).
 fn well_formed_version(buf: &[u8]) -> bool {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    v.len() == 8
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    !method.is_empty()
+        && !target.is_empty()
+        && v.len() == 8
         && v.starts_with(b"HTTP/")
         && v[5].is_ascii_digit()
         && v[6] == b'.'
@@ -366,6 +414,9 @@ pub struct Response {
     pub body: BodyKind,
     /// The backend keeps the connection open after this response.
     pub keep_alive: bool,
+    /// A Transfer-Encoding field is present: any Content-Length is not forwarded
+    /// (RFC 9112 §6.3).
+    pub transfer_encoded: bool,
 }
 
 impl Default for Response {
@@ -378,6 +429,7 @@ impl Default for Response {
             fields: Vec::new(),
             body: BodyKind::None,
             keep_alive: true,
+            transfer_encoded: false,
         }
     }
 }
@@ -417,6 +469,7 @@ pub fn parse_response(
         out.fields.push((kind, field));
     }
     out.keep_alive = framing.persistent(out.minor);
+    out.transfer_encoded = framing.codings > 0;
     let bodiless = method == Method::Head
         || (100..200).contains(&out.status)
         || out.status == 204
@@ -425,17 +478,17 @@ pub fn parse_response(
     out.body = if bodiless {
         BodyKind::None
     } else if framing.codings > 0 {
-        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a final coding
-        // other than chunked means the body runs to the close.
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (which is then
+        // dropped, and the connection not reused). Codings sluice cannot undo are
+        // refused, as HAProxy does: a body delimited by the close could not be
+        // re-framed for the client, nor a gzip one de-chunked for HTTP/1.0.
         if framing.length.is_some() {
             out.keep_alive = false;
         }
-        if framing.chunked_last && framing.chunked_count == 1 {
-            BodyKind::Chunked
-        } else {
-            out.keep_alive = false;
-            BodyKind::Close
+        if framing.codings != 1 || !framing.chunked_last {
+            return Err(BadResponse);
         }
+        BodyKind::Chunked
     } else {
         match framing.length {
             Some(0) => BodyKind::None,
@@ -512,6 +565,126 @@ mod tests {
     }
 
     #[test]
+    fn framing_lists_and_lengths_are_strict() {
+        let post = |fields: &str| format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        let cases: &[(&str, u16)] = &[
+            // A Transfer-Encoding that names no coding, beside a length or not.
+            ("Transfer-Encoding:\r\nContent-Length: 5\r\n", 400),
+            ("Transfer-Encoding: ,\r\nContent-Length: 5\r\n", 400),
+            ("Transfer-Encoding:\r\n", 400),
+            ("Transfer-Encoding: \t\r\n", 400),
+            ("Transfer-Encoding: ,\r\n", 400),
+            ("Transfer-Encoding:\r\nContent-Length: 0\r\n", 400),
+            // Empty elements anywhere in the list.
+            ("Transfer-Encoding: , chunked\r\n", 400),
+            ("Transfer-Encoding: chunked,\r\n", 400),
+            ("Transfer-Encoding: chunked,,\r\n", 400),
+            (
+                "Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n",
+                400,
+            ),
+            ("Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n", 400),
+            ("Transfer-Encoding: chunked;q=1\r\n", 400),
+            ("Transfer-Encoding: \"chunked\"\r\n", 400),
+            ("Transfer-Encoding: identity\r\n", 400),
+            ("Transfer-Encoding: CHUNKED\r\n", 200),
+            ("Transfer-Encoding:\tchunked\t\r\n", 200),
+            // Content-Length lists: equal values only, no empty element.
+            ("Content-Length: 4,\r\n", 400),
+            ("Content-Length: ,4\r\n", 400),
+            ("Content-Length: 4,,4\r\n", 400),
+            ("Content-Length: 4, ,4\r\n", 400),
+            ("Content-Length: ,\r\n", 400),
+            ("Content-Length:\r\n", 400),
+            ("Content-Length: 4,\r\nContent-Length: 4\r\n", 400),
+            ("Content-Length: 4, 4\r\n", 200),
+            ("Content-Length: 4\r\nContent-Length: 4\r\n", 200),
+            // Signs, other bases, fractions, inner spaces, overflow.
+            ("Content-Length: +4\r\n", 400),
+            ("Content-Length: -4\r\n", 400),
+            ("Content-Length: 0x4\r\n", 400),
+            ("Content-Length: 4.0\r\n", 400),
+            ("Content-Length: 4e0\r\n", 400),
+            ("Content-Length: 4 4\r\n", 400),
+            ("Content-Length: 18446744073709551616\r\n", 400),
+            ("Content-Length: 99999999999999999999\r\n", 400),
+            ("Content-Length: 18446744073709551615\r\n", 200),
+            ("Content-Length:  4 \r\n", 200),
+            ("Content-Length: 0000000000000000000004\r\n", 200),
+        ];
+        for (fields, status) in cases {
+            let text = post(fields);
+            let got = req(&text).map(|_| 200).unwrap_or_else(|e| e.status());
+            assert_eq!(got, *status, "{text:?}");
+        }
+        let r = req(&post("Content-Length: 0004\r\n")).unwrap();
+        assert_eq!(r.body, BodyKind::Length(4));
+        let r = req(&post("Content-Length: 18446744073709551615\r\n")).unwrap();
+        assert_eq!(r.body, BodyKind::Length(u64::MAX));
+    }
+
+    #[test]
+    fn spaces_fragments_and_unknown_forms_in_the_target_are_400() {
+        let cases: &[(&str, u16)] = &[
+            ("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a  b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a  HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET  /a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a b HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+            ("GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a HTTP/1.1 \r\nHost: x\r\n\r\n", 400),
+            ("GET /a#f HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET /a?b#c HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET ?q HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            ("GET /a%20b HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            ("GET /a HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+        ];
+        for (text, status) in cases {
+            let got = req(text).map(|_| 200).unwrap_or_else(|e| e.status());
+            assert_eq!(got, *status, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_absolute_form_authority_replaces_host() {
+        let text = "GET http://internal.example:8080/x?y HTTP/1.1\r\nHost: public.example\r\n\r\n";
+        let r = req(text).unwrap();
+        assert!(r.absolute);
+        let host = r.host.clone().unwrap();
+        assert_eq!(&text[host.clone()], "internal.example:8080");
+        assert_eq!(&text[r.origin], "/x?y");
+        assert_eq!(host_name(text[host].as_bytes()), b"internal.example");
+        // HTTP/1.0 without Host: the authority is the host.
+        let text = "GET http://h.example HTTP/1.0\r\n\r\n";
+        let r = req(text).unwrap();
+        assert_eq!((&text[r.host.unwrap()], r.origin.len()), ("h.example", 0));
+        // Origin form: the target is forwarded as it is.
+        let text = "GET /p?q HTTP/1.1\r\nHost: h\r\n\r\n";
+        let r = req(text).unwrap();
+        assert!(!r.absolute);
+        assert_eq!((&text[r.host.unwrap()], &text[r.origin]), ("h", "/p?q"));
+        // HTTP/1.1 still needs its Host field, and only one.
+        for text in [
+            "GET http://h/ HTTP/1.1\r\n\r\n",
+            "GET http://h/ HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",
+            "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http:/// HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET http://user@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(
+                req(text).map(|_| ()).map_err(HeadError::status),
+                Err(400),
+                "{text:?}"
+            );
+        }
+        assert_eq!(host_name(b" [::1]:80 "), b"[::1]");
+        assert_eq!(host_name(b"h:"), b"h");
+    }
+
+    #[test]
     fn oversized_heads_are_431_complete_or_not() {
         let mut r = Request::default();
         let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200));
@@ -567,9 +740,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.body, r.keep_alive), (BodyKind::Chunked, false));
+        assert!(r.transfer_encoded);
         assert_eq!(
             p("HTTP/1.1 2x0 OK\r\n\r\n", Method::Get, &mut r),
             Err(BadResponse)
         );
+    }
+
+    #[test]
+    fn responses_with_codings_sluice_cannot_undo_are_refused() {
+        let mut r = Response::default();
+        let mut p = |t: &str, m: Method| parse_response(t.as_bytes(), 4096, m, &mut r);
+        for fields in [
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n",
+            "Transfer-Encoding: chunked, gzip\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding:\r\nContent-Length: 5\r\n",
+            "Transfer-Encoding: chunked,\r\n",
+            "Content-Length: 5,\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\n{fields}\r\n");
+            assert_eq!(p(&text, Method::Get), Err(BadResponse), "{text:?}");
+        }
+        // Without a body the coding does not matter.
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(p(head, Method::Head), Ok(true));
+        assert_eq!(r.body, BodyKind::None);
     }
 }

@@ -88,7 +88,7 @@ impl Session {
 
     /// Process backend input: response heads (interim ones relayed), then the body.
     pub(super) fn advance_response(&mut self, now_ms: u64) {
-        while !self.resp_started {
+        while !self.resp_started && self.phase == Phase::Exchange {
             let max = self.limits.max_header_bytes.max(16 * 1024);
             match head::parse_response(&self.from_backend, max, self.req.method, &mut self.resp) {
                 Ok(false) => return,
@@ -109,7 +109,7 @@ impl Session {
                 self.from_backend.drain(..n);
                 continue;
             }
-            self.start_response(tunnel);
+            self.start_response(tunnel, now_ms);
         }
         if self.phase == Phase::Exchange && self.resp_body.done() {
             self.complete(now_ms);
@@ -117,7 +117,7 @@ impl Session {
     }
 
     /// A final response head is in `from_backend`: relay it and start its body.
-    pub(super) fn start_response(&mut self, tunnel: bool) {
+    pub(super) fn start_response(&mut self, tunnel: bool, now_ms: u64) {
         self.resp_started = true;
         if self.replayable {
             self.replayable = false;
@@ -136,6 +136,7 @@ impl Session {
             && self.resp.body != BodyKind::Close
             && output == Output::Chunked
             && !tunnel;
+        let head_at = self.to_client.len();
         self.write_response_head(tunnel);
         let n = self.resp.len;
         self.from_backend.drain(..n);
@@ -152,8 +153,12 @@ impl Session {
             Ok(used) if used < self.from_backend.len() => self.resp.keep_alive = false,
             Ok(_) => {}
             Err(_) => {
-                self.phase = Phase::Closed;
-                return;
+                // Malformed framing that came with the head: nothing of this response
+                // has left yet, so the client gets a 502 instead.
+                self.to_client.truncate(head_at);
+                self.from_backend.clear();
+                self.resp_started = false;
+                return self.backend_failed(now_ms);
             }
         }
         self.from_backend.clear();

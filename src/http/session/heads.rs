@@ -3,7 +3,7 @@
 //! head for the client, and sluice's own small responses.
 
 use super::{Forward, Session};
-use crate::http::head::{BodyKind, Known};
+use crate::http::head::{BodyKind, Known, Method};
 use std::io::Write;
 
 impl Session {
@@ -19,6 +19,9 @@ impl Session {
             let skip = match kind {
                 Known::Connection | Known::KeepAlive | Known::ProxyConnection => !verbatim,
                 Known::TransferEncoding => dechunk,
+                // RFC 9112 §6.3: Transfer-Encoding overrides it; a de-chunked body for
+                // HTTP/1.0 runs to the close.
+                Known::ContentLength => self.resp.transfer_encoded,
                 _ => false,
             };
             if !skip {
@@ -51,11 +54,26 @@ impl Session {
         let req = &self.req;
         out.extend_from_slice(&src[req.method_range.clone()]);
         out.push(b' ');
-        out.extend_from_slice(&src[req.target.clone()]);
-        let _ = write!(out, " HTTP/1.{}\r\n", req.minor);
+        if req.absolute {
+            // RFC 9112 §3.2.2: origin form, and the authority as the only Host.
+            let origin = &src[req.origin.clone()];
+            match origin.first() {
+                Some(b'/') => {}
+                None if req.method == Method::Options => out.push(b'*'),
+                _ => out.push(b'/'),
+            }
+            out.extend_from_slice(origin);
+            let _ = write!(out, " HTTP/1.{}\r\nHost: ", req.minor);
+            out.extend_from_slice(&src[req.host.clone().unwrap_or_default()]);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(&src[req.target.clone()]);
+            let _ = write!(out, " HTTP/1.{}\r\n", req.minor);
+        }
         let forwarded = self.limits.forwarded_headers;
         for (kind, f) in &req.fields {
             let skip = match kind {
+                Known::Host => req.absolute,
                 // Framing is written once, canonically, below.
                 Known::Connection
                 | Known::KeepAlive

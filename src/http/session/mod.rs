@@ -14,7 +14,7 @@ mod tests;
 pub use heads::reason;
 
 use super::body::{Body, Output};
-use super::head::{BodyKind, Request, Response};
+use super::head::{self, BodyKind, Method, Request, Response};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -303,36 +303,33 @@ impl Session {
 
     // ---- the parsed request, for routing -------------------------------------------
 
-    /// The Host without its port, or "" when absent.
+    /// The Host without its port, or "" when absent; for an absolute-form target its
+    /// authority, which replaces the Host field (RFC 9112 §3.2.2).
     pub fn host(&self) -> &[u8] {
-        let Some(r) = &self.req.host else {
-            return b"";
-        };
-        let h = self.input[r.clone()].trim_ascii();
-        if h.first() == Some(&b'[') {
-            // [v6]:port
-            return h.iter().position(|&b| b == b']').map_or(h, |e| &h[..=e]);
-        }
-        h.iter().rposition(|&b| b == b':').map_or(h, |c| &h[..c])
+        self.req
+            .host
+            .as_ref()
+            .map_or(b"", |r| head::host_name(&self.input[r.clone()]))
     }
 
-    /// The path of the request target (an absolute-form target loses its authority).
+    /// The path of the request target, with its query: what the backend receives (an
+    /// absolute-form target without a path is `/`, or `*` for OPTIONS).
     pub fn path(&self) -> &[u8] {
-        let t = &self.input[self.req.target.clone()];
-        for scheme in [&b"http://"[..], b"https://"] {
-            if t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
-                let rest = &t[scheme.len()..];
-                return rest
-                    .iter()
-                    .position(|&b| b == b'/')
-                    .map_or(b"/", |p| &rest[p..]);
-            }
+        let origin = &self.input[self.req.origin.clone()];
+        match origin.first() {
+            Some(b'/') => origin,
+            _ if !self.req.absolute => origin,
+            None if self.req.method == Method::Options => b"*",
+            _ => b"/",
         }
-        t
     }
 
-    /// The first value of header `name`.
+    /// The first value of header `name`; for Host, the authority of an absolute-form
+    /// target.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
+        if self.req.absolute && name.eq_ignore_ascii_case("host") {
+            return self.req.host.as_ref().map(|r| &self.input[r.clone()]);
+        }
         self.req.fields.iter().find_map(|(_, f)| {
             self.input[f.name.clone()]
                 .eq_ignore_ascii_case(name.as_bytes())

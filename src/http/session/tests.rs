@@ -280,3 +280,172 @@ fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request(
         assert_eq!(held(&s), 0, "round {round}");
     }
 }
+
+#[test]
+fn an_absolute_form_target_is_routed_and_forwarded_by_its_authority() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET http://Internal.example:8080/x?y=1 HTTP/1.1\r\nHost: public.example\r\nAccept: */*\r\n\r\n",
+    );
+    assert_eq!(s.phase(), Phase::Route);
+    assert_eq!(
+        (s.host(), s.path()),
+        (&b"Internal.example"[..], &b"/x?y=1"[..])
+    );
+    assert_eq!(s.header("HOST"), Some(&b"Internal.example:8080"[..]));
+    s.attach(fwd(false), 0);
+    let sent = take_backend(&mut s);
+    assert!(
+        sent.starts_with("GET /x?y=1 HTTP/1.1\r\nHost: Internal.example:8080\r\nAccept: */*\r\n"),
+        "{sent}"
+    );
+    assert_eq!(
+        sent.to_ascii_lowercase().matches("host:").count(),
+        1,
+        "{sent}"
+    );
+    assert!(!sent.contains("public.example"), "{sent}");
+
+    // No path: `/`, or `*` for OPTIONS; a query alone gets its `/`.
+    for (request, line, path) in [
+        (
+            "GET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET / HTTP/1.1\r\n",
+            "/",
+        ),
+        (
+            "GET https://h?q HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /?q HTTP/1.1\r\n",
+            "/",
+        ),
+        (
+            "OPTIONS http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n",
+            "*",
+        ),
+        (
+            "OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "OPTIONS / HTTP/1.1\r\n",
+            "/",
+        ),
+        (
+            "GET http://h/ HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: h\r\n",
+            "/",
+        ),
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request.as_bytes());
+        assert_eq!(s.path(), path.as_bytes(), "{request:?}");
+        s.attach(fwd(false), 0);
+        let sent = take_backend(&mut s);
+        assert!(sent.starts_with(line), "{request:?} sent {sent:?}");
+    }
+}
+
+#[test]
+fn a_response_with_transfer_encoding_loses_its_content_length() {
+    let both = &b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..];
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(both, 0);
+    let out = take_client(&mut s);
+    assert!(
+        !out.to_ascii_lowercase().contains("content-length"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{out}"
+    );
+    assert_eq!(s.take_finished().map(|f| f.reusable), Some(false));
+
+    // HTTP/1.0: de-chunked, without a length, delimited by the close.
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(both, 0);
+    let out = take_client(&mut s);
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        !lower.contains("content-length") && !lower.contains("transfer-encoding"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Connection: close\r\n") && out.ends_with("\r\n\r\nhello"),
+        "{out}"
+    );
+    assert!(s.graceful_close());
+}
+
+#[test]
+fn malformed_response_framing_is_502_while_nothing_was_relayed() {
+    for response in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.backend_read(response, 0);
+        let out = take_client(&mut s);
+        assert!(
+            out.starts_with("HTTP/1.1 502 ") && out.matches("HTTP/").count() == 1,
+            "{}: {out}",
+            String::from_utf8_lossy(response)
+        );
+        assert_eq!(
+            s.take_finished().map(|f| (f.status, f.reusable)),
+            Some((502, false))
+        );
+    }
+    // Once the head has left, the client is cut off instead.
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 200 "));
+    s.backend_read(b"5 junk\r\n", 0);
+    assert_eq!(s.phase(), Phase::Closed);
+}
+
+#[test]
+fn strict_request_parsing_answers_400_and_sends_nothing() {
+    for request in [
+        &b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request);
+        assert_eq!(s.phase(), Phase::Route, "{}", String::from_utf8_lossy(request));
+    }
+    for request in [
+        &b"GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ,4\r\n\r\nabcd",
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request);
+        assert!(take_client(&mut s).starts_with("HTTP/1.1 400 "));
+        assert_eq!(s.backend_output(), b"");
+    }
+    // A junk chunk size in the bytes that came with the head: 400, and the head is
+    // dropped before it could leave.
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 400 "));
+    assert_eq!(s.backend_output(), b"");
+}
