@@ -465,6 +465,16 @@ fn forwarded_headers_and_redirects(io: &str) {
         red.contains("Location: https://shop.example/a/b?c=d\r\n"),
         "{red}"
     );
+    // An absolute-form target without a path: its authority and query are kept.
+    let red = raw(
+        lb.addr("secure"),
+        b"GET http://shop.example?c=d HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    );
+    assert_eq!(status(&red), 301);
+    assert!(
+        red.contains("Location: https://shop.example/?c=d\r\n"),
+        "{red}"
+    );
 }
 
 fn old_clients_and_close_delimited_responses(io: &str) {

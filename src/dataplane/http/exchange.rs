@@ -91,7 +91,9 @@ impl HttpConn {
         let opts = &service.config.http;
         if opts.redirect_to_https {
             let host = String::from_utf8_lossy(self.session.host()).into_owned();
-            let path = String::from_utf8_lossy(self.session.path()).into_owned();
+            // The target as a backend would get it: path and query.
+            let (lead, rest) = self.session.origin_form();
+            let path = String::from_utf8_lossy(&[lead, rest].concat()).into_owned();
             service.counters.shard(ctx.id).response(301);
             return self.session.redirect(&format!("https://{host}{path}"), now);
         }

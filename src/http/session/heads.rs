@@ -3,7 +3,7 @@
 //! head for the client, and sluice's own small responses.
 
 use super::{Forward, Session};
-use crate::http::head::{BodyKind, Known, Method};
+use crate::http::head::{BodyKind, Known, Method, Request};
 use std::io::Write;
 
 impl Session {
@@ -46,6 +46,12 @@ impl Session {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// The target as the backend receives it, in origin form: a lead (`/` when an
+    /// absolute-form target had no path, `*` for `OPTIONS` without one) and the rest.
+    pub fn origin_form(&self) -> (&'static [u8], &[u8]) {
+        origin_form(&self.req, &self.input)
+    }
+
     /// The request head for the backend: hop-by-hop fields dropped, forwarded fields
     /// extended.
     pub(super) fn write_request_head(&mut self, fwd: &Forward) {
@@ -56,12 +62,8 @@ impl Session {
         out.push(b' ');
         if req.absolute {
             // RFC 9112 §3.2.2: origin form, and the authority as the only Host.
-            let origin = &src[req.origin.clone()];
-            match origin.first() {
-                Some(b'/') => {}
-                None if req.method == Method::Options => out.push(b'*'),
-                _ => out.push(b'/'),
-            }
+            let (lead, origin) = origin_form(req, src);
+            out.extend_from_slice(lead);
             out.extend_from_slice(origin);
             let _ = write!(out, " HTTP/1.{}\r\nHost: ", req.minor);
             out.extend_from_slice(&src[req.host.clone().unwrap_or_default()]);
@@ -133,6 +135,16 @@ impl Session {
             reason.len() + 1
         );
         self.finish_with(status, now_ms);
+    }
+}
+
+fn origin_form<'a>(req: &Request, src: &'a [u8]) -> (&'static [u8], &'a [u8]) {
+    let origin = &src[req.origin.clone()];
+    match origin.first() {
+        _ if !req.absolute => (b"", origin),
+        Some(b'/') => (b"", origin),
+        None if req.method == Method::Options => (b"*", origin),
+        _ => (b"/", origin),
     }
 }
 
