@@ -87,8 +87,9 @@ pub struct HttpConfig {
     pub header_timeout_ms: u64,
     /// How long a client connection may wait between requests.
     pub keepalive_timeout_ms: u64,
-    /// How long a backend may take to start its response once the request is sent
-    /// (else 504).
+    /// How long a backend may stay silent while sluice waits on it (to take request
+    /// bytes, or to send response bytes the client is ready for): 504 before the
+    /// response head, else the client is cut off.
     pub backend_timeout_ms: u64,
     /// Add X-Forwarded-For (extending the client's), X-Forwarded-Proto and -Port.
     pub forwarded_headers: bool,
