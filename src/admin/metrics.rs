@@ -42,7 +42,7 @@ fn esc(v: &str) -> String {
 pub fn render(
     snap: &Snapshot,
     shards: &PerShard<ShardCounters>,
-    control: &crate::control::ControlCounters,
+    control: &crate::stats::ControlCounters,
     admin: &super::AdminCounters,
 ) -> String {
     let mut f = vec![

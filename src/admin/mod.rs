@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub struct View {
     pub published: Arc<Published>,
     pub shards: Arc<PerShard<ShardCounters>>,
-    pub control: Arc<crate::control::ControlCounters>,
+    pub control: Arc<crate::stats::ControlCounters>,
     /// Asks for a Marathon re-fetch.
     pub hup: crossbeam::channel::Sender<()>,
     /// When set, every page but the health check needs `Authorization: Bearer <token>`.
@@ -219,7 +219,7 @@ impl Pages {
 /// An HTTP service's response-time percentiles in µs (p50, p90, p99, p99.9, max),
 /// merged over the shards' published HdrHistograms; `None` before any response.
 fn response_percentiles(svc: &crate::snapshot::Service) -> Option<[u64; 5]> {
-    let mut merged = crate::dataplane::latency::histogram();
+    let mut merged = crate::stats::latency::histogram();
     for shard in svc.counters.iter() {
         if let Some(h) = shard.response_hdr.load_full() {
             let _ = merged.add(&*h);

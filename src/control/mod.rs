@@ -10,7 +10,7 @@ pub use registry::Registry;
 use crate::config::{self, Config};
 use crate::dataplane;
 use crate::snapshot::Published;
-use crate::stats::PerShard;
+use crate::stats::{ControlCounters, PerShard};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
@@ -62,17 +62,6 @@ pub struct Running {
     /// here as well so the poller's waits never see the channel disconnect.
     wake: crossbeam::channel::Sender<()>,
     wake_rx: Option<crossbeam::channel::Receiver<()>>,
-}
-
-/// Control-plane counters, shown on `/metrics`.
-#[derive(Debug, Default)]
-pub struct ControlCounters {
-    pub marathon_fetches: crate::stats::Counter,
-    pub marathon_failures: crate::stats::Counter,
-    /// Process-clock ms of the last good fetch (0: none yet).
-    pub marathon_last_success_ms: std::sync::atomic::AtomicU64,
-    pub marathon_conflicts: crate::stats::Counter,
-    pub bind_failures: crate::stats::Counter,
 }
 
 /// What the control thread waits for.

@@ -6,7 +6,6 @@
 mod epoll;
 mod flow;
 mod http;
-pub mod latency;
 mod link;
 mod uring;
 

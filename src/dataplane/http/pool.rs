@@ -22,7 +22,7 @@ pub struct HttpShard {
     pub evicted: Vec<usize>,
     /// The shard's buffer for backend reads (borrowed per read).
     pub(super) scratch: Vec<u8>,
-    pub latency: crate::dataplane::latency::Latencies,
+    pub latency: crate::stats::latency::Latencies,
     /// Connections (the shard's slab indexes) that yielded with work left, pumped
     /// again in the next loop turn, which then does not wait for events.
     pub again: Vec<usize>,

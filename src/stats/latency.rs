@@ -3,7 +3,7 @@
 //! changed into its slot of the service's counters, where the admin port reads and
 //! merges them for percentiles.
 
-use crate::stats::{PerShard, ServiceCounters};
+use super::{PerShard, ServiceCounters};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,10 @@
 //! Counters. Each shard writes only its own cache line of every counter set, so
-//! counting never makes two cores share a line; readers sum over the shards.
+//! counting never makes two cores share a line; readers sum over the shards. The
+//! control plane's counters and the shards' HdrHistograms of response times
+//! (`latency.rs`) live here too: the shards and the control thread write them, the
+//! admin port reads them, and none of the three needs the others' modules for that.
+
+pub mod latency;
 
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -160,6 +165,17 @@ pub struct ShardCounters {
     pub connections: Gauge,
     /// Completions (io_uring) or events (epoll) handled in the last loop turn.
     pub last_batch: AtomicU64,
+}
+
+/// Control-plane counters, shown on `/metrics`. Written by the control thread only.
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    pub marathon_fetches: Counter,
+    pub marathon_failures: Counter,
+    /// Process-clock ms of the last good fetch (0: none yet).
+    pub marathon_last_success_ms: AtomicU64,
+    pub marathon_conflicts: Counter,
+    pub bind_failures: Counter,
 }
 
 impl PerShard<ServiceCounters> {
