@@ -4,6 +4,11 @@
 //! piece of memory the kernel reads or writes (buffers, socket addresses, timeouts) is
 //! owned by [`Ring`] and outlives the operations that use it: the ring is torn down
 //! (cancelling whatever is in flight) before that memory is freed.
+//!
+//! What a completion hands over is decoded here, not by the caller: the descriptor of
+//! an accept arrives as an [`OwnedFd`] in the [`Completion`], and only completions of
+//! accepts the ring submitted carry one (the ring marks their user data), so no other
+//! result can be mistaken for a descriptor.
 #![allow(unsafe_code)]
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -21,12 +26,19 @@ pub fn probe() -> io::Result<()> {
 /// The buffer group id of the shard's provided-buffer ring.
 const BGID: u16 = 0;
 
-/// One completion, copied out of the completion queue.
-#[derive(Debug, Clone, Copy)]
+/// The bit of user data that marks an accept's completions. Reserved: the user data
+/// callers pass must leave it clear, and completions come back with it cleared.
+const ACCEPT_TAG: u64 = 1 << 63;
+
+/// One completion, copied out of the completion queue, with what it hands over.
+#[derive(Debug)]
 pub struct Completion {
+    /// As given when the operation was queued.
     pub user_data: u64,
     pub result: i32,
     pub flags: u32,
+    /// An accept's new socket.
+    accepted: Option<OwnedFd>,
 }
 
 impl Completion {
@@ -40,11 +52,26 @@ impl Completion {
         cqueue::more(self.flags)
     }
 
-    /// Take ownership of the descriptor an accept completion carries.
-    pub fn accepted(&self) -> Option<OwnedFd> {
-        // SAFETY: callers use this only on accept completions; a non-negative result is
-        // a descriptor the kernel just installed for this process and nobody else owns.
-        (self.result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(self.result) })
+    /// The socket an accept completion carries (once; `None` on any other completion
+    /// and on a failed accept, whose error is in `result`).
+    pub fn take_accepted(&mut self) -> Option<OwnedFd> {
+        self.accepted.take()
+    }
+
+    fn decode(user_data: u64, result: i32, flags: u32) -> Completion {
+        let accept = user_data & ACCEPT_TAG != 0;
+        let accepted = (accept && result >= 0).then(|| {
+            // SAFETY: the tag is set only by `accept_multi`, so this is an accept's
+            // completion, and its non-negative result is a descriptor the kernel just
+            // installed for this process; this is its only owner.
+            unsafe { OwnedFd::from_raw_fd(result) }
+        });
+        Completion {
+            user_data: user_data & !ACCEPT_TAG,
+            result,
+            flags,
+            accepted,
+        }
     }
 }
 
@@ -229,11 +256,25 @@ impl Ring {
         })
     }
 
-    /// Queue `e`, submitting first if the submission queue is full.
+    /// Queue `e`, whose user data came from the caller.
     ///
     /// # Safety
     /// Memory `e` points at must stay valid until its completion arrives.
     unsafe fn push(&mut self, e: squeue::Entry) {
+        assert_eq!(
+            e.get_user_data() & ACCEPT_TAG,
+            0,
+            "the top bit of user data is the ring's"
+        );
+        // SAFETY: forwarded from the caller.
+        unsafe { self.submit(e) }
+    }
+
+    /// Queue `e`, submitting first if the submission queue is full.
+    ///
+    /// # Safety
+    /// Memory `e` points at must stay valid until its completion arrives.
+    unsafe fn submit(&mut self, e: squeue::Entry) {
         loop {
             // SAFETY: forwarded from the caller.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
@@ -247,14 +288,29 @@ impl Ring {
         }
     }
 
-    /// Arm a multishot accept on a listening socket. Accepted sockets are non-blocking:
+    /// Arm a multishot accept on a listening socket; its completions carry the new
+    /// sockets ([`Completion::take_accepted`]). Accepted sockets are non-blocking:
     /// io_uring does not need it, but the splice path calls `splice(2)` on them directly.
     pub fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
+        assert_eq!(
+            user_data & ACCEPT_TAG,
+            0,
+            "the top bit of user data is the ring's"
+        );
         let e = opcode::AcceptMulti::new(types::Fd(listener))
             .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build()
-            .user_data(user_data);
+            .user_data(user_data | ACCEPT_TAG);
         // SAFETY: no memory is involved, only a descriptor.
+        unsafe { self.submit(e) };
+    }
+
+    /// Cancel the accept armed with `accept_user_data`.
+    pub fn cancel_accept(&mut self, accept_user_data: u64, ud: u64) {
+        let e = opcode::AsyncCancel::new(accept_user_data | ACCEPT_TAG)
+            .build()
+            .user_data(ud);
+        // SAFETY: no memory is involved.
         unsafe { self.push(e) };
     }
 
@@ -360,7 +416,7 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
-    /// Cancel the operation submitted with `target`.
+    /// Cancel the operation submitted with `target` (an accept: [`Ring::cancel_accept`]).
     pub fn cancel(&mut self, target: u64, ud: u64) {
         let e = opcode::AsyncCancel::new(target).build().user_data(ud);
         // SAFETY: no memory is involved.
@@ -403,11 +459,77 @@ impl Ring {
     /// Move every available completion into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
         for c in self.ring.completion() {
-            out.push(Completion {
-                user_data: c.user_data(),
-                result: c.result(),
-                flags: c.flags(),
-            });
+            out.push(Completion::decode(c.user_data(), c.result(), c.flags()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    /// A small ring, or `None` where io_uring is not allowed (the test then passes).
+    fn ring() -> Option<Ring> {
+        probe().ok()?;
+        let cfg = RingConfig {
+            entries: 8,
+            buffers: 4,
+            buffer_bytes: 64,
+            slots: 1,
+        };
+        Some(Ring::new(cfg).expect("ring"))
+    }
+
+    /// The next `n` completions (bounded wait).
+    fn next(ring: &mut Ring, n: usize) -> Vec<Completion> {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            ring.submit_and_wait(Duration::from_millis(50))
+                .expect("wait");
+            ring.drain(&mut out);
+            if out.len() >= n {
+                return out;
+            }
+        }
+        panic!("{} of {n} completions", out.len());
+    }
+
+    #[test]
+    fn only_accept_completions_carry_a_socket() {
+        let Some(mut ring) = ring() else { return };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        ring.accept_multi(listener.as_raw_fd(), 7);
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut c = next(&mut ring, 1).remove(0);
+        assert_eq!(c.user_data, 7, "the ring's mark is cleared");
+        assert!(c.more());
+        let fd = c.take_accepted().expect("an accepted socket");
+        assert!(c.take_accepted().is_none(), "handed over once");
+        let accepted = socket2::Socket::from(fd);
+        let peer = accepted.peer_addr().unwrap().as_socket();
+        assert_eq!(peer, Some(client.local_addr().unwrap()));
+
+        // A successful poll's result is a non-negative number too, but not a descriptor.
+        ring.poll(accepted.as_raw_fd(), libc::POLLOUT, 8);
+        let mut c = next(&mut ring, 1).remove(0);
+        assert_eq!(c.user_data, 8);
+        assert!(c.result >= 0);
+        assert!(c.take_accepted().is_none());
+
+        ring.cancel_accept(7, 9);
+        let done = next(&mut ring, 2);
+        assert!(done.iter().any(|c| c.user_data == 7 && !c.more()));
+    }
+
+    #[test]
+    #[should_panic(expected = "the top bit of user data is the ring's")]
+    fn user_data_cannot_claim_the_accept_mark() {
+        let Some(mut ring) = ring() else {
+            panic!("the top bit of user data is the ring's (no io_uring here)")
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        ring.poll(listener.as_raw_fd(), libc::POLLIN, ACCEPT_TAG | 7);
     }
 }

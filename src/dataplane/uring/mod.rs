@@ -31,7 +31,8 @@ const BUFFERS: u16 = 1024;
 /// Splice rounds per readiness before yielding to other connections.
 const PUMP_BUDGET: usize = 16;
 
-// user_data: operation in the top byte, direction in the next, slot in the low bits.
+// user_data: operation in the top byte (its top bit is the ring's: operations stay
+// below 128), direction in the next, slot in the low bits.
 const OP_ACCEPT: u64 = 1;
 const OP_CONNECT: u64 = 2;
 const OP_CONNECT_TIMEOUT: u64 = 3;
@@ -334,12 +335,13 @@ impl Shard {
         if let Some(slot) = self.listeners[i].as_mut() {
             if slot.armed && !slot.cancelling {
                 slot.cancelling = true;
-                self.ring.cancel(ud(OP_ACCEPT, 0, i), ud(OP_IGNORE, 0, 0));
+                self.ring
+                    .cancel_accept(ud(OP_ACCEPT, 0, i), ud(OP_IGNORE, 0, 0));
             }
         }
     }
 
-    fn on_accept(&mut self, i: usize, c: Completion) {
+    fn on_accept(&mut self, i: usize, mut c: Completion) {
         let Some(slot) = self.listeners.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
@@ -353,7 +355,7 @@ impl Shard {
         if retired && !slot.armed {
             self.listeners[i] = None; // the socket closes once no snapshot holds it
         }
-        match c.accepted() {
+        match c.take_accepted() {
             Some(fd) if !retired => {
                 self.ctx.stats().accepts.inc();
                 match &front {
