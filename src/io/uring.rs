@@ -8,7 +8,9 @@
 //! What a completion hands over is decoded here, not by the caller: the descriptor of
 //! an accept arrives as an [`OwnedFd`] in the [`Completion`], and only completions of
 //! accepts the ring submitted carry one (the ring marks their user data), so no other
-//! result can be mistaken for a descriptor.
+//! result can be mistaken for a descriptor. A filled provided buffer arrives as a
+//! [`Buffer`], a token that is neither `Copy` nor `Clone` and that [`Ring::recycle`]
+//! consumes, so a buffer cannot be given back twice.
 #![allow(unsafe_code)]
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -30,21 +32,33 @@ const BGID: u16 = 0;
 /// callers pass must leave it clear, and completions come back with it cleared.
 const ACCEPT_TAG: u64 = 1 << 63;
 
+/// A provided buffer a receive filled, held by whoever holds this token: the kernel
+/// does not write into it until [`Ring::recycle`] gives it back, which takes the token.
+/// Dropped instead, the buffer is lost to the ring.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a buffer that is not recycled is lost to the ring"]
+pub struct Buffer {
+    id: u16,
+}
+
 /// One completion, copied out of the completion queue, with what it hands over.
 #[derive(Debug)]
 pub struct Completion {
     /// As given when the operation was queued.
     pub user_data: u64,
     pub result: i32,
-    pub flags: u32,
+    flags: u32,
     /// An accept's new socket.
     accepted: Option<OwnedFd>,
+    /// The provided buffer a receive filled (`result` bytes).
+    buffer: Option<Buffer>,
 }
 
 impl Completion {
-    /// The provided buffer the kernel filled, if any.
-    pub fn buffer(&self) -> Option<u16> {
-        cqueue::buffer_select(self.flags)
+    /// The buffer a receive filled with `result` bytes (once; `None` on any other
+    /// completion and on a receive that got no bytes).
+    pub fn take_buffer(&mut self) -> Option<Buffer> {
+        self.buffer.take()
     }
 
     /// A multishot operation stays armed.
@@ -71,13 +85,14 @@ impl Completion {
             result,
             flags,
             accepted,
+            buffer: None,
         }
     }
 }
 
 /// Provided buffers: `count` buffers of `size` bytes handed to the kernel through a
 /// buffer ring. A buffer belongs to the kernel until a receive completes into it, then
-/// to the shard until [`Ring::recycle`] gives it back.
+/// to the holder of its [`Buffer`] until [`Ring::recycle`] gives it back.
 struct BufRing {
     entries: *mut types::BufRingEntry,
     entries_len: usize,
@@ -362,14 +377,14 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
-    /// Send bytes `offset..offset + len` of provided buffer `bid`. The caller owns `bid`
-    /// (a receive completed into it) and recycles it only after this send completes.
-    pub fn send(&mut self, fd: RawFd, bid: u16, offset: u32, len: u32, ud: u64) {
+    /// Send bytes `offset..offset + len` of `buf`. The caller keeps the token and
+    /// recycles it only after this send completes.
+    pub fn send(&mut self, fd: RawFd, buf: &Buffer, offset: u32, len: u32, ud: u64) {
         assert!(
             offset + len <= self.bufs.size,
             "send past the end of a buffer"
         );
-        let ptr = self.bufs.addr(bid, offset);
+        let ptr = self.bufs.addr(buf.id, offset);
         let e = opcode::Send::new(types::Fd(fd), ptr, len)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -379,17 +394,17 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
-    /// Send bytes `offset..offset + len` of provided buffer `bid` now, without waiting:
-    /// `send(2)` with `MSG_DONTWAIT`. The caller owns `bid`, as for [`Ring::send`].
-    pub fn send_now(&self, fd: RawFd, bid: u16, offset: u32, len: u32) -> io::Result<usize> {
+    /// Send bytes `offset..offset + len` of `buf` now, without waiting: `send(2)` with
+    /// `MSG_DONTWAIT`.
+    pub fn send_now(&self, fd: RawFd, buf: &Buffer, offset: u32, len: u32) -> io::Result<usize> {
         assert!(
             offset + len <= self.bufs.size,
             "send past the end of a buffer"
         );
-        let ptr = self.bufs.addr(bid, offset);
+        let ptr = self.bufs.addr(buf.id, offset);
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        // SAFETY: the bytes are inside the buffer memory and the buffer belongs to the
-        // caller (not to the kernel) until recycled.
+        // SAFETY: the bytes are inside the buffer memory, and the buffer belongs to the
+        // holder of its token (not to the kernel) until recycled.
         let n = unsafe { libc::send(fd, ptr.cast(), len as usize, flags) };
         if n < 0 {
             Err(io::Error::last_os_error())
@@ -423,16 +438,11 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
-    /// Give buffer `bid` back to the kernel.
-    pub fn recycle(&mut self, bid: u16) {
-        self.bufs.push(bid);
+    /// Give a buffer back to the kernel.
+    pub fn recycle(&mut self, buf: Buffer) {
+        self.bufs.push(buf.id);
         self.bufs.publish();
         self.free_bufs += 1;
-    }
-
-    /// Note that a completion took a buffer out of the ring.
-    pub fn took_buffer(&mut self) {
-        self.free_bufs -= 1;
     }
 
     pub fn free_buffers(&self) -> usize {
@@ -458,8 +468,22 @@ impl Ring {
 
     /// Move every available completion into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
+        let start = out.len();
         for c in self.ring.completion() {
             out.push(Completion::decode(c.user_data(), c.result(), c.flags()));
+        }
+        for c in &mut out[start..] {
+            let Some(id) = cqueue::buffer_select(c.flags) else {
+                continue;
+            };
+            self.free_bufs -= 1;
+            if c.result > 0 {
+                c.buffer = Some(Buffer { id });
+            } else {
+                // A buffer reported with no bytes in it (end of stream, an error: some
+                // kernels take one for those) has nothing to send: it goes straight back.
+                self.recycle(Buffer { id });
+            }
         }
     }
 }
@@ -521,6 +545,37 @@ mod tests {
         ring.cancel_accept(7, 9);
         let done = next(&mut ring, 2);
         assert!(done.iter().any(|c| c.user_data == 7 && !c.more()));
+    }
+
+    #[test]
+    fn a_buffer_is_held_by_its_token_until_recycled() {
+        use std::io::{Read, Write};
+        let Some(mut ring) = ring() else { return };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"hello").unwrap();
+        ring.recv(server.as_raw_fd(), 1);
+        let mut c = next(&mut ring, 1).remove(0);
+        assert_eq!(c.result, 5);
+        let buf = c.take_buffer().expect("a filled buffer");
+        assert!(c.take_buffer().is_none(), "handed over once");
+        assert_eq!(ring.free_buffers(), 3);
+        let sent = ring.send_now(server.as_raw_fd(), &buf, 1, 4).unwrap();
+        assert_eq!(sent, 4);
+        let mut echo = [0u8; 4];
+        client.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ello");
+        ring.recycle(buf);
+        assert_eq!(ring.free_buffers(), 4);
+
+        // End of stream: no bytes, so no token, and every buffer is in the ring.
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        ring.recv(server.as_raw_fd(), 2);
+        let mut c = next(&mut ring, 1).remove(0);
+        assert_eq!(c.result, 0);
+        assert!(c.take_buffer().is_none());
+        assert_eq!(ring.free_buffers(), 4);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::link::{Direction, Link};
 use super::{ShardCtx, BUF_BYTES};
 use crate::config::Mode;
 use crate::io::sys;
-use crate::io::uring::{Completion, Ring, RingConfig};
+use crate::io::uring::{Buffer, Completion, Ring, RingConfig};
 use crate::snapshot::{Front, Listeners, Service};
 use http::HttpSlot;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -60,12 +60,14 @@ fn ud_parts(ud: u64) -> (u64, usize, usize) {
 const UP: usize = 0;
 const DOWN: usize = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A direction's operation in flight. Not `Copy`: a send holds its buffer's token,
+/// which leaves only by `std::mem::replace` and goes back to the ring once.
+#[derive(Debug)]
 enum Op {
     Idle,
     Recv,
     Send {
-        bid: u16,
+        buf: Buffer,
         offset: u32,
         len: u32,
     },
@@ -213,7 +215,7 @@ impl Shard {
         self.ring.set_connect_timeout(Duration::from_millis(ms));
     }
 
-    fn dispatch(&mut self, c: Completion) {
+    fn dispatch(&mut self, mut c: Completion) {
         let (op, dir, idx) = ud_parts(c.user_data);
         match op {
             OP_ACCEPT => self.on_accept(idx, c),
@@ -227,17 +229,17 @@ impl Shard {
                 conn.inflight -= 1;
                 if conn.closing.is_some() {
                     // Buffers that arrive for a closing connection go straight back.
-                    if let Some(bid) = c.buffer() {
-                        self.ring.took_buffer();
-                        self.ring.recycle(bid);
-                    }
-                    if let Op::Send { bid, .. } = conn.ops[dir] {
-                        if op == OP_SEND {
-                            self.ring.recycle(bid);
-                        }
+                    if let Some(buf) = c.take_buffer() {
+                        self.ring.recycle(buf);
                     }
                     if op == OP_RECV || op == OP_SEND || op == OP_POLL {
-                        conn.ops[dir] = Op::Idle;
+                        // This completion was direction `dir`'s one operation: a send
+                        // that completed hands its buffer back.
+                        if let Op::Send { buf, .. } =
+                            std::mem::replace(&mut conn.ops[dir], Op::Idle)
+                        {
+                            self.ring.recycle(buf);
+                        }
                     }
                     self.finish_close(idx);
                     return;
@@ -468,25 +470,24 @@ impl Shard {
         }
     }
 
-    fn on_recv(&mut self, idx: usize, dir: usize, c: Completion) {
+    fn on_recv(&mut self, idx: usize, dir: usize, mut c: Completion) {
         let conn = self.conns[idx].as_mut().expect("live connection");
         conn.ops[dir] = Op::Idle;
         match c.result {
             n if n > 0 => {
-                let bid = c.buffer().expect("a receive with data has a buffer");
-                self.ring.took_buffer();
+                let buf = c.take_buffer().expect("a receive with data has a buffer");
                 let len = n as u32;
                 // Most sends fit the socket buffer at once: a direct send saves a
                 // submission, a completion and a loop turn. The rest goes to the ring.
                 let fd = conn.dst(dir).as_raw_fd();
-                match self.ring.send_now(fd, bid, 0, len) {
-                    Ok(k) if k as u32 == len => self.sent(idx, dir, bid, len),
-                    Ok(k) => self.send_rest(idx, dir, bid, k as u32, len - k as u32),
+                match self.ring.send_now(fd, &buf, 0, len) {
+                    Ok(k) if k as u32 == len => self.sent(idx, dir, buf, len),
+                    Ok(k) => self.send_rest(idx, dir, buf, k as u32, len - k as u32),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.send_rest(idx, dir, bid, 0, len)
+                        self.send_rest(idx, dir, buf, 0, len)
                     }
                     Err(_) => {
-                        self.ring.recycle(bid);
+                        self.ring.recycle(buf);
                         self.reset(idx);
                     }
                 }
@@ -502,39 +503,39 @@ impl Shard {
 
     fn on_send(&mut self, idx: usize, dir: usize, result: i32) {
         let conn = self.conns[idx].as_mut().expect("live connection");
-        let Op::Send { bid, offset, len } = conn.ops[dir] else {
+        let Op::Send { buf, offset, len } = std::mem::replace(&mut conn.ops[dir], Op::Idle) else {
             unreachable!("send completion without a send");
         };
         if result <= 0 {
-            conn.ops[dir] = Op::Idle;
-            self.ring.recycle(bid);
+            self.ring.recycle(buf);
             self.reset(idx);
             return;
         }
         let sent = result as u32;
         if sent < len {
-            self.send_rest(idx, dir, bid, offset + sent, len - sent);
+            self.send_rest(idx, dir, buf, offset + sent, len - sent);
         } else {
-            self.sent(idx, dir, bid, offset + sent);
+            self.sent(idx, dir, buf, offset + sent);
         }
     }
 
-    /// Queue the send of `len` bytes from `offset` of buffer `bid` on the ring.
-    fn send_rest(&mut self, idx: usize, dir: usize, bid: u16, offset: u32, len: u32) {
+    /// Queue the send of `len` bytes from `offset` of `buf` on the ring; the send holds
+    /// the buffer until it completes.
+    fn send_rest(&mut self, idx: usize, dir: usize, buf: Buffer, offset: u32, len: u32) {
         let conn = self.conns[idx].as_mut().expect("live connection");
-        conn.ops[dir] = Op::Send { bid, offset, len };
         conn.inflight += 1;
         let fd = conn.dst(dir).as_raw_fd();
-        self.ring.send(fd, bid, offset, len, ud(OP_SEND, dir, idx));
+        self.ring.send(fd, &buf, offset, len, ud(OP_SEND, dir, idx));
+        conn.ops[dir] = Op::Send { buf, offset, len };
     }
 
-    /// Buffer `bid`, holding `total` received bytes, is sent: give it back, count, and
+    /// `buf`, holding `total` received bytes, is sent: give it back, count, and
     /// receive again.
-    fn sent(&mut self, idx: usize, dir: usize, bid: u16, total: u32) {
+    fn sent(&mut self, idx: usize, dir: usize, buf: Buffer, total: u32) {
         let capacity = u64::from(self.ring.buffer_bytes());
         let conn = self.conns[idx].as_mut().expect("live connection");
         conn.ops[dir] = Op::Idle;
-        self.ring.recycle(bid);
+        self.ring.recycle(buf);
         conn.flows[dir].count(u64::from(total), capacity);
         self.ctx
             .moved(&mut conn.link, direction(dir), u64::from(total));
@@ -661,7 +662,7 @@ impl Shard {
             };
             let ok = self.conns[idx]
                 .as_ref()
-                .is_some_and(|c| c.closing.is_none() && c.ops[dir] == Op::Starved);
+                .is_some_and(|c| c.closing.is_none() && matches!(c.ops[dir], Op::Starved));
             if ok {
                 self.arm(idx, dir);
             }
