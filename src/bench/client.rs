@@ -9,7 +9,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -286,7 +285,7 @@ impl Worker {
             self.next_ip += 1;
             // The port is chosen at connect time per destination, so ephemeral ports
             // and TIME_WAIT are spread over every source address.
-            sys::set_bind_address_no_port(s.as_raw_fd())?;
+            sys::set_bind_address_no_port(&s)?;
             s.bind(&SocketAddr::new(ip, 0).into())?;
         }
         match s.connect(&target.into()) {

@@ -16,7 +16,6 @@ use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -305,14 +304,8 @@ fn tune(l: &Listeners, http: bool) -> std::io::Result<()> {
         return Ok(());
     }
     for s in l.sockets.iter() {
-        let fd = s.as_raw_fd();
-        sys::set_int_opt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            i32::from(http),
-        )?;
-        sys::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, i32::from(!http))?;
+        sys::set_tcp_defer_accept(s, u32::from(http))?;
+        socket2::SockRef::from(s).set_tcp_quickack(!http)?;
     }
     l.http.store(http, Ordering::Relaxed);
     Ok(())
@@ -345,9 +338,11 @@ mod tests {
             .sockets
             .iter()
             .map(|s| {
-                let fd = s.as_raw_fd();
-                let get = |opt| sys::get_int_opt(fd, libc::IPPROTO_TCP, opt).expect("getsockopt");
-                (get(libc::TCP_DEFER_ACCEPT), get(libc::TCP_QUICKACK))
+                let defer = sys::tcp_defer_accept(s).expect("TCP_DEFER_ACCEPT");
+                let quickack = socket2::SockRef::from(s)
+                    .tcp_quickack()
+                    .expect("TCP_QUICKACK");
+                (defer, i32::from(quickack))
             })
             .collect()
     }

@@ -615,11 +615,11 @@ impl Shard {
         if let Some(mut b) = conn.backend.take() {
             let _ = self.poll.registry().deregister(&mut b);
             if reset {
-                sys::set_linger_zero(b.as_raw_fd());
+                sys::set_linger_zero(&b);
             }
         }
         if reset {
-            sys::set_linger_zero(conn.client.as_raw_fd());
+            sys::set_linger_zero(&conn.client);
         } else {
             let _ = conn.client.shutdown(Shutdown::Write);
         }

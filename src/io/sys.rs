@@ -1,9 +1,17 @@
-//! Thin wrappers over the few system calls std and socket2 do not cover: pipes and
-//! splice (the zero-copy path for bulk flows) and SO_LINGER-0 resets.
+//! Thin wrappers over the system calls sluice makes outside io_uring: pipes and splice
+//! (the zero-copy path for bulk flows), SO_LINGER-0 resets, receives that append to a
+//! `Vec` without zeroing it first, and the two socket options socket2 lacks.
+//!
+//! socket2 does what it can (linger, receiving into uninitialised memory, quick ack)
+//! and mio makes the pipes; what is left here needs `unsafe`: `F_SETPIPE_SZ`,
+//! `splice(2)`, `setsockopt` for `TCP_DEFER_ACCEPT` and `IP_BIND_ADDRESS_NO_PORT`, and
+//! the length of a `Vec` the kernel filled.
 #![allow(unsafe_code)]
 
+use socket2::SockRef;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// A pipe used as the in-kernel buffer between two sockets.
 #[derive(Debug)]
@@ -16,15 +24,10 @@ pub struct Pipe {
 pub const PIPE_BYTES: usize = 256 * 1024;
 
 impl Pipe {
+    /// A non-blocking, close-on-exec pipe.
     pub fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (write, read) = mio::unix::pipe::new()?;
+        let (read, write) = (OwnedFd::from(read), OwnedFd::from(write));
         // Best effort: a larger pipe moves more per splice; the default (64 KiB) also works.
         // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
         unsafe {
@@ -59,26 +62,13 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-/// Make the next close of `fd` send a RST instead of a FIN.
-pub fn set_linger_zero(fd: RawFd) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `l` is a valid linger struct and its size is passed with it.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
+/// Make the next close of `sock` send a RST instead of a FIN.
+pub fn set_linger_zero(sock: &impl AsFd) {
+    let _ = SockRef::from(sock).set_linger(Some(Duration::ZERO));
 }
 
 /// Set an integer socket option.
-pub fn set_int_opt(
+fn set_int_opt(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -101,17 +91,25 @@ pub fn set_int_opt(
     }
 }
 
-/// Read an integer socket option.
+/// TCP_DEFER_ACCEPT on a listening socket: accept a connection only once its first
+/// bytes arrived, or after `secs` seconds (0: off).
+pub fn set_tcp_defer_accept(sock: &impl AsFd, secs: u32) -> io::Result<()> {
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    let fd = sock.as_fd().as_raw_fd();
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
+}
+
+/// TCP_DEFER_ACCEPT as the kernel reports it (rounded to its retransmission steps).
 #[cfg(test)]
-pub fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+pub fn tcp_defer_accept(sock: &impl AsFd) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` is a writable int and `len` holds its size.
     let rc = unsafe {
         libc::getsockopt(
-            fd,
-            level,
-            name,
+            sock.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
             (&mut value as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -125,24 +123,75 @@ pub fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Resu
 
 /// IP_BIND_ADDRESS_NO_PORT: bind to a source address now, choose the port at connect
 /// time, so many connections can share one source address across destinations.
-pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
+pub fn set_bind_address_no_port(sock: &impl AsFd) -> io::Result<()> {
+    let fd = sock.as_fd().as_raw_fd();
     set_int_opt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
 }
 
-/// Receive up to `max` bytes from `fd` into the spare capacity of `buf` (appending; no
-/// zeroing of the space first). `Ok(0)` is the end of the stream.
-pub fn recv_into(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+/// Receive up to `max` bytes from `sock` into the spare capacity of `buf` (appending;
+/// no zeroing of the space first). `Ok(0)` is the end of the stream.
+pub fn recv_into(sock: &impl AsFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let len = spare.len().min(max);
-    // SAFETY: `spare` is writable memory of at least `len` bytes owned by `buf`; the
-    // kernel writes at most `len` bytes into it.
-    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    // SAFETY: the kernel initialised the first `n` (≤ `len`) bytes of the spare capacity.
+    let n = SockRef::from(sock).recv(&mut spare[..len])?;
+    // SAFETY: `recv` initialised the first `n` (≤ `len`) bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn recv_into_appends() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut buf = b"say ".to_vec();
+        assert_eq!(recv_into(&server, &mut buf, 3).unwrap(), 3);
+        assert_eq!(recv_into(&server, &mut buf, 64).unwrap(), 2);
+        assert_eq!(buf, b"say hello");
+        drop(client);
+        assert_eq!(recv_into(&server, &mut buf, 64).unwrap(), 0);
+        assert_eq!(buf, b"say hello");
+    }
+
+    #[test]
+    fn a_pipe_moves_bytes_and_does_not_block() {
+        let p = Pipe::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let empty = splice(p.read.as_raw_fd(), server.as_raw_fd(), 16);
+        assert_eq!(
+            empty.unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "an empty non-blocking pipe"
+        );
+        client.write_all(b"bytes").unwrap();
+        let mut moved = 0;
+        for _ in 0..100 {
+            match splice(server.as_raw_fd(), p.write.as_raw_fd(), 16) {
+                Ok(n) => {
+                    moved = n;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(moved, 5);
+        assert_eq!(
+            splice(p.read.as_raw_fd(), server.as_raw_fd(), 16).unwrap(),
+            5
+        );
+    }
 }

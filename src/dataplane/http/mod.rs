@@ -285,11 +285,11 @@ impl HttpConn {
     /// holds only what it must keep (a head being read, pipelined bytes) and an idle
     /// connection holds almost nothing.
     fn read_client(&mut self, now: u64, shard: &mut HttpShard) -> Result<usize, ()> {
-        let fd = self.client.as_raw_fd();
+        let client = &self.client;
         let mut scratch = std::mem::take(&mut shard.scratch);
         scratch.clear();
         let r = self.session.client_read(now, |buf| {
-            let n = sys::recv_into(fd, &mut scratch, READ_BYTES)?;
+            let n = sys::recv_into(client, &mut scratch, READ_BYTES)?;
             buf.extend_from_slice(&scratch);
             Ok::<usize, std::io::Error>(n)
         });
@@ -377,7 +377,7 @@ impl HttpConn {
         }
         let mut buf = std::mem::take(&mut shard.scratch);
         buf.clear();
-        let r = sys::recv_into(b.sock.as_raw_fd(), &mut buf, BACKEND_READ_BYTES);
+        let r = sys::recv_into(&b.sock, &mut buf, BACKEND_READ_BYTES);
         let progress = match r {
             Ok(0) => {
                 self.ready.backend_read = false;

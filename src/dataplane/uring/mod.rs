@@ -641,9 +641,9 @@ impl Shard {
         self.live -= 1;
         self.ctx.closed(&conn.link);
         if conn.closing == Some(true) {
-            sys::set_linger_zero(conn.client.as_raw_fd());
+            sys::set_linger_zero(&conn.client);
             if let Some(b) = &conn.backend {
-                sys::set_linger_zero(b.as_raw_fd());
+                sys::set_linger_zero(b);
             }
         }
         for flow in &mut conn.flows {
