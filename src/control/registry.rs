@@ -76,7 +76,8 @@ impl Registry {
     }
 
     /// Build the snapshot for `config`. Either every new listening socket binds and the
-    /// registry moves to the new config, or nothing changes and the errors are returned.
+    /// registry moves to the new config, or nothing changes — not even the options of
+    /// the sockets in use — and the errors are returned.
     pub fn build(&mut self, config: &Config) -> Result<Snapshot, Vec<String>> {
         let (snapshot, _) = self.build_with(config, true)?;
         Ok(snapshot)
@@ -96,6 +97,8 @@ impl Registry {
         strict: bool,
     ) -> Result<(Snapshot, Vec<String>), Vec<String>> {
         let mut fresh = HashMap::new();
+        // Sockets in use now change only once the new configuration is accepted.
+        let mut retune = Vec::new();
         let mut errors = Vec::new();
         let mut unbound = HashSet::new();
         let wanted = config
@@ -106,9 +109,7 @@ impl Registry {
         for (name, addr, http) in wanted {
             let key = ListenKey::new(name, addr);
             if let Some(l) = self.listeners.get(&key) {
-                if let Err(e) = tune(l, http) {
-                    tracing::warn!(service = name, %addr, error = %e, "cannot tune listening socket");
-                }
+                retune.push((Arc::clone(l), http, name, addr));
                 continue;
             }
             match bind_all(addr, self.shards).and_then(|l| tune(&l, http).map(|()| l)) {
@@ -123,6 +124,11 @@ impl Registry {
         }
         if strict && !errors.is_empty() {
             return Err(errors);
+        }
+        for (l, http, name, addr) in retune {
+            if let Err(e) = tune(&l, http) {
+                tracing::warn!(service = name, %addr, error = %e, "cannot tune listening socket");
+            }
         }
         self.listeners.extend(fresh);
         self.generation += 1;
@@ -412,5 +418,33 @@ mod tests {
         assert!(Arc::ptr_eq(&tcp.listeners[0], &http.listeners[0]));
         let back = registry.build(&config("tcp")).expect("builds");
         assert_eq!(options(&back), vec![(0, 1); 2]);
+    }
+
+    #[test]
+    fn a_rejected_reload_leaves_the_listening_sockets_as_they_were() {
+        let mut registry = Registry::new(2);
+        let tcp = registry.build(&config("tcp")).expect("builds");
+        // A second service on a port something else holds: the reload fails.
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("address").port();
+        let mut failing = config("http");
+        let blocked = crate::config::parse(&format!(
+            "[[service]]\nname = \"blocked\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"127.0.0.1:9\"]\n"
+        ))
+        .expect("valid config");
+        failing.services.extend(blocked.services);
+        let errors = registry.build(&failing).expect_err("the port is taken");
+        assert!(
+            errors[0].starts_with("blocked: cannot listen"),
+            "{errors:?}"
+        );
+        assert_eq!(options(&tcp), vec![(0, 1); 2], "still tuned for TCP");
+        assert!(!tcp.listeners[0].http.load(Ordering::Relaxed));
+        // Accepted, the same change re-tunes the same sockets.
+        let http = registry.build(&config("http")).expect("builds");
+        assert!(Arc::ptr_eq(&tcp.listeners[0], &http.listeners[0]));
+        assert!(options(&http)
+            .iter()
+            .all(|&(defer, quickack)| defer > 0 && quickack == 0));
     }
 }
