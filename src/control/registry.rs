@@ -15,7 +15,7 @@ use crate::snapshot::{Backend, Front, Health, HttpFront, Listeners, Service, Sna
 use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -23,28 +23,36 @@ use std::sync::Arc;
 const BACKLOG: i32 = 65_535;
 
 /// What identifies a listening socket across reloads: its configured address, except
-/// that every service asking for port 0 gets a port of its own, kept by service name.
+/// that port 0 gets a port of its own for each service (kept by name) and one for the
+/// shared HTTP listener.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ListenKey {
     Addr(SocketAddr),
-    Ephemeral(String, std::net::IpAddr),
+    /// A service's port 0, by the service's name.
+    Ephemeral(String, IpAddr),
+    /// `[http] listen` on port 0.
+    HttpEphemeral(IpAddr),
 }
 
-/// The name the shared HTTP listener's port-0 socket is kept under (service names
-/// cannot contain brackets... they can, but not this one: it has a space).
+/// How `[http] listen` is named in errors and logs.
 const HTTP_FRONT: &str = "[http] listen";
 
 impl ListenKey {
-    fn new(name: &str, addr: SocketAddr) -> ListenKey {
+    fn of(svc: &crate::config::ServiceConfig) -> Option<ListenKey> {
+        let addr = svc.listen?;
+        Some(if addr.port() == 0 {
+            ListenKey::Ephemeral(svc.name.clone(), addr.ip())
+        } else {
+            ListenKey::Addr(addr)
+        })
+    }
+
+    fn http(addr: SocketAddr) -> ListenKey {
         if addr.port() == 0 {
-            ListenKey::Ephemeral(name.to_owned(), addr.ip())
+            ListenKey::HttpEphemeral(addr.ip())
         } else {
             ListenKey::Addr(addr)
         }
-    }
-
-    fn of(svc: &crate::config::ServiceConfig) -> Option<ListenKey> {
-        svc.listen.map(|a| ListenKey::new(&svc.name, a))
     }
 }
 
@@ -100,14 +108,25 @@ impl Registry {
         // Sockets in use now change only once the new configuration is accepted.
         let mut retune = Vec::new();
         let mut errors = Vec::new();
+        // Services left out for an address that does not bind, by name; and whether the
+        // shared HTTP listener is.
         let mut unbound = HashSet::new();
+        let mut http_unbound = false;
         let wanted = config
             .services
             .iter()
-            .filter_map(|s| Some((s.name.as_str(), s.listen?, s.mode == Mode::Http)))
-            .chain(config.http.listen.map(|a| (HTTP_FRONT, a, true)));
-        for (name, addr, http) in wanted {
-            let key = ListenKey::new(name, addr);
+            .filter_map(|s| {
+                let http = s.mode == Mode::Http;
+                Some((Some(s.name.as_str()), ListenKey::of(s)?, s.listen?, http))
+            })
+            .chain(
+                config
+                    .http
+                    .listen
+                    .map(|a| (None, ListenKey::http(a), a, true)),
+            );
+        for (service, key, addr, http) in wanted {
+            let name = service.unwrap_or(HTTP_FRONT);
             if let Some(l) = self.listeners.get(&key) {
                 retune.push((Arc::clone(l), http, name, addr));
                 continue;
@@ -118,7 +137,12 @@ impl Registry {
                 }
                 Err(e) => {
                     errors.push(format!("{name}: cannot listen on {addr}: {e}"));
-                    unbound.insert(name.to_owned());
+                    match service {
+                        Some(s) => {
+                            unbound.insert(s.to_owned());
+                        }
+                        None => http_unbound = true,
+                    }
                 }
             }
         }
@@ -192,10 +216,8 @@ impl Registry {
             }
             services.push(service);
         }
-        if let Some(addr) = config.http.listen.filter(|_| !unbound.contains(HTTP_FRONT)) {
-            listeners.push(Arc::clone(
-                &self.listeners[&ListenKey::new(HTTP_FRONT, addr)],
-            ));
+        if let Some(addr) = config.http.listen.filter(|_| !http_unbound) {
+            listeners.push(Arc::clone(&self.listeners[&ListenKey::http(addr)]));
             fronts.push(Front::Http);
         }
         let router = Router::build(
@@ -226,7 +248,7 @@ impl Registry {
             .services
             .iter()
             .filter_map(ListenKey::of)
-            .chain(config.http.listen.map(|a| ListenKey::new(HTTP_FRONT, a)))
+            .chain(config.http.listen.map(ListenKey::http))
             .collect();
         let addrs: HashSet<SocketAddr> = config
             .services
@@ -446,5 +468,46 @@ mod tests {
         assert!(options(&http)
             .iter()
             .all(|&(defer, quickack)| defer > 0 && quickack == 0));
+    }
+
+    /// `[http] listen` and one HTTP service named after the key the shared listener
+    /// was once kept under, both on `listen`.
+    fn named_like_the_http_front(listen: &str) -> Config {
+        crate::config::parse(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\
+             [[service]]\nname = \"[http] listen\"\nmode = \"http\"\nlisten = \"{listen}\"\n\
+             backends = [\"127.0.0.1:9\"]\n"
+        ))
+        .expect("valid config")
+    }
+
+    #[test]
+    fn a_service_named_like_the_http_front_gets_a_port_of_its_own() {
+        let mut registry = Registry::new(1);
+        let snap = registry
+            .build(&named_like_the_http_front("127.0.0.1:0"))
+            .expect("builds");
+        assert_eq!(snap.listeners.len(), 2);
+        assert!(matches!(snap.fronts[0], Front::Service(_)));
+        assert!(matches!(snap.fronts[1], Front::Http));
+        assert_ne!(snap.listeners[0].local, snap.listeners[1].local);
+        let again = registry
+            .build(&named_like_the_http_front("127.0.0.1:0"))
+            .expect("builds");
+        assert!(Arc::ptr_eq(&snap.listeners[0], &again.listeners[0]));
+        assert!(Arc::ptr_eq(&snap.listeners[1], &again.listeners[1]));
+    }
+
+    #[test]
+    fn a_service_named_like_the_http_front_that_cannot_bind_leaves_the_front_alone() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("address").port();
+        let cfg = named_like_the_http_front(&format!("127.0.0.1:{port}"));
+        let mut registry = Registry::new(1);
+        let (snap, unbound) = registry.build_lenient(&cfg);
+        assert_eq!(unbound.len(), 1, "{unbound:?}");
+        assert!(snap.services.is_empty());
+        assert_eq!(snap.listeners.len(), 1);
+        assert!(matches!(snap.fronts[0], Front::Http));
     }
 }
