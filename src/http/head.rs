@@ -106,7 +106,6 @@ pub enum Known {
     TransferEncoding,
     Host,
     Upgrade,
-    Expect,
     XForwardedFor,
     XForwardedProto,
     XForwardedPort,
@@ -114,7 +113,7 @@ pub enum Known {
 }
 
 fn known(name: &str) -> Known {
-    const TABLE: [(&str, Known); 11] = [
+    const TABLE: [(&str, Known); 10] = [
         ("connection", Known::Connection),
         ("keep-alive", Known::KeepAlive),
         ("proxy-connection", Known::ProxyConnection),
@@ -122,7 +121,6 @@ fn known(name: &str) -> Known {
         ("transfer-encoding", Known::TransferEncoding),
         ("host", Known::Host),
         ("upgrade", Known::Upgrade),
-        ("expect", Known::Expect),
         ("x-forwarded-for", Known::XForwardedFor),
         ("x-forwarded-proto", Known::XForwardedProto),
         ("x-forwarded-port", Known::XForwardedPort),
@@ -149,7 +147,6 @@ pub struct Request {
     pub keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` header: a tunnel if the backend agrees.
     pub upgrade: bool,
-    pub expect_continue: bool,
     /// The Host field's value, or an absolute-form target's authority, which
     /// replaces it (RFC 9112 §3.2.2).
     pub host: Option<Range<usize>>,
@@ -175,7 +172,6 @@ impl Default for Request {
             body: BodyKind::None,
             keep_alive: true,
             upgrade: false,
-            expect_continue: false,
             host: None,
             absolute: false,
             origin: 0..0,
@@ -317,7 +313,6 @@ pub fn parse_request_with(
     out.fields.clear();
     out.fields.reserve(req.headers.len());
     out.host = None;
-    out.expect_continue = false;
     let mut framing = Framing::default();
     let mut hosts = 0;
     let mut upgrade_field = false;
@@ -334,7 +329,6 @@ pub fn parse_request_with(
                 out.host = Some(field.value.clone());
             }
             Known::Upgrade => upgrade_field = true,
-            Known::Expect => out.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue"),
             _ => {}
         }
         out.fields.push((kind, field));
