@@ -39,6 +39,7 @@ both_io!(
     routing_by_host_and_path,
     no_route_no_backend_bad_gateway_and_timeout,
     sticky_cookie_keeps_the_backend_until_it_goes,
+    sticky_cookie_moves_with_the_first_response_when_its_backend_dies,
     malformed_and_smuggling_requests_are_refused,
     slow_heads_get_408,
     forwarded_headers_and_redirects,
@@ -475,6 +476,39 @@ fn forwarded_headers_and_redirects(io: &str) {
         red.contains("Location: https://shop.example/?c=d\r\n"),
         "{red}"
     );
+}
+
+/// The cookie's backend refuses the connect: the request goes to another backend and
+/// that very response carries the new cookie (not only the next one).
+fn sticky_cookie_moves_with_the_first_response_when_its_backend_dies(io: &str) {
+    let mut backends = vec![HttpServer::start("s1"), HttpServer::start("s2")];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    // No pooled connections: the dead backend's only way in is a new connect.
+    let lb = Sluice::start(&config(
+        io,
+        "pool_per_backend = 0",
+        &web("web", "sticky = true", &addrs),
+    ));
+    let url = format!("http://{}/", lb.addr("web"));
+    let first = curl(&["-i", &url]);
+    let cookie = first
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: mesosphere_server_id="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no sticky cookie: {first}"))
+        .to_owned();
+    let name = first.rsplit("\r\n\r\n").next().unwrap().to_owned();
+    let dead = if name == "s1" { 0 } else { 1 };
+    backends[dead].backend.kill();
+    let jar = format!("mesosphere_server_id={cookie}");
+    let moved = curl(&["-i", "-b", &jar, &url]);
+    assert_eq!(status(&moved), 200, "{moved}");
+    assert_ne!(moved.rsplit("\r\n\r\n").next().unwrap(), name);
+    let new_cookie = moved
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: mesosphere_server_id="))
+        .unwrap_or_else(|| panic!("the first response after the move sets a cookie: {moved}"));
+    assert!(!new_cookie.starts_with(&cookie), "{moved}");
 }
 
 fn old_clients_and_close_delimited_responses(io: &str) {

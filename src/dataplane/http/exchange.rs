@@ -148,7 +148,12 @@ impl HttpConn {
             let i = match first.take() {
                 Some(i) => i,
                 None => match ctx.pick_live(&ex.service, self.peer, &mut ex.attempt) {
-                    Some(i) => i,
+                    Some(i) => {
+                        // Chosen by the selector, not by a valid cookie (none, or its
+                        // backend just failed): the response names the new backend.
+                        ex.set_cookie |= ex.service.config.http.sticky;
+                        i
+                    }
                     None => {
                         ex.service.counters.shard(ctx.id).no_backend.inc();
                         let status = if ex.attempt.tries() == 0 { 503 } else { 502 };
