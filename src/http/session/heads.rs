@@ -3,7 +3,7 @@
 //! head for the client, and sluice's own small responses.
 
 use super::{Forward, Session};
-use crate::http::head::{BodyKind, Known, Method, Request};
+use crate::http::head::{BodyKind, Field, Known, Method, Request};
 use std::io::Write;
 
 impl Session {
@@ -15,8 +15,10 @@ impl Session {
         out.extend_from_slice(&src[self.resp.reason.clone()]);
         out.extend_from_slice(b"\r\n");
         let dechunk = self.req.minor == 0 && self.resp.body == BodyKind::Chunked;
+        let options = !verbatim && has_options(src, &self.resp.fields);
         for (kind, f) in &self.resp.fields {
             let skip = match kind {
+                Known::Other if options => listed(src, &self.resp.fields, &src[f.name.clone()]),
                 Known::Connection | Known::KeepAlive | Known::ProxyConnection => !verbatim,
                 Known::TransferEncoding => dechunk,
                 // RFC 9112 §6.3: Transfer-Encoding overrides it; a de-chunked body for
@@ -73,8 +75,12 @@ impl Session {
             let _ = write!(out, " HTTP/1.{}\r\n", req.minor);
         }
         let forwarded = self.limits.forwarded_headers;
+        let options = has_options(src, &req.fields);
         for (kind, f) in &req.fields {
             let skip = match kind {
+                // RFC 9110 §7.6.1: fields the Connection header names are hop-by-hop.
+                // Host and the fields sluice writes itself are not taken away.
+                Known::Other if options => listed(src, &req.fields, &src[f.name.clone()]),
                 Known::Host => req.absolute,
                 // Framing is written once, canonically, below.
                 Known::Connection
@@ -136,6 +142,33 @@ impl Session {
         );
         self.finish_with(status, now_ms);
     }
+}
+
+/// The Connection fields name something other than `close`, `keep-alive` and
+/// `upgrade`: other fields may be hop-by-hop (the common case pays one scan).
+fn has_options(src: &[u8], fields: &[(Known, Field)]) -> bool {
+    connection_options(src, fields).any(|o| {
+        !(o.eq_ignore_ascii_case(b"close")
+            || o.eq_ignore_ascii_case(b"keep-alive")
+            || o.eq_ignore_ascii_case(b"upgrade"))
+    })
+}
+
+/// Field `name` is one of the Connection options.
+fn listed(src: &[u8], fields: &[(Known, Field)], name: &[u8]) -> bool {
+    connection_options(src, fields).any(|o| o.eq_ignore_ascii_case(name))
+}
+
+fn connection_options<'a>(
+    src: &'a [u8],
+    fields: &'a [(Known, Field)],
+) -> impl Iterator<Item = &'a [u8]> {
+    fields
+        .iter()
+        .filter(|(k, _)| *k == Known::Connection)
+        .flat_map(move |(_, f)| src[f.value.clone()].split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|o| !o.is_empty())
 }
 
 fn origin_form<'a>(req: &Request, src: &'a [u8]) -> (&'static [u8], &'a [u8]) {

@@ -449,3 +449,28 @@ fn strict_request_parsing_answers_400_and_sends_nothing() {
     assert!(take_client(&mut s).starts_with("HTTP/1.1 400 "));
     assert_eq!(s.backend_output(), b"");
 }
+
+/// RFC 9110 §7.6.1: fields named by Connection are hop-by-hop, both ways; Host and the
+/// fields sluice writes itself stay.
+#[test]
+fn fields_named_by_connection_are_not_forwarded() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret, host\r\nX-Secret: 1\r\nX-Kept: 2\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    let head = take_backend(&mut s).to_ascii_lowercase();
+    assert!(!head.contains("x-secret"), "{head}");
+    assert!(
+        head.contains("host: h\r\n") && head.contains("x-kept: 2\r\n"),
+        "{head}"
+    );
+    s.backend_read(
+        b"HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: y\r\nX-Public: z\r\nContent-Length: 0\r\n\r\n",
+        0,
+    );
+    let resp = take_client(&mut s).to_ascii_lowercase();
+    assert!(!resp.contains("x-internal"), "{resp}");
+    assert!(resp.contains("x-public: z\r\n"), "{resp}");
+}
