@@ -162,10 +162,14 @@ impl Backend {
         self.health.down_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
-    pub fn mark_down(&self, until_ms: u64) {
-        self.health
+    /// Avoid this address until `until_ms`; true when it was up at `now_ms` (the
+    /// start of a down episode, worth a log line).
+    pub fn mark_down(&self, now_ms: u64, until_ms: u64) -> bool {
+        let before = self
+            .health
             .down_until_ms
             .fetch_max(until_ms, Ordering::Relaxed);
+        before <= now_ms
     }
 }
 

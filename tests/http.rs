@@ -481,7 +481,7 @@ fn forwarded_headers_and_redirects(io: &str) {
 /// The cookie's backend refuses the connect: the request goes to another backend and
 /// that very response carries the new cookie (not only the next one).
 fn sticky_cookie_moves_with_the_first_response_when_its_backend_dies(io: &str) {
-    let mut backends = vec![HttpServer::start("s1"), HttpServer::start("s2")];
+    let mut backends = [HttpServer::start("s1"), HttpServer::start("s2")];
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
     // No pooled connections: the dead backend's only way in is a new connect.
     let lb = Sluice::start(&config(

@@ -400,7 +400,7 @@ mod tests {
         assert!(!Arc::ptr_eq(a, b), "counters apart");
         assert!(Arc::ptr_eq(&a.health, &b.health), "one health per address");
         a.counters.shard(0).connections.inc();
-        a.mark_down(u64::MAX);
+        assert!(a.mark_down(0, u64::MAX), "up until now");
         assert_eq!(b.counters.sum(|c| c.connections.get()), 0);
         assert!(
             !b.is_up(0),

@@ -199,7 +199,17 @@ impl ShardCtx {
     }
 
     /// Mark backend `i` of `svc` down after a failed connect.
+    /// Logged once per episode (a backend that keeps failing is marked again while
+    /// still down, silently).
     pub fn mark_down(&self, svc: &Service, i: usize) {
-        svc.backends[i].mark_down(self.now_ms + BACKEND_DOWN_MS);
+        let b = &svc.backends[i];
+        if b.mark_down(self.now_ms, self.now_ms + BACKEND_DOWN_MS) {
+            tracing::warn!(
+                service = %svc.config.name,
+                backend = %b.addr,
+                down_ms = BACKEND_DOWN_MS,
+                "backend connect failed: avoided by every service naming this address"
+            );
+        }
     }
 }
