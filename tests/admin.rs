@@ -13,6 +13,7 @@ both_io!(
     metrics_follow_the_traffic,
     http_bytes_out_count_with_keep_alive_backends,
     refusals_on_the_shared_http_listener_are_counted_and_logged,
+    unrouted_requests_and_failed_reloads_are_counted,
 );
 
 fn curl(url: &str) -> (u16, String) {
@@ -359,9 +360,58 @@ fn token_guards_every_page_but_the_health_check() {
     let refused = answer(s);
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     assert!(
-        refused.contains("\r\nWWW-Authenticate: Bearer realm=\"sluice admin\"\r\n"),
+        refused.contains(
+            "\r\nWWW-Authenticate: Basic realm=\"sluice admin\", Bearer realm=\"sluice admin\"\r\n"
+        ),
         "{refused}"
     );
+    // A browser (or `curl -u`) gives the token as the password, any user name.
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u"])
+        .arg(format!("operator:{token}"))
+        .arg(format!("http://{admin}/haproxy?stats"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "200");
+}
+
+/// Without `[marathon]` there is nothing to re-fetch: `/_mlb_signal/hup` reloads the
+/// file, as SIGHUP does.
+#[test]
+fn hup_without_marathon_reloads_the_file() {
+    let (a, b) = (Backend::echo(), Backend::echo());
+    let lb = Sluice::start(&config("auto", &[a.addr]));
+    let admin = lb.admin();
+    let two = config("auto", &[a.addr]) + &service("more", "roundrobin", &[b.addr]);
+    std::fs::write(&lb.config, two).unwrap();
+    let (code, body) = curl(&format!("http://{admin}/_mlb_signal/hup"));
+    assert_eq!(code, 200, "{body}");
+    lb.wait_log("reload", |l| l.contains("configuration reloaded"));
+    let mut c = wait_for("the new service", || {
+        lb.listening()
+            .iter()
+            .find(|(n, _)| n == "more")
+            .and_then(|(_, addr)| std::net::TcpStream::connect(addr).ok())
+    });
+    assert_eq!(roundtrip(&mut c, b"new"), b"new");
+}
+
+/// While sluice drains after SIGTERM, the health check fails, so balancers in front
+/// stop sending before the listeners go.
+#[test]
+fn health_check_fails_while_draining() {
+    let a = Backend::echo();
+    let lb = Sluice::start(&config("auto", &[a.addr]));
+    let admin = lb.admin();
+    let health = format!("http://{admin}/_haproxy_health_check");
+    assert_eq!(curl(&health).0, 200);
+    // A live connection keeps the drain going (shutdown_grace_ms is 5 s).
+    let mut held = connect(lb.addr("app2"));
+    assert_eq!(roundtrip(&mut held, b"x"), b"x");
+    lb.signal("TERM");
+    wait_for("the health check to fail", || {
+        (curl(&health).0 == 503).then_some(())
+    });
 }
 
 /// Two services naming one backend address keep their own server counters: traffic
@@ -495,4 +545,31 @@ fn refusals_on_the_shared_http_listener_are_counted_and_logged(io: &str) {
     assert!(refused <= 6.0, "{refused}");
     lb.wait_log("refusal logged", |l| l.contains("max_connections reached"));
     drop(held);
+}
+
+/// sluice's own answers on the shared HTTP listener (no route: 404) and rejected
+/// reloads show on `/metrics`.
+fn unrouted_requests_and_failed_reloads_are_counted(io: &str) {
+    let a = Backend::echo();
+    let cfg = server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        + &service("web", "roundrobin", &[a.addr]).replace(
+            "[[service]]\n",
+            "[[service]]\nmode = \"http\"\nvhosts = [\"web\"]\n",
+        );
+    let lb = Sluice::start(&cfg);
+    for _ in 0..3 {
+        let r = common::http::raw(lb.http(), b"GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n");
+        assert_eq!(common::http::status(&r), 404, "{r}");
+    }
+    let r = common::http::raw(lb.http(), b"GET /a#b HTTP/1.1\r\nHost: web\r\n\r\n");
+    assert_eq!(common::http::status(&r), 400, "{r}");
+    let counted = wait_for("front responses counted", || {
+        let n = metric(lb.admin(), "sluice_http_front_responses_total");
+        (n >= 4.0).then_some(n)
+    });
+    assert_eq!(counted, 4.0);
+    assert_eq!(metric(lb.admin(), "sluice_reload_failures_total"), 0.0);
+    assert!(!lb.reload("[server]\nworkers = \"many\"\n"));
+    assert_eq!(metric(lb.admin(), "sluice_reload_failures_total"), 1.0);
 }

@@ -19,19 +19,33 @@ fn header<'a>(headers: &'a [httparse::Header], name: &str) -> Option<&'a [u8]> {
         .map(|h| h.value.trim_ascii())
 }
 
-/// Whether the request carries `Authorization: Bearer <token>`. The comparison takes
-/// the same time wherever the first difference is.
-pub fn bearer_matches(headers: &[httparse::Header], token: &str) -> bool {
+/// Whether the request carries the token: `Authorization: Bearer <token>` (scripts),
+/// or `Basic` with the token as the password and any user name (what a browser sends
+/// once it has asked for it). The comparison takes the same time wherever the first
+/// difference is.
+pub fn token_matches(headers: &[httparse::Header], token: &str) -> bool {
+    use base64::Engine;
     let Some(v) = header(headers, "authorization") else {
         return false;
     };
-    let Some((scheme, given)) = v.split_at_checked(6) else {
+    let Some(sp) = v.iter().position(|&b| b == b' ') else {
         return false;
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") || !given.first().is_some_and(|&b| b == b' ') {
+    let (scheme, given) = (&v[..sp], v[sp..].trim_ascii());
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        return constant_time_eq(given, token.as_bytes());
+    }
+    if !scheme.eq_ignore_ascii_case(b"basic") {
         return false;
     }
-    constant_time_eq(given.trim_ascii(), token.as_bytes())
+    let Ok(pair) = base64::engine::general_purpose::STANDARD.decode(given) else {
+        return false;
+    };
+    let password = pair
+        .iter()
+        .position(|&b| b == b':')
+        .map_or(&[][..], |c| &pair[c + 1..]);
+    constant_time_eq(password, token.as_bytes())
 }
 
 /// Byte equality without an early exit: every byte of the longer input is looked at,
@@ -113,29 +127,33 @@ mod tests {
     }
 
     #[test]
-    fn bearer_token_must_match_exactly() {
+    fn the_token_must_match_exactly_as_bearer_or_basic_password() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let t = "s3cret-token";
-        assert!(bearer_matches(
-            &[h("Authorization", "Bearer s3cret-token")],
-            t
-        ));
-        assert!(bearer_matches(
-            &[h("authorization", "bearer  s3cret-token ")],
-            t
-        ));
-        for bad in [
-            "Bearer s3cret-toke",
-            "Bearer s3cret-token2",
-            "Bearer S3CRET-TOKEN",
-            "Basic s3cret-token",
-            "Bearers3cret-token",
-            "Bearer",
-            "",
+        for good in [
+            "Bearer s3cret-token".to_owned(),
+            "bearer  s3cret-token ".to_owned(),
+            format!("Basic {}", b64("admin:s3cret-token")),
+            format!("basic {}", b64(":s3cret-token")),
         ] {
-            assert!(!bearer_matches(&[h("Authorization", bad)], t), "{bad:?}");
+            assert!(token_matches(&[h("Authorization", &good)], t), "{good:?}");
         }
-        assert!(!bearer_matches(&[h("X-Token", "Bearer s3cret-token")], t));
-        assert!(!bearer_matches(&[], t));
+        for bad in [
+            "Bearer s3cret-toke".to_owned(),
+            "Bearer s3cret-token2".to_owned(),
+            "Bearer S3CRET-TOKEN".to_owned(),
+            "Basic s3cret-token".to_owned(),
+            format!("Basic {}", b64("s3cret-token")),
+            format!("Basic {}", b64("s3cret-token:x")),
+            "Bearers3cret-token".to_owned(),
+            "Bearer".to_owned(),
+            String::new(),
+        ] {
+            assert!(!token_matches(&[h("Authorization", &bad)], t), "{bad:?}");
+        }
+        assert!(!token_matches(&[h("X-Token", "Bearer s3cret-token")], t));
+        assert!(!token_matches(&[], t));
     }
 
     #[test]

@@ -218,8 +218,20 @@ pub fn render(
             fam.samples.push((l.clone(), v as i64));
         }
     }
+    let mut front = Family::new(
+        "sluice_http_front_responses_total",
+        "counter",
+        "sluice's own answers on the shared HTTP listener before a service was found (404 no route, 400, 408, 431...).",
+    );
+    for (i, c) in shards.iter().enumerate() {
+        for (k, n) in c.http_front_responses.iter().enumerate().skip(1) {
+            front
+                .samples
+                .push((format!("shard=\"{i}\",code=\"{k}xx\""), n.get() as i64));
+        }
+    }
     let mut out = String::with_capacity(4096);
-    for fam in f.iter().chain(&s) {
+    for fam in f.iter().chain(&s).chain([&front]) {
         fam.write(&mut out);
     }
     latency(&mut out, snap);
@@ -262,6 +274,12 @@ pub fn render(
             "counter",
             "Services left out because their address could not be bound.",
             control.bind_failures.get() as f64,
+        ),
+        (
+            "sluice_reload_failures_total",
+            "counter",
+            "Reloads rejected (the previous configuration kept serving).",
+            control.reload_failures.get() as f64,
         ),
         (
             "sluice_admin_requests_total",

@@ -28,8 +28,12 @@ pub struct View {
     pub control: Arc<crate::stats::ControlCounters>,
     /// Asks for a Marathon re-fetch.
     pub hup: crossbeam::channel::Sender<()>,
-    /// When set, every page but the health check needs `Authorization: Bearer <token>`.
+    /// When set, every page but the health check needs the token (`Authorization:
+    /// Bearer <token>`, or Basic with the token as the password).
     pub token: Option<String>,
+    /// `[marathon]` is configured: `/_mlb_signal/hup` re-fetches from it (else the hup
+    /// reloads the file).
+    pub follows_marathon: bool,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
@@ -161,10 +165,13 @@ impl Pages {
         let view = &self.view;
         if path != HEALTH_CHECK {
             if let Some(token) = &view.token {
-                if !guard::bearer_matches(headers, token) {
+                if !guard::token_matches(headers, token) {
                     self.counters.denied.inc();
-                    return Page::text(401, "this admin port needs its token\n")
-                        .with_headers("WWW-Authenticate: Bearer realm=\"sluice admin\"\r\n");
+                    // Basic first: a browser asks for it (any user, the token as the
+                    // password); scripts send the token as a bearer token.
+                    return Page::text(401, "this admin port needs its token\n").with_headers(
+                        "WWW-Authenticate: Basic realm=\"sluice admin\", Bearer realm=\"sluice admin\"\r\n",
+                    );
                 }
             }
         }
@@ -179,11 +186,20 @@ impl Pages {
             }
         }
         match path {
+            // Shutting down: upstream balancers stop sending before the listeners go.
+            HEALTH_CHECK if view.published.load().draining => Page::text(503, "draining\n"),
             HEALTH_CHECK => Page::text(200, "OK\n"),
-            "/_mlb_signal/hup" => {
+            "/_mlb_signal/hup" if view.follows_marathon => {
                 // A full channel means a re-fetch is already pending: same outcome.
                 let _ = view.hup.try_send(());
                 Page::text(200, "re-fetching from Marathon\n")
+            }
+            "/_mlb_signal/hup" => {
+                // No Marathon to re-fetch from: reload the file, as SIGHUP does.
+                match signal_hook::low_level::raise(signal_hook::consts::SIGHUP) {
+                    Ok(()) => Page::text(200, "reloading the configuration file\n"),
+                    Err(_) => Page::text(500, "could not signal a reload\n"),
+                }
             }
             "/_haproxy_getconfig" => Page::new(
                 200,

@@ -103,6 +103,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                 control: Arc::clone(&control_counters),
                 hup: wake.clone(),
                 token: cfg.admin.token.clone(),
+                follows_marathon: cfg.marathon.is_some(),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -231,6 +232,7 @@ impl Running {
                     tracing::error!("{e}");
                 }
                 tracing::error!("reload rejected: the previous configuration keeps serving");
+                self.control_counters.reload_failures.inc();
                 return;
             }
         };
@@ -262,6 +264,7 @@ impl Running {
                     tracing::error!("{e}");
                 }
                 tracing::error!("reload rejected: the previous configuration keeps serving");
+                self.control_counters.reload_failures.inc();
             }
         }
     }

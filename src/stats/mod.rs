@@ -161,6 +161,9 @@ pub struct ShardCounters {
     pub idle_timeouts: Counter,
     /// Connections closed at the end of their backend's drain time.
     pub drain_timeouts: Counter,
+    /// sluice's own answers on the shared HTTP listener before a service was found
+    /// (404 no route, 400, 408, 431…), by status class as `ServiceCounters::responses`.
+    pub http_front_responses: [Counter; 6],
     /// Connections open on the shard.
     pub connections: Gauge,
     /// Completions (io_uring) or events (epoll) handled in the last loop turn.
@@ -176,6 +179,8 @@ pub struct ControlCounters {
     pub marathon_last_success_ms: AtomicU64,
     pub marathon_conflicts: Counter,
     pub bind_failures: Counter,
+    /// Reloads (signal or admin) rejected: the previous configuration kept serving.
+    pub reload_failures: Counter,
 }
 
 impl PerShard<ServiceCounters> {

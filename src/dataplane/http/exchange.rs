@@ -37,9 +37,15 @@ impl HttpConn {
         watch: &mut impl Watch,
     ) {
         let Some(ex) = self.exchange.take() else {
-            // Answered before routing (400, 408, 404…): counted on the port's service.
-            if let Some(Front::Service(s)) = self.front(&ctx.snapshot) {
-                s.counters.shard(ctx.id).response(f.status);
+            // Answered before routing (400, 408, 404…): counted on the port's service,
+            // or on the shard for the shared listener.
+            match self.front(&ctx.snapshot) {
+                Some(Front::Service(s)) => s.counters.shard(ctx.id).response(f.status),
+                _ => {
+                    let class = usize::from(f.status / 100);
+                    let k = if (1..=5).contains(&class) { class } else { 0 };
+                    ctx.stats().http_front_responses[k].inc();
+                }
             }
             return;
         };
