@@ -333,6 +333,22 @@ mod tests {
         assert_eq!(&COLUMNS[..5], ["pxname", "svname", "qcur", "qmax", "scur"]);
     }
 
+    /// The whole CSV for known counters, byte for byte: what scripts parse must not
+    /// move when the pages around it change.
+    #[test]
+    fn known_counters_give_the_recorded_csv() {
+        let snap = crate::admin::testkit::two_services();
+        let got = render(&snap, &Default::default());
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/admin-csv-golden.csv"
+        );
+        if std::env::var_os("SLUICE_WRITE_GOLDEN").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        assert_eq!(got, std::fs::read_to_string(path).unwrap());
+    }
+
     #[test]
     fn server_names_like_marathon_lb() {
         assert_eq!(

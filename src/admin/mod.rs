@@ -12,6 +12,8 @@ mod json;
 mod metrics;
 mod rates;
 mod server;
+#[cfg(test)]
+mod testkit;
 
 pub use server::{AdminCounters, HEAD_DEADLINE, MAX_CONNECTIONS, MAX_HEAD, RESPONSE_DEADLINE};
 
