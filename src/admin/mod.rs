@@ -32,6 +32,21 @@ pub struct View {
     pub hup: crossbeam::channel::Sender<()>,
     /// When set, every page but the health check needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    pub process: Process,
+    /// Whether services come from Marathon too (the page then says how that goes).
+    pub marathon: bool,
+}
+
+/// What the stats page says about the process: settings fixed at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Process {
+    /// When the process started, in ms on the process clock.
+    pub started_ms: u64,
+    /// Shard threads.
+    pub workers: usize,
+    /// The shards' event loop: `io_uring` or `epoll`.
+    pub event_loop: &'static str,
+    pub max_connections: u32,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
