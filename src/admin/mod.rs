@@ -5,11 +5,14 @@
 //! `server.rs` holds the connections (bounded, with deadlines); `guard.rs` decides who
 //! may ask (the bearer token, cross-site requests); this file picks the page.
 
+mod chart;
 mod csv;
+mod figures;
 mod guard;
 mod html;
 mod json;
 mod metrics;
+mod query;
 mod rates;
 mod server;
 #[cfg(test)]
@@ -53,10 +56,10 @@ pub struct Process {
 pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
     let listener = bind(addr)?;
     let local = listener.local_addr()?;
-    let rates = rates::spawn(Arc::clone(&view.published))?;
+    let history = rates::spawn(Arc::clone(&view.published))?;
     let pages = Pages {
         view,
-        rates,
+        history,
         counters: AdminCounters::default(),
     };
     let server = server::Server::new(listener, pages)?;
@@ -139,7 +142,7 @@ impl Page {
 
 struct Pages {
     view: View,
-    rates: Arc<rates::Rates>,
+    history: Arc<rates::History>,
     counters: AdminCounters,
 }
 
@@ -208,16 +211,10 @@ impl Pages {
                 json::config(&view.published.load()),
             ),
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
-            "/haproxy?stats" | "/haproxy?stats;norefresh" => Page::new(
-                200,
-                "text/html; charset=utf-8",
-                html::render(&view.published.load(), &self.rates),
-            ),
-            "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => Page::new(
-                200,
-                "text/csv",
-                csv::render(&view.published.load(), &self.rates),
-            ),
+            _ if path.starts_with("/haproxy?") => match query::parse(path) {
+                Some(q) => self.stats(&q),
+                None => Page::text(404, "not found\n"),
+            },
             "/metrics" => Page::new(
                 200,
                 "text/plain; version=0.0.4",
@@ -229,6 +226,36 @@ impl Pages {
                 ),
             ),
             _ => Page::text(404, "not found\n"),
+        }
+    }
+}
+
+impl Pages {
+    /// `/haproxy?stats` in the format asked for.
+    fn stats(&self, q: &query::StatsQuery) -> Page {
+        let snap = self.view.published.load();
+        let tracks = self.history.read();
+        let now = crate::snapshot::clock_ms();
+        if q.format == query::Format::Csv {
+            // HAProxy's CSV lists everything, whatever the page's settings.
+            return Page::new(200, "text/csv", csv::render(&snap, &tracks));
+        }
+        let mut stats = figures::gather(&self.view, &snap, &tracks, now);
+        drop(tracks);
+        let total = stats.services.len();
+        if !q.filter.is_empty() {
+            stats
+                .services
+                .retain(|s| s.name.to_lowercase().contains(&q.filter));
+        }
+        match q.format {
+            query::Format::Json => Page::new(200, "application/json", json::stats(&stats)),
+            _ => Page::new(
+                200,
+                "text/html; charset=utf-8",
+                html::render(&stats, q, total),
+            )
+            .with_headers("Cache-Control: no-store\r\n"),
         }
     }
 }
