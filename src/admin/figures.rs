@@ -190,14 +190,16 @@ pub struct HttpFigures {
     pub p99_ms: Option<f64>,
 }
 
-/// Everything, for the HTML page and `;json`.
-pub fn gather(view: &View, snap: &Snapshot, tracks: &Tracks, now_ms: u64) -> Stats {
+/// Everything, for the HTML page and `;json`: the services whose name contains
+/// `filter` (lower case; empty for all).
+pub fn gather(view: &View, snap: &Snapshot, tracks: &Tracks, now_ms: u64, filter: &str) -> Stats {
     Stats {
         process: process(view, snap, now_ms),
         marathon: view.marathon.then(|| marathon(&view.control, now_ms)),
         services: snap
             .services
             .iter()
+            .filter(|s| filter.is_empty() || s.config.name.to_lowercase().contains(filter))
             .map(|s| service(s, tracks, now_ms))
             .collect(),
     }

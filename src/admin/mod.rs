@@ -240,14 +240,9 @@ impl Pages {
             // HAProxy's CSV lists everything, whatever the page's settings.
             return Page::new(200, "text/csv", csv::render(&snap, &tracks));
         }
-        let mut stats = figures::gather(&self.view, &snap, &tracks, now);
+        let stats = figures::gather(&self.view, &snap, &tracks, now, &q.filter);
         drop(tracks);
-        let total = stats.services.len();
-        if !q.filter.is_empty() {
-            stats
-                .services
-                .retain(|s| s.name.to_lowercase().contains(&q.filter));
-        }
+        let total = snap.services.len();
         match q.format {
             query::Format::Json => Page::new(200, "application/json", json::stats(&stats)),
             _ => Page::new(
@@ -274,4 +269,66 @@ fn response_percentiles(svc: &crate::snapshot::Service) -> Option<[u64; 5]> {
     }
     let q = |p: f64| merged.value_at_quantile(p);
     Some([q(0.5), q(0.9), q(0.99), q(0.999), merged.max()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A thousand services: the page, `;json` and `;csv` render whole (summary rows
+    /// only on the page unless expanded). Times are printed, not asserted:
+    /// `cargo test --release --lib admin::tests -- --nocapture` to read them.
+    #[test]
+    fn a_thousand_services_render() {
+        let view = testkit::view(testkit::many(1000));
+        let snap = view.published.load();
+        let history = rates::History::default();
+        for s in 1..=rates::SECONDS as u64 {
+            for svc in &snap.services {
+                svc.counters.shard(0).accepted.add(s % 7);
+            }
+            history.read().sample(&snap, s * 1000);
+        }
+        let pages = Pages {
+            view: view.clone(),
+            history: Arc::new(history),
+            counters: AdminCounters::default(),
+        };
+        for (path, services, rows) in [
+            ("/haproxy?stats", 1000, 2000),
+            ("/haproxy?stats&expand", 1000, 5000),
+            ("/haproxy?stats&filter=app-09", 100, 200),
+            ("/haproxy?stats&filter=app-099", 10, 50),
+        ] {
+            let start = Instant::now();
+            let page = pages.stats(&query::parse(path).unwrap());
+            let took = start.elapsed();
+            let body = &page.body;
+            eprintln!("{path}: {took:?}, {} bytes", body.len());
+            assert_eq!(
+                body.matches("<tbody class=\"svc\"").count(),
+                services,
+                "{path}"
+            );
+            assert_eq!(
+                body.matches("<tr class=\"").count(),
+                services + rows,
+                "{path}"
+            );
+        }
+        let start = Instant::now();
+        let json = pages
+            .stats(&query::parse("/haproxy?stats;json").unwrap())
+            .body;
+        eprintln!(";json: {:?}, {} bytes", start.elapsed(), json.len());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["services"].as_array().unwrap().len(), 1000);
+        let start = Instant::now();
+        let csv = pages
+            .stats(&query::parse("/haproxy?stats;csv").unwrap())
+            .body;
+        eprintln!(";csv: {:?}, {} bytes", start.elapsed(), csv.len());
+        assert_eq!(csv.lines().count(), 1 + 5 * 1000);
+    }
 }

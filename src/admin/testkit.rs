@@ -105,3 +105,52 @@ pub fn two_services() -> Snapshot {
     snap.services[1].backends[1].mark_down(clock_ms() + 60_000);
     snap
 }
+
+/// `n` services of three backends each, every other one HTTP, with a little traffic.
+pub fn many(n: usize) -> Snapshot {
+    let services = (0..n)
+        .map(|i| {
+            let (mode, balance) = if i % 2 == 0 {
+                (Mode::Http, Balance::Roundrobin)
+            } else {
+                (Mode::Tcp, Balance::Leastconn)
+            };
+            let addrs: Vec<String> = (0..3)
+                .map(|b| format!("10.{}.{}.{b}:8080", i / 256, i % 256))
+                .collect();
+            let backends: Vec<(&str, u32)> = addrs.iter().map(|a| (a.as_str(), 1)).collect();
+            service(&format!("app-{i:04}"), mode, balance, &backends)
+        })
+        .collect();
+    let snap = crate::control::Registry::new(SHARDS)
+        .build(&config(services))
+        .unwrap();
+    for svc in &snap.services {
+        svc.counters.shard(0).accepted.add(1000);
+        svc.counters.shard(1).response(200);
+        for b in svc.backends.iter() {
+            b.counters.shard(0).connections.add(333);
+        }
+    }
+    snap
+}
+
+/// The admin view of a process serving `snap`, following Marathon.
+pub fn view(snap: Snapshot) -> super::View {
+    use std::sync::Arc;
+    let (hup, _) = crossbeam::channel::bounded(1);
+    super::View {
+        published: Arc::new(crate::snapshot::Published::new(snap)),
+        shards: Arc::new(crate::stats::PerShard::new(SHARDS)),
+        control: Arc::new(crate::control::ControlCounters::default()),
+        hup,
+        token: None,
+        process: super::Process {
+            started_ms: 0,
+            workers: SHARDS,
+            event_loop: "epoll",
+            max_connections: 100_000,
+        },
+        marathon: true,
+    }
+}
