@@ -132,18 +132,18 @@ fn tags<'a>(dom: &'a str, start: &'a str) -> impl Iterator<Item = &'a str> {
     dom.match_indices(start).map(|(i, _)| &dom[i..])
 }
 
-/// A service's `<tbody>`, whole.
-fn tbody<'a>(dom: &'a str, name: &str) -> &'a str {
+/// A service's `<section>`, whole.
+fn section<'a>(dom: &'a str, name: &str) -> &'a str {
     let start = dom
-        .find(&format!("<tbody class=\"svc\" data-service=\"{name}\""))
+        .find(&format!("<section class=\"svc\" data-service=\"{name}\""))
         .unwrap_or_else(|| panic!("service {name} missing from the page:\n{dom}"));
-    let len = dom[start..].find("</tbody>").unwrap();
+    let len = dom[start..].find("</section>").unwrap();
     &dom[start..start + len]
 }
 
 /// `svname → status` of a service's rows, in page order.
-fn rows(tbody: &str) -> Vec<(String, String)> {
-    tags(tbody, "<tr class=\"")
+fn rows(section: &str) -> Vec<(String, String)> {
+    tags(section, "<tr class=\"")
         .filter_map(|t| {
             Some((
                 attr(t, "data-svname")?.into(),
@@ -298,7 +298,7 @@ fn the_page_in_a_browser() {
         mark_dead_down(&s);
         seen_at = Instant::now();
         dom = dump_dom(&browser, &url, None);
-        let tcp = rows(tbody(&dom, "tcp-echo"));
+        let tcp = rows(section(&dom, "tcp-echo"));
         if tcp.contains(&(s.dead_server.clone(), "DOWN".into())) {
             break;
         }
@@ -314,21 +314,21 @@ fn the_page_in_a_browser() {
     let want = |servers: Vec<(String, String)>| {
         [vec![frontend.clone()], servers, vec![backend_up.clone()]].concat()
     };
-    assert_eq!(rows(tbody(&dom, "tcp-echo")), want(tcp_servers), "{dom}");
+    assert_eq!(rows(section(&dom, "tcp-echo")), want(tcp_servers), "{dom}");
     let mut web_servers: Vec<_> = s.web_servers.iter().map(up).collect();
     web_servers.sort();
-    assert_eq!(rows(tbody(&dom, "web")), want(web_servers));
+    assert_eq!(rows(section(&dom, "web")), want(web_servers));
     let mut shop = vec![up(&s.running), (s.killing.clone(), "DRAIN".into())];
     shop.sort();
-    assert_eq!(rows(tbody(&dom, &s.marathon_svc)), want(shop.clone()));
-    assert_eq!(rows(tbody(&dom, "vip:/shop:10100")), want(shop));
+    assert_eq!(rows(section(&dom, &s.marathon_svc)), want(shop.clone()));
+    assert_eq!(rows(section(&dom, "vip:/shop:10100")), want(shop));
     assert_eq!(dom.matches("data-svname=\"BACKEND\"").count(), 4);
     // The words of the config.
-    let title = tbody(&dom, "web");
+    let title = section(&dom, "web");
     assert!(title.contains("http · roundrobin"), "{title}");
-    assert!(tbody(&dom, "tcp-echo").contains("tcp · maglev · hash tuple"));
+    assert!(section(&dom, "tcp-echo").contains("tcp · maglev · hash tuple"));
     // A server's status says since when.
-    let dead_row = tags(tbody(&dom, "tcp-echo"), "<tr class=\"server\"")
+    let dead_row = tags(section(&dom, "tcp-echo"), "<tr class=\"server\"")
         .find(|t| attr(t, "data-svname") == Some(&s.dead_server))
         .unwrap();
     assert!(
@@ -374,7 +374,7 @@ fn the_page_in_a_browser() {
 
     // Charts: a point for every second the sampler has seen, once a second since start.
     let charts = |svc: &str| -> HashMap<String, (u64, usize)> {
-        tags(tbody(&dom, svc), "<svg ")
+        tags(section(&dom, svc), "<svg ")
             .map(|t| {
                 let svg = &t[..t.find("</svg>").unwrap()];
                 let d = attr(&svg[svg.find("<path").unwrap_or(0)..], "d").unwrap_or("");
@@ -431,7 +431,7 @@ fn the_page_in_a_browser() {
 
     // The filter narrows the page to matching services.
     let filtered = dump_dom(&browser, &format!("{url}&filter=ECHO"), None);
-    assert_eq!(filtered.matches("<tbody class=\"svc\"").count(), 1);
+    assert_eq!(filtered.matches("<section class=\"svc\"").count(), 1);
     assert!(filtered.contains("data-service=\"tcp-echo\""));
     drop(s.lb);
 }
