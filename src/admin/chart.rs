@@ -32,7 +32,13 @@ pub fn line(
         };
         let x = WIDTH.saturating_sub(age_s as usize);
         let y = f64::from(HEIGHT) - PAD - v * scale;
-        let _ = write!(d, "{}{x} {y:.1}", if pen_down { " L" } else { " M" });
+        // A segment's first point also gets a line of no length: with round caps it
+        // shows as a dot, so a second alone between gaps is still seen.
+        let _ = if pen_down {
+            write!(d, " L{x} {y:.1}")
+        } else {
+            write!(d, " M{x} {y:.1}l0 0")
+        };
         pen_down = true;
         n += 1;
     }
@@ -60,7 +66,10 @@ mod tests {
         let points = [(3, Some(1.0)), (2, Some(2.0)), (1, None), (0, Some(4.0))];
         line(&mut out, "p99", "p99", points.into_iter());
         assert!(out.contains("data-points=\"3\""), "{out}");
-        assert!(out.contains("d=\"M297 26.0 L298 18.0 M300 2.0\""), "{out}");
+        assert!(
+            out.contains("d=\"M297 26.0l0 0 L298 18.0 M300 2.0l0 0\""),
+            "{out}"
+        );
     }
 
     #[test]

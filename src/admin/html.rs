@@ -24,7 +24,7 @@ pub const COLLAPSE_OVER: usize = 50;
 /// The columns' widths (px): name, status, sessions (3), sessions/s (2), bytes (2),
 /// errors (3), HTTP responses (6), response time (2), weight.
 const WIDTHS: [u32; 21] = [
-    176, 88, 56, 56, 56, 50, 50, 72, 72, 66, 66, 66, 44, 44, 44, 44, 44, 46, 62, 62, 58,
+    164, 84, 56, 56, 56, 50, 50, 78, 78, 66, 66, 66, 48, 48, 48, 48, 48, 48, 62, 62, 58,
 ];
 
 /// The tables' width: the columns' and a pixel for each border.
@@ -82,7 +82,7 @@ h1{font-size:1.3em;margin:0 1em 0 0;display:inline-block}\
 table.stats{border-collapse:collapse;table-layout:fixed}\
 .stats th,.stats td{border:1px solid #ccc;padding:1px 4px;text-align:right;white-space:nowrap;\
 overflow:hidden;text-overflow:ellipsis;box-sizing:border-box}\
-.stats thead th{background:#e8e8e8;font-weight:600}.stats thead tr+tr th{font-weight:400;font-size:12px}\
+.stats td{font-size:12px;font-variant-numeric:tabular-nums}.stats thead th{background:#e8e8e8;font-weight:600}.stats thead tr+tr th{font-weight:400;font-size:12px}\
 .stats td.name,.stats th.name{text-align:left}\
 section.svc{content-visibility:auto;contain-intrinsic-size:auto 90px;margin-top:.6em}\
 .title{display:flex;justify-content:space-between;align-items:center;gap:2em;\
@@ -92,7 +92,7 @@ background:#f4f4f4;border:1px solid #ccc;border-bottom:0;padding:3px 4px;font-we
 .charts{display:flex;gap:1.5em;font-weight:400;color:#555}\
 .charts figure{margin:0;display:flex;align-items:center;gap:.5em}\
 svg.chart{background:#fafafa;border:1px solid #ddd}\
-svg.chart path{fill:none;stroke:#2a6fb0;stroke-width:1.3}\
+svg.chart path{fill:none;stroke:#2a6fb0;stroke-width:1.5;stroke-linecap:round;stroke-linejoin:round}\
 svg.chart[data-metric=p99] path{stroke:#b05a2a}\
 svg.chart .axis{stroke:#ddd}\
 tr.frontend td,tr.backend td{background:#f7f7f2;font-weight:600}\
@@ -409,41 +409,34 @@ fn row(out: &mut String, r: &Row, kind: &str) {
     let _ = write!(
         out,
         "<tr class=\"{kind}\" data-svname=\"{}\" data-status=\"{}\">{name}\
-         <td class=\"st {}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}",
+         <td class=\"st {}\">{status}</td>",
         esc(&r.svname),
         r.status,
         r.status,
-        r.scur,
-        r.smax,
-        r.stot,
-        r.rate,
-        r.rate_max,
-        bytes(r.bin),
-        bytes(r.bout),
     );
-    let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
-    let _ = write!(
-        out,
-        "<td>{}</td><td>{}</td><td>{}</td>",
-        opt(r.econ),
-        opt(r.dreq),
-        opt(r.no_backend)
-    );
+    let (scur, smax) = (r.scur.max(0) as u64, r.smax.max(0) as u64);
+    for n in [scur, smax, r.stot, r.rate, r.rate_max] {
+        out.push_str(&count(n));
+    }
+    out.push_str(&bytes(r.bin));
+    out.push_str(&bytes(r.bout));
+    for n in [r.econ, r.dreq, r.no_backend] {
+        out.push_str(&n.map_or("<td></td>".into(), count));
+    }
     match &r.http {
         Some(h) => {
-            let ms = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1} ms"));
-            let _ = write!(
-                out,
-                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            for n in [
                 h.hrsp_1xx,
                 h.hrsp_2xx,
                 h.hrsp_3xx,
                 h.hrsp_4xx,
                 h.hrsp_5xx,
                 h.hrsp_other,
-                ms(h.p50_ms),
-                ms(h.p99_ms)
-            );
+            ] {
+                out.push_str(&count(n));
+            }
+            let ms = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1} ms"));
+            let _ = write!(out, "<td>{}</td><td>{}</td>", ms(h.p50_ms), ms(h.p99_ms));
         }
         None => {
             out.push_str("<td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>")
@@ -454,6 +447,18 @@ fn row(out: &mut String, r: &Row, kind: &str) {
         "<td>{}</td></tr>",
         r.weight.map_or(String::new(), |w| w.to_string())
     );
+}
+
+/// A count, shortened from 100,000 on (`226k`, `2.2M`) with the exact figure in its
+/// tooltip, so that it fits its column.
+fn count(n: u64) -> String {
+    let short = match n {
+        0..100_000 => return format!("<td>{n}</td>"),
+        100_000..1_000_000 => format!("{}k", n / 1000),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    };
+    format!("<td title=\"{n}\">{short}</td>")
 }
 
 /// A byte count for people, the exact figure in its tooltip.
@@ -532,6 +537,14 @@ mod tests {
         assert_eq!(duration(192), "3m12s");
         assert_eq!(duration(7_500), "2h05m");
         assert_eq!(duration(273_600), "3d04h");
+    }
+
+    #[test]
+    fn big_counts_fit_their_column() {
+        assert_eq!(count(99_999), "<td>99999</td>");
+        assert_eq!(count(226_123), "<td title=\"226123\">226k</td>");
+        assert_eq!(count(2_226_000), "<td title=\"2226000\">2.2M</td>");
+        assert_eq!(count(7_300_000_000), "<td title=\"7300000000\">7.3G</td>");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What `/haproxy?stats…` asks for. HAProxy's forms (`;csv`, `;norefresh`) and the
-//! page's own settings, separated by `;` or `&`: `refresh=N` (seconds, 0 for off),
+//! page's own settings, separated by `;` or `&` (or a second `?`, as people type it): `refresh=N` (seconds, 0 for off),
 //! `filter=TEXT` (services whose name contains it), `expand` (every service with its
 //! servers, however many), `json`.
 
@@ -27,7 +27,7 @@ pub struct StatsQuery {
 /// `None` when `path` is not a stats page.
 pub fn parse(path: &str) -> Option<StatsQuery> {
     let query = path.strip_prefix("/haproxy?")?;
-    let mut parts = query.split([';', '&']);
+    let mut parts = query.split([';', '&', '?']);
     // `stats=` is what the page's filter form sends.
     if !matches!(parts.next(), Some("stats" | "stats=")) {
         return None;
@@ -129,6 +129,7 @@ mod tests {
         assert_eq!(q("/haproxy?stats;norefresh").refresh_s, 0);
         assert_eq!(q("/haproxy?stats&refresh=0").refresh_s, 0);
         assert_eq!(q("/haproxy?stats&refresh=10").refresh_s, 10);
+        assert_eq!(q("/haproxy?stats?refresh=5").refresh_s, 5);
         assert_eq!(q("/haproxy?stats;refresh=99999").refresh_s, 3600);
         assert_eq!(q("/haproxy?stats&refresh=x").refresh_s, DEFAULT_REFRESH_S);
         let f = q("/haproxy?stats=&filter=Web%2Dapp+1&refresh=5");
