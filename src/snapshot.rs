@@ -178,6 +178,8 @@ impl Backend {
 pub struct Published {
     current: ArcSwap<Snapshot>,
     generation: AtomicU64,
+    /// When the newest snapshot was stored (ms on the process clock), for the stats page.
+    published_ms: AtomicU64,
 }
 
 impl Published {
@@ -186,6 +188,7 @@ impl Published {
         Published {
             current: ArcSwap::from_pointee(first),
             generation,
+            published_ms: AtomicU64::new(clock_ms()),
         }
     }
 
@@ -193,7 +196,13 @@ impl Published {
     pub fn publish(&self, next: Snapshot) {
         let generation = next.generation;
         self.current.store(Arc::new(next));
+        self.published_ms.store(clock_ms(), Ordering::Relaxed);
         self.generation.store(generation, Ordering::Release);
+    }
+
+    /// When the newest snapshot was published, in ms on the process clock.
+    pub fn published_ms(&self) -> u64 {
+        self.published_ms.load(Ordering::Relaxed)
     }
 
     /// The generation of the newest snapshot: one atomic load, checked every loop turn.

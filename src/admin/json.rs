@@ -1,4 +1,5 @@
-//! `/_haproxy_getconfig` (the effective services) and `/v1/vips` (named VIPs), as JSON.
+//! `/_haproxy_getconfig` (the effective services), `/v1/vips` (named VIPs) and
+//! `/haproxy?stats;json` (the stats page's figures), as JSON.
 
 use crate::snapshot::{Service, Snapshot};
 use serde_json::{json, Value};
@@ -31,6 +32,11 @@ pub fn config(snap: &Snapshot) -> String {
         })
         .collect();
     json!({"generation": snap.generation, "services": services}).to_string()
+}
+
+/// `/haproxy?stats;json`: the stats page's figures.
+pub fn stats(stats: &super::figures::Stats) -> String {
+    serde_json::to_string(stats).unwrap_or_else(|e| json!({"error": e.to_string()}).to_string())
 }
 
 /// Named VIP services are called `vip:<name>:<port>`.

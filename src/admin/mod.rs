@@ -5,13 +5,18 @@
 //! `server.rs` holds the connections (bounded, with deadlines); `guard.rs` decides who
 //! may ask (the bearer token, cross-site requests); this file picks the page.
 
+mod chart;
 mod csv;
+mod figures;
 mod guard;
 mod html;
 mod json;
 mod metrics;
+mod query;
 mod rates;
 mod server;
+#[cfg(test)]
+mod testkit;
 
 pub use server::{AdminCounters, HEAD_DEADLINE, MAX_CONNECTIONS, MAX_HEAD, RESPONSE_DEADLINE};
 
@@ -31,19 +36,31 @@ pub struct View {
     /// When set, every page but the health check needs the token (`Authorization:
     /// Bearer <token>`, or Basic with the token as the password).
     pub token: Option<String>,
-    /// `[marathon]` is configured: `/_mlb_signal/hup` re-fetches from it (else the hup
-    /// reloads the file).
-    pub follows_marathon: bool,
+    pub process: Process,
+    /// Whether services come from Marathon too (the page then says how that goes).
+    pub marathon: bool,
+}
+
+/// What the stats page says about the process: settings fixed at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Process {
+    /// When the process started, in ms on the process clock.
+    pub started_ms: u64,
+    /// Shard threads.
+    pub workers: usize,
+    /// The shards' event loop: `io_uring` or `epoll`.
+    pub event_loop: &'static str,
+    pub max_connections: u32,
 }
 
 /// Bind the admin port and serve it from a new thread; returns the bound address.
 pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
     let listener = bind(addr)?;
     let local = listener.local_addr()?;
-    let rates = rates::spawn(Arc::clone(&view.published))?;
+    let history = rates::spawn(Arc::clone(&view.published))?;
     let pages = Pages {
         view,
-        rates,
+        history,
         counters: AdminCounters::default(),
     };
     let server = server::Server::new(listener, pages)?;
@@ -126,7 +143,7 @@ impl Page {
 
 struct Pages {
     view: View,
-    rates: Arc<rates::Rates>,
+    history: Arc<rates::History>,
     counters: AdminCounters,
 }
 
@@ -189,7 +206,7 @@ impl Pages {
             // Shutting down: upstream balancers stop sending before the listeners go.
             HEALTH_CHECK if view.published.load().draining => Page::text(503, "draining\n"),
             HEALTH_CHECK => Page::text(200, "OK\n"),
-            "/_mlb_signal/hup" if view.follows_marathon => {
+            "/_mlb_signal/hup" if view.marathon => {
                 // A full channel means a re-fetch is already pending: same outcome.
                 let _ = view.hup.try_send(());
                 Page::text(200, "re-fetching from Marathon\n")
@@ -207,16 +224,10 @@ impl Pages {
                 json::config(&view.published.load()),
             ),
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
-            "/haproxy?stats" | "/haproxy?stats;norefresh" => Page::new(
-                200,
-                "text/html; charset=utf-8",
-                html::render(&view.published.load(), &self.rates),
-            ),
-            "/haproxy?stats;csv" | "/haproxy?stats;csv;norefresh" => Page::new(
-                200,
-                "text/csv",
-                csv::render(&view.published.load(), &self.rates),
-            ),
+            _ if path.starts_with("/haproxy?") => match query::parse(path) {
+                Some(q) => self.stats(&q),
+                None => Page::text(404, "not found\n"),
+            },
             "/metrics" => Page::new(
                 200,
                 "text/plain; version=0.0.4",
@@ -228,6 +239,31 @@ impl Pages {
                 ),
             ),
             _ => Page::text(404, "not found\n"),
+        }
+    }
+}
+
+impl Pages {
+    /// `/haproxy?stats` in the format asked for.
+    fn stats(&self, q: &query::StatsQuery) -> Page {
+        let snap = self.view.published.load();
+        let tracks = self.history.read();
+        let now = crate::snapshot::clock_ms();
+        if q.format == query::Format::Csv {
+            // HAProxy's CSV lists everything, whatever the page's settings.
+            return Page::new(200, "text/csv", csv::render(&snap, &tracks));
+        }
+        let stats = figures::gather(&self.view, &snap, &tracks, now, &q.filter);
+        drop(tracks);
+        let total = snap.services.len();
+        match q.format {
+            query::Format::Json => Page::new(200, "application/json", json::stats(&stats)),
+            _ => Page::new(
+                200,
+                "text/html; charset=utf-8",
+                html::render(&stats, q, total),
+            )
+            .with_headers("Cache-Control: no-store\r\n"),
         }
     }
 }
@@ -246,4 +282,62 @@ fn response_percentiles(svc: &crate::snapshot::Service) -> Option<[u64; 5]> {
     }
     let q = |p: f64| merged.value_at_quantile(p);
     Some([q(0.5), q(0.9), q(0.99), q(0.999), merged.max()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A thousand services: the page, `;json` and `;csv` render whole (summary rows
+    /// only on the page unless expanded). Times are printed, not asserted:
+    /// `cargo test --release --lib admin::tests -- --nocapture` to read them.
+    #[test]
+    fn a_thousand_services_render() {
+        let view = testkit::view(testkit::many(1000));
+        let snap = view.published.load();
+        let history = rates::History::default();
+        for s in 1..=rates::SECONDS as u64 {
+            for svc in &snap.services {
+                svc.counters.shard(0).accepted.add(s % 7);
+            }
+            history.read().sample(&snap, s * 1000);
+        }
+        let pages = Pages {
+            view: view.clone(),
+            history: Arc::new(history),
+            counters: AdminCounters::default(),
+        };
+        for (path, services, rows) in [
+            ("/haproxy?stats", 1000, 2000),
+            ("/haproxy?stats&expand", 1000, 5000),
+            ("/haproxy?stats&filter=app-09", 100, 200),
+            ("/haproxy?stats&filter=app-099", 10, 50),
+        ] {
+            let start = Instant::now();
+            let page = pages.stats(&query::parse(path).unwrap());
+            let took = start.elapsed();
+            let body = &page.body;
+            eprintln!("{path}: {took:?}, {} bytes", body.len());
+            assert_eq!(
+                body.matches("<section class=\"svc\"").count(),
+                services,
+                "{path}"
+            );
+            assert_eq!(body.matches("<tr class=\"").count(), rows, "{path}");
+        }
+        let start = Instant::now();
+        let json = pages
+            .stats(&query::parse("/haproxy?stats;json").unwrap())
+            .body;
+        eprintln!(";json: {:?}, {} bytes", start.elapsed(), json.len());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["services"].as_array().unwrap().len(), 1000);
+        let start = Instant::now();
+        let csv = pages
+            .stats(&query::parse("/haproxy?stats;csv").unwrap())
+            .body;
+        eprintln!(";csv: {:?}, {} bytes", start.elapsed(), csv.len());
+        assert_eq!(csv.lines().count(), 1 + 5 * 1000);
+    }
 }

@@ -14,6 +14,7 @@ use crate::stats::{ControlCounters, PerShard};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     // Handlers first: a SIGHUP or SIGTERM that arrives while starting must not take
     // the default action (terminating the process).
     let signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let started_ms = crate::snapshot::clock_ms();
     let cfg = source
         .load()
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
@@ -87,11 +89,16 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     log_services(&snapshot);
     let published = Arc::new(Published::new(snapshot));
     let shard_counters = Arc::new(PerShard::new(workers));
+    // Chosen here, not in `spawn`, so that the stats page can say which it is.
+    let (io, event_loop) = match dataplane::choose(cfg.server.io)? {
+        dataplane::Backend::Uring => (config::IoKind::Uring, "io_uring"),
+        dataplane::Backend::Epoll => (config::IoKind::Epoll, "epoll"),
+    };
     let shards = dataplane::spawn(
         Arc::clone(&published),
         Arc::clone(&shard_counters),
         workers,
-        cfg.server.io,
+        io,
     )?;
     let control_counters = Arc::new(ControlCounters::default());
     let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
@@ -103,7 +110,13 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                 control: Arc::clone(&control_counters),
                 hup: wake.clone(),
                 token: cfg.admin.token.clone(),
-                follows_marathon: cfg.marathon.is_some(),
+                process: crate::admin::Process {
+                    started_ms,
+                    workers,
+                    event_loop,
+                    max_connections: cfg.server.max_connections,
+                },
+                marathon: cfg.marathon.is_some(),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -165,10 +178,12 @@ impl Running {
                 }
                 ControlEvent::Marathon(Ok(t)) => {
                     self.control_counters.marathon_fetches.inc();
-                    self.control_counters.marathon_last_success_ms.store(
-                        crate::snapshot::clock_ms().max(1),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
+                    let c = &self.control_counters;
+                    c.marathon_last_success_ms
+                        .store(crate::snapshot::clock_ms().max(1), Relaxed);
+                    let (apps, tasks) = seen(&t);
+                    c.marathon_apps.store(apps, Relaxed);
+                    c.marathon_tasks.store(tasks, Relaxed);
                     if failing {
                         tracing::info!("Marathon answers again");
                         failing = false;
@@ -181,6 +196,9 @@ impl Running {
                 ControlEvent::Marathon(Err(e)) => {
                     self.control_counters.marathon_fetches.inc();
                     self.control_counters.marathon_failures.inc();
+                    if let Ok(mut last) = self.control_counters.marathon_last_error.lock() {
+                        *last = Some((crate::snapshot::clock_ms(), e.clone()));
+                    }
                     // Once per episode; the last good services keep serving.
                     if !failing {
                         tracing::error!(error = %e, "Marathon fetch failed; keeping the last good state");
@@ -197,20 +215,25 @@ impl Running {
     /// cannot be bound are left out (logged, counted); the rest are applied.
     fn apply(&mut self) {
         let mut cfg = self.file.clone();
+        let counters = &self.control_counters;
         if let Some(t) = &self.marathon {
             let (services, conflicts) = merge::merge(&self.file.services, t);
             for c in &conflicts {
                 tracing::error!("Marathon service left out: {c}");
-                self.control_counters.marathon_conflicts.inc();
+                counters.marathon_conflicts.inc();
             }
+            counters
+                .marathon_left_out
+                .store(conflicts.len() as u64, Relaxed);
             cfg.services = services;
         }
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
         for e in &unbound {
             tracing::error!("{e}");
-            self.control_counters.bind_failures.inc();
+            counters.bind_failures.inc();
         }
+        counters.unbound.store(unbound.len() as u64, Relaxed);
         let drain_ms = self
             .file
             .marathon
@@ -248,11 +271,16 @@ impl Running {
             );
         }
         let mut full = cfg.clone();
+        let mut left_out = 0;
         if let Some(t) = &self.marathon {
-            full.services = merge::merge(&cfg.services, t).0;
+            let (services, conflicts) = merge::merge(&cfg.services, t);
+            (full.services, left_out) = (services, conflicts.len() as u64);
         }
         match self.registry.build(&full) {
             Ok(next) => {
+                let counters = &self.control_counters;
+                counters.marathon_left_out.store(left_out, Relaxed);
+                counters.unbound.store(0, Relaxed);
                 self.file = cfg;
                 log_services(&next);
                 let (generation, services) = (next.generation, next.services.len());
@@ -289,6 +317,19 @@ impl Running {
     }
 }
 
+/// Apps that gave a service or VIP, and their tasks, in a Marathon translation.
+fn seen(t: &crate::marathon::apps::Translation) -> (u64, u64) {
+    use std::collections::HashSet;
+    let services = t.services.iter().map(|s| (&s.app_id, &s.backends));
+    let vips = t.vips.iter().map(|(v, b)| (&v.app_id, b));
+    let (mut apps, mut tasks) = (HashSet::new(), HashSet::new());
+    for (app, backends) in services.chain(vips) {
+        apps.insert(app.as_str());
+        tasks.extend(backends.iter().map(|b| b.task_id.as_str()));
+    }
+    (apps.len() as u64, tasks.len() as u64)
+}
+
 fn log_services(snapshot: &crate::snapshot::Snapshot) {
     for (l, f) in snapshot.listeners.iter().zip(&snapshot.fronts) {
         if matches!(f, crate::snapshot::Front::Http) {
@@ -318,7 +359,6 @@ fn set_drain_deadlines(
     next: &crate::snapshot::Snapshot,
     deadline_ms: u64,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut serving = std::collections::HashSet::new();
     for svc in &next.services {
         for (b, &draining) in svc.backends.iter().zip(svc.draining.iter()) {

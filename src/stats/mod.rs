@@ -170,13 +170,25 @@ pub struct ShardCounters {
     pub last_batch: AtomicU64,
 }
 
-/// Control-plane counters, shown on `/metrics`. Written by the control thread only.
+/// Control-plane counters, shown on `/metrics` and the stats page. Written by the
+/// control thread only.
 #[derive(Debug, Default)]
 pub struct ControlCounters {
     pub marathon_fetches: Counter,
     pub marathon_failures: Counter,
     /// Process-clock ms of the last good fetch (0: none yet).
     pub marathon_last_success_ms: AtomicU64,
+    /// The last failed fetch: when (process-clock ms) and why. Written by the control
+    /// thread, read by the admin thread; no shard comes near it.
+    pub marathon_last_error: std::sync::Mutex<Option<(u64, String)>>,
+    /// In the last good fetch: apps that gave a service or VIP, and their tasks.
+    pub marathon_apps: AtomicU64,
+    pub marathon_tasks: AtomicU64,
+    /// Marathon services left out of what is published now: address or name already
+    /// taken (`marathon_conflicts` counts every time one was).
+    pub marathon_left_out: AtomicU64,
+    /// Services left out of what is published now: their address cannot be bound.
+    pub unbound: AtomicU64,
     pub marathon_conflicts: Counter,
     pub bind_failures: Counter,
     /// Reloads (signal or admin) rejected: the previous configuration kept serving.
