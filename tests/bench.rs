@@ -203,3 +203,30 @@ fn text_report_names_every_figure() {
         assert!(text.contains(word), "{word} missing in:\n{text}");
     }
 }
+
+/// `--host` sets the Host header, so a vhost behind a shared HTTP listener can be
+/// measured; without it the Host is the target address.
+#[test]
+fn host_header_is_the_target_or_the_one_given() {
+    for host in [None, Some("shop.example")] {
+        let b = common::http::HttpServer::start("v");
+        let target = b.addr.to_string();
+        let mut args = vec![
+            "--target",
+            &target,
+            "--mode",
+            "close",
+            "--connections",
+            "1",
+            "--duration",
+            "200ms",
+        ];
+        if let Some(h) = host {
+            args.extend_from_slice(&["--host", h]);
+        }
+        bench(&args);
+        let want = format!("host: {}", host.unwrap_or(&target));
+        let head = b.requests()[0].head.clone();
+        assert!(head.lines().any(|l| l.trim() == want), "{want:?} in {head}");
+    }
+}

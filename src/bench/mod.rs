@@ -54,6 +54,9 @@ pub struct BenchArgs {
     /// Request path.
     #[arg(long, default_value = "/")]
     pub path: String,
+    /// The Host header (a vhost of an HTTP service); default: the target address.
+    #[arg(long)]
+    pub host: Option<String>,
     /// Per-request timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -141,7 +144,7 @@ pub struct Latency {
 }
 
 fn request(args: &BenchArgs) -> Vec<u8> {
-    let host = args.target;
+    let host = args.host.clone().unwrap_or_else(|| args.target.to_string());
     let conn = match args.mode {
         BenchMode::Close => "Connection: close\r\n",
         _ => "",
