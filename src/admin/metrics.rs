@@ -290,8 +290,14 @@ pub fn render(
         (
             "sluice_admin_refused_total",
             "counter",
-            "Admin connections answered 503 at once: every connection slot was taken.",
+            "Admin connections answered 503 at once: every connection slot was writing a response.",
             admin.refused.get() as f64,
+        ),
+        (
+            "sluice_admin_evicted_total",
+            "counter",
+            "Admin connections still reading their head closed (408) to make room for a new one.",
+            admin.evicted.get() as f64,
         ),
         (
             "sluice_admin_denied_total",

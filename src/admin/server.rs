@@ -1,9 +1,10 @@
 //! The admin port's connections: one thread, one non-blocking event loop, at most
 //! [`MAX_CONNECTIONS`] connections at once, each with deadlines for its whole request
 //! rather than per read. A client that sends nothing, or one byte at a time, holds one
-//! slot until its deadline and delays no one; past the bound a new connection is
-//! answered 503 at once and closed (counted), so the port never queues behind its
-//! slowest clients.
+//! slot until its deadline and delays no one. With every slot taken, a new connection
+//! takes the slot of the oldest one still reading its head (told 408, counted): clients
+//! that hold connections open cannot keep a health checker out. Only when every slot
+//! is writing a response is the newcomer answered 503 at once (counted).
 
 use super::Page;
 use crate::stats::Counter;
@@ -38,6 +39,8 @@ pub struct AdminCounters {
     pub denied: Counter,
     /// Connections closed at a deadline (head or response not done in time).
     pub timeouts: Counter,
+    /// Connections still reading their head closed to make room for a new one.
+    pub evicted: Counter,
 }
 
 /// What the loop asks of the pages: an answer for a complete request head.
@@ -153,14 +156,40 @@ impl<A: Answer> Server<A> {
         }
     }
 
+    /// A free slot, or the slot of the oldest connection still reading its head
+    /// (closed with 408).
+    fn slot(&mut self) -> Option<usize> {
+        if let Some(i) = self.conns.iter().position(Option::is_none) {
+            return Some(i);
+        }
+        let (i, _) = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| c.response.is_none())
+            .min_by_key(|(_, c)| c.accepted)?;
+        self.pages.counters().evicted.inc();
+        if let Some(c) = self.conns[i].as_mut() {
+            refuse(
+                &mut c.stream,
+                408,
+                "Request Timeout",
+                "request head too slow\n",
+            );
+        }
+        self.close(i);
+        Some(i)
+    }
+
     fn admit(&mut self, mut stream: TcpStream) {
-        let Some(i) = self.conns.iter().position(Option::is_none) else {
+        let Some(i) = self.slot() else {
             self.pages.counters().refused.inc();
             if !self.full {
                 self.full = true;
                 tracing::warn!(
                     limit = MAX_CONNECTIONS,
-                    "admin port: every connection slot taken, refusing with 503"
+                    "admin port: every connection slot is writing a response, refusing with 503"
                 );
             }
             refuse(&mut stream, 503, "Service Unavailable", "admin port busy\n");
