@@ -40,6 +40,7 @@ both_io!(
     no_route_no_backend_bad_gateway_and_timeout,
     sticky_cookie_keeps_the_backend_until_it_goes,
     sticky_cookie_moves_with_the_first_response_when_its_backend_dies,
+    status_lines_without_a_usable_reason_are_relayed,
     malformed_and_smuggling_requests_are_refused,
     slow_heads_get_408,
     forwarded_headers_and_redirects,
@@ -509,6 +510,44 @@ fn sticky_cookie_moves_with_the_first_response_when_its_backend_dies(io: &str) {
         .find_map(|l| l.strip_prefix("Set-Cookie: mesosphere_server_id="))
         .unwrap_or_else(|| panic!("the first response after the move sets a cookie: {moved}"));
     assert!(!new_cookie.starts_with(&cookie), "{moved}");
+}
+
+/// A status line with no reason phrase, or one with bytes past ASCII, is relayed (with
+/// an empty reason), and sluice goes on serving.
+fn status_lines_without_a_usable_reason_are_relayed(io: &str) {
+    let b = Backend::spawn(|mut c| {
+        let mut buf = [0u8; 4096];
+        let answers: [&[u8]; 3] = [
+            b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 404 N\xc3\xa3o Encontrado\r\nContent-Length: 2\r\n\r\nno",
+            b"HTTP/1.1 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ];
+        for a in answers.iter().cycle() {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if c.write_all(a).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let lb = Sluice::start(&config(io, "", &web("web", "", &[b.addr])));
+    let mut c = connect(lb.addr("web"));
+    for want in [200, 404, 200, 200] {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !(got.ends_with(b"ok") || got.ends_with(b"no")) {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        let last = text.rsplit("HTTP/1.1 ").next().unwrap();
+        assert!(last.starts_with(&format!("{want} ")), "{text}");
+    }
 }
 
 fn old_clients_and_close_delimited_responses(io: &str) {

@@ -150,6 +150,52 @@ fn unambiguous(head: &[u8]) {
     assert!(cl <= 1 && te <= 1, "repeated framing fields sent: {text}");
 }
 
+/// Drive a session through one request whose answer is `data` (first byte: the
+/// seed that cuts it into pieces), as a misbehaving backend would send it: nothing may
+/// panic, and whatever the client gets starts with a status line.
+pub fn exercise_response(data: &[u8]) {
+    let Some((&seed, answer)) = data.split_first() else {
+        return;
+    };
+    let mut s = Session::new(LIMITS, 0);
+    let _ = s.client_read(0, |buf| {
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        Ok::<usize, ()>(1)
+    });
+    assert_eq!(s.phase(), Phase::Route);
+    s.attach(
+        Forward {
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen_port: 80,
+            set_cookie: None,
+            reused: false,
+        },
+        0,
+    );
+    let n = s.backend_output().len();
+    s.backend_wrote(n, 0);
+    let mut rng = u32::from(seed) | 1;
+    let mut pos = 0;
+    let mut to_client = Vec::new();
+    while pos < answer.len() && s.phase() == Phase::Exchange {
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        let n = (rng as usize % 64 + 1).min(answer.len() - pos);
+        s.backend_read(&answer[pos..pos + n], 0);
+        pos += n;
+        to_client.extend_from_slice(s.client_output());
+        let k = s.client_output().len();
+        s.client_wrote(k);
+    }
+    let _ = s.backend_closed(false, 0);
+    to_client.extend_from_slice(s.client_output());
+    assert!(
+        to_client.is_empty() || to_client.starts_with(b"HTTP/1.1 "),
+        "the client got something other than a response"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +272,51 @@ mod tests {
         #[test]
         fn arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = exercise(&data);
+        }
+
+        #[test]
+        fn any_backend_answer(
+            seed in any::<u8>(),
+            picks in proptest::collection::vec(0..ANSWERS.len(), 1..6),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut data = vec![seed];
+            for p in picks {
+                data.extend_from_slice(ANSWERS[p]);
+            }
+            data.extend_from_slice(&noise);
+            exercise_response(&data);
+        }
+    }
+
+    /// Pieces of responses, valid and broken: empty, non-ASCII or missing reasons,
+    /// bare LF, interim responses, bad framing.
+    const ANSWERS: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200\nContent-Length: 2\n\nok",
+        b"HTTP/1.1 404 N\xc3\xa3o Encontrado\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 100\r\n\r\n",
+        b"HTTP/1.1 103 \r\nLink: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 204 \xff\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+        b"Content-Length: 3\r\n",
+        b"\r\n",
+    ];
+
+    #[test]
+    fn reasons_httparse_does_not_point_into_the_buffer_are_empty() {
+        for answer in [
+            &b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"[..],
+            b"HTTP/1.1 200\nContent-Length: 2\n\nok",
+            b"HTTP/1.1 404 N\xc3\xa3o Encontrado\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let mut data = vec![1u8];
+            data.extend_from_slice(answer);
+            exercise_response(&data);
         }
     }
 }

@@ -180,10 +180,17 @@ impl Default for Request {
     }
 }
 
-/// Offset of `part` inside `buf` (httparse hands out sub-slices of its input).
+/// Offset of `part` inside `buf` (httparse hands out sub-slices of its input — except
+/// for an empty or non-ASCII reason phrase, which it gives as a static `""`: such a
+/// part lies outside `buf` and maps to an empty range).
 fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    if start <= buf.len() && part.len() <= buf.len() - start {
+        start..start + part.len()
+    } else {
+        debug_assert!(part.is_empty(), "a non-empty part outside its buffer");
+        0..0
+    }
 }
 
 /// Comma-separated tokens of a header value, trimmed, empty ones skipped.
