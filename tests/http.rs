@@ -41,6 +41,7 @@ both_io!(
     sticky_cookie_keeps_the_backend_until_it_goes,
     sticky_cookie_moves_with_the_first_response_when_its_backend_dies,
     status_lines_without_a_usable_reason_are_relayed,
+    a_body_the_backend_leaves_unread_reaches_no_other_client,
     malformed_and_smuggling_requests_are_refused,
     slow_heads_get_408,
     forwarded_headers_and_redirects,
@@ -547,6 +548,57 @@ fn status_lines_without_a_usable_reason_are_relayed(io: &str) {
         let text = String::from_utf8_lossy(&got);
         let last = text.rsplit("HTTP/1.1 ").next().unwrap();
         assert!(last.starts_with(&format!("{want} ")), "{text}");
+    }
+}
+
+/// A backend that answers without reading the request body (as many do for GET) leaves
+/// it in the connection, where it would be parsed as the next request: another
+/// client's, on a pooled connection. The attacker's body here is a request prefix
+/// that would swallow the victim's request line.
+fn a_body_the_backend_leaves_unread_reaches_no_other_client(io: &str) {
+    let b = Backend::spawn(|mut c| {
+        // Answers each request head with its own request line, keep-alive, never
+        // reading a body.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let line = buf[..end].split(|&b| b == b'\r').next().unwrap().to_vec();
+                buf.drain(..end + 4);
+                let body = String::from_utf8_lossy(&line).into_owned();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if c.write_all(resp.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    let cfg = config(io, "", &web("web", "", &[b.addr])).replace("workers = 2", "workers = 1");
+    let lb = Sluice::start(&cfg);
+    let addr = lb.addr("web");
+    for _ in 0..5 {
+        let prefix = "GET /chosen HTTP/1.1\r\nX-Swallow: ";
+        let attack = format!(
+            "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{prefix}",
+            prefix.len()
+        );
+        let r = raw(addr, attack.as_bytes());
+        assert!(r.ends_with("GET /a HTTP/1.1"), "{r}");
+        let victim = raw(
+            addr,
+            b"GET /victim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            victim.ends_with("GET /victim HTTP/1.1"),
+            "the victim got: {victim}"
+        );
     }
 }
 

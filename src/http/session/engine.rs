@@ -195,7 +195,14 @@ impl Session {
     /// Request and response both complete.
     pub(super) fn complete(&mut self, now_ms: u64) {
         self.served += 1;
+        // A backend may answer without reading a request body; whatever it left unread
+        // would be parsed as the next request on the connection, another client's
+        // (request hijacking). A HEAD response is where backends most often write a
+        // body anyway, perhaps late, past any check at reuse. Neither connection is
+        // handed to another request.
         let reusable = self.resp.keep_alive
+            && self.req.body == BodyKind::None
+            && self.req.method != Method::Head
             && self.req_body.done()
             && self.from_backend.is_empty()
             && !self.backend_eof

@@ -474,3 +474,29 @@ fn fields_named_by_connection_are_not_forwarded() {
     assert!(!resp.contains("x-internal"), "{resp}");
     assert!(resp.contains("x-public: z\r\n"), "{resp}");
 }
+
+/// A backend connection that carried a request body (which the backend may have left
+/// unread) or answered a HEAD (whose body a backend may still write) is not reused.
+#[test]
+fn connections_after_a_body_or_a_head_are_not_reused() {
+    for (request, reusable) in [
+        (&b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..], true),
+        (
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab",
+            false,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            false,
+        ),
+        (b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", false),
+    ] {
+        let mut s = Session::new(LIMITS, 0);
+        client(&mut s, request);
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0);
+        let f = s.take_finished().expect("complete");
+        assert_eq!(f.reusable, reusable, "{}", String::from_utf8_lossy(request));
+    }
+}
