@@ -467,3 +467,51 @@ fn json_logs_are_json() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A free fixed port on loopback (free when asked; the test takes it at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Listening sockets are SO_REUSEPORT, one per shard; a second sluice must not join
+/// the first one's sockets and take half of its clients.
+#[test]
+fn a_port_another_sluice_holds_is_refused() {
+    let b = Backend::named("first");
+    let port = free_port();
+    let svc = |name: &str, port: u16| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{}\"]\n",
+            b.addr
+        )
+    };
+    let cfg = server("auto", "") + &svc("web", port);
+    let lb = Sluice::start(&cfg);
+    let second = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&lb.config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let want =
+        format!("sluice.toml:8:10: web: cannot listen on 127.0.0.1:{port}: address already in use");
+    assert!(stderr.contains(&want), "{stderr}");
+    // A reload adding an address something else holds fails and changes nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = taken.local_addr().unwrap().port();
+    assert!(!lb.reload(&(cfg.clone() + &svc("other", other))));
+    lb.wait_log("the error names the place", |l| {
+        l.contains(&format!(
+            "sluice.toml:12:10: other: cannot listen on 127.0.0.1:{other}"
+        ))
+    });
+    for _ in 0..10 {
+        assert_eq!(fetch(lb.addr("web")).unwrap(), "first");
+    }
+}

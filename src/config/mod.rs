@@ -6,6 +6,7 @@
 mod listen;
 mod parse;
 
+pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 
 use serde::Serialize;
@@ -23,6 +24,38 @@ pub struct Config {
     pub marathon: Option<MarathonConfig>,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// Where the file wrote what is checked only later, when it is put to use.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where a file's settings were written, for the errors found only when they are put
+/// to use (a listen address another process holds). Not part of what the
+/// configuration means: configs that differ only in it compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The file, when the config came from one ([`load`]); [`parse`] sees only text.
+    pub file: Option<String>,
+    /// Each listen address's place, by owner: a service's name, or `[http] listen`.
+    pub(crate) listens: std::collections::HashMap<String, Located>,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
+}
+
+impl Origin {
+    /// `file:line:column` (or `line:column`) of the listen address of `owner` (a
+    /// service's name, or `[http] listen`), when the file wrote one.
+    pub fn listen(&self, owner: &str) -> Option<String> {
+        let at = self.listens.get(owner)?;
+        Some(match &self.file {
+            Some(f) => format!("{f}:{}:{}", at.line, at.column),
+            None => format!("{}:{}", at.line, at.column),
+        })
+    }
 }
 
 /// `[marathon]`: services from Marathon apps, as Marathon-LB serves them.
@@ -331,7 +364,10 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), Vec<Stri
             .collect()
     };
     match parse_with_warnings(&text) {
-        Ok((config, warnings)) => Ok((config, render(warnings, "warning: "))),
+        Ok((mut config, warnings)) => {
+            config.origin.file = Some(file.clone());
+            Ok((config, render(warnings, "warning: ")))
+        }
         Err(errors) => Err(render(errors, "")),
     }
 }

@@ -214,7 +214,11 @@ fn int_in(
 fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errs = Vec::new();
     let mut listens = Vec::new();
-    let mut listen_at = |what: &Spanned<String>, owner: String| {
+    let mut origin = Origin::default();
+    // `owner` as messages name it; `key` as the registry does (see `Origin::listen`).
+    let mut listen_at = |what: &Spanned<String>, key: &str, owner: String| {
+        let at = ConfigError::at(what.span(), "").locate(text);
+        origin.listens.insert(key.to_owned(), at);
         if let Ok(addr) = what.get_ref().parse::<SocketAddr>() {
             listens.push(Listen {
                 addr,
@@ -224,10 +228,10 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         }
     };
     if let Some(l) = raw.http.as_ref().and_then(|h| h.listen.as_ref()) {
-        listen_at(l, "[http] listen".into());
+        listen_at(l, "[http] listen", "[http] listen".into());
     }
     if let Some(a) = &raw.admin {
-        listen_at(&a.listen, "[admin] listen".into());
+        listen_at(&a.listen, "[admin] listen", "[admin] listen".into());
     }
     let mut warnings = Vec::new();
     let server = validate_server(raw.server, &mut errs);
@@ -248,7 +252,8 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         // Checked apart from the rest so a conflict is reported even when the service
         // has other errors.
         if let Some(l) = &s.listen {
-            listen_at(l, format!("service {:?}", s.name.get_ref()));
+            let name = s.name.get_ref();
+            listen_at(l, name.trim(), format!("service {name:?}"));
         }
         if let Some(svc) = validate_service(s, span, &mut errs) {
             services.push(svc);
@@ -264,6 +269,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             http,
             marathon,
             services,
+            origin,
         };
         Ok((config, warnings))
     } else {
