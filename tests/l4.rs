@@ -515,3 +515,27 @@ fn a_port_another_sluice_holds_is_refused() {
         assert_eq!(fetch(lb.addr("web")).unwrap(), "first");
     }
 }
+
+/// Each shard admits its share of `max_connections`; the shares add up to the limit,
+/// not to one more per shard.
+#[test]
+fn max_connections_is_exact_over_shards() {
+    let b = Backend::echo();
+    let cfg = "[server]\nworkers = 2\nmax_connections = 3\n".to_owned()
+        + &service("svc", "roundrobin", &[b.addr]);
+    let lb = Sluice::start(&cfg);
+    let vip = lb.addr("svc");
+    // The kernel spreads connections over both shards' sockets by their addresses:
+    // with twenty, each shard sees more than its share.
+    let mut conns: Vec<_> = (0..20).map(|_| connect(vip)).collect();
+    let mut served = 0;
+    for c in conns.iter_mut() {
+        let _ = c.write_all(b"x");
+        let mut buf = [0u8; 1];
+        if c.read(&mut buf).unwrap_or(0) == 1 {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 3);
+    assert_eq!(b.accepted(), 3);
+}

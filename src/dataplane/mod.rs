@@ -100,6 +100,13 @@ pub struct ShardCtx {
     refusal_logged_ms: std::cell::Cell<Option<u64>>,
 }
 
+/// Shard `id`'s share of `max` connections over `workers` shards: the shares add up
+/// to `max` exactly, the first `max % workers` shards taking one more.
+fn share(max: usize, workers: usize, id: usize) -> usize {
+    let workers = workers.max(1);
+    max / workers + usize::from(id < max % workers)
+}
+
 impl ShardCtx {
     fn new(
         id: usize,
@@ -109,7 +116,7 @@ impl ShardCtx {
     ) -> Self {
         let snapshot = published.load();
         let generation = snapshot.generation;
-        let conn_limit = (snapshot.server.max_connections as usize).div_ceil(workers.max(1));
+        let conn_limit = share(snapshot.server.max_connections as usize, workers, id);
         ShardCtx {
             id,
             published,
@@ -201,5 +208,30 @@ impl ShardCtx {
     /// Mark backend `i` of `svc` down after a failed connect.
     pub fn mark_down(&self, svc: &Service, i: usize) {
         svc.backends[i].mark_down(self.now_ms + BACKEND_DOWN_MS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_max_connections_add_up_to_it() {
+        let shares = |max, workers| {
+            (0..workers)
+                .map(|i| share(max, workers, i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shares(3, 2), [2, 1]);
+        assert_eq!(shares(4, 2), [2, 2]);
+        assert_eq!(shares(1, 4), [1, 0, 0, 0]);
+        assert_eq!(shares(100_000, 3), [33_334, 33_333, 33_333]);
+        for max in 1..50 {
+            for workers in 1..9 {
+                let s = shares(max, workers);
+                assert_eq!(s.iter().sum::<usize>(), max);
+                assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
+            }
+        }
     }
 }
