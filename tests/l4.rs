@@ -539,3 +539,32 @@ fn max_connections_is_exact_over_shards() {
     assert_eq!(served, 3);
     assert_eq!(b.accepted(), 3);
 }
+
+/// The soft descriptor limit is raised to the hard one; a hard limit short of what
+/// max_connections needs is named in a warning.
+#[test]
+fn the_descriptor_limit_is_raised_and_a_short_one_named() {
+    let b = Backend::echo();
+    let cfg = "[server]\nworkers = 2\nmax_connections = 1000\n".to_owned()
+        + &service("svc", "roundrobin", &[b.addr]);
+    let lb = Sluice::start_with_nofile_limits(&cfg, 100, 900);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", lb.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["900", "900"], "{open_files}");
+    // 2 per connection, one listener per shard, and the spare ones.
+    let line = lb.wait_log("the short limit named", |l| l.contains("descriptor limit"));
+    assert!(
+        line.contains("limit=900") && line.contains("need=2258"),
+        "{line}"
+    );
+    assert_eq!(fetch_echo(lb.addr("svc")), "x");
+}
+
+fn fetch_echo(addr: std::net::SocketAddr) -> String {
+    let mut c = connect(addr);
+    String::from_utf8(roundtrip(&mut c, b"x")).unwrap()
+}

@@ -80,6 +80,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         .load()
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
     let workers = cfg.server.effective_workers();
+    check_descriptors(&cfg, workers);
     let mut registry = Registry::new(workers);
     let snapshot = registry
         .build(&cfg)
@@ -286,6 +287,37 @@ impl Running {
     }
 }
 
+/// Descriptors kept apart from the connections' for the rest: rings, epoll and
+/// event descriptors, splice pipes in use, the admin port's and Marathon's sockets.
+const SPARE_DESCRIPTORS: u64 = 256;
+
+/// About what `max_connections` needs open at once: two descriptors per connection
+/// (client and backend), the listening sockets (one per shard for each address), and
+/// [`SPARE_DESCRIPTORS`].
+fn descriptors_needed(cfg: &Config, workers: usize) -> u64 {
+    let addrs = cfg.services.iter().filter(|s| s.listen.is_some()).count()
+        + usize::from(cfg.http.listen.is_some());
+    2 * u64::from(cfg.server.max_connections) + (addrs * workers) as u64 + SPARE_DESCRIPTORS
+}
+
+/// Raise the soft descriptor limit to the hard one, and say so when even that is short
+/// of what `max_connections` needs: past it, accepts fail and pause, and clients wait.
+fn check_descriptors(cfg: &Config, workers: usize) {
+    let need = descriptors_needed(cfg, workers);
+    match crate::io::sys::raise_nofile_limit() {
+        Ok(limit) if limit < need => tracing::warn!(
+            limit,
+            need,
+            max_connections = cfg.server.max_connections,
+            "the descriptor limit (RLIMIT_NOFILE, raised to its hard limit) is below what \
+             max_connections needs: raise the hard limit (LimitNOFILE= in systemd, ulimit -Hn) \
+             or lower max_connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, need, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
+}
+
 fn log_services(snapshot: &crate::snapshot::Snapshot) {
     for (l, f) in snapshot.listeners.iter().zip(&snapshot.fronts) {
         if matches!(f, crate::snapshot::Front::Http) {
@@ -331,5 +363,23 @@ fn set_drain_deadlines(
         if !serving.contains(&b.addr) {
             b.health.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_needed_counts_connections_twice_and_listeners_per_shard() {
+        let cfg = config::parse(
+            "[server]\nmax_connections = 1000\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n",
+        )
+        .expect("valid config");
+        assert_eq!(
+            descriptors_needed(&cfg, 4),
+            2000 + 2 * 4 + SPARE_DESCRIPTORS
+        );
     }
 }
