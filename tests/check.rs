@@ -420,3 +420,30 @@ backends = [\"127.0.0.1:1\"]
     );
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn http_services_nothing_can_reach_are_errors() {
+    let svc = |name: &str, vhost: &str| {
+        format!(
+            "\n[[service]]\nname = \"{name}\"\nmode = \"http\"\nvhosts = [\"{vhost}\"]\n\
+             backends = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    assert_eq!(
+        errors(&svc("web", "web.example")),
+        [
+            "FILE:3:8: service \"web\" has no listen of its own and [http] listen is not set: \
+          nothing reaches it (set [http] listen, or listen)"
+        ]
+    );
+    let text = "[http]\nlisten = \"127.0.0.1:8080\"\n".to_owned()
+        + &svc("web", "web.example")
+        + &svc("copy", "WEB.example");
+    assert_eq!(
+        errors(&text),
+        [
+            "FILE:11:8: vhost \"web.example\" already routed to service \"web\" at 5:8: \
+          this service would never get those requests"
+        ]
+    );
+}

@@ -5,6 +5,7 @@
 
 mod listen;
 mod parse;
+mod routes;
 
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};

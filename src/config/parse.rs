@@ -241,6 +241,8 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     let marathon = raw.marathon.map(|m| validate_marathon(m, &mut errs));
     let http = validate_http(raw.http, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
+    // Where each valid service is reported: its name.
+    let mut named_at = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
     for s in raw.service {
         let span = s.span();
@@ -255,11 +257,19 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             let name = s.name.get_ref();
             listen_at(l, name.trim(), format!("service {name:?}"));
         }
+        let name_span = s.name.span();
         if let Some(svc) = validate_service(s, span, &mut errs) {
             services.push(svc);
+            named_at.push(name_span);
         }
     }
     errs.extend(super::listen::conflicts(listens, text));
+    let located: Vec<_> = services.iter().zip(named_at).collect();
+    errs.extend(super::routes::unreachable(
+        &located,
+        http.listen.is_some(),
+        text,
+    ));
     // Reported in file order, whatever order the checks ran in.
     errs.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
     if errs.is_empty() {
