@@ -447,3 +447,42 @@ fn http_services_nothing_can_reach_are_errors() {
         ]
     );
 }
+
+#[test]
+fn marathon_files_must_be_readable_and_auth_settings_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let missing = dir.path().join("missing");
+    let text = format!("[marathon]\ntoken_file = \"{}\"\n", missing.display());
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!(
+            "FILE:2:14: cannot read marathon token_file {}: No such file",
+            missing.display()
+        )),
+        "{e:?}"
+    );
+    let (code, _, err) = check(&format!(
+        "[marathon]\ntoken_file = \"{}\"\n",
+        token.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        errors(&format!(
+            "[marathon]\nusername = \"ops\"\npassword = \"pw\"\ntoken_file = \"{}\"\n",
+            token.display()
+        )),
+        [
+            "FILE:2:12: marathon username is not used with token_file (a DC/OS token is sent \
+             instead): keep one of the two",
+            "FILE:3:12: marathon password is not used with token_file (a DC/OS token is sent \
+             instead): keep one of the two",
+        ]
+    );
+    assert_eq!(
+        errors("[marathon]\npassword = \"pw\"\n"),
+        ["FILE:2:12: marathon password needs username"]
+    );
+}

@@ -4,6 +4,7 @@
 //! the line and column of the offending value so `sluice check` can point at it.
 
 mod listen;
+mod marathon;
 mod parse;
 mod routes;
 
@@ -39,6 +40,8 @@ pub struct Origin {
     pub file: Option<String>,
     /// Each listen address's place, by owner: a service's name, or `[http] listen`.
     pub(crate) listens: std::collections::HashMap<String, Located>,
+    /// `[marathon] token_file` and `credentials_file`, by key.
+    pub(crate) marathon_files: Vec<(&'static str, Located)>,
 }
 
 impl PartialEq for Origin {
@@ -367,10 +370,40 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), Vec<Stri
     match parse_with_warnings(&text) {
         Ok((mut config, warnings)) => {
             config.origin.file = Some(file.clone());
+            let unreadable = unreadable_files(&config);
+            if !unreadable.is_empty() {
+                return Err(unreadable);
+            }
             Ok((config, render(warnings, "warning: ")))
         }
         Err(errors) => Err(render(errors, "")),
     }
+}
+
+/// The files `[marathon]` names that cannot be read now, each error at its key: what
+/// `run` would fail on, found by `check` too.
+fn unreadable_files(config: &Config) -> Vec<String> {
+    let Some(m) = &config.marathon else {
+        return Vec::new();
+    };
+    let file = config.origin.file.as_deref().unwrap_or("");
+    let mut errors = Vec::new();
+    for (key, at) in &config.origin.marathon_files {
+        let path = match *key {
+            "token_file" => &m.token_file,
+            _ => &m.credentials_file,
+        };
+        let Some(path) = path else { continue };
+        if let Err(e) = std::fs::read(path) {
+            errors.push(format!(
+                "{file}:{}:{}: cannot read marathon {key} {}: {e}",
+                at.line,
+                at.column,
+                path.display()
+            ));
+        }
+    }
+    errors
 }
 
 impl Config {

@@ -59,27 +59,9 @@ struct RawFile {
     server: Option<RawServer>,
     admin: Option<RawAdmin>,
     http: Option<RawHttp>,
-    marathon: Option<RawMarathon>,
+    marathon: Option<super::marathon::RawMarathon>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMarathon {
-    urls: Option<Spanned<Vec<Spanned<String>>>>,
-    group: Option<String>,
-    poll_interval_ms: Option<Spanned<i64>>,
-    events: Option<bool>,
-    events_silence_ms: Option<Spanned<i64>>,
-    bind_address: Option<Spanned<String>>,
-    vip_cidr: Option<Spanned<String>>,
-    health_check: Option<bool>,
-    drain_timeout_ms: Option<Spanned<i64>>,
-    username: Option<String>,
-    password: Option<String>,
-    credentials_file: Option<String>,
-    token_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -189,7 +171,7 @@ pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec
 }
 
 /// An integer setting checked against an inclusive range.
-fn int_in(
+pub(super) fn int_in(
     v: &Option<Spanned<i64>>,
     default: i64,
     range: Range<i64>,
@@ -238,7 +220,6 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     let admin = raw.admin.map_or_else(AdminConfig::default, |a| {
         validate_admin(a, &mut errs, &mut warnings)
     });
-    let marathon = raw.marathon.map(|m| validate_marathon(m, &mut errs));
     let http = validate_http(raw.http, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     // Where each valid service is reported: its name.
@@ -263,6 +244,9 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             named_at.push(name_span);
         }
     }
+    let marathon = raw
+        .marathon
+        .map(|m| super::marathon::validate(m, text, &mut origin, &mut errs));
     errs.extend(super::listen::conflicts(listens, text));
     let located: Vec<_> = services.iter().zip(named_at).collect();
     errs.extend(super::routes::unreachable(
@@ -704,89 +688,4 @@ pub fn is_prime(n: u32) -> bool {
         d += 2;
     }
     true
-}
-
-fn validate_marathon(m: RawMarathon, errs: &mut Vec<ConfigError>) -> MarathonConfig {
-    let d = MarathonConfig::default();
-    let mut urls = Vec::new();
-    if let Some(list) = &m.urls {
-        if list.get_ref().is_empty() {
-            errs.push(ConfigError::at(
-                list.span(),
-                "marathon urls must not be empty",
-            ));
-        }
-        for u in list.get_ref() {
-            let url = u.get_ref().trim_end_matches('/');
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                let msg = format!(
-                    "marathon url must be http://host:port or https://…, got {:?}",
-                    u.get_ref()
-                );
-                errs.push(ConfigError::at(u.span(), msg));
-            }
-            urls.push(url.to_owned());
-        }
-    }
-    let bind_address = match &m.bind_address {
-        None => d.bind_address,
-        Some(b) => b.get_ref().parse().unwrap_or_else(|_| {
-            let msg = format!("bind_address must be an IP address, got {:?}", b.get_ref());
-            errs.push(ConfigError::at(b.span(), msg));
-            d.bind_address
-        }),
-    };
-    let vip_cidr = match &m.vip_cidr {
-        None => d.vip_cidr,
-        Some(c) => parse_cidr(c.get_ref()).unwrap_or_else(|| {
-            let msg = format!(
-                "vip_cidr must be an IPv4 network like 127.11.0.0/16 (prefix 8 to 30), got {:?}",
-                c.get_ref()
-            );
-            errs.push(ConfigError::at(c.span(), msg));
-            d.vip_cidr
-        }),
-    };
-    let ms = 1..(24 * 3_600_000);
-    MarathonConfig {
-        urls: if m.urls.is_some() { urls } else { d.urls },
-        group: m.group.unwrap_or(d.group),
-        poll_interval_ms: int_in(
-            &m.poll_interval_ms,
-            1000,
-            100..ms.end,
-            "poll_interval_ms",
-            errs,
-        ) as u64,
-        events: m.events.unwrap_or(d.events),
-        events_silence_ms: int_in(
-            &m.events_silence_ms,
-            30_000,
-            100..ms.end,
-            "events_silence_ms",
-            errs,
-        ) as u64,
-        bind_address,
-        vip_cidr,
-        health_check: m.health_check.unwrap_or(d.health_check),
-        drain_timeout_ms: int_in(
-            &m.drain_timeout_ms,
-            30_000,
-            0..ms.end,
-            "drain_timeout_ms",
-            errs,
-        ) as u64,
-        username: m.username,
-        password: m.password,
-        credentials_file: m.credentials_file.map(Into::into),
-        token_file: m.token_file.map(Into::into),
-    }
-}
-
-/// `a.b.c.d/n` with 8 ≤ n ≤ 30.
-fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
-    let (ip, prefix) = s.split_once('/')?;
-    let prefix: u8 = prefix.parse().ok()?;
-    (8..=30).contains(&prefix).then_some(())?;
-    Some((ip.parse().ok()?, prefix))
 }
