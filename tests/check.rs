@@ -486,3 +486,37 @@ fn marathon_files_must_be_readable_and_auth_settings_one_way() {
         ["FILE:2:12: marathon password needs username"]
     );
 }
+
+#[test]
+fn hash_without_maglev_is_an_error() {
+    let svc = |mode: &str, balance: &str, hash: &str| {
+        format!(
+            "[[service]]\nname = \"s\"\nmode = \"{mode}\"\nlisten = \"127.0.0.1:10000\"\n\
+             {balance}hash = \"{hash}\"\nbackends = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    assert_eq!(
+        errors(&svc("http", "", "cookie:session")),
+        [
+            "FILE:5:8: hash needs balance = \"maglev\": roundrobin (the default in http mode) \
+          does not hash, so hash would be ignored"
+        ]
+    );
+    assert_eq!(
+        errors(&svc("tcp", "balance = \"leastconn\"\n", "source")),
+        [
+            "FILE:6:8: hash needs balance = \"maglev\": leastconn does not hash, so hash would \
+          be ignored"
+        ]
+    );
+    let (code, out, err) = check(&svc("tcp", "", "source"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hash = \"source\""), "{out}");
+    // The effective config of a service that does not hash names no hash.
+    let (code, out, err) = check(&svc("http", "balance = \"maglev\"\n", "source").replace(
+        "balance = \"maglev\"\nhash = \"source\"\n",
+        "balance = \"roundrobin\"\n",
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("hash ="), "{out}");
+}

@@ -502,13 +502,12 @@ impl Config {
             if let Some(l) = s.listen {
                 let _ = writeln!(out, "listen = {}", q(&l.to_string()));
             }
-            let _ = write!(
-                out,
-                "balance = {}\nhash = {}\ntable_size = {}\n",
-                word(&s.balance),
-                q(&s.hash_word()),
-                s.table_size,
-            );
+            let _ = writeln!(out, "balance = {}", word(&s.balance));
+            // Only Maglev hashes (and says how).
+            if s.balance == Balance::Maglev {
+                let _ = writeln!(out, "hash = {}", q(&s.hash_word()));
+            }
+            let _ = writeln!(out, "table_size = {}", s.table_size);
             if s.mode == Mode::Http {
                 let h = &s.http;
                 let vhosts: Vec<String> = h.vhosts.iter().map(|v| q(v)).collect();

@@ -412,7 +412,7 @@ fn validate_service(
     });
     let (hash, hash_name) = match &s.hash {
         None => (HashKey::Tuple, String::new()),
-        Some(h) => parse_hash(h, mode, errs),
+        Some(h) => parse_hash(h, mode, balance, errs),
     };
     let http = validate_http_options(&s, mode, errs);
     if s.listen.is_none()
@@ -464,7 +464,14 @@ fn validate_service(
 }
 
 /// `source`, `tuple`, `header:NAME` or `cookie:NAME` (the last two in HTTP mode).
-fn parse_hash(h: &Spanned<String>, mode: Mode, errs: &mut Vec<ConfigError>) -> (HashKey, String) {
+/// Only Maglev hashes: with another balance a hash would be ignored, so it is an
+/// error, as HTTP settings on a TCP service are.
+fn parse_hash(
+    h: &Spanned<String>,
+    mode: Mode,
+    balance: Balance,
+    errs: &mut Vec<ConfigError>,
+) -> (HashKey, String) {
     let v = h.get_ref().as_str();
     let named = |prefix: &str| {
         v.strip_prefix(prefix)
@@ -489,9 +496,19 @@ fn parse_hash(h: &Spanned<String>, mode: Mode, errs: &mut Vec<ConfigError>) -> (
             };
             let msg = format!("unknown hash {v:?}, expected {expected}");
             errs.push(ConfigError::at(h.span(), msg));
-            (HashKey::Tuple, String::new())
+            return (HashKey::Tuple, String::new());
         }
     };
+    if balance != Balance::Maglev {
+        let (word, default) = match balance {
+            Balance::Roundrobin => ("roundrobin", " (the default in http mode)"),
+            _ => ("leastconn", ""),
+        };
+        let msg = format!(
+            "hash needs balance = \"maglev\": {word}{default} does not hash, so hash would be ignored"
+        );
+        errs.push(ConfigError::at(h.span(), msg));
+    }
     (key, name)
 }
 
