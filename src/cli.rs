@@ -91,7 +91,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: {e:#}");
+            // One error per line (a config's errors are several), each marked as ours.
+            for line in format!("{e:#}").lines() {
+                eprintln!("sluice: {line}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -162,7 +165,7 @@ fn check_file(path: &Path) -> ExitCode {
         }
         Err(errors) => {
             for e in errors {
-                eprintln!("{e}");
+                eprintln!("sluice: {e}");
             }
             ExitCode::FAILURE
         }

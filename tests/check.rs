@@ -27,7 +27,14 @@ fn check(text: &str) -> (i32, String, String) {
 fn errors(text: &str) -> Vec<String> {
     let (code, stdout, stderr) = check(text);
     assert_eq!(code, 1, "invalid config must exit 1; stdout: {stdout}");
-    stderr.lines().map(str::to_owned).collect()
+    stderr
+        .lines()
+        .map(|l| {
+            l.strip_prefix("sluice: ")
+                .unwrap_or_else(|| panic!("errors are marked as sluice's: {l}"))
+                .to_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -270,8 +277,8 @@ fn http_settings_are_checked() {
         e,
         [
             "FILE:3:20: max_header_bytes must be between 256 and 1048576, got 10",
-            "FILE:6:8: sticky and redirect_to_https need mode = \"http\"",
             "FILE:8:11: vhosts needs mode = \"http\"",
+            "FILE:9:10: sticky needs mode = \"http\"",
             "FILE:15:8: unknown hash \"header:\", expected `source`, `tuple`, `header:NAME` or `cookie:NAME`",
             "FILE:16:11: vhost must be a host name or *.domain, got \"bad host\"",
             "FILE:20:8: an http service needs listen, vhosts or path_prefix",
@@ -519,4 +526,18 @@ fn hash_without_maglev_is_an_error() {
     ));
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("hash ="), "{out}");
+}
+
+#[test]
+fn table_size_below_the_backends_is_located_at_table_size() {
+    let svc = |table: &str| {
+        format!(
+            "[[service]]\nname = \"s\"\nlisten = \"127.0.0.1:10000\"\n{table}\
+             backends = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n"
+        )
+    };
+    assert_eq!(
+        errors(&svc("table_size = 2\n")),
+        ["FILE:4:14: table_size 2 is smaller than the number of backends (3)"]
+    );
 }

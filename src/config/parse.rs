@@ -108,9 +108,9 @@ struct RawService {
     backends: Spanned<Vec<Spanned<RawBackend>>>,
     vhosts: Option<Vec<Spanned<String>>>,
     path_prefix: Option<Spanned<String>>,
-    sticky: Option<bool>,
+    sticky: Option<Spanned<bool>>,
     sticky_cookie: Option<Spanned<String>>,
-    redirect_to_https: Option<bool>,
+    redirect_to_https: Option<Spanned<bool>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -226,7 +226,6 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     let mut named_at = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
     for s in raw.service {
-        let span = s.span();
         let s = s.into_inner();
         if !names.insert(s.name.get_ref().clone()) {
             let msg = format!("duplicate service name {:?}", s.name.get_ref());
@@ -239,7 +238,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             listen_at(l, name.trim(), format!("service {name:?}"));
         }
         let name_span = s.name.span();
-        if let Some(svc) = validate_service(s, span, &mut errs) {
+        if let Some(svc) = validate_service(s, &mut errs) {
             services.push(svc);
             named_at.push(name_span);
         }
@@ -378,11 +377,7 @@ fn validate_server(raw: Option<RawServer>, errs: &mut Vec<ConfigError>) -> Serve
     }
 }
 
-fn validate_service(
-    s: RawService,
-    span: Range<usize>,
-    errs: &mut Vec<ConfigError>,
-) -> Option<ServiceConfig> {
+fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<ServiceConfig> {
     let before = errs.len();
     let name = s.name.get_ref().trim().to_owned();
     if name.is_empty() || name.len() > 128 {
@@ -444,7 +439,12 @@ fn validate_service(
             "table_size {table_size} is smaller than the number of backends ({})",
             backends.len()
         );
-        errs.push(ConfigError::at(span, msg));
+        // At table_size when written, else at the backends outgrowing the default.
+        let at = s
+            .table_size
+            .as_ref()
+            .map_or(s.backends.span(), Spanned::span);
+        errs.push(ConfigError::at(at, msg));
     }
     let listen = match listen {
         Some(l) => Some(l?),
@@ -568,19 +568,21 @@ fn validate_http_options(s: &RawService, mode: Mode, errs: &mut Vec<ConfigError>
         Some(c) => c.get_ref().clone(),
         None => d.sticky_cookie,
     };
-    let flags = [s.sticky, s.redirect_to_https];
-    if mode != Mode::Http && flags.iter().any(|f| f == &Some(true)) {
-        errs.push(ConfigError::at(
-            s.name.span(),
-            "sticky and redirect_to_https need mode = \"http\"",
-        ));
+    let flags = [
+        ("sticky", &s.sticky),
+        ("redirect_to_https", &s.redirect_to_https),
+    ];
+    for (key, flag) in flags {
+        if let Some(f) = flag.as_ref().filter(|f| *f.get_ref()) {
+            http_only(key, f.span(), errs);
+        }
     }
     HttpOptions {
         vhosts,
         path_prefix,
-        sticky: s.sticky.unwrap_or(false),
+        sticky: s.sticky.as_ref().is_some_and(|f| *f.get_ref()),
         sticky_cookie,
-        redirect_to_https: s.redirect_to_https.unwrap_or(false),
+        redirect_to_https: s.redirect_to_https.as_ref().is_some_and(|f| *f.get_ref()),
         hash_name: String::new(),
     }
 }
