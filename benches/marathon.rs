@@ -47,6 +47,7 @@ fn refresh(c: &mut Criterion) {
         admin: Default::default(),
         http: Default::default(),
         marathon: Some(m),
+        origin: Default::default(),
         services: Vec::new(),
     };
     let mut registry = Registry::new(1);

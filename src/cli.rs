@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[command(
     name = "sluice",
     version,
-    about = "A TCP load balancer for edge hosts: per-core shards, Maglev consistent hashing"
+    about = "A TCP/HTTP load balancer for edge hosts: per-core shards, Maglev consistent hashing"
 )]
 pub struct Cli {
     /// Log line format on stderr (filter with RUST_LOG, e.g. RUST_LOG=debug).
@@ -30,15 +30,19 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the balancer. Without --config, uses ./sluice.toml, then /etc/sluice/sluice.toml.
     Run {
+        /// The config file (TOML). Default: ./sluice.toml, then /etc/sluice/sluice.toml.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
     /// Validate a config file and print the effective configuration.
     Check {
+        /// The config file (TOML). Default: ./sluice.toml, then /etc/sluice/sluice.toml.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Start three demo HTTP backends and a VIP balancing over them; needs nothing else.
+    /// Start three demo HTTP backends, an L4 VIP balancing over them (--listen), the same
+    /// three behind the shared HTTP listener by Host (--http) and the admin port with
+    /// stats and metrics (--admin, 127.0.0.1:9090); needs nothing else.
     Demo {
         /// Where the demo VIP listens.
         #[arg(long, default_value = "127.0.0.1:10000")]
@@ -91,7 +95,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: {e:#}");
+            // One error per line (a config's errors are several), each marked as ours.
+            for line in format!("{e:#}").lines() {
+                eprintln!("sluice: {line}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -162,7 +169,7 @@ fn check_file(path: &Path) -> ExitCode {
         }
         Err(errors) => {
             for e in errors {
-                eprintln!("{e}");
+                eprintln!("sluice: {e}");
             }
             ExitCode::FAILURE
         }

@@ -4,7 +4,7 @@
 
 use crate::config::{
     AdminConfig, BackendConfig, Balance, Config, HashKey, HttpConfig, HttpOptions, IoKind, Mode,
-    ServerConfig, ServiceConfig, DEFAULT_TABLE_SIZE,
+    Origin, ServerConfig, ServiceConfig, DEFAULT_TABLE_SIZE,
 };
 use crate::control::{self, Source};
 use std::io::{Read, Write};
@@ -50,6 +50,7 @@ pub fn run(
             ..HttpConfig::default()
         },
         marathon: None,
+        origin: Origin::default(),
         services: vec![
             ServiceConfig {
                 name: "app2".into(),

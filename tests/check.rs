@@ -27,7 +27,14 @@ fn check(text: &str) -> (i32, String, String) {
 fn errors(text: &str) -> Vec<String> {
     let (code, stdout, stderr) = check(text);
     assert_eq!(code, 1, "invalid config must exit 1; stdout: {stdout}");
-    stderr.lines().map(str::to_owned).collect()
+    stderr
+        .lines()
+        .map(|l| {
+            l.strip_prefix("sluice: ")
+                .unwrap_or_else(|| panic!("errors are marked as sluice's: {l}"))
+                .to_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -270,8 +277,8 @@ fn http_settings_are_checked() {
         e,
         [
             "FILE:3:20: max_header_bytes must be between 256 and 1048576, got 10",
-            "FILE:6:8: sticky and redirect_to_https need mode = \"http\"",
             "FILE:8:11: vhosts needs mode = \"http\"",
+            "FILE:9:10: sticky needs mode = \"http\"",
             "FILE:15:8: unknown hash \"header:\", expected `source`, `tuple`, `header:NAME` or `cookie:NAME`",
             "FILE:16:11: vhost must be a host name or *.domain, got \"bad host\"",
             "FILE:20:8: an http service needs listen, vhosts or path_prefix",
@@ -419,4 +426,118 @@ backends = [\"127.0.0.1:1\"]
          [[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:1\"]\n",
     );
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn http_services_nothing_can_reach_are_errors() {
+    let svc = |name: &str, vhost: &str| {
+        format!(
+            "\n[[service]]\nname = \"{name}\"\nmode = \"http\"\nvhosts = [\"{vhost}\"]\n\
+             backends = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    assert_eq!(
+        errors(&svc("web", "web.example")),
+        [
+            "FILE:3:8: service \"web\" has no listen of its own and [http] listen is not set: \
+          nothing reaches it (set [http] listen, or listen)"
+        ]
+    );
+    let text = "[http]\nlisten = \"127.0.0.1:8080\"\n".to_owned()
+        + &svc("web", "web.example")
+        + &svc("copy", "WEB.example");
+    assert_eq!(
+        errors(&text),
+        [
+            "FILE:11:8: vhost \"web.example\" already routed to service \"web\" at 5:8: \
+          this service would never get those requests"
+        ]
+    );
+}
+
+#[test]
+fn marathon_files_must_be_readable_and_auth_settings_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let missing = dir.path().join("missing");
+    let text = format!("[marathon]\ntoken_file = \"{}\"\n", missing.display());
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!(
+            "FILE:2:14: cannot read marathon token_file {}: No such file",
+            missing.display()
+        )),
+        "{e:?}"
+    );
+    let (code, _, err) = check(&format!(
+        "[marathon]\ntoken_file = \"{}\"\n",
+        token.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        errors(&format!(
+            "[marathon]\nusername = \"ops\"\npassword = \"pw\"\ntoken_file = \"{}\"\n",
+            token.display()
+        )),
+        [
+            "FILE:2:12: marathon username is not used with token_file (a DC/OS token is sent \
+             instead): keep one of the two",
+            "FILE:3:12: marathon password is not used with token_file (a DC/OS token is sent \
+             instead): keep one of the two",
+        ]
+    );
+    assert_eq!(
+        errors("[marathon]\npassword = \"pw\"\n"),
+        ["FILE:2:12: marathon password needs username"]
+    );
+}
+
+#[test]
+fn hash_without_maglev_is_an_error() {
+    let svc = |mode: &str, balance: &str, hash: &str| {
+        format!(
+            "[[service]]\nname = \"s\"\nmode = \"{mode}\"\nlisten = \"127.0.0.1:10000\"\n\
+             {balance}hash = \"{hash}\"\nbackends = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    assert_eq!(
+        errors(&svc("http", "", "cookie:session")),
+        [
+            "FILE:5:8: hash needs balance = \"maglev\": roundrobin (the default in http mode) \
+          does not hash, so hash would be ignored"
+        ]
+    );
+    assert_eq!(
+        errors(&svc("tcp", "balance = \"leastconn\"\n", "source")),
+        [
+            "FILE:6:8: hash needs balance = \"maglev\": leastconn does not hash, so hash would \
+          be ignored"
+        ]
+    );
+    let (code, out, err) = check(&svc("tcp", "", "source"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hash = \"source\""), "{out}");
+    // The effective config of a service that does not hash names no hash.
+    let (code, out, err) = check(&svc("http", "balance = \"maglev\"\n", "source").replace(
+        "balance = \"maglev\"\nhash = \"source\"\n",
+        "balance = \"roundrobin\"\n",
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("hash ="), "{out}");
+}
+
+#[test]
+fn table_size_below_the_backends_is_located_at_table_size() {
+    let svc = |table: &str| {
+        format!(
+            "[[service]]\nname = \"s\"\nlisten = \"127.0.0.1:10000\"\n{table}\
+             backends = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n"
+        )
+    };
+    assert_eq!(
+        errors(&svc("table_size = 2\n")),
+        ["FILE:4:14: table_size 2 is smaller than the number of backends (3)"]
+    );
 }

@@ -467,3 +467,104 @@ fn json_logs_are_json() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A free fixed port on loopback (free when asked; the test takes it at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Listening sockets are SO_REUSEPORT, one per shard; a second sluice must not join
+/// the first one's sockets and take half of its clients.
+#[test]
+fn a_port_another_sluice_holds_is_refused() {
+    let b = Backend::named("first");
+    let port = free_port();
+    let svc = |name: &str, port: u16| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"{}\"]\n",
+            b.addr
+        )
+    };
+    let cfg = server("auto", "") + &svc("web", port);
+    let lb = Sluice::start(&cfg);
+    let second = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&lb.config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let want =
+        format!("sluice.toml:8:10: web: cannot listen on 127.0.0.1:{port}: address already in use");
+    assert!(stderr.contains(&want), "{stderr}");
+    // A reload adding an address something else holds fails and changes nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = taken.local_addr().unwrap().port();
+    assert!(!lb.reload(&(cfg.clone() + &svc("other", other))));
+    lb.wait_log("the error names the place", |l| {
+        l.contains(&format!(
+            "sluice.toml:12:10: other: cannot listen on 127.0.0.1:{other}"
+        ))
+    });
+    for _ in 0..10 {
+        assert_eq!(fetch(lb.addr("web")).unwrap(), "first");
+    }
+}
+
+/// Each shard admits its share of `max_connections`; the shares add up to the limit,
+/// not to one more per shard.
+#[test]
+fn max_connections_is_exact_over_shards() {
+    let b = Backend::echo();
+    let cfg = "[server]\nworkers = 2\nmax_connections = 3\n".to_owned()
+        + &service("svc", "roundrobin", &[b.addr]);
+    let lb = Sluice::start(&cfg);
+    let vip = lb.addr("svc");
+    // The kernel spreads connections over both shards' sockets by their addresses:
+    // with twenty, each shard sees more than its share.
+    let mut conns: Vec<_> = (0..20).map(|_| connect(vip)).collect();
+    let mut served = 0;
+    for c in conns.iter_mut() {
+        let _ = c.write_all(b"x");
+        let mut buf = [0u8; 1];
+        if c.read(&mut buf).unwrap_or(0) == 1 {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 3);
+    assert_eq!(b.accepted(), 3);
+}
+
+/// The soft descriptor limit is raised to the hard one; a hard limit short of what
+/// max_connections needs is named in a warning.
+#[test]
+fn the_descriptor_limit_is_raised_and_a_short_one_named() {
+    let b = Backend::echo();
+    let cfg = "[server]\nworkers = 2\nmax_connections = 1000\n".to_owned()
+        + &service("svc", "roundrobin", &[b.addr]);
+    let lb = Sluice::start_with_nofile_limits(&cfg, 100, 900);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", lb.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["900", "900"], "{open_files}");
+    // 2 per connection, one listener per shard, and the spare ones.
+    let line = lb.wait_log("the short limit named", |l| l.contains("descriptor limit"));
+    assert!(
+        line.contains("limit=900") && line.contains("need=2258"),
+        "{line}"
+    );
+    assert_eq!(fetch_echo(lb.addr("svc")), "x");
+}
+
+fn fetch_echo(addr: std::net::SocketAddr) -> String {
+    let mut c = connect(addr);
+    String::from_utf8(roundtrip(&mut c, b"x")).unwrap()
+}

@@ -42,6 +42,7 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         http: Default::default(),
         marathon: None,
         services,
+        origin: Default::default(),
     }
 }
 

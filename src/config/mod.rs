@@ -4,8 +4,11 @@
 //! the line and column of the offending value so `sluice check` can point at it.
 
 mod listen;
+mod marathon;
 mod parse;
+mod routes;
 
+pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 
 use serde::Serialize;
@@ -23,6 +26,40 @@ pub struct Config {
     pub marathon: Option<MarathonConfig>,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// Where the file wrote what is checked only later, when it is put to use.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where a file's settings were written, for the errors found only when they are put
+/// to use (a listen address another process holds). Not part of what the
+/// configuration means: configs that differ only in it compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The file, when the config came from one ([`load`]); [`parse`] sees only text.
+    pub file: Option<String>,
+    /// Each listen address's place, by owner: a service's name, or `[http] listen`.
+    pub(crate) listens: std::collections::HashMap<String, Located>,
+    /// `[marathon] token_file` and `credentials_file`, by key.
+    pub(crate) marathon_files: Vec<(&'static str, Located)>,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
+}
+
+impl Origin {
+    /// `file:line:column` (or `line:column`) of the listen address of `owner` (a
+    /// service's name, or `[http] listen`), when the file wrote one.
+    pub fn listen(&self, owner: &str) -> Option<String> {
+        let at = self.listens.get(owner)?;
+        Some(match &self.file {
+            Some(f) => format!("{f}:{}:{}", at.line, at.column),
+            None => format!("{}:{}", at.line, at.column),
+        })
+    }
 }
 
 /// `[marathon]`: services from Marathon apps, as Marathon-LB serves them.
@@ -331,9 +368,42 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), Vec<Stri
             .collect()
     };
     match parse_with_warnings(&text) {
-        Ok((config, warnings)) => Ok((config, render(warnings, "warning: "))),
+        Ok((mut config, warnings)) => {
+            config.origin.file = Some(file.clone());
+            let unreadable = unreadable_files(&config);
+            if !unreadable.is_empty() {
+                return Err(unreadable);
+            }
+            Ok((config, render(warnings, "warning: ")))
+        }
         Err(errors) => Err(render(errors, "")),
     }
+}
+
+/// The files `[marathon]` names that cannot be read now, each error at its key: what
+/// `run` would fail on, found by `check` too.
+fn unreadable_files(config: &Config) -> Vec<String> {
+    let Some(m) = &config.marathon else {
+        return Vec::new();
+    };
+    let file = config.origin.file.as_deref().unwrap_or("");
+    let mut errors = Vec::new();
+    for (key, at) in &config.origin.marathon_files {
+        let path = match *key {
+            "token_file" => &m.token_file,
+            _ => &m.credentials_file,
+        };
+        let Some(path) = path else { continue };
+        if let Err(e) = std::fs::read(path) {
+            errors.push(format!(
+                "{file}:{}:{}: cannot read marathon {key} {}: {e}",
+                at.line,
+                at.column,
+                path.display()
+            ));
+        }
+    }
+    errors
 }
 
 impl Config {
@@ -432,13 +502,12 @@ impl Config {
             if let Some(l) = s.listen {
                 let _ = writeln!(out, "listen = {}", q(&l.to_string()));
             }
-            let _ = write!(
-                out,
-                "balance = {}\nhash = {}\ntable_size = {}\n",
-                word(&s.balance),
-                q(&s.hash_word()),
-                s.table_size,
-            );
+            let _ = writeln!(out, "balance = {}", word(&s.balance));
+            // Only Maglev hashes (and says how).
+            if s.balance == Balance::Maglev {
+                let _ = writeln!(out, "hash = {}", q(&s.hash_word()));
+            }
+            let _ = writeln!(out, "table_size = {}", s.table_size);
             if s.mode == Mode::Http {
                 let h = &s.http;
                 let vhosts: Vec<String> = h.vhosts.iter().map(|v| q(v)).collect();

@@ -59,27 +59,9 @@ struct RawFile {
     server: Option<RawServer>,
     admin: Option<RawAdmin>,
     http: Option<RawHttp>,
-    marathon: Option<RawMarathon>,
+    marathon: Option<super::marathon::RawMarathon>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMarathon {
-    urls: Option<Spanned<Vec<Spanned<String>>>>,
-    group: Option<String>,
-    poll_interval_ms: Option<Spanned<i64>>,
-    events: Option<bool>,
-    events_silence_ms: Option<Spanned<i64>>,
-    bind_address: Option<Spanned<String>>,
-    vip_cidr: Option<Spanned<String>>,
-    health_check: Option<bool>,
-    drain_timeout_ms: Option<Spanned<i64>>,
-    username: Option<String>,
-    password: Option<String>,
-    credentials_file: Option<String>,
-    token_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -126,9 +108,9 @@ struct RawService {
     backends: Spanned<Vec<Spanned<RawBackend>>>,
     vhosts: Option<Vec<Spanned<String>>>,
     path_prefix: Option<Spanned<String>>,
-    sticky: Option<bool>,
+    sticky: Option<Spanned<bool>>,
     sticky_cookie: Option<Spanned<String>>,
-    redirect_to_https: Option<bool>,
+    redirect_to_https: Option<Spanned<bool>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -189,7 +171,7 @@ pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec
 }
 
 /// An integer setting checked against an inclusive range.
-fn int_in(
+pub(super) fn int_in(
     v: &Option<Spanned<i64>>,
     default: i64,
     range: Range<i64>,
@@ -214,7 +196,11 @@ fn int_in(
 fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errs = Vec::new();
     let mut listens = Vec::new();
-    let mut listen_at = |what: &Spanned<String>, owner: String| {
+    let mut origin = Origin::default();
+    // `owner` as messages name it; `key` as the registry does (see `Origin::listen`).
+    let mut listen_at = |what: &Spanned<String>, key: &str, owner: String| {
+        let at = ConfigError::at(what.span(), "").locate(text);
+        origin.listens.insert(key.to_owned(), at);
         if let Ok(addr) = what.get_ref().parse::<SocketAddr>() {
             listens.push(Listen {
                 addr,
@@ -224,22 +210,22 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         }
     };
     if let Some(l) = raw.http.as_ref().and_then(|h| h.listen.as_ref()) {
-        listen_at(l, "[http] listen".into());
+        listen_at(l, "[http] listen", "[http] listen".into());
     }
     if let Some(a) = &raw.admin {
-        listen_at(&a.listen, "[admin] listen".into());
+        listen_at(&a.listen, "[admin] listen", "[admin] listen".into());
     }
     let mut warnings = Vec::new();
     let server = validate_server(raw.server, &mut errs);
     let admin = raw.admin.map_or_else(AdminConfig::default, |a| {
         validate_admin(a, &mut errs, &mut warnings)
     });
-    let marathon = raw.marathon.map(|m| validate_marathon(m, &mut errs));
     let http = validate_http(raw.http, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
+    // Where each valid service is reported: its name.
+    let mut named_at = Vec::with_capacity(raw.service.len());
     let mut names = HashSet::new();
     for s in raw.service {
-        let span = s.span();
         let s = s.into_inner();
         if !names.insert(s.name.get_ref().clone()) {
             let msg = format!("duplicate service name {:?}", s.name.get_ref());
@@ -248,13 +234,25 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         // Checked apart from the rest so a conflict is reported even when the service
         // has other errors.
         if let Some(l) = &s.listen {
-            listen_at(l, format!("service {:?}", s.name.get_ref()));
+            let name = s.name.get_ref();
+            listen_at(l, name.trim(), format!("service {name:?}"));
         }
-        if let Some(svc) = validate_service(s, span, &mut errs) {
+        let name_span = s.name.span();
+        if let Some(svc) = validate_service(s, &mut errs) {
             services.push(svc);
+            named_at.push(name_span);
         }
     }
+    let marathon = raw
+        .marathon
+        .map(|m| super::marathon::validate(m, text, &mut origin, &mut errs));
     errs.extend(super::listen::conflicts(listens, text));
+    let located: Vec<_> = services.iter().zip(named_at).collect();
+    errs.extend(super::routes::unreachable(
+        &located,
+        http.listen.is_some(),
+        text,
+    ));
     // Reported in file order, whatever order the checks ran in.
     errs.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
     if errs.is_empty() {
@@ -264,6 +262,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             http,
             marathon,
             services,
+            origin,
         };
         Ok((config, warnings))
     } else {
@@ -378,11 +377,7 @@ fn validate_server(raw: Option<RawServer>, errs: &mut Vec<ConfigError>) -> Serve
     }
 }
 
-fn validate_service(
-    s: RawService,
-    span: Range<usize>,
-    errs: &mut Vec<ConfigError>,
-) -> Option<ServiceConfig> {
+fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<ServiceConfig> {
     let before = errs.len();
     let name = s.name.get_ref().trim().to_owned();
     if name.is_empty() || name.len() > 128 {
@@ -412,7 +407,7 @@ fn validate_service(
     });
     let (hash, hash_name) = match &s.hash {
         None => (HashKey::Tuple, String::new()),
-        Some(h) => parse_hash(h, mode, errs),
+        Some(h) => parse_hash(h, mode, balance, errs),
     };
     let http = validate_http_options(&s, mode, errs);
     if s.listen.is_none()
@@ -444,7 +439,12 @@ fn validate_service(
             "table_size {table_size} is smaller than the number of backends ({})",
             backends.len()
         );
-        errs.push(ConfigError::at(span, msg));
+        // At table_size when written, else at the backends outgrowing the default.
+        let at = s
+            .table_size
+            .as_ref()
+            .map_or(s.backends.span(), Spanned::span);
+        errs.push(ConfigError::at(at, msg));
     }
     let listen = match listen {
         Some(l) => Some(l?),
@@ -464,7 +464,14 @@ fn validate_service(
 }
 
 /// `source`, `tuple`, `header:NAME` or `cookie:NAME` (the last two in HTTP mode).
-fn parse_hash(h: &Spanned<String>, mode: Mode, errs: &mut Vec<ConfigError>) -> (HashKey, String) {
+/// Only Maglev hashes: with another balance a hash would be ignored, so it is an
+/// error, as HTTP settings on a TCP service are.
+fn parse_hash(
+    h: &Spanned<String>,
+    mode: Mode,
+    balance: Balance,
+    errs: &mut Vec<ConfigError>,
+) -> (HashKey, String) {
     let v = h.get_ref().as_str();
     let named = |prefix: &str| {
         v.strip_prefix(prefix)
@@ -489,9 +496,19 @@ fn parse_hash(h: &Spanned<String>, mode: Mode, errs: &mut Vec<ConfigError>) -> (
             };
             let msg = format!("unknown hash {v:?}, expected {expected}");
             errs.push(ConfigError::at(h.span(), msg));
-            (HashKey::Tuple, String::new())
+            return (HashKey::Tuple, String::new());
         }
     };
+    if balance != Balance::Maglev {
+        let (word, default) = match balance {
+            Balance::Roundrobin => ("roundrobin", " (the default in http mode)"),
+            _ => ("leastconn", ""),
+        };
+        let msg = format!(
+            "hash needs balance = \"maglev\": {word}{default} does not hash, so hash would be ignored"
+        );
+        errs.push(ConfigError::at(h.span(), msg));
+    }
     (key, name)
 }
 
@@ -551,19 +568,21 @@ fn validate_http_options(s: &RawService, mode: Mode, errs: &mut Vec<ConfigError>
         Some(c) => c.get_ref().clone(),
         None => d.sticky_cookie,
     };
-    let flags = [s.sticky, s.redirect_to_https];
-    if mode != Mode::Http && flags.iter().any(|f| f == &Some(true)) {
-        errs.push(ConfigError::at(
-            s.name.span(),
-            "sticky and redirect_to_https need mode = \"http\"",
-        ));
+    let flags = [
+        ("sticky", &s.sticky),
+        ("redirect_to_https", &s.redirect_to_https),
+    ];
+    for (key, flag) in flags {
+        if let Some(f) = flag.as_ref().filter(|f| *f.get_ref()) {
+            http_only(key, f.span(), errs);
+        }
     }
     HttpOptions {
         vhosts,
         path_prefix,
-        sticky: s.sticky.unwrap_or(false),
+        sticky: s.sticky.as_ref().is_some_and(|f| *f.get_ref()),
         sticky_cookie,
-        redirect_to_https: s.redirect_to_https.unwrap_or(false),
+        redirect_to_https: s.redirect_to_https.as_ref().is_some_and(|f| *f.get_ref()),
         hash_name: String::new(),
     }
 }
@@ -688,89 +707,4 @@ pub fn is_prime(n: u32) -> bool {
         d += 2;
     }
     true
-}
-
-fn validate_marathon(m: RawMarathon, errs: &mut Vec<ConfigError>) -> MarathonConfig {
-    let d = MarathonConfig::default();
-    let mut urls = Vec::new();
-    if let Some(list) = &m.urls {
-        if list.get_ref().is_empty() {
-            errs.push(ConfigError::at(
-                list.span(),
-                "marathon urls must not be empty",
-            ));
-        }
-        for u in list.get_ref() {
-            let url = u.get_ref().trim_end_matches('/');
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                let msg = format!(
-                    "marathon url must be http://host:port or https://…, got {:?}",
-                    u.get_ref()
-                );
-                errs.push(ConfigError::at(u.span(), msg));
-            }
-            urls.push(url.to_owned());
-        }
-    }
-    let bind_address = match &m.bind_address {
-        None => d.bind_address,
-        Some(b) => b.get_ref().parse().unwrap_or_else(|_| {
-            let msg = format!("bind_address must be an IP address, got {:?}", b.get_ref());
-            errs.push(ConfigError::at(b.span(), msg));
-            d.bind_address
-        }),
-    };
-    let vip_cidr = match &m.vip_cidr {
-        None => d.vip_cidr,
-        Some(c) => parse_cidr(c.get_ref()).unwrap_or_else(|| {
-            let msg = format!(
-                "vip_cidr must be an IPv4 network like 127.11.0.0/16 (prefix 8 to 30), got {:?}",
-                c.get_ref()
-            );
-            errs.push(ConfigError::at(c.span(), msg));
-            d.vip_cidr
-        }),
-    };
-    let ms = 1..(24 * 3_600_000);
-    MarathonConfig {
-        urls: if m.urls.is_some() { urls } else { d.urls },
-        group: m.group.unwrap_or(d.group),
-        poll_interval_ms: int_in(
-            &m.poll_interval_ms,
-            1000,
-            100..ms.end,
-            "poll_interval_ms",
-            errs,
-        ) as u64,
-        events: m.events.unwrap_or(d.events),
-        events_silence_ms: int_in(
-            &m.events_silence_ms,
-            30_000,
-            100..ms.end,
-            "events_silence_ms",
-            errs,
-        ) as u64,
-        bind_address,
-        vip_cidr,
-        health_check: m.health_check.unwrap_or(d.health_check),
-        drain_timeout_ms: int_in(
-            &m.drain_timeout_ms,
-            30_000,
-            0..ms.end,
-            "drain_timeout_ms",
-            errs,
-        ) as u64,
-        username: m.username,
-        password: m.password,
-        credentials_file: m.credentials_file.map(Into::into),
-        token_file: m.token_file.map(Into::into),
-    }
-}
-
-/// `a.b.c.d/n` with 8 ≤ n ≤ 30.
-fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
-    let (ip, prefix) = s.split_once('/')?;
-    let prefix: u8 = prefix.parse().ok()?;
-    (8..=30).contains(&prefix).then_some(())?;
-    Some((ip.parse().ok()?, prefix))
 }

@@ -7,8 +7,7 @@
 //! [`Health`] (down-marks, drain deadline) is keyed by the address alone and shared.
 
 use crate::balance::Selector;
-use crate::config::Config;
-use crate::config::Mode;
+use crate::config::{self, Config, Mode};
 use crate::http::route::Router;
 use crate::io::sys;
 use crate::snapshot::{Backend, Front, Health, HttpFront, Listeners, Service, Snapshot};
@@ -131,12 +130,25 @@ impl Registry {
                 retune.push((Arc::clone(l), http, name, addr));
                 continue;
             }
-            match bind_all(addr, self.shards).and_then(|l| tune(&l, http).map(|()| l)) {
+            // An address sluice holds already (or one overlapping it, as a reload moving
+            // a port from a wildcard to one address does) would fail the probe.
+            let ours =
+                |key: &ListenKey| matches!(key, ListenKey::Addr(a) if config::overlap(*a, addr));
+            let held = self.listeners.keys().chain(fresh.keys()).any(ours);
+            let bound = if held { Ok(()) } else { probe(addr) };
+            match bound
+                .and_then(|()| bind_all(addr, self.shards))
+                .and_then(|l| tune(&l, http).map(|()| l))
+            {
                 Ok(l) => {
                     fresh.insert(key, Arc::new(l));
                 }
                 Err(e) => {
-                    errors.push(format!("{name}: cannot listen on {addr}: {e}"));
+                    let at = config
+                        .origin
+                        .listen(name)
+                        .map_or_else(String::new, |at| format!("{at}: "));
+                    errors.push(format!("{at}{name}: cannot listen on {addr}: {e}"));
                     match service {
                         Some(s) => {
                             unbound.insert(s.to_owned());
@@ -339,6 +351,29 @@ fn tune(l: &Listeners, http: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Fails with `AddrInUse` when another process listens on `addr` (port 0 never does).
+/// The per-shard sockets are bound with `SO_REUSEPORT`, which would silently join
+/// another sluice's sockets on the same address and let the kernel split the clients
+/// between the two; this bind, without it, fails as any other program's would.
+/// `SO_REUSEADDR` lets a port whose only sockets are in TIME_WAIT pass.
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(e.kind(), "address already in use (by another process)")
+        } else {
+            e
+        }
+    })
+}
+
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
@@ -468,6 +503,49 @@ mod tests {
         assert!(options(&http)
             .iter()
             .all(|&(defer, quickack)| defer > 0 && quickack == 0));
+    }
+
+    /// A free fixed port on loopback (free when asked; tests take it at once).
+    fn free_port() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("address").port()
+    }
+
+    #[test]
+    fn a_fixed_port_another_registry_holds_is_refused_with_its_place() {
+        let port = free_port();
+        let text = format!(
+            "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"127.0.0.1:9\"]\n"
+        );
+        let cfg = crate::config::parse(&text).expect("valid config");
+        let mut first = Registry::new(2);
+        let held = first.build(&cfg).expect("builds");
+        // What a second sluice process does: its SO_REUSEPORT sockets would join.
+        let errors = Registry::new(2).build(&cfg).expect_err("the port is taken");
+        assert_eq!(
+            errors,
+            [format!(
+                "3:10: web: cannot listen on 127.0.0.1:{port}: address already in use (by another process)"
+            )]
+        );
+        // The registry holding it rebuilds as before, on the same sockets.
+        let again = first.build(&cfg).expect("builds");
+        assert!(Arc::ptr_eq(&held.listeners[0], &again.listeners[0]));
+    }
+
+    #[test]
+    fn a_reload_may_narrow_a_wildcard_it_holds_to_one_address() {
+        let port = free_port();
+        let on = |ip: &str| {
+            crate::config::parse(&format!(
+                "[[service]]\nname = \"web\"\nlisten = \"{ip}:{port}\"\nbackends = [\"127.0.0.1:9\"]\n"
+            ))
+            .expect("valid config")
+        };
+        let mut registry = Registry::new(1);
+        registry.build(&on("0.0.0.0")).expect("builds");
+        let narrowed = registry.build(&on("127.0.0.1")).expect("builds");
+        assert_eq!(narrowed.listeners[0].local.port(), port);
     }
 
     /// `[http] listen` and one HTTP service named after the key the shared listener

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_PAUSE_MS: u64 = 100;
-/// Refusals at `max_connections` are logged at most this often per shard.
-const REFUSAL_LOG_MS: u64 = 10_000;
+/// Refusals at `max_connections`, and accept pauses, are logged at most this often
+/// per shard (each line counting what it stands for; the counters stay exact).
+pub const QUIET_MS: u64 = 10_000;
 
 /// A connection's place in the balancer.
 pub struct Link {
@@ -77,18 +78,13 @@ impl ShardCtx {
 
     /// A client refused at this shard's share of `max_connections`: counted on the
     /// shard, and on the port's service when it has one (the shared HTTP listener has
-    /// none); logged at most every [`REFUSAL_LOG_MS`].
+    /// none); logged at most every [`QUIET_MS`].
     fn refused_at_limit(&self, service: Option<&Service>) {
         self.stats().refused_limit.inc();
         if let Some(s) = service {
             s.counters.shard(self.id).refused_limit.inc();
         }
-        let due = match self.refusal_logged_ms.get() {
-            Some(t) => self.now_ms >= t + REFUSAL_LOG_MS,
-            None => true,
-        };
-        if due {
-            self.refusal_logged_ms.set(Some(self.now_ms));
+        if self.refusal_log.hit(self.now_ms, QUIET_MS).is_some() {
             tracing::warn!(
                 shard = self.id,
                 limit = self.conn_limit,
@@ -216,10 +212,16 @@ impl ShardCtx {
             return;
         }
         self.stats().accept_paused.inc();
-        if self.accept_paused_until_ms.is_none() {
+        // A pause extended before it ended is not a new one.
+        let pauses = match self.accept_paused_until_ms {
+            None => self.pause_log.hit(self.now_ms, QUIET_MS),
+            Some(_) => None,
+        };
+        if let Some(pauses) = pauses {
             tracing::warn!(
                 shard = self.id,
                 errno,
+                pauses,
                 "accept paused: out of descriptors or memory"
             );
         }

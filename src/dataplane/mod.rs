@@ -96,8 +96,44 @@ pub struct ShardCtx {
     pub draining_since_ms: Option<u64>,
     /// Accepting is paused until then (out of descriptors).
     accept_paused_until_ms: Option<u64>,
-    /// When a refusal at `max_connections` was last logged.
-    refusal_logged_ms: std::cell::Cell<Option<u64>>,
+    /// Refusals at `max_connections`, logged at most every [`link::QUIET_MS`].
+    refusal_log: Throttle,
+    /// Accept pauses, the same.
+    pause_log: Throttle,
+}
+
+/// A log line due at most once per period: counts the events between lines, so each
+/// line can say how many it stands for.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    logged_ms: std::cell::Cell<Option<u64>>,
+    since: std::cell::Cell<u64>,
+}
+
+impl Throttle {
+    /// One more event at `now_ms`. `Some(n)` when a line is due, `n` the events since
+    /// the last line, this one included.
+    pub fn hit(&self, now_ms: u64, period_ms: u64) -> Option<u64> {
+        let n = self.since.get() + 1;
+        let due = self
+            .logged_ms
+            .get()
+            .map_or(true, |t| now_ms >= t + period_ms);
+        if !due {
+            self.since.set(n);
+            return None;
+        }
+        self.logged_ms.set(Some(now_ms));
+        self.since.set(0);
+        Some(n)
+    }
+}
+
+/// Shard `id`'s share of `max` connections over `workers` shards: the shares add up
+/// to `max` exactly, the first `max % workers` shards taking one more.
+fn share(max: usize, workers: usize, id: usize) -> usize {
+    let workers = workers.max(1);
+    max / workers + usize::from(id < max % workers)
 }
 
 impl ShardCtx {
@@ -109,7 +145,7 @@ impl ShardCtx {
     ) -> Self {
         let snapshot = published.load();
         let generation = snapshot.generation;
-        let conn_limit = (snapshot.server.max_connections as usize).div_ceil(workers.max(1));
+        let conn_limit = share(snapshot.server.max_connections as usize, workers, id);
         ShardCtx {
             id,
             published,
@@ -120,7 +156,8 @@ impl ShardCtx {
             conn_limit,
             draining_since_ms: None,
             accept_paused_until_ms: None,
-            refusal_logged_ms: std::cell::Cell::new(None),
+            refusal_log: Throttle::default(),
+            pause_log: Throttle::default(),
         }
     }
 
@@ -211,5 +248,44 @@ impl ShardCtx {
                 "backend connect failed: avoided by every service naming this address"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_max_connections_add_up_to_it() {
+        let shares = |max, workers| {
+            (0..workers)
+                .map(|i| share(max, workers, i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shares(3, 2), [2, 1]);
+        assert_eq!(shares(4, 2), [2, 2]);
+        assert_eq!(shares(1, 4), [1, 0, 0, 0]);
+        assert_eq!(shares(100_000, 3), [33_334, 33_333, 33_333]);
+        for max in 1..50 {
+            for workers in 1..9 {
+                let s = shares(max, workers);
+                assert_eq!(s.iter().sum::<usize>(), max);
+                assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_throttled_line_counts_the_events_it_stands_for() {
+        let t = Throttle::default();
+        assert_eq!(t.hit(1_000, 10_000), Some(1), "the first is logged");
+        let quiet: Vec<_> = (1..=99).map(|i| t.hit(1_000 + i * 100, 10_000)).collect();
+        assert!(
+            quiet.iter().all(Option::is_none),
+            "ten a second, for ten seconds"
+        );
+        assert_eq!(t.hit(11_000, 10_000), Some(100));
+        assert_eq!(t.hit(11_001, 10_000), None);
+        assert_eq!(t.hit(30_000, 10_000), Some(2));
     }
 }

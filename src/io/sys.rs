@@ -4,8 +4,8 @@
 //!
 //! socket2 does what it can (linger, receiving into uninitialised memory, quick ack)
 //! and mio makes the pipes; what is left here needs `unsafe`: `F_SETPIPE_SZ`,
-//! `splice(2)`, `setsockopt` for `TCP_DEFER_ACCEPT` and `IP_BIND_ADDRESS_NO_PORT`, and
-//! the length of a `Vec` the kernel filled.
+//! `splice(2)`, `setsockopt` for `TCP_DEFER_ACCEPT` and `IP_BIND_ADDRESS_NO_PORT`, the
+//! length of a `Vec` the kernel filled, and the descriptor limit (`RLIMIT_NOFILE`).
 #![allow(unsafe_code)]
 
 use socket2::SockRef;
@@ -138,6 +138,46 @@ pub fn recv_into(sock: &impl AsFd, buf: &mut Vec<u8>, max: usize) -> io::Result<
     // SAFETY: `recv` initialised the first `n` (≤ `len`) bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// The open-descriptor limit: `(soft, hard)`.
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid, writable rlimit for the call's duration.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r.rlim_cur, r.rlim_max))
+}
+
+/// Raise the soft open-descriptor limit to the hard one (as HAProxy does at start);
+/// returns the soft limit in force afterwards. An unlimited hard limit is read as
+/// the kernel's ceiling, `fs.nr_open`.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let (soft, hard) = nofile_limit()?;
+    let ceiling = if hard == libc::RLIM_INFINITY {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20)
+    } else {
+        hard
+    };
+    if soft >= ceiling {
+        return Ok(soft);
+    }
+    let r = libc::rlimit {
+        rlim_cur: ceiling,
+        rlim_max: hard,
+    };
+    // SAFETY: `r` is a valid rlimit, read by the call only.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ceiling)
 }
 
 #[cfg(test)]

@@ -51,6 +51,14 @@ impl Sluice {
         Sluice::start_cmd(config, cmd)
     }
 
+    /// Start under `prlimit` with a soft descriptor limit of `soft` and a hard one of
+    /// `hard`.
+    pub fn start_with_nofile_limits(config: &str, soft: u32, hard: u32) -> Sluice {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={soft}:{hard}")).arg(BIN);
+        Sluice::start_cmd(config, cmd)
+    }
+
     fn start_cmd(config: &str, mut cmd: Command) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
