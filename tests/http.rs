@@ -440,6 +440,15 @@ fn slow_heads_get_408(io: &str) {
     s.read_to_string(&mut out).unwrap();
     assert_eq!(status(&out), 408, "{out}");
     assert!(a.requests().is_empty());
+    // A body that stops arriving is bounded the same way (it holds a backend
+    // connection meanwhile), however long idle_timeout_ms is.
+    let mut s = TcpStream::connect(lb.addr("web")).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npartial")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(status(&out), 408, "{out}");
 }
 
 fn forwarded_headers_and_redirects(io: &str) {

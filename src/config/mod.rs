@@ -120,7 +120,8 @@ pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
     /// A request line plus headers longer than this is answered 431.
     pub max_header_bytes: usize,
-    /// The whole request head must arrive within this (else 408: the slowloris case).
+    /// The whole request head must arrive within this, and a request body may not pause
+    /// for longer (else 408: the slowloris case, head and body).
     pub header_timeout_ms: u64,
     /// How long a client connection may wait between requests.
     pub keepalive_timeout_ms: u64,

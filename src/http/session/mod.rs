@@ -369,8 +369,9 @@ impl Session {
             self.input.clear();
             return Ok(n);
         }
-        if self.phase == Phase::Head && before == 0 {
-            self.since_ms = now_ms; // the head timeout runs from its first byte
+        if (self.phase == Phase::Head && before == 0) || self.phase == Phase::Exchange {
+            // The head timeout runs from its first byte; a body's from its last.
+            self.since_ms = now_ms;
         }
         self.advance(now_ms);
         Ok(n)
@@ -460,6 +461,26 @@ impl Session {
         }
     }
 
+    /// The exchange waits for more of the request body from the client.
+    fn waits_on_client(&self) -> bool {
+        !self.req_body.done() && !self.client_eof && self.backend_output().is_empty()
+    }
+
+    /// The client paused its request body for `header_timeout_ms`: 408 while no response
+    /// was relayed, else the connection is cut.
+    fn client_timed_out(&mut self, now_ms: u64) {
+        tracing::debug!(started = self.resp_started, "request body timed out");
+        if self.resp_started {
+            self.phase = Phase::Closed;
+            self.finished = Some(Finished {
+                status: self.resp.status,
+                reusable: false,
+            });
+        } else {
+            self.respond(408, now_ms);
+        }
+    }
+
     /// The exchange waits on the backend: to take request bytes, or to send response
     /// bytes that the client is ready for (a request still arriving from the client, or
     /// a client too slow to take the response, is not the backend's silence).
@@ -483,6 +504,14 @@ impl Session {
                 }
             }
             Phase::Head if waited >= self.limits.header_timeout_ms => self.respond(408, now_ms),
+            // A request body that stops arriving: `header_timeout_ms` bounds every pause,
+            // as it bounds the head (a slow body holds a backend connection too).
+            Phase::Exchange if self.waits_on_client() => {
+                self.backend_since_ms = now_ms;
+                if waited >= self.limits.header_timeout_ms {
+                    self.client_timed_out(now_ms);
+                }
+            }
             Phase::Exchange if !self.waits_on_backend() => self.backend_since_ms = now_ms,
             Phase::Exchange
                 if now_ms.saturating_sub(self.backend_since_ms)

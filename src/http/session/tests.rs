@@ -176,42 +176,58 @@ fn timeouts_answer_408_and_504() {
 }
 
 /// The server timeout (500 ms here) measures the backend's silence while the session
-/// waits on it, not the length of the exchange.
+/// waits on it, not the length of the exchange; a pause in the request body is bounded
+/// by the head's timeout (100 ms here).
 #[test]
 fn the_backend_timeout_counts_only_the_backends_silence() {
-    // A body arriving steadily for longer than the timeout, taken by the backend as it
-    // comes: no 504.
+    // A body arriving steadily for longer than the server timeout, taken by the backend
+    // as it comes: no 504.
     let mut s = Session::new(LIMITS, 0);
     client(
         &mut s,
-        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 30\r\n\r\n",
     );
     s.attach(fwd(false), 0);
-    for t in 1..10u64 {
-        let now = t * 300;
+    let send_byte = |s: &mut Session, now: u64| {
         let _ = s.client_read(now, |buf| {
             buf.push(b'x');
             Ok::<usize, ()>(1)
         });
         let n = s.backend_output().len();
         s.backend_wrote(n, now);
-        s.check_timers(now + 250);
+    };
+    for t in 1..30u64 {
+        let now = t * 60;
+        send_byte(&mut s, now);
+        s.check_timers(now + 50);
         assert_eq!(s.phase(), Phase::Exchange, "at {now} ms");
     }
-    // The client stalls with one byte to go: its silence is not the backend's.
-    s.check_timers(10_000);
+    // The client pauses with one byte to go, for less than the head timeout: its
+    // silence is not the backend's.
+    s.check_timers(1_740 + 99);
     assert_eq!(s.phase(), Phase::Exchange);
-    let _ = s.client_read(10_000, |buf| {
-        buf.push(b'x');
-        Ok::<usize, ()>(1)
-    });
-    let n = s.backend_output().len();
-    s.backend_wrote(n, 10_000);
+    send_byte(&mut s, 1_800);
     // Now the response is awaited: 500 ms of silence is a 504.
-    s.check_timers(10_499);
+    s.check_timers(2_299);
     assert_eq!(s.phase(), Phase::Exchange);
-    s.check_timers(10_500);
+    s.check_timers(2_300);
     assert!(take_client(&mut s).starts_with("HTTP/1.1 504 "));
+}
+
+#[test]
+fn a_request_body_that_stops_gets_408() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc",
+    );
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.check_timers(99);
+    assert_eq!(s.phase(), Phase::Exchange);
+    s.check_timers(100);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 408 "));
+    assert_eq!(s.take_finished().map(|f| f.reusable), Some(false));
 }
 
 #[test]
