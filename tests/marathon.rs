@@ -37,12 +37,25 @@ fn config(io: &str, marathon: &Marathon) -> String {
     config_with(io, marathon, 100, false)
 }
 
+/// The named-VIP range of the tests on reactor `io`: the two reactors' runs go side by
+/// side, and the same app must not claim the same VIP address in both (a second
+/// process is refused an address another holds).
+fn vip_cidr(io: &str) -> (std::net::Ipv4Addr, u8) {
+    let net = if io == "epoll" {
+        "127.12.0.0"
+    } else {
+        "127.11.0.0"
+    };
+    (net.parse().unwrap(), 16)
+}
+
 fn config_with(io: &str, marathon: &Marathon, poll_ms: u64, events: bool) -> String {
+    let (net, bits) = vip_cidr(io);
     server(io, "")
         + "[admin]\nlisten = \"127.0.0.1:0\"\n"
         + &format!(
             "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = {poll_ms}\n\
-             events = {events}\nbind_address = \"127.0.0.1\"\n",
+             events = {events}\nbind_address = \"127.0.0.1\"\nvip_cidr = \"{net}/{bits}\"\n",
             marathon.url()
         )
 }
@@ -115,7 +128,7 @@ fn admin_hup_refetches_and_reports_vips(io: &str) {
     let vip = &vips[0];
     assert_eq!(vip["vip"], "/hup/app:10003");
     assert_eq!(vip["dns"], "hupapp.marathon.l4lb.thisdcos.directory");
-    let ip = sluice::marathon::apps::vip_address("/hup/app", ("127.11.0.0".parse().unwrap(), 16));
+    let ip = sluice::marathon::apps::vip_address("/hup/app", vip_cidr(io));
     assert_eq!(vip["address"], format!("{ip}:10003"));
     assert_eq!(vip["backends"].as_array().unwrap().len(), 2);
     let cfg: serde_json::Value = serde_json::from_slice(&curl("/_haproxy_getconfig")).unwrap();
@@ -184,7 +197,7 @@ fn dcos_tutorial_scale_up_and_down_under_load(io: &str) {
             .find(|(n, _)| *n == px)
             .map(|(_, a)| a)
     });
-    let ip = sluice::marathon::apps::vip_address(&vip_name, ("127.11.0.0".parse().unwrap(), 16));
+    let ip = sluice::marathon::apps::vip_address(&vip_name, vip_cidr(io));
     assert_eq!(
         vip,
         SocketAddr::new(ip.into(), 10000),

@@ -174,6 +174,8 @@ fn request(addr: SocketAddr) {
 }
 
 struct Setup {
+    /// The Marathon app's named VIP, `/shop:<port>`.
+    vip: String,
     lb: Sluice,
     admin: SocketAddr,
     /// Process start, bracketed: just before spawning, just after it listened.
@@ -215,12 +217,14 @@ fn start() -> Setup {
             alive: true,
         },
     ];
+    // A VIP port of its own: the tests run side by side, and a second process is
+    // refused an address another holds.
+    let vip = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("/shop:{}", l.local_addr().unwrap().port())
+    };
     let marathon = Marathon::start(Answer::Apps(apps_body(
-        "/shop",
-        "external",
-        port,
-        "/shop:10100",
-        &tasks,
+        "/shop", "external", port, &vip, &tasks,
     )));
     let config = server("auto", "")
         + "[admin]\nlisten = \"127.0.0.1:0\"\n"
@@ -246,6 +250,7 @@ fn start() -> Setup {
             .then_some(())
     });
     Setup {
+        vip,
         admin: lb.admin(),
         tcp: lb.addr("tcp-echo"),
         web: lb.addr("web"),
@@ -321,7 +326,7 @@ fn the_page_in_a_browser() {
     let mut shop = vec![up(&s.running), (s.killing.clone(), "DRAIN".into())];
     shop.sort();
     assert_eq!(rows(section(&dom, &s.marathon_svc)), want(shop.clone()));
-    assert_eq!(rows(section(&dom, "vip:/shop:10100")), want(shop));
+    assert_eq!(rows(section(&dom, &format!("vip:{}", s.vip))), want(shop));
     assert_eq!(dom.matches("data-svname=\"BACKEND\"").count(), 4);
     // The words of the config.
     let title = section(&dom, "web");
