@@ -123,6 +123,11 @@ pub struct Session {
     /// bytes), or the last time the exchange was waiting on something else: the
     /// server timeout measures the backend's silence while sluice waits on it.
     backend_since_ms: u64,
+    /// The request asked for `100-continue`: until its body starts, the client waits
+    /// for the backend, not the other way round.
+    expect_continue: bool,
+    /// A byte of the current request's body arrived.
+    body_seen: bool,
     finished: Option<Finished>,
 }
 
@@ -154,6 +159,8 @@ impl Session {
             served: 0,
             since_ms: now_ms,
             backend_since_ms: now_ms,
+            expect_continue: false,
+            body_seen: false,
             finished: None,
         }
     }
@@ -372,6 +379,7 @@ impl Session {
         if (self.phase == Phase::Head && before == 0) || self.phase == Phase::Exchange {
             // The head timeout runs from its first byte; a body's from its last.
             self.since_ms = now_ms;
+            self.body_seen |= self.phase == Phase::Exchange;
         }
         self.advance(now_ms);
         Ok(n)
@@ -463,7 +471,10 @@ impl Session {
 
     /// The exchange waits for more of the request body from the client.
     fn waits_on_client(&self) -> bool {
-        !self.req_body.done() && !self.client_eof && self.backend_output().is_empty()
+        !self.req_body.done()
+            && !self.client_eof
+            && self.backend_output().is_empty()
+            && (self.body_seen || !self.expect_continue)
     }
 
     /// The client paused its request body for `header_timeout_ms`: 408 while no response
@@ -544,8 +555,13 @@ impl Session {
         self.write_request_head(&fwd);
         self.retarget(fwd.set_cookie);
         self.replayable = fwd.reused && self.replayable();
+        // Read before the head leaves the buffer (the fields point into it).
+        self.expect_continue = self
+            .header("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
         let head_len = self.req.len;
         self.input.drain(..head_len);
+        self.body_seen = !self.input.is_empty();
         let chunked_out = Output::Chunked;
         self.req_body = Body::new(self.req.body, chunked_out);
         self.client_keep = self.req.keep_alive && !self.last;

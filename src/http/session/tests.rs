@@ -516,3 +516,34 @@ fn connections_after_a_body_or_a_head_are_not_reused() {
         assert_eq!(f.reusable, reusable, "{}", String::from_utf8_lossy(request));
     }
 }
+
+/// With `Expect: 100-continue` the client waits for the backend's interim answer before
+/// it sends the body: that wait is the backend's (504 after its timeout), not a pause
+/// of the client's; once the body started, a pause is the client's again.
+#[test]
+fn a_client_waiting_for_100_continue_is_not_timed_out_as_slow() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.check_timers(499);
+    assert_eq!(
+        s.phase(),
+        Phase::Exchange,
+        "no 408 while the backend decides"
+    );
+    s.backend_read(b"HTTP/1.1 100 Continue\r\n\r\n", 450);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 100 "));
+    let _ = s.client_read(460, |buf| {
+        buf.extend_from_slice(b"ab");
+        Ok::<usize, ()>(2)
+    });
+    take_backend(&mut s);
+    s.check_timers(559);
+    assert_eq!(s.phase(), Phase::Exchange);
+    s.check_timers(560);
+    assert!(take_client(&mut s).starts_with("HTTP/1.1 408 "));
+}
