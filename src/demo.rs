@@ -39,6 +39,9 @@ pub fn run(
     let cfg = Config {
         server: ServerConfig {
             io,
+            // A demo on a workstation: within a default descriptor limit, so it starts
+            // without the warning a production-sized max_connections would give.
+            max_connections: 4096,
             ..ServerConfig::default()
         },
         admin: AdminConfig {

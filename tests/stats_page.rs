@@ -512,5 +512,10 @@ fn json_agrees_with_csv() {
     assert!(n >= 2, "{history}");
     assert_eq!(history["age_s"].as_array().unwrap().len(), n);
     assert_eq!(history["p99_ms"].as_array().unwrap().len(), n);
+    // Every failed connect to tcp-echo's dead server was tried again on the live one.
+    let tcp = services.iter().find(|x| x["name"] == "tcp-echo").unwrap();
+    let failed = tcp["backend"]["econ"].as_u64().unwrap();
+    assert!(failed >= 1, "{tcp}");
+    assert_eq!(tcp["backend"]["wretr"].as_u64(), Some(failed), "{tcp}");
     drop(s.lb);
 }

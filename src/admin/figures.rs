@@ -162,6 +162,10 @@ pub struct Row {
     /// BACKEND: clients closed (TCP) or answered 502/503 (HTTP) for want of a server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_backend: Option<u64>,
+    /// BACKEND: connects retried on another server after one failed, and HTTP requests
+    /// sent again after a reused connection failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wretr: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
     /// BACKEND: servers up, of `servers`.
@@ -295,6 +299,7 @@ pub fn service(svc: &Service, tracks: &Tracks, now_ms: u64) -> ServiceFigures {
         bout: frontend.bout,
         econ: Some(sum(|r| r.econ.unwrap_or(0))),
         no_backend: Some(c.sum(|s| s.no_backend.get())),
+        wretr: Some(c.sum(|s| s.retries.get())),
         weight: Some(svc.config.backends.iter().map(|b| b.weight).sum()),
         act: Some(up),
         servers: Some(servers.len()),

@@ -22,9 +22,9 @@ use std::fmt::Write;
 pub const COLLAPSE_OVER: usize = 50;
 
 /// The columns' widths (px): name, status, sessions (3), sessions/s (2), bytes (2),
-/// errors (3), HTTP responses (6), response time (2), weight.
-const WIDTHS: [u32; 21] = [
-    164, 84, 56, 56, 56, 50, 50, 78, 78, 66, 66, 66, 48, 48, 48, 48, 48, 48, 62, 62, 58,
+/// errors (4), HTTP responses (6), response time (2), weight.
+const WIDTHS: [u32; 22] = [
+    146, 76, 52, 52, 52, 50, 50, 70, 70, 60, 54, 56, 68, 48, 48, 48, 48, 48, 48, 62, 62, 58,
 ];
 
 /// The tables' width: the columns' and a pixel for each border.
@@ -186,11 +186,13 @@ fn column_heads(out: &mut String) {
         out,
         "<table class=\"stats\" id=\"columns\"><colgroup>{}</colgroup><thead><tr><th rowspan=\"2\" class=\"name\">service · server</th>\
          <th rowspan=\"2\">status</th><th colspan=\"3\">sessions</th><th colspan=\"2\">sessions/s</th>\
-         <th colspan=\"2\">bytes</th><th colspan=\"3\">errors</th><th colspan=\"6\">HTTP responses</th>\
+         <th colspan=\"2\">bytes</th><th colspan=\"4\">errors</th><th colspan=\"6\">HTTP responses</th>\
          <th colspan=\"2\">response time</th><th rowspan=\"2\">weight</th></tr>\
          <tr><th>cur</th><th title=\"the most open at once, sampled each second\">max</th>\
          <th>total</th><th>cur</th><th>max</th><th>in</th><th>out</th>\
-         <th title=\"connects refused or timed out\">connect</th><th title=\"clients refused at max_connections\">refused</th>\
+         <th title=\"connects refused or timed out\">connect</th>\
+         <th title=\"connects tried again on another server, requests sent again\">retries</th>\
+         <th title=\"clients refused at max_connections\">refused</th>\
          <th title=\"clients no server could take\">no server</th>\
          <th>1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>other</th>\
          <th title=\"over the service's life\">p50</th><th title=\"over the service's life\">p99</th></tr></thead></table>",
@@ -420,7 +422,7 @@ fn row(out: &mut String, r: &Row, kind: &str) {
     }
     out.push_str(&bytes(r.bin));
     out.push_str(&bytes(r.bout));
-    for n in [r.econ, r.dreq, r.no_backend] {
+    for n in [r.econ, r.wretr, r.dreq, r.no_backend] {
         out.push_str(&n.map_or("<td></td>".into(), count));
     }
     match &r.http {

@@ -96,8 +96,12 @@ impl ShardCtx {
 
     /// The next backend to connect `link` to; `None` (counted) when none is left.
     pub fn next_backend(&self, link: &mut Link) -> Option<SocketAddr> {
+        let retry = link.attempt.tries() > 0;
         match self.pick(&link.service, link.client, &mut link.attempt) {
             Some(b) => {
+                if retry {
+                    link.service.counters.shard(self.id).retries.inc();
+                }
                 link.backend = b;
                 link.picked_at = std::time::Instant::now();
                 Some(link.service.backends[b].addr)

@@ -112,6 +112,9 @@ pub struct ServiceCounters {
     pub refused_limit: Counter,
     /// Closed because no backend could be connected.
     pub no_backend: Counter,
+    /// Connects tried on another backend after one failed (HAProxy's `wretr`), and
+    /// HTTP requests sent again after a reused connection failed.
+    pub retries: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     /// HTTP responses by class: `[0]` other, `[1]` 1xx … `[5]` 5xx.

@@ -131,6 +131,7 @@ impl HttpConn {
             set_cookie,
             counted: false,
             replay: false,
+            retrying: false,
         });
         self.connect_next(ctx, shard, watch, sticky);
     }
@@ -195,11 +196,15 @@ impl HttpConn {
                     Err(_) => {
                         bc.connect_errors.inc();
                         ctx.mark_down(&ex.service, i);
+                        ex.retrying = true;
                         continue;
                     }
                 },
             };
             watch.backend_attached(key);
+            if std::mem::take(&mut ex.retrying) {
+                ex.service.counters.shard(ctx.id).retries.inc();
+            }
             self.backend = Some(BackendSock {
                 sock,
                 key,
@@ -283,7 +288,8 @@ impl HttpConn {
         self.ready.backend_read = false;
         self.ready.backend_write = false;
         self.ready.backend_hup = false;
-        if let Some(ex) = &self.exchange {
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.retrying = true;
             let bc = ex.service.backends[ex.backend].counters.shard(ctx.id);
             bc.connect_errors.inc();
             if timed_out {
