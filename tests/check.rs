@@ -82,6 +82,16 @@ fn wrong_type_is_located() {
     );
 }
 
+/// A service written `[service]` instead of `[[service]]`: said so, at that line.
+#[test]
+fn a_single_service_table_is_named() {
+    let text = "[server]\nworkers = 1\n\n  [service]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n";
+    assert_eq!(
+        errors(text),
+        ["FILE:4:3: [service] is one table: each service is an entry of an array of tables, written [[service]]"]
+    );
+}
+
 #[test]
 fn unknown_keys_are_located() {
     let e = errors("[server]\nworkers = 2\ncolour = \"blue\"\n");

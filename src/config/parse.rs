@@ -159,6 +159,15 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 /// mistakes (an admin port reachable from other hosts, a short token).
 pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
+        if let Some(span) = single_table(text, "service") {
+            // serde's "invalid type: map, expected a sequence" at 1:1 does not say it.
+            return vec![ConfigError {
+                span: Some(span),
+                message: "[service] is one table: each service is an entry of an array of \
+                          tables, written [[service]]"
+                    .into(),
+            }];
+        }
         vec![ConfigError {
             span: e.span(),
             message: e
@@ -168,6 +177,25 @@ pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec
         }]
     })?;
     validate(raw, text)
+}
+
+/// Where `[name]` (a plain table header, not `[[name]]`) stands in `text`, if it does.
+fn single_table(text: &str, name: &str) -> Option<Range<usize>> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        let header = trimmed
+            .strip_prefix('[')
+            .and_then(|t| t.split('#').next())
+            .map(str::trim_end)
+            .and_then(|t| t.strip_suffix(']'));
+        if header.is_some_and(|h| !h.starts_with('[') && h.trim() == name) {
+            let start = at + (line.len() - line.trim_start().len());
+            return Some(start..start + trimmed.len());
+        }
+        at += line.len();
+    }
+    None
 }
 
 /// An integer setting checked against an inclusive range.
