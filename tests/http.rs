@@ -42,6 +42,7 @@ both_io!(
     sticky_cookie_moves_with_the_first_response_when_its_backend_dies,
     status_lines_without_a_usable_reason_are_relayed,
     a_body_the_backend_leaves_unread_reaches_no_other_client,
+    a_client_fin_with_its_last_request_still_gets_every_answer,
     malformed_and_smuggling_requests_are_refused,
     slow_heads_get_408,
     forwarded_headers_and_redirects,
@@ -608,6 +609,29 @@ fn a_body_the_backend_leaves_unread_reaches_no_other_client(io: &str) {
             victim.ends_with("GET /victim HTTP/1.1"),
             "the victim got: {victim}"
         );
+    }
+}
+
+/// The family of a FIN arriving with the last data, on the client's side: requests
+/// followed at once by the client's FIN (one segment, often) are all answered, then the
+/// connection ends — on both reactors, however the kernel splits the bytes.
+fn a_client_fin_with_its_last_request_still_gets_every_answer(io: &str) {
+    let a = HttpServer::start("a");
+    let lb = Sluice::start(&config(io, "", &web("web", "", &[a.addr])));
+    for n in [1usize, 2, 3] {
+        for _ in 0..10 {
+            let mut s = connect(lb.addr("web"));
+            let req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(n);
+            // Corked: the requests and the FIN leave in one segment, so an
+            // edge-triggered loop hears of both in one event.
+            socket2::SockRef::from(&s).set_tcp_cork(true).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            assert_eq!(out.matches("HTTP/1.1 200 ").count(), n, "{out}");
+            assert!(out.ends_with("\r\n\r\na"), "{out}");
+        }
     }
 }
 

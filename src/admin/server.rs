@@ -171,12 +171,7 @@ impl<A: Answer> Server<A> {
             .min_by_key(|(_, c)| c.accepted)?;
         self.pages.counters().evicted.inc();
         if let Some(c) = self.conns[i].as_mut() {
-            refuse(
-                &mut c.stream,
-                408,
-                "Request Timeout",
-                "request head too slow\n",
-            );
+            too_slow(&mut c.stream);
         }
         self.close(i);
         Some(i)
@@ -255,12 +250,7 @@ impl<A: Answer> Server<A> {
             }
             self.pages.counters().timeouts.inc();
             if c.response.is_none() {
-                refuse(
-                    &mut c.stream,
-                    408,
-                    "Request Timeout",
-                    "request head too slow\n",
-                );
+                too_slow(&mut c.stream);
             }
             self.close(i);
         }
@@ -309,6 +299,12 @@ fn write_response(conn: &mut Conn) -> Next {
     }
     let _ = conn.stream.shutdown(std::net::Shutdown::Write);
     Next::Close
+}
+
+/// 408 to a client whose request head did not arrive in time (or whose slot a newer
+/// client took).
+fn too_slow(stream: &mut TcpStream) {
+    refuse(stream, 408, "Request Timeout", "request head too slow\n");
 }
 
 /// Best effort, without waiting: what the client already sent is read (so the close

@@ -131,7 +131,7 @@ impl HttpConn {
             set_cookie,
             counted: false,
             replay: false,
-            retrying: false,
+            tries: 0,
         });
         self.connect_next(ctx, shard, watch, sticky);
     }
@@ -170,6 +170,10 @@ impl HttpConn {
                 },
             };
             ex.backend = i;
+            if ex.tries > 0 {
+                ex.service.counters.shard(ctx.id).retries.inc();
+            }
+            ex.tries = ex.tries.saturating_add(1);
             let addr = ex.service.backends[i].addr;
             let bc = ex.service.backends[i].counters.shard(ctx.id);
             // A replayed request (its pooled connection failed) takes a new connection.
@@ -196,15 +200,11 @@ impl HttpConn {
                     Err(_) => {
                         bc.connect_errors.inc();
                         ctx.mark_down(&ex.service, i);
-                        ex.retrying = true;
                         continue;
                     }
                 },
             };
             watch.backend_attached(key);
-            if std::mem::take(&mut ex.retrying) {
-                ex.service.counters.shard(ctx.id).retries.inc();
-            }
             self.backend = Some(BackendSock {
                 sock,
                 key,
@@ -288,8 +288,7 @@ impl HttpConn {
         self.ready.backend_read = false;
         self.ready.backend_write = false;
         self.ready.backend_hup = false;
-        if let Some(ex) = self.exchange.as_mut() {
-            ex.retrying = true;
+        if let Some(ex) = &self.exchange {
             let bc = ex.service.backends[ex.backend].counters.shard(ctx.id);
             bc.connect_errors.inc();
             if timed_out {

@@ -73,9 +73,9 @@ struct Exchange {
     /// The request is being replayed after its pooled connection failed: it takes a
     /// new connection.
     replay: bool,
-    /// A connect failed (or a reused connection did): the next backend attached is a
-    /// retry, counted.
-    retrying: bool,
+    /// Backends tried for this exchange so far: every try after the first is a retry
+    /// (a connect failed, or a reused connection did), counted.
+    tries: u8,
 }
 
 struct BackendSock {
@@ -423,7 +423,6 @@ impl HttpConn {
                 self.uncount_backend(ctx);
                 let same = self.exchange.as_mut().map(|ex| {
                     ex.replay = true;
-                    ex.retrying = true;
                     ex.backend
                 });
                 self.connect_next(ctx, shard, watch, same);
