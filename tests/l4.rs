@@ -292,39 +292,11 @@ fn client_reset_resets_the_backend(io: &str) {
     );
 }
 
-/// A loopback listener whose accept queue is full: further SYNs are dropped, so a
-/// connect to it neither succeeds nor fails until it times out.
-fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>) {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    s.listen(0).unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    // Fill the queue (a backlog of 0 still queues one; take a few to be sure).
-    let fillers = (0..4)
-        .map(|_| {
-            let f = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            f.set_nonblocking(true).unwrap();
-            let _ = f.connect(&addr.into());
-            std::net::TcpStream::from(f)
-        })
-        .collect();
-    thread::sleep(std::time::Duration::from_millis(50));
-    (s, fillers)
-}
-
 fn connect_timeout_moves_on(io: &str) {
-    let (hole, _fillers) = blackhole();
-    let hole_addr = hole.local_addr().unwrap().as_socket().unwrap();
+    let hole = blackhole();
     let good = Backend::named("good");
     let cfg = server(io, "connect_timeout_ms = 300")
-        + &service("svc", "roundrobin", &[hole_addr, good.addr]);
+        + &service("svc", "roundrobin", &[hole.addr, good.addr]);
     let lb = Sluice::start(&cfg);
     let vip = lb.addr("svc");
     // Round-robin sends some first tries to the black hole; every one still arrives.

@@ -29,10 +29,15 @@ pub struct HttpServer {
 impl HttpServer {
     /// Answers `GET /…` with its `name`; see [`respond`] for the special paths.
     pub fn start(name: &'static str) -> HttpServer {
+        HttpServer::start_at("127.0.0.1", name)
+    }
+
+    /// [`HttpServer::start`] on another loopback address (see [`Backend::spawn_at`]).
+    pub fn start_at(ip: &str, name: &'static str) -> HttpServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (s, c) = (Arc::clone(&seen), Arc::clone(&connections));
-        let backend = Backend::spawn(move |conn| {
+        let backend = Backend::spawn_at(ip, move |conn| {
             c.fetch_add(1, Ordering::Relaxed);
             serve(conn, name, &s);
         });

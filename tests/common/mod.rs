@@ -233,7 +233,13 @@ pub struct Backend {
 
 impl Backend {
     pub fn spawn(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Backend::spawn_at("127.0.0.1", handler)
+    }
+
+    /// [`Backend::spawn`] on another loopback address (`127.0.0.2`…): sluice sorts a
+    /// service's backends by address, so the address decides a backend's place.
+    pub fn spawn_at(ip: &str, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
+        let l = TcpListener::bind((ip, 0)).unwrap();
         l.set_nonblocking(true).unwrap();
         let addr = l.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -296,6 +302,40 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A loopback listener whose accept queue is full: further SYNs are dropped, so a
+/// connect to it neither succeeds nor fails until it times out. Dropping it closes the
+/// listener and the connections that fill its queue.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+/// A [`Blackhole`] on `127.0.0.1`.
+pub fn blackhole() -> Blackhole {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (a backlog of 0 still queues one; take a few to be sure).
+    let fillers = (0..4)
+        .map(|_| {
+            let f = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            f.set_nonblocking(true).unwrap();
+            let _ = f.connect(&addr.into());
+            TcpStream::from(f)
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    Blackhole {
+        addr,
+        _listener: s,
+        _fillers: fillers,
     }
 }
 
