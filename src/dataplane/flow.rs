@@ -1,36 +1,11 @@
-//! One direction of a proxied TCP connection for readiness-based loops: bytes read from
-//! one socket wait in a buffer (or a pipe, when spliced) until the other takes them.
+//! One direction of a proxied TCP connection: bytes read from one socket wait in a
+//! buffer (or a pipe, when spliced) until the other takes them. Its I/O goes through
+//! the shard's [`Reactor`], whichever it is.
 
+use super::reactor::{Reactor, Want};
 use crate::config::SpliceMode;
-use crate::io::sys::{self, Pipe, PIPE_BYTES};
-use socket2::SockRef;
-use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd};
-
-/// Which socket of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Backend,
-}
-
-impl Side {
-    pub fn from_bit(bit: usize) -> Side {
-        if bit == 0 {
-            Side::Client
-        } else {
-            Side::Backend
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Backend,
-            Side::Backend => Side::Client,
-        }
-    }
-}
+use crate::io::sys::{Pipe, PIPE_BYTES};
+use std::io::ErrorKind;
 
 /// What a pump call ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +23,9 @@ pub enum Pump {
 
 #[derive(Debug, Default)]
 pub struct Flow {
-    pub buf: Option<Box<[u8]>>,
+    /// Bytes read and not yet written are `buf[start..]`.
+    pub buf: Option<Vec<u8>>,
     start: usize,
-    end: usize,
     pub pipe: Option<Pipe>,
     piped: usize,
     read_eof: bool,
@@ -78,12 +53,47 @@ impl Flow {
     /// two system calls per message).
     pub fn wants_splice(&self, mode: SpliceMode, threshold: u64) -> bool {
         self.pipe.is_none()
-            && self.start == self.end
+            && self.buffered() == 0
             && match mode {
                 SpliceMode::Never => false,
                 SpliceMode::Always => true,
                 SpliceMode::Auto => self.full_read && self.bytes >= threshold,
             }
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.len() - self.start)
+    }
+
+    /// What to wait for after the pump ended on `blocked`: readability of the source
+    /// (for a flow about to move to a pipe, without taking its bytes) or writability of
+    /// the destination. A flow moves to a pipe only here, while nothing is buffered
+    /// and no receive is armed, so bytes never overtake each other.
+    pub fn wait_for(
+        &mut self,
+        write: bool,
+        mode: SpliceMode,
+        threshold: u64,
+        pipes: &mut Vec<Pipe>,
+    ) -> (bool, Want) {
+        if write {
+            return (
+                true,
+                Want {
+                    write: true,
+                    ..Want::default()
+                },
+            );
+        }
+        if self.wants_splice(mode, threshold) {
+            self.pipe = pipes.pop().or_else(|| Pipe::new().ok());
+        }
+        let want = Want {
+            read: true,
+            poll_only: self.pipe.is_some(),
+            ..Want::default()
+        };
+        (false, want)
     }
 
     /// Both the end of stream and everything before it have been forwarded.
@@ -92,11 +102,12 @@ impl Flow {
     }
 
     /// The buffer, when it holds nothing (or a pipe took over).
-    pub fn take_idle_buf(&mut self) -> Option<Box<[u8]>> {
-        if self.start == self.end && (self.pipe.is_some() || !self.read_eof || self.shut) {
+    pub fn take_idle_buf(&mut self) -> Option<Vec<u8>> {
+        if self.buffered() == 0 && (self.pipe.is_some() || !self.read_eof || self.shut) {
             self.start = 0;
-            self.end = 0;
-            return self.buf.take();
+            let mut b = self.buf.take()?;
+            b.clear();
+            return Some(b);
         }
         None
     }
@@ -111,16 +122,9 @@ impl Flow {
         }
     }
 
-    /// Count `n` bytes read by someone else (the io_uring shard) into a buffer of
-    /// `capacity` bytes.
-    pub fn count(&mut self, n: u64, capacity: u64) {
-        self.bytes += n;
-        self.full_read = n >= capacity;
-    }
-
     /// Forward the half-close to `dst`; the other direction stays open.
-    pub fn forward_fin(&mut self, dst: &impl AsFd) {
-        let _ = SockRef::from(dst).shutdown(Shutdown::Write);
+    pub fn forward_fin<R: Reactor>(&mut self, io: &mut R, dst: &R::Sock) {
+        io.shutdown(dst);
         self.finish_by_close();
     }
 
@@ -132,8 +136,13 @@ impl Flow {
     }
 
     /// Move bytes from `src` to `dst` for at most `budget` reads.
-    pub fn pump(&mut self, src: &impl AsFd, dst: &impl AsFd, budget: usize) -> Pump {
-        let (src_ref, dst_ref) = (SockRef::from(src), SockRef::from(dst));
+    pub fn pump<R: Reactor>(
+        &mut self,
+        io: &mut R,
+        src: &R::Sock,
+        dst: &R::Sock,
+        budget: usize,
+    ) -> Pump {
         if self.shut {
             return Pump::Done;
         }
@@ -141,35 +150,36 @@ impl Flow {
             // Flush what is waiting before reading more.
             if self.piped > 0 {
                 let p = self.pipe.as_ref().expect("piped bytes live in a pipe");
-                match sys::splice(p.read.as_raw_fd(), dst_ref.as_raw_fd(), self.piped) {
+                match io.splice_out(p, dst, self.piped) {
                     Ok(n) => self.piped -= n,
                     Err(e) => return fails(e.kind(), true),
                 }
                 continue;
             }
-            if self.start < self.end {
-                let buf = self.buf.as_ref().expect("buffered bytes live in a buffer");
-                match (&*dst_ref).write(&buf[self.start..self.end]) {
+            if let Some(buf) = self.buf.as_mut().filter(|b| b.len() > self.start) {
+                match io.send(dst, &buf[self.start..], false) {
                     Ok(n) => self.start += n,
                     Err(e) => return fails(e.kind(), true),
                 }
-                if self.start == self.end {
+                if self.start == buf.len() {
                     self.start = 0;
-                    self.end = 0;
+                    buf.clear();
                 }
                 continue;
             }
             if self.read_eof {
-                self.forward_fin(dst);
+                self.forward_fin(io, dst);
                 return Pump::Done;
             }
             let read = match (&self.pipe, &mut self.buf) {
-                (Some(p), _) => sys::splice(src_ref.as_raw_fd(), p.write.as_raw_fd(), PIPE_BYTES)
+                (Some(p), _) => io
+                    .splice_in(src, p, PIPE_BYTES)
                     .inspect(|&n| self.piped = n),
-                (None, Some(buf)) => (&*src_ref).read(buf).inspect(|&n| {
-                    self.end = n;
-                    self.full_read = n == buf.len();
-                }),
+                (None, Some(buf)) => {
+                    let cap = super::BUF_BYTES;
+                    io.recv(src, buf, cap)
+                        .inspect(|&n| self.full_read = n == cap)
+                }
                 (None, None) => return Pump::Blocked { write: false },
             };
             match read {

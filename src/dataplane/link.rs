@@ -165,10 +165,9 @@ impl ShardCtx {
         }
     }
 
-    /// Connected and either silent for `idle_timeout_ms`, or to a backend whose drain
-    /// deadline passed (a task Marathon killed or removed, after `drain_timeout_ms`).
-    /// Counted by reason.
-    pub fn expired(&self, link: &Link) -> bool {
+    /// Connected to a backend whose drain deadline passed (a task Marathon killed or
+    /// removed, after `drain_timeout_ms`); counted.
+    pub fn drained(&self, link: &Link) -> bool {
         if !link.connected {
             return false;
         }
@@ -178,10 +177,6 @@ impl ShardCtx {
             .load(Relaxed);
         if self.now_ms >= deadline {
             self.stats().drain_timeouts.inc();
-            return true;
-        }
-        if self.now_ms.saturating_sub(link.last_active_ms) >= self.snapshot.server.idle_timeout_ms {
-            self.stats().idle_timeouts.inc();
             return true;
         }
         false
@@ -234,6 +229,11 @@ impl ShardCtx {
 
     pub fn accept_paused(&self) -> bool {
         self.accept_paused_until_ms.is_some()
+    }
+
+    /// When the accept pause ends.
+    pub fn accept_paused_until(&self) -> Option<u64> {
+        self.accept_paused_until_ms
     }
 
     /// True once, when a pause ends: the caller re-arms its accepts.

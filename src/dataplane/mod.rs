@@ -3,11 +3,11 @@
 //! never take a lock; they learn about configuration changes by checking one generation
 //! number per loop turn.
 
-mod epoll;
 mod flow;
 mod http;
 mod link;
-mod uring;
+pub mod reactor;
+mod shard;
 
 use crate::balance::Attempt;
 use crate::config::IoKind;
@@ -69,8 +69,11 @@ pub fn spawn(
                     core_affinity::set_for_current(c);
                 }
                 let result = match backend {
-                    Backend::Uring => uring::run(ctx),
-                    Backend::Epoll => epoll::run(ctx),
+                    Backend::Uring => reactor::uring::Uring::new(ctx.conn_limit)
+                        .and_then(|r| shard::Shard::new(ctx, r).run()),
+                    Backend::Epoll => {
+                        reactor::epoll::Epoll::new().and_then(|r| shard::Shard::new(ctx, r).run())
+                    }
                 };
                 if let Err(e) = result {
                     tracing::error!(shard = id, error = %e, "shard stopped on error");
@@ -161,10 +164,10 @@ impl ShardCtx {
         }
     }
 
-    /// Advance the coarse clock; called once per loop turn.
+    /// Advance the clock (the reactor's); called once per loop turn.
     #[inline]
-    pub fn tick(&mut self) {
-        self.now_ms = clock_ms();
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
     }
 
     /// Pick up a newer snapshot if one was published; true when it changed.

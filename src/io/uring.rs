@@ -1,7 +1,7 @@
 //! io_uring: ring setup, the provided-buffer ring and the operations the shards use.
 //!
 //! The safe methods here take only descriptors, buffer ids and slot numbers; every
-//! piece of memory the kernel reads or writes (buffers, socket addresses, timeouts) is
+//! piece of memory the kernel reads or writes (the provided buffers, the wait timeout) is
 //! owned by [`Ring`] and outlives the operations that use it: the ring is torn down
 //! (cancelling whatever is in flight) before that memory is freed.
 //!
@@ -15,7 +15,6 @@
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -192,12 +191,6 @@ pub struct Ring {
     ring: IoUring,
     bufs: BufRing,
     free_bufs: usize,
-    /// Socket addresses for connects, one per connection slot: 128 bytes, 8-aligned,
-    /// the size and alignment of `sockaddr_storage`. Zeroed by the allocator, so the
-    /// pages are touched only as slots are used.
-    addrs: Box<[[u64; 16]]>,
-    /// The connect timeout, shared by every connect's linked timeout.
-    connect_timeout: Box<types::Timespec>,
     wait_timeout: Box<types::Timespec>,
     /// How the ring was set up, for the log.
     pub setup: &'static str,
@@ -212,8 +205,6 @@ pub struct RingConfig {
     pub entries: u32,
     pub buffers: u16,
     pub buffer_bytes: u32,
-    /// Connection slots (one socket address each).
-    pub slots: usize,
 }
 
 impl Ring {
@@ -264,8 +255,6 @@ impl Ring {
             ring,
             free_bufs: usize::from(cfg.buffers),
             bufs,
-            addrs: vec![[0u64; 16]; cfg.slots].into_boxed_slice(),
-            connect_timeout: Box::new(types::Timespec::new().sec(3)),
             wait_timeout: Box::new(types::Timespec::new()),
             setup,
         })
@@ -329,43 +318,6 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
-    pub fn set_connect_timeout(&mut self, timeout: Duration) {
-        // Only changed between loop turns: every timeout queued before was submitted at
-        // the end of the previous turn, and the kernel copies a timeout when submitted.
-        *self.connect_timeout = types::Timespec::from(timeout);
-    }
-
-    /// Connect `fd` to `addr`, with a linked timeout; the address is kept in `slot`.
-    pub fn connect(&mut self, slot: usize, fd: RawFd, addr: SocketAddr, ud: u64, timeout_ud: u64) {
-        let sa = socket2::SockAddr::from(addr);
-        let len = sa.len();
-        const _: () = assert!(std::mem::size_of::<libc::sockaddr_storage>() == 128);
-        let storage = &mut self.addrs[slot];
-        // SAFETY: `sa` holds `len` valid bytes, and `len` is at most the 128 bytes of
-        // the slot (the size of sockaddr_storage).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                sa.as_ptr().cast::<u8>(),
-                storage.as_mut_ptr().cast::<u8>(),
-                len as usize,
-            );
-        }
-        let ptr = storage.as_ptr().cast::<libc::sockaddr>();
-        let c = opcode::Connect::new(types::Fd(fd), ptr, len)
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(ud);
-        let t = opcode::LinkTimeout::new(&*self.connect_timeout)
-            .build()
-            .user_data(timeout_ud);
-        // SAFETY: the address lives in `self.addrs[slot]`, which the shard does not reuse
-        // until this connect completes, and the timespec in `self`; both outlive the ring.
-        unsafe {
-            self.push(c);
-            self.push(t);
-        }
-    }
-
     /// Receive into a provided buffer.
     pub fn recv(&mut self, fd: RawFd, ud: u64) {
         let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), self.bufs.size)
@@ -377,54 +329,9 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
-    /// Send bytes `offset..offset + len` of `buf`. The caller keeps the token and
-    /// recycles it only after this send completes.
-    pub fn send(&mut self, fd: RawFd, buf: &Buffer, offset: u32, len: u32, ud: u64) {
-        assert!(
-            offset + len <= self.bufs.size,
-            "send past the end of a buffer"
-        );
-        let ptr = self.bufs.addr(buf.id, offset);
-        let e = opcode::Send::new(types::Fd(fd), ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(ud);
-        // SAFETY: the bytes are inside the buffer memory, which outlives the ring, and
-        // the buffer is not given back to the kernel until this send completes.
-        unsafe { self.push(e) };
-    }
-
-    /// Send bytes `offset..offset + len` of `buf` now, without waiting: `send(2)` with
-    /// `MSG_DONTWAIT`.
-    pub fn send_now(&self, fd: RawFd, buf: &Buffer, offset: u32, len: u32) -> io::Result<usize> {
-        assert!(
-            offset + len <= self.bufs.size,
-            "send past the end of a buffer"
-        );
-        let ptr = self.bufs.addr(buf.id, offset);
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        // SAFETY: the bytes are inside the buffer memory, and the buffer belongs to the
-        // holder of its token (not to the kernel) until recycled.
-        let n = unsafe { libc::send(fd, ptr.cast(), len as usize, flags) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-
     /// One-shot readiness poll (`libc::POLLIN` / `libc::POLLOUT`).
     pub fn poll(&mut self, fd: RawFd, events: i16, ud: u64) {
         let e = opcode::PollAdd::new(types::Fd(fd), events as u32)
-            .build()
-            .user_data(ud);
-        // SAFETY: no memory is involved.
-        unsafe { self.push(e) };
-    }
-
-    /// Cancel every operation in flight on `fd`.
-    pub fn cancel_fd(&mut self, fd: RawFd, ud: u64) {
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
             .build()
             .user_data(ud);
         // SAFETY: no memory is involved.
@@ -436,6 +343,20 @@ impl Ring {
         let e = opcode::AsyncCancel::new(target).build().user_data(ud);
         // SAFETY: no memory is involved.
         unsafe { self.push(e) };
+    }
+
+    /// Bytes `offset..offset + len` of a filled buffer.
+    pub fn bytes(&self, buf: &Buffer, offset: u32, len: u32) -> &[u8] {
+        assert!(
+            offset + len <= self.bufs.size,
+            "a read past the end of a buffer"
+        );
+        let ptr = self.bufs.addr(buf.id, offset);
+        // SAFETY: the range is inside the buffer memory (checked), which lives as long
+        // as `self`; the kernel does not write into this buffer while its token is held
+        // (it was taken out of the provided ring and goes back only by `recycle`, which
+        // consumes the token, so no `&[u8]` borrowed from it can outlive that).
+        unsafe { std::slice::from_raw_parts(ptr, len as usize) }
     }
 
     /// Give a buffer back to the kernel.
@@ -501,7 +422,6 @@ mod tests {
             entries: 8,
             buffers: 4,
             buffer_bytes: 64,
-            slots: 1,
         };
         Some(Ring::new(cfg).expect("ring"))
     }
@@ -549,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_buffer_is_held_by_its_token_until_recycled() {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let Some(mut ring) = ring() else { return };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -561,11 +481,7 @@ mod tests {
         let buf = c.take_buffer().expect("a filled buffer");
         assert!(c.take_buffer().is_none(), "handed over once");
         assert_eq!(ring.free_buffers(), 3);
-        let sent = ring.send_now(server.as_raw_fd(), &buf, 1, 4).unwrap();
-        assert_eq!(sent, 4);
-        let mut echo = [0u8; 4];
-        client.read_exact(&mut echo).unwrap();
-        assert_eq!(&echo, b"ello");
+        assert_eq!(ring.bytes(&buf, 1, 4), b"ello");
         ring.recycle(buf);
         assert_eq!(ring.free_buffers(), 4);
 

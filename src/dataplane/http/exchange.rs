@@ -3,38 +3,41 @@
 //! connection, connect completion and failure, and the end of the exchange (counters,
 //! latency, the connection back to the pool).
 
-use super::{is_exhaustion, BackendSock, Exchange, HttpConn, HttpShard, Watch};
+use super::{is_exhaustion, BackendSock, Exchange, HttpConn, HttpShard};
 use crate::balance::{hash, Attempt};
 use crate::config::HashKey;
+use crate::dataplane::reactor::{Reactor, Want};
+use crate::dataplane::shard::Io;
 use crate::dataplane::ShardCtx;
 use crate::http::{Finished, Forward, Phase};
 use crate::snapshot::Front;
-use socket2::{Domain, Protocol, Socket, Type};
-use std::io::ErrorKind;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-impl HttpConn {
+impl<S> HttpConn<S> {
     /// Finish exchanges the session completed and route requests it parsed.
-    pub(super) fn settle(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
+    pub(super) fn settle<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
+    ) {
         for _ in 0..2 {
             if let Some(f) = self.session.take_finished() {
-                self.end_exchange(f, ctx, shard, watch);
+                self.end_exchange(f, ctx, shard, io);
             }
             if self.session.phase() == Phase::Route && self.exchange.is_none() {
-                self.route(ctx, shard, watch);
+                self.route(ctx, shard, io);
             }
         }
     }
 
-    pub(super) fn end_exchange(
+    pub(super) fn end_exchange<R: Reactor<Sock = S>>(
         &mut self,
         f: Finished,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
     ) {
         let Some(ex) = self.exchange.take() else {
             // Answered before routing (400, 408, 404…): counted on the port's service,
@@ -66,9 +69,11 @@ impl HttpConn {
         }
         if let Some(b) = self.backend.take() {
             let keep = f.reusable && b.connected && ctx.draining_since_ms.is_none();
-            watch.backend_released(b.key, keep);
             if keep {
+                io.pooled(b.key, backend.addr, &b.sock);
                 shard.put(backend.addr, b.sock, b.key, ctx.now_ms);
+            } else {
+                io.close(b.key, b.sock, false);
             }
         }
         self.ready.backend_read = false;
@@ -77,7 +82,12 @@ impl HttpConn {
     }
 
     /// Route the parsed request to a service, then to a backend.
-    pub(super) fn route(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) {
+    pub(super) fn route<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
+    ) {
         let now = ctx.now_ms;
         let snap = &ctx.snapshot;
         let service = match self.front(snap) {
@@ -133,17 +143,17 @@ impl HttpConn {
             replay: false,
             tries: 0,
         });
-        self.connect_next(ctx, shard, watch, sticky);
+        self.connect_next(ctx, shard, io, sticky);
     }
 
     /// Attach the next backend (`first` when sticky) to the exchange: a pooled
     /// connection when one is idle, else a new connect. With none left: 503 when no
     /// backend was available at all, 502 after failed connects.
-    pub(super) fn connect_next(
+    pub(super) fn connect_next<R: Reactor<Sock = S>>(
         &mut self,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
         first: Option<usize>,
     ) {
         let now = ctx.now_ms;
@@ -178,7 +188,7 @@ impl HttpConn {
             let bc = ex.service.backends[i].counters.shard(ctx.id);
             // A replayed request (its pooled connection failed) takes a new connection.
             let pooled = if self.session.phase() == Phase::Route && !ex.replay {
-                shard.take(addr)
+                shard.take(addr, io.r)
             } else {
                 None
             };
@@ -187,9 +197,16 @@ impl HttpConn {
                     bc.reused.inc();
                     (s, key, true)
                 }
-                None => match connect(addr) {
+                None => match io.r.connect(addr) {
                     Ok(s) => {
-                        let key = watch.backend_opened(s.as_raw_fd(), addr);
+                        let key = io.open(&s);
+                        io.r.want(
+                            &s,
+                            Want {
+                                write: true,
+                                ..Want::default()
+                            },
+                        );
                         (s, key, false)
                     }
                     Err(e) if is_exhaustion(&e) => {
@@ -204,7 +221,7 @@ impl HttpConn {
                     }
                 },
             };
-            watch.backend_attached(key);
+            io.attach(key);
             self.backend = Some(BackendSock {
                 sock,
                 key,
@@ -242,25 +259,25 @@ impl HttpConn {
     }
 
     /// A connect in progress became writable: connected, or failed.
-    pub(super) fn finish_connect(
+    pub(super) fn finish_connect<R: Reactor<Sock = S>>(
         &mut self,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
     ) {
         let Some(b) = self.backend.as_mut() else {
             return;
         };
-        match (b.sock.take_error(), b.sock.peer_addr()) {
-            (Ok(None), Ok(_)) => {}
-            (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => {
+        match io.r.connect_result(&b.sock) {
+            Ok(true) => {}
+            Ok(false) => {
                 // A stale hint: the connect is still under way.
                 self.ready.backend_write = false;
                 return;
             }
-            _ => {
-                self.connect_failed(ctx, false, watch);
-                self.connect_next(ctx, shard, watch, None);
+            Err(_) => {
+                self.connect_failed(ctx, false, io);
+                self.connect_next(ctx, shard, io, None);
                 return;
             }
         }
@@ -276,14 +293,14 @@ impl HttpConn {
         }
     }
 
-    pub(super) fn connect_failed(
+    pub(super) fn connect_failed<R: Reactor<Sock = S>>(
         &mut self,
         ctx: &ShardCtx,
         timed_out: bool,
-        watch: &mut impl Watch,
+        io: &mut Io<R>,
     ) {
         if let Some(b) = self.backend.take() {
-            watch.backend_released(b.key, false);
+            io.close(b.key, b.sock, false);
         }
         self.ready.backend_read = false;
         self.ready.backend_write = false;
@@ -331,19 +348,4 @@ fn parse_hex(v: &[u8]) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
-}
-
-/// A non-blocking connect under way (or done, on loopback).
-fn connect(addr: SocketAddr) -> std::io::Result<Socket> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    let _ = s.set_tcp_nodelay(true);
-    match s.connect(&addr.into()) {
-        Ok(()) => Ok(s),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
-        Err(e) => Err(e),
-    }
 }

@@ -1,26 +1,23 @@
 //! HTTP mode in a shard: moves bytes between sockets and the sans-I/O
 //! [`Session`](crate::http::Session), routes each request, picks its backend, and keeps
 //! a pool of idle keep-alive backend connections per backend. Readiness-driven with
-//! non-blocking system calls; the epoll shard feeds it edge-triggered events, the
-//! io_uring shard poll completions. Readiness flags are hints: a `WouldBlock` clears
-//! them, an event sets them.
+//! non-blocking calls through the shard's [`Reactor`], whichever it is. Readiness
+//! flags are hints: a `WouldBlock` clears them, an event sets them.
 
 mod exchange;
 mod pool;
 
 pub use pool::HttpShard;
 
+use super::reactor::{Reactor, Want};
+use super::shard::Io;
 use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session};
-use crate::io::sys;
 use crate::snapshot::{Front, Listeners, Service};
 use exchange::count_bytes;
-use socket2::{SockRef, Socket};
 use std::io::ErrorKind;
-use std::mem::MaybeUninit;
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,16 +45,19 @@ pub struct Ready {
     pub backend_hup: bool,
 }
 
-/// The shard's side of backend socket changes. Each backend socket has a key of the
-/// shard's (epoll keeps it registered for its whole life under that key, pooled or
-/// not, so moving it between connections and the pool costs no system call).
-pub trait Watch {
-    /// A new backend socket: watch it; returns its key.
-    fn backend_opened(&mut self, fd: RawFd, addr: SocketAddr) -> usize;
-    /// The socket `key` now serves this connection.
-    fn backend_attached(&mut self, key: usize);
-    /// The socket `key` left this connection: into the pool (`pooled`) or closed.
-    fn backend_released(&mut self, key: usize, pooled: bool);
+impl Ready {
+    /// An event of the client's socket (or the backend's).
+    pub fn note(&mut self, backend: bool, read: bool, write: bool, hup: bool) {
+        if backend {
+            self.backend_read |= read;
+            self.backend_write |= write;
+            self.backend_hup |= hup;
+        } else {
+            self.client_read |= read;
+            self.client_write |= write;
+            self.client_hup |= hup;
+        }
+    }
 }
 
 /// The exchange in flight: which service and backend serve the current request.
@@ -78,16 +78,18 @@ struct Exchange {
     tries: u8,
 }
 
-struct BackendSock {
-    sock: Socket,
-    key: usize,
+struct BackendSock<S> {
+    sock: S,
+    key: u32,
     connected: bool,
     connect_deadline_ms: u64,
     picked: Instant,
 }
 
-pub struct HttpConn {
-    pub client: Socket,
+pub struct HttpConn<S> {
+    pub client: S,
+    /// The client socket's key in the shard.
+    pub ckey: u32,
     peer: SocketAddr,
     /// The listening socket set the client came through (identity only: holding it
     /// would keep a removed port open).
@@ -98,7 +100,7 @@ pub struct HttpConn {
     local_port: u16,
     pub session: Session,
     exchange: Option<Exchange>,
-    backend: Option<BackendSock>,
+    backend: Option<BackendSock<S>>,
     pub ready: Ready,
     shut_client: bool,
     pub last_active_ms: u64,
@@ -118,15 +120,17 @@ pub enum After {
     Close { reset: bool },
 }
 
-impl HttpConn {
+impl<S> HttpConn<S> {
     pub fn new(
-        client: Socket,
+        client: S,
+        ckey: u32,
         peer: SocketAddr,
         front: &Arc<Listeners>,
         ctx: &ShardCtx,
-    ) -> HttpConn {
+    ) -> HttpConn<S> {
         HttpConn {
             client,
+            ckey,
             peer,
             front: Arc::as_ptr(front),
             front_at: None,
@@ -159,10 +163,6 @@ impl HttpConn {
         snap.fronts.get(i)
     }
 
-    pub fn backend_fd(&self) -> Option<RawFd> {
-        self.backend.as_ref().map(|b| b.sock.as_raw_fd())
-    }
-
     /// Whether the connection wants to hear of the client becoming readable/writable.
     pub fn client_interest(&self) -> (bool, bool) {
         let r = self.session.wants_client_read() && !self.ready.client_read;
@@ -183,8 +183,56 @@ impl HttpConn {
         (r, w)
     }
 
+    /// Tell the reactor what the connection waits for.
+    pub fn wants<R: Reactor<Sock = S>>(&self, r: &mut R) {
+        let (read, write) = self.client_interest();
+        if read || write {
+            r.want(
+                &self.client,
+                Want {
+                    read,
+                    write,
+                    poll_only: false,
+                },
+            );
+        }
+        let (read, write) = self.backend_interest();
+        if let Some(b) = self.backend.as_ref().filter(|_| read || write) {
+            r.want(
+                &b.sock,
+                Want {
+                    read,
+                    write,
+                    poll_only: false,
+                },
+            );
+        }
+    }
+
+    /// When the connection next needs its timers checked: a connect's deadline, the
+    /// session's (head, keep-alive, body pause, backend silence, linger), a stalled
+    /// message's or a tunnel's idle timeout.
+    pub fn deadline(&self, ctx: &ShardCtx) -> u64 {
+        let mut at = self.session.deadline_ms();
+        if let Some(b) = self.backend.as_ref().filter(|b| !b.connected) {
+            at = at.min(b.connect_deadline_ms);
+        }
+        if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange) {
+            let idle = self
+                .last_active_ms
+                .saturating_add(ctx.snapshot.server.idle_timeout_ms);
+            at = at.min(idle);
+        }
+        at
+    }
+
     /// Make all the progress the sockets allow.
-    pub fn pump(&mut self, ctx: &ShardCtx, shard: &mut HttpShard, watch: &mut impl Watch) -> After {
+    pub fn pump<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
+    ) -> After {
         let now = ctx.now_ms;
         if ctx.draining_since_ms.is_some() {
             self.session.stop_keep_alive();
@@ -192,32 +240,35 @@ impl HttpConn {
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;
             if self.ready.client_read && self.session.wants_client_read() {
-                match self.read_client(now, shard) {
+                match self.read_client(now, shard, io.r) {
                     Ok(n) => progress |= n > 0,
                     Err(()) => return After::Close { reset: true },
                 }
             }
-            self.settle(ctx, shard, watch);
+            self.settle(ctx, shard, io);
             if self.backend.as_ref().is_some_and(|b| !b.connected) && self.ready.backend_write {
-                self.finish_connect(ctx, shard, watch);
+                self.finish_connect(ctx, shard, io);
                 progress = true;
             }
-            progress |= self.write_backend(ctx, shard, watch);
-            progress |= self.read_backend(ctx, shard, watch);
-            self.settle(ctx, shard, watch);
-            match self.write_client(ctx) {
+            progress |= self.write_backend(ctx, shard, io);
+            progress |= self.read_backend(ctx, shard, io);
+            self.settle(ctx, shard, io);
+            match self.write_client(ctx, io.r) {
                 Ok(p) => progress |= p,
                 Err(()) => return After::Close { reset: true },
             }
-            self.forward_fins();
-            if self.shut_client && self.session.graceful_close() && self.nothing_to_read() {
+            self.forward_fins(io.r);
+            if self.shut_client && self.session.graceful_close() && self.nothing_to_read(io.r) {
                 return After::Close { reset: false };
             }
             if self.session.phase() == Phase::Closed {
-                self.settle(ctx, shard, watch);
+                self.settle(ctx, shard, io);
                 return After::Close { reset: false };
             }
             if !progress {
+                // Timers that moved with this pump's progress (the backend's silence
+                // restarts when it starts being waited on).
+                self.session.check_timers(now);
                 return After::Continue;
             }
             self.last_active_ms = now;
@@ -227,13 +278,13 @@ impl HttpConn {
         After::Yield
     }
 
-    /// The once-a-second sweep: timeouts (the session's own — head, keep-alive,
-    /// response, linger — and connects), and an idle session's memory given back.
-    pub fn timers(
+    /// A deadline came: timeouts (the session's own — head, keep-alive, response,
+    /// linger — and connects).
+    pub fn timers<R: Reactor<Sock = S>>(
         &mut self,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
     ) -> After {
         let now = ctx.now_ms;
         let connect_expired = self
@@ -241,11 +292,10 @@ impl HttpConn {
             .as_ref()
             .is_some_and(|b| !b.connected && now >= b.connect_deadline_ms);
         if connect_expired {
-            self.connect_failed(ctx, true, watch);
-            self.connect_next(ctx, shard, watch, None);
+            self.connect_failed(ctx, true, io);
+            self.connect_next(ctx, shard, io, None);
         }
         self.session.check_timers(now);
-        self.session.trim_if_idle();
         // A tunnel, or a message stalled mid-stream, silent for `idle_timeout_ms`.
         if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
             && now.saturating_sub(self.last_active_ms) >= ctx.snapshot.server.idle_timeout_ms
@@ -253,13 +303,14 @@ impl HttpConn {
             ctx.stats().idle_timeouts.inc();
             return After::Close { reset: false };
         }
-        self.pump(ctx, shard, watch)
+        self.pump(ctx, shard, io)
     }
 
-    /// Counters and pool for whatever the connection still holds; call before dropping.
-    pub fn close(&mut self, ctx: &ShardCtx, watch: &mut impl Watch) {
+    /// Counters and pool for whatever the connection still holds; call before closing
+    /// the client socket.
+    pub fn close<R: Reactor<Sock = S>>(&mut self, ctx: &ShardCtx, io: &mut Io<R>) {
         if let Some(b) = self.backend.take() {
-            watch.backend_released(b.key, false);
+            io.close(b.key, b.sock, false);
         }
         if let Some(ex) = self.exchange.take() {
             let c = ex.service.counters.shard(ctx.id);
@@ -275,9 +326,8 @@ impl HttpConn {
     }
 
     /// The client sent nothing more (or only its FIN): closing now sends no reset.
-    fn nothing_to_read(&self) -> bool {
-        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        match self.client.peek(&mut probe) {
+    fn nothing_to_read<R: Reactor<Sock = S>>(&self, r: &mut R) -> bool {
+        match r.peek(&self.client) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) => e.kind() == ErrorKind::WouldBlock,
@@ -287,17 +337,22 @@ impl HttpConn {
     /// Read through the shard's scratch buffer, so that a connection's own buffer
     /// holds only what it must keep (a head being read, pipelined bytes) and an idle
     /// connection holds almost nothing.
-    fn read_client(&mut self, now: u64, shard: &mut HttpShard) -> Result<usize, ()> {
+    fn read_client<R: Reactor<Sock = S>>(
+        &mut self,
+        now: u64,
+        shard: &mut HttpShard<S>,
+        r: &mut R,
+    ) -> Result<usize, ()> {
         let client = &self.client;
         let mut scratch = std::mem::take(&mut shard.scratch);
         scratch.clear();
-        let r = self.session.client_read(now, |buf| {
-            let n = sys::recv_into(client, &mut scratch, READ_BYTES)?;
+        let res = self.session.client_read(now, |buf| {
+            let n = r.recv(client, &mut scratch, READ_BYTES)?;
             buf.extend_from_slice(&scratch);
             Ok::<usize, std::io::Error>(n)
         });
         shard.scratch = scratch;
-        match r {
+        match res {
             Ok(0) => {
                 self.ready.client_read = false;
                 self.session.client_closed();
@@ -320,7 +375,11 @@ impl HttpConn {
         }
     }
 
-    fn write_client(&mut self, ctx: &ShardCtx) -> Result<bool, ()> {
+    fn write_client<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        r: &mut R,
+    ) -> Result<bool, ()> {
         let out = self.session.client_output();
         if out.is_empty() || !self.ready.client_write {
             return Ok(false);
@@ -328,7 +387,7 @@ impl HttpConn {
         // The last bytes before the FIN: held back (MSG_MORE) so that the shutdown that
         // follows sends them and the FIN in one segment, one wake-up for the client.
         let last = self.session.output_is_last();
-        let n = write_some(&self.client, out, last, &mut self.ready.client_write)?;
+        let n = write_some(r, &self.client, out, last, &mut self.ready.client_write)?;
         let counted = n.min(self.out_counted);
         self.out_counted -= counted;
         if let Some(ex) = &self.exchange {
@@ -338,11 +397,11 @@ impl HttpConn {
         Ok(n > 0)
     }
 
-    fn write_backend(
+    fn write_backend<R: Reactor<Sock = S>>(
         &mut self,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
     ) -> bool {
         let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
             return false;
@@ -351,7 +410,7 @@ impl HttpConn {
         if out.is_empty() || !self.ready.backend_write {
             return false;
         }
-        match write_some(&b.sock, out, false, &mut self.ready.backend_write) {
+        match write_some(io.r, &b.sock, out, false, &mut self.ready.backend_write) {
             Ok(n) => {
                 if let Some(ex) = &self.exchange {
                     count_bytes(ctx, ex, true, n);
@@ -360,17 +419,17 @@ impl HttpConn {
                 n > 0
             }
             Err(()) => {
-                self.backend_gone(true, ctx, shard, watch);
+                self.backend_gone(true, ctx, shard, io);
                 true
             }
         }
     }
 
-    fn read_backend(
+    fn read_backend<R: Reactor<Sock = S>>(
         &mut self,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
     ) -> bool {
         let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
             return false;
@@ -380,11 +439,11 @@ impl HttpConn {
         }
         let mut buf = std::mem::take(&mut shard.scratch);
         buf.clear();
-        let r = sys::recv_into(&b.sock, &mut buf, BACKEND_READ_BYTES);
+        let r = io.r.recv(&b.sock, &mut buf, BACKEND_READ_BYTES);
         let progress = match r {
             Ok(0) => {
                 self.ready.backend_read = false;
-                self.backend_gone(false, ctx, shard, watch);
+                self.backend_gone(false, ctx, shard, io);
                 true
             }
             Ok(n) => {
@@ -398,7 +457,7 @@ impl HttpConn {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => false,
             Err(_) => {
-                self.backend_gone(true, ctx, shard, watch);
+                self.backend_gone(true, ctx, shard, io);
                 true
             }
         };
@@ -407,38 +466,38 @@ impl HttpConn {
     }
 
     /// The backend closed or failed.
-    fn backend_gone(
+    fn backend_gone<R: Reactor<Sock = S>>(
         &mut self,
         reset: bool,
         ctx: &ShardCtx,
-        shard: &mut HttpShard,
-        watch: &mut impl Watch,
+        shard: &mut HttpShard<S>,
+        io: &mut Io<R>,
     ) {
         match self.session.backend_closed(reset, ctx.now_ms) {
             BackendFault::Retry => {
                 // A pooled connection the backend had closed: a new one, same request.
                 if let Some(b) = self.backend.take() {
-                    watch.backend_released(b.key, false);
+                    io.close(b.key, b.sock, false);
                 }
                 self.uncount_backend(ctx);
                 let same = self.exchange.as_mut().map(|ex| {
                     ex.replay = true;
                     ex.backend
                 });
-                self.connect_next(ctx, shard, watch, same);
+                self.connect_next(ctx, shard, io, same);
             }
             BackendFault::Failed => {}
         }
     }
 
-    fn forward_fins(&mut self) {
+    fn forward_fins<R: Reactor<Sock = S>>(&mut self, r: &mut R) {
         if self.session.fin_to_client() && !self.shut_client {
             self.shut_client = true;
-            let _ = self.client.shutdown(Shutdown::Write);
+            r.shutdown(&self.client);
         }
         if self.session.fin_to_backend() {
             if let Some(b) = &self.backend {
-                let _ = b.sock.shutdown(Shutdown::Write);
+                r.shutdown(&b.sock);
             }
             self.session.backend_shut();
         }
@@ -448,9 +507,14 @@ impl HttpConn {
 /// Write what `sock` takes of `out`; with `more`, a final partial segment waits for
 /// what follows (`MSG_MORE`). A short write or "would block" clears `ready` (readiness
 /// will say when to go on); `Err` is a failed socket.
-fn write_some(sock: &Socket, out: &[u8], more: bool, ready: &mut bool) -> Result<usize, ()> {
-    let flags = if more { libc::MSG_MORE } else { 0 };
-    match sock.send_with_flags(out, flags) {
+fn write_some<R: Reactor>(
+    r: &mut R,
+    sock: &R::Sock,
+    out: &[u8],
+    more: bool,
+    ready: &mut bool,
+) -> Result<usize, ()> {
+    match r.send(sock, out, more) {
         Ok(n) => {
             *ready = n == out.len();
             Ok(n)
@@ -470,9 +534,4 @@ pub fn is_exhaustion(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
-}
-
-/// Close with RST (`SO_LINGER` 0).
-pub fn reset(s: &Socket) {
-    let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
 }

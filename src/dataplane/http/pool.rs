@@ -1,10 +1,9 @@
 //! The shard's HTTP state: idle keep-alive backend connections per backend (reused
 //! across clients), and the response-time histograms.
 
-use socket2::Socket;
+use crate::dataplane::reactor::Reactor;
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 /// A pooled connection idle for longer is closed (backends time out idle keep-alive
@@ -12,30 +11,37 @@ use std::net::SocketAddr;
 const POOL_IDLE_MS: u64 = 10_000;
 
 /// A shard's HTTP state: idle keep-alive backend connections per backend address
-/// (each with its shard key; connections it closes are listed in `evicted` for the
-/// shard to forget), and its response-time histograms.
-#[derive(Default)]
-pub struct HttpShard {
-    idle: HashMap<SocketAddr, Vec<Idle>>,
+/// (each with its shard key; connections it lets go are listed in `evicted` for the
+/// shard to close), and its response-time histograms.
+pub struct HttpShard<S> {
+    idle: HashMap<SocketAddr, Vec<Idle<S>>>,
     per_backend: usize,
-    /// Keys of pooled sockets closed since the shard last looked.
-    pub evicted: Vec<usize>,
+    /// Pooled sockets let go since the shard last looked, with their keys.
+    pub evicted: Vec<(S, u32)>,
     /// The shard's buffer for backend reads (borrowed per read).
     pub(super) scratch: Vec<u8>,
     pub latency: crate::stats::latency::Latencies,
-    /// Connections (the shard's slab indexes) that yielded with work left, pumped
-    /// again in the next loop turn, which then does not wait for events.
-    pub again: Vec<usize>,
-    again_spare: Vec<usize>,
 }
 
-struct Idle {
-    sock: Socket,
-    key: usize,
+impl<S> Default for HttpShard<S> {
+    fn default() -> Self {
+        HttpShard {
+            idle: HashMap::new(),
+            per_backend: 0,
+            evicted: Vec::new(),
+            scratch: Vec::new(),
+            latency: Default::default(),
+        }
+    }
+}
+
+struct Idle<S> {
+    sock: S,
+    key: u32,
     since_ms: u64,
 }
 
-impl HttpShard {
+impl<S> HttpShard<S> {
     pub fn set_limit(&mut self, per_backend: usize) {
         self.per_backend = per_backend;
     }
@@ -46,19 +52,18 @@ impl HttpShard {
     /// Checked on every take, whatever the connection's age and whether or not the
     /// reactor watches pooled sockets: stray bytes handed to the next request would be
     /// read as its response, by another client.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<(Socket, usize)> {
+    pub fn take<R: Reactor<Sock = S>>(&mut self, addr: SocketAddr, r: &mut R) -> Option<(S, u32)> {
         let list = self.idle.get_mut(&addr)?;
         while let Some(idle) = list.pop() {
-            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-            match idle.sock.peek(&mut probe) {
+            match r.peek(&idle.sock) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Some((idle.sock, idle.key)),
-                _ => self.evicted.push(idle.key),
+                _ => self.evicted.push((idle.sock, idle.key)),
             }
         }
         None
     }
 
-    pub fn put(&mut self, addr: SocketAddr, sock: Socket, key: usize, now_ms: u64) {
+    pub fn put(&mut self, addr: SocketAddr, sock: S, key: u32, now_ms: u64) {
         let list = self.idle.entry(addr).or_default();
         if list.len() < self.per_backend {
             list.push(Idle {
@@ -67,54 +72,40 @@ impl HttpShard {
                 since_ms: now_ms,
             });
         } else {
-            self.evicted.push(key);
+            self.evicted.push((sock, key));
         }
     }
 
     /// The pooled socket `key` to `addr` became readable: the backend closed it (or
-    /// sent bytes nobody asked for). Close it.
-    pub fn evict(&mut self, addr: SocketAddr, key: usize) {
-        if let Some(list) = self.idle.get_mut(&addr) {
-            if let Some(i) = list.iter().position(|x| x.key == key) {
-                list.swap_remove(i);
-                self.evicted.push(key);
-            }
-        }
+    /// sent bytes nobody asked for). The socket, for the caller to close.
+    pub fn evict(&mut self, addr: SocketAddr, key: u32) -> Option<S> {
+        let list = self.idle.get_mut(&addr)?;
+        let i = list.iter().position(|x| x.key == key)?;
+        Some(list.swap_remove(i).sock)
     }
 
     /// Close connections idle past `POOL_IDLE_MS`; forget empty entries.
     pub fn sweep(&mut self, now_ms: u64) {
         let evicted = &mut self.evicted;
-        self.idle.retain(|_, list| {
-            list.retain(|x| {
-                let keep = now_ms.saturating_sub(x.since_ms) < POOL_IDLE_MS;
-                if !keep {
-                    evicted.push(x.key);
+        for list in self.idle.values_mut() {
+            let mut i = 0;
+            while i < list.len() {
+                if now_ms.saturating_sub(list[i].since_ms) < POOL_IDLE_MS {
+                    i += 1;
+                } else {
+                    let x = list.swap_remove(i);
+                    evicted.push((x.sock, x.key));
                 }
-                keep
-            });
-            !list.is_empty()
-        });
-    }
-
-    /// The connections to pump again this turn (the list is empty afterwards; give it
-    /// back with [`Self::done_again`] so neither list is reallocated each turn).
-    pub fn take_again(&mut self) -> Vec<usize> {
-        let mut list = std::mem::take(&mut self.again_spare);
-        std::mem::swap(&mut list, &mut self.again);
-        list
-    }
-
-    pub fn done_again(&mut self, mut list: Vec<usize>) {
-        list.clear();
-        self.again_spare = list;
+            }
+        }
+        self.idle.retain(|_, list| !list.is_empty());
     }
 
     /// Close every idle connection (shutdown).
     pub fn clear(&mut self) {
-        for list in self.idle.values() {
-            self.evicted.extend(list.iter().map(|x| x.key));
+        for (_, list) in self.idle.drain() {
+            self.evicted
+                .extend(list.into_iter().map(|x| (x.sock, x.key)));
         }
-        self.idle.clear();
     }
 }

@@ -500,7 +500,33 @@ impl Session {
             || (self.wants_backend_read() && (self.req_body.done() || self.resp_started))
     }
 
-    /// The timeouts of this connection's current wait; call now and then.
+    /// When [`check_timers`](Self::check_timers) has something to do next (a time in
+    /// the driver's clock; `u64::MAX`: nothing is timed).
+    pub fn deadline_ms(&self) -> u64 {
+        match self.phase {
+            Phase::Head if self.input.is_empty() => {
+                let limit = if self.served == 0 {
+                    self.limits.header_timeout_ms
+                } else {
+                    self.limits.keepalive_timeout_ms
+                };
+                self.since_ms.saturating_add(limit)
+            }
+            Phase::Head => self.since_ms.saturating_add(self.limits.header_timeout_ms),
+            Phase::Exchange if self.waits_on_client() => {
+                self.since_ms.saturating_add(self.limits.header_timeout_ms)
+            }
+            Phase::Exchange if !self.waits_on_backend() => u64::MAX,
+            Phase::Exchange => self
+                .backend_since_ms
+                .saturating_add(self.limits.backend_timeout_ms),
+            Phase::Closing => self.since_ms.saturating_add(LINGER_MS),
+            _ => u64::MAX,
+        }
+    }
+
+    /// The timeouts of this connection's current wait; call at every deadline and
+    /// after every change of what the connection waits on.
     pub fn check_timers(&mut self, now_ms: u64) {
         let waited = now_ms.saturating_sub(self.since_ms);
         match self.phase {

@@ -1,0 +1,178 @@
+//! What a shard needs from its event loop, and nothing more: the [`Reactor`] trait.
+//!
+//! The shard core (`dataplane::shard`) owns every duty — admission, connections,
+//! backend choice and retries, deadlines, relaying, close and drain — and speaks to
+//! sockets only through this trait. Three implement it: io_uring (`uring.rs`), epoll
+//! (`epoll.rs`) and, in tests, a seeded simulation of the network (`sim.rs`). A
+//! reactor turns its kernel interface into two things: [`Event`]s (a connection
+//! accepted; a socket that may be read or written) and non-blocking calls that
+//! answer at once (`recv`, `send`, …; "would block" is an answer).
+//!
+//! The model is edge-triggered readiness: an event says a socket *may* have become
+//! readable or writable since the core last asked; the core then calls until a call
+//! would block, and tells the reactor with [`Reactor::want`] what it waits for next.
+//! epoll watches every socket for both directions for its whole life (so `want` costs
+//! nothing); io_uring arms one operation per wanted direction — for reading, a receive
+//! into a kernel-chosen provided buffer whose bytes the next `recv` hands over, so the
+//! readiness event and the data arrive together.
+
+pub mod epoll;
+pub mod uring;
+
+use crate::io::sys::Pipe;
+use std::io;
+use std::net::SocketAddr;
+
+/// Names a watched socket in the events about it; chosen by the core.
+pub type Token = u64;
+
+/// A listening socket's number in its reactor: not reused until the reactor has
+/// stopped accepting on it for good.
+pub type ListenId = usize;
+
+/// What a reactor reports.
+#[derive(Debug)]
+pub enum Event<S> {
+    /// A listener took a connection (a non-blocking socket, not yet watched).
+    Accepted {
+        listener: ListenId,
+        sock: S,
+        peer: SocketAddr,
+    },
+    /// A listener's accept failed with `errno`.
+    AcceptFailed { listener: ListenId, errno: i32 },
+    /// The socket watched under `token` may be readable (`read`) or writable
+    /// (`write`); `hup`: the peer closed or the socket failed, so reading goes on until
+    /// a read says so, even after a short read.
+    Ready {
+        token: Token,
+        read: bool,
+        write: bool,
+        hup: bool,
+    },
+}
+
+/// What the core waits for on one socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Want {
+    pub read: bool,
+    pub write: bool,
+    /// Readable without taking the bytes (the next read is a `splice`): io_uring arms
+    /// a poll instead of a receive.
+    pub poll_only: bool,
+}
+
+/// An event loop and the socket calls that go with it. Every call is non-blocking.
+pub trait Reactor {
+    /// A socket, owned by the core; handed back with [`Reactor::close`].
+    type Sock;
+
+    /// The reactor's clock in milliseconds (the simulation's is virtual).
+    fn now_ms(&self) -> u64;
+    /// Submit what is pending and wait for events, at most `timeout_ms` (0: only
+    /// look); append them to `out`.
+    fn wait(&mut self, timeout_ms: u64, out: &mut Vec<Event<Self::Sock>>) -> io::Result<()>;
+
+    /// Start accepting on this shard's socket of `listeners` (held until `unlisten`).
+    fn listen(
+        &mut self,
+        listeners: &std::sync::Arc<crate::snapshot::Listeners>,
+        shard: usize,
+    ) -> io::Result<ListenId>;
+    /// Stop accepting on `id`. Connections it still delivers are closed by the reactor.
+    fn unlisten(&mut self, id: ListenId);
+    /// Stop (or resume) accepting on every listener: the shard is out of descriptors.
+    fn pause_accepts(&mut self, paused: bool);
+
+    /// Report readiness of `sock` under `token` from now on.
+    fn watch(&mut self, sock: &Self::Sock, token: Token) -> io::Result<()>;
+    /// Report events of `sock` under a new token (a pooled connection changes hands).
+    fn retoken(&mut self, sock: &Self::Sock, token: Token);
+    /// What the core waits for on `sock` (see the module's comment).
+    fn want(&mut self, sock: &Self::Sock, want: Want);
+    /// Forget and close `sock`; `reset`: with RST (`SO_LINGER` 0).
+    fn close(&mut self, sock: Self::Sock, reset: bool);
+
+    /// Start a non-blocking connect to `addr`; writable means it finished.
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<Self::Sock>;
+    /// A connect in progress: `Ok(true)` connected, `Ok(false)` still under way.
+    fn connect_result(&mut self, sock: &Self::Sock) -> io::Result<bool>;
+    /// Receive at most `max` bytes, appended to `buf`. `Ok(0)`: end of stream.
+    fn recv(&mut self, sock: &Self::Sock, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+    /// Send what the socket takes of `data`; `more`: the final partial segment waits
+    /// for what follows (`MSG_MORE`).
+    fn send(&mut self, sock: &Self::Sock, data: &[u8], more: bool) -> io::Result<usize>;
+    /// Look without taking: `Ok(0)` the peer closed, `Ok(n)` bytes wait, `WouldBlock`
+    /// nothing to read.
+    fn peek(&mut self, sock: &Self::Sock) -> io::Result<usize>;
+    /// Shut the write side (a FIN).
+    fn shutdown(&mut self, sock: &Self::Sock);
+    /// Move up to `max` bytes from `sock` into `pipe` without copying them to user
+    /// space. `Unsupported` where the reactor cannot (the flow stays buffered).
+    fn splice_in(&mut self, sock: &Self::Sock, pipe: &Pipe, max: usize) -> io::Result<usize>;
+    /// Move up to `n` bytes from `pipe` to `sock`.
+    fn splice_out(&mut self, pipe: &Pipe, sock: &Self::Sock, n: usize) -> io::Result<usize>;
+}
+
+/// The system calls both kernel reactors make the same way on a `socket2::Socket`.
+pub(crate) mod calls {
+    use crate::io::sys::{self, Pipe};
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::{self, ErrorKind};
+    use std::mem::MaybeUninit;
+    use std::net::{Shutdown, SocketAddr};
+    use std::os::fd::AsRawFd;
+
+    pub fn connect(addr: SocketAddr) -> io::Result<Socket> {
+        let s = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        let _ = s.set_tcp_nodelay(true);
+        match s.connect(&addr.into()) {
+            Ok(()) => Ok(s),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn connect_result(s: &Socket) -> io::Result<bool> {
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        match s.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn send(s: &Socket, data: &[u8], more: bool) -> io::Result<usize> {
+        let flags = if more { libc::MSG_MORE } else { 0 };
+        s.send_with_flags(data, flags | libc::MSG_NOSIGNAL)
+    }
+
+    pub fn peek(s: &Socket) -> io::Result<usize> {
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        s.peek(&mut probe)
+    }
+
+    pub fn shutdown(s: &Socket) {
+        let _ = s.shutdown(Shutdown::Write);
+    }
+
+    pub fn close(s: Socket, reset: bool) {
+        if reset {
+            sys::set_linger_zero(&s);
+        }
+    }
+
+    pub fn splice_in(s: &Socket, pipe: &Pipe, max: usize) -> io::Result<usize> {
+        sys::splice(s.as_raw_fd(), pipe.write.as_raw_fd(), max)
+    }
+
+    pub fn splice_out(pipe: &Pipe, s: &Socket, n: usize) -> io::Result<usize> {
+        sys::splice(pipe.read.as_raw_fd(), s.as_raw_fd(), n)
+    }
+}

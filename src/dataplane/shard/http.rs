@@ -1,0 +1,71 @@
+//! HTTP mode in the shard core: each connection's `HttpConn` is pumped on its
+//! events, when it yielded, and when its deadline comes; after each pump the reactor
+//! hears what the connection waits for and the heap its next deadline.
+
+use super::keys::Io;
+use super::{Conn, Shard};
+use crate::dataplane::http::{After, HttpConn};
+use crate::dataplane::reactor::Reactor;
+
+impl<R: Reactor> Shard<R> {
+    pub(super) fn pump_http(&mut self, idx: u32) {
+        let Some(Conn::Http(c)) = &mut self.slots[idx as usize].conn else {
+            return;
+        };
+        let mut io = Io {
+            r: &mut self.io,
+            keys: &mut self.keys,
+            idx,
+        };
+        let after = c.pump(&self.ctx, &mut self.http, &mut io);
+        self.after_http(idx, after);
+    }
+
+    pub(super) fn http_timer(&mut self, idx: u32) {
+        let Some(Conn::Http(c)) = &mut self.slots[idx as usize].conn else {
+            return;
+        };
+        let mut io = Io {
+            r: &mut self.io,
+            keys: &mut self.keys,
+            idx,
+        };
+        let after = c.timers(&self.ctx, &mut self.http, &mut io);
+        self.after_http(idx, after);
+    }
+
+    /// Close the connection, or tell the reactor what it waits for and arm its next
+    /// deadline.
+    fn after_http(&mut self, idx: u32, after: After) {
+        if !self.http.evicted.is_empty() {
+            self.close_evicted();
+        }
+        match after {
+            After::Close { reset } => return self.close(idx, reset),
+            After::Yield => self.yielded(idx),
+            After::Continue => {}
+        }
+        let Some(Conn::Http(c)) = &self.slots[idx as usize].conn else {
+            return;
+        };
+        c.wants(&mut self.io);
+        let at = c.deadline(&self.ctx);
+        self.arm(idx, at);
+    }
+
+    /// The connection left the slab: its backend socket and counters, then its client.
+    pub(super) fn http_closed(&mut self, mut c: HttpConn<R::Sock>, reset: bool) {
+        let mut io = Io {
+            r: &mut self.io,
+            keys: &mut self.keys,
+            idx: u32::MAX,
+        };
+        c.close(&self.ctx, &mut io);
+        self.keys.free(c.ckey);
+        self.io.close(c.client, reset);
+        self.ctx.stats().connections.dec();
+        if !self.http.evicted.is_empty() {
+            self.close_evicted();
+        }
+    }
+}
