@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Side-by-side run of sluice, HAProxy and nginx; see scripts/bench.sh. Without
 --proxy-cpu: the unconstrained run ("the ceiling", this file); with it: the fixed CPU
-budget (bench_budget.py)."""
+budget (bench_budget.py); with --compare too: the sluice just built against an earlier
+build at that budget (bench_compare.py)."""
 
-import argparse, os, shutil, signal, socket, sys, tempfile, time
+import argparse, os, shutil, signal, socket, sys, time
 
 from bench_common import (BACKEND_PORT, BULK_BYTES, CLIENT_CPU, CLK, HTTP_PORTS, PORTS,
                           PROXY_CPU, ROOT, SCENARIOS, Procs, backend_config, bench, check_free,
                           configs, cpu_ticks, environment, median, port_of, replace_section,
-                          rss_kib, sh, start_backend, start_proxies)
+                          rss_kib, scratch_dir, sh, start_backend, start_proxies)
 
 TARGETS = ["sluice", "haproxy", "nginx", "direct"]
 
@@ -127,8 +128,20 @@ def main():
                     help="each proxy in a cgroup of its own limited to FRACTION of a CPU")
     ap.add_argument("--cpu-period-ms", type=float, default=100,
                     help="the cgroup's quota period with --proxy-cpu (default: 100, the kernel's)")
+    ap.add_argument("--compare", metavar="OLD_SLUICE",
+                    help="with --proxy-cpu: the sluice just built against this one, each with "
+                         "io = uring and io = epoll; no HAProxy, no nginx")
+    ap.add_argument("--compare-label", metavar="TEXT",
+                    help="what the --compare binary is (a commit, a tag), for the page")
     args = ap.parse_args()
+    if args.compare is not None and args.proxy_cpu is None:
+        ap.error("--compare needs --proxy-cpu")
+    if args.compare_label is not None and args.compare is None:
+        ap.error("--compare-label goes with --compare")
     signal.signal(signal.SIGTERM, lambda sig, _: sys.exit(128 + sig))  # so `finally` runs
+    if args.compare is not None:
+        import bench_compare
+        return bench_compare.main(args)
     if args.proxy_cpu is not None:
         import bench_budget
         return bench_budget.main(args)
@@ -137,8 +150,7 @@ def main():
                                                 (5, 8, 9000, 10, 3))
     check_free()
     procs = Procs()
-    tmp = tempfile.mkdtemp(prefix="sluice-bench-")
-    os.chmod(tmp, 0o755)  # nginx workers run unprivileged and read the bulk file
+    tmp = scratch_dir()
     try:
         start_backend(procs, backend_config(tmp), CLIENT_CPU)
         paths = configs(tmp)

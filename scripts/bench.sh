@@ -9,8 +9,15 @@
 #   --smoke                             checks the machinery (about a minute); prints,
 #                                       writes nothing
 #   --cpu-period-ms MS                  the quota's period with --proxy-cpu (default 100)
+#   --proxy-cpu 0.35 --compare OLD      the sluice built here against the binary OLD, each
+#                                       with io = uring and io = epoll, at that budget, in
+#                                       one interleaved run; writes only its own section
+#                                       (about 17 minutes; no HAProxy, no nginx proxy)
+#   --compare-label TEXT                what OLD is (a commit, a tag), for the page
 # SLUICE_BENCH_PORT_BASE (default 18000) moves every port (backend: base + 81).
 set -euo pipefail
+# --compare's path may be relative to where this was called from.
+export SLUICE_BENCH_CALLER_DIR="$PWD"
 cd "$(dirname "$0")/.."
 need=()
 command -v haproxy >/dev/null || need+=(haproxy)

@@ -2,27 +2,23 @@
 cgroup of its own with the same CPU quota, so that the proxy, not the load generator's
 core, bounds the figures; every run shows whether it did."""
 
-import json, os, shutil, sys, tempfile
+import json, os, shutil, sys
 
-from bench_cgroup import Group, hierarchy
-from bench_common import (CLK, NAMES, PROXIES, ROOT, SCENARIOS, Procs, backend_config, bench,
-                          check_free, configs, cpu_ticks, environment, fmt, machine_busy_s, median,
-                          port_of, replace_section, start_backend, start_proxies)
+from bench_cgroup import Group
+from bench_common import (AT_QUOTA, BOTTLENECK_HEAD, BUSY, NAMES, PROXIES, SCENARIOS,
+                          TARGET, Procs, backend_config, bottleneck_cells, check_free,
+                          check_group, configs, counted, environment, figure, flagged, fmt,
+                          group_prefix, line, measure, median, pct, port_of, quota_args,
+                          quota_files, remove_groups, replace_section, scratch_dir,
+                          start_backend, start_proxies, usage_source)
 
 AT_BUDGET = ["L4 close", "L4 keepalive", "L4 bulk", "HTTP close", "HTTP keepalive"]
 TWO_WORKERS = ["HTTP keepalive"]  # the scaling row: also run at two workers, twice the budget
 LATENCY = ["L4 keepalive", "HTTP keepalive"]  # at half the slowest proxy's capacity
-AT_QUOTA = 0.90  # a proxy under this fraction of its quota was not the bottleneck …
-BUSY = 0.90  # … nor was it when the client or the backend used more of a core than this
 RATE_HELD = 0.97  # a fixed-rate run that reached less of its rate is flagged
-OTHER_LOAD = 0.2  # CPUs of load besides this run's worth naming when a proxy missed its quota
 PROXY_CPUS = {1: "0", 2: "0,1"}  # taskset lists by workers; client and backend: any CPU
 BUDGET = "## At a fixed CPU budget: sluice, HAProxy, nginx"
 NOT_YET = "*not yet measured*"
-
-
-def pct(x):
-    return f"{x * 100:.0f} %"
 
 
 def plan_of(args):
@@ -38,24 +34,17 @@ def minutes(plan):
 
 
 def main(args):
-    frac, period_us = args.proxy_cpu, round(args.cpu_period_ms * 1000)
-    if not 0.01 <= frac <= 1:
-        sys.exit("--proxy-cpu: a fraction of one CPU, from 0.01 to 1")
-    if not 1000 <= period_us <= 1_000_000:
-        sys.exit("--cpu-period-ms: from 1 to 1000")
-    if os.geteuid() != 0:
-        sys.exit("--proxy-cpu creates cgroups: run as root")
+    frac, period_us = quota_args(args)
     if (os.cpu_count() or 1) < 2:
         sys.exit("--proxy-cpu needs two CPUs (the two-worker row)")
     plan = plan_of(args)
     rounds, seconds, lat_runs, lat_secs = plan
-    prefix = os.environ.get("SLUICE_BENCH_CGROUP_PREFIX") or f"sluice-bench-{os.getpid()}"
+    prefix = group_prefix()
     print(f"fixed CPU budget: {frac} CPU per proxy worker, period {period_us} µs; "
           f"{rounds} rounds of {seconds} s; about {minutes(plan):.0f} min", flush=True)
     check_free((1, 2))
     procs, groups = Procs(), {}
-    tmp = tempfile.mkdtemp(prefix="sluice-bench-")
-    os.chmod(tmp, 0o755)  # nginx workers run unprivileged and read the bulk file
+    tmp = scratch_dir()
     try:
         backend = start_backend(procs, backend_config(tmp), None)
         pids = {}
@@ -77,7 +66,7 @@ def main(args):
         shutil.rmtree(tmp, ignore_errors=True)
     setup = dict(fraction=frac, period_us=period_us, plan=plan, usage=usage_source(),
                  quota=quota_files(frac, period_us))
-    with open(os.path.join(ROOT, "target/bench-budget.json"), "w") as f:
+    with open(os.path.join(TARGET, "bench-budget.json"), "w") as f:
         json.dump(dict(setup=setup, rates=rates, runs={f"{n} {w}w": r for (n, w), r in results.items()},
                        latency=latency), f, indent=1)
     doc = render(args, setup, results, rates, latency)
@@ -86,81 +75,9 @@ def main(args):
     print(doc)
 
 
-def descendants(pid):
-    """`pid` and every process below it."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 def check_groups(groups, pids):
-    """Each group holds its proxy — every thread of every process it started — and
-    nothing else, under the quota set."""
-    for key, g in groups.items():
-        tree = descendants(pids[key])
-        threads = {int(t) for p in tree for t in os.listdir(f"/proc/{p}/task")}
-        if set(g.procs()) != set(tree) or not threads <= set(g.threads()):
-            raise RuntimeError(f"cgroup {g.dirs[0]} holds {g.procs()}, the proxy is {tree}")
-        print(f"cgroup {g.dirs[0]}: {g.quota_text()}; holds {NAMES[key[0]]} ({key[1]} worker"
-              f"{'s' if key[1] > 1 else ''}): processes {sorted(tree)}, {len(threads)} threads",
-              flush=True)
-
-
-def remove_groups(groups):
-    for g in groups.values():
-        try:
-            g.remove()
-        except OSError as e:
-            print(f"could not remove cgroup {g.dirs[0]}: {e}", file=sys.stderr)
-    left = [d for g in groups.values() for d in g.dirs if os.path.exists(d)]
-    print(f"cgroups removed: {len(groups)} groups ({sum(len(g.dirs) for g in groups.values())} "
-          f"directories), {len(left)} left" + (f": {left}" if left else ""), flush=True)
-
-
-def measure(g, backend, port, sc, seconds, extra=()):
-    """One run through the proxy in group `g`: the figure, and what bounded it."""
-    m0, b0, s0 = machine_busy_s(), cpu_ticks(backend), g.sample()
-    rep = bench(port, sc["mode"], seconds, sc["connections"], list(sc.get("extra", [])) + list(extra),
-                cpus=None)
-    d, b1, m1 = g.sample() - s0, cpu_ticks(backend), machine_busy_s()
-    proxy_s, backend_s = d.usage_us / 1e6, (b1 - b0) / CLK
-    # Whatever else kept the machine's CPUs busy (other processes, the host's steal).
-    other_s = (m1 - m0) - proxy_s - rep["client_cpu_s"] - backend_s
-    return dict(value=rep[sc["metric"]], rate=rep["requests_per_s"],
-                proxy=proxy_s / (g.quota_us / g.period_us * seconds),
-                throttled=d.throttled, periods=d.periods, client=rep["client_cpu_s"] / seconds,
-                backend=backend_s / seconds, other=max(0.0, other_s / seconds),
-                latency=rep["latency_us"], errors={k: v for k, v in rep["errors"].items() if v})
-
-
-def elsewhere(m):
-    """Why a throughput run does not measure the proxy (empty: it does)."""
-    why = []
-    if m["proxy"] < AT_QUOTA:
-        busy = f", {m['other']:.1f} CPU of other load" if m["other"] > OTHER_LOAD else ""
-        why.append(f"proxy at {pct(m['proxy'])} of its quota{busy}")
-    if m["client"] > BUSY:
-        why.append(f"client at {pct(m['client'])} of a core")
-    if m["backend"] > BUSY:
-        why.append(f"backend at {pct(m['backend'])} of a core")
-    return why
-
-
-def line(m):
-    return (f"proxy {pct(m['proxy']):>5} of quota, throttled {m['throttled']:3}/{m['periods']:<3}  "
-            f"client {pct(m['client']):>5}  backend {pct(m['backend']):>5}  other {m['other']:.1f} CPU  "
-            f"errors {m['errors'] or 0}")
+    for (p, w), g in groups.items():
+        check_group(g, pids[(p, w)], f"{NAMES[p]} ({w} worker{'s' if w > 1 else ''})")
 
 
 def run_rounds(groups, backend, rounds, seconds):
@@ -173,7 +90,6 @@ def run_rounds(groups, backend, rounds, seconds):
             sc = SCENARIOS[name]
             for p in PROXIES:
                 m = measure(groups[(p, w)], backend, port_of(p, sc, w), sc, seconds)
-                m["flag"] = elsewhere(m)
                 results[(name, w)][p].append(m)
                 flag = f"  <- NOT THE PROXY'S FIGURE: {', '.join(m['flag'])}" if m["flag"] else ""
                 print(f"round {r + 1}/{rounds} {name:14} {p:7} {w}w {fmt(sc, m['value']):>9} "
@@ -197,42 +113,9 @@ def run_latency(groups, backend, rates, runs, seconds):
     return out
 
 
-def counted(runs):
-    """The runs a figure is the median of: those that measured the proxy, or all of
-    them (and False) when none did."""
-    good = [m for m in runs if not m["flag"]]
-    return (good, True) if good else (runs, False)
-
-
 def median_of(by_proxy, slowest=False):
     meds = {p: median([m["value"] for m in counted(runs)[0]]) for p, runs in by_proxy.items()}
     return min(meds.values()) if slowest else meds
-
-
-def figure(sc, runs):
-    """A table cell: the median of the runs at quota, and how many of the runs those were."""
-    used, ok = counted(runs)
-    text = fmt(sc, median([m["value"] for m in used]))
-    if not ok:
-        return f"*{text}, no run at quota*"
-    return text if len(used) == len(runs) else f"{text} ({len(used)} of {len(runs)} runs)"
-
-
-def usage_source():
-    version, cpu, acct = hierarchy()
-    if version == 2:
-        return "`cpu.stat` `usage_usec`"
-    if acct == cpu:
-        return "`cpuacct.usage`"
-    return "`cpuacct.usage` of a group of the same name in the cpuacct hierarchy"
-
-
-def quota_files(frac, period_us):
-    version = hierarchy()[0]
-    q = round(frac * period_us)
-    if version == 2:
-        return f"cgroup v2 `cpu.max` \"{q} {period_us}\""
-    return f"cgroup v1 `cpu.cfs_quota_us` {q} / `cpu.cfs_period_us` {period_us}"
 
 
 def render(args, setup, results=None, rates=None, latency=None):
@@ -342,25 +225,14 @@ def scaling_table(frac, two, results):
     return "\n".join(rows)
 
 
-def flagged(runs):
-    bad = [m for m in runs if m["flag"]]
-    text = f"{len(bad)} of {len(runs)}"
-    return text + (f" ({bad[0]['flag'][0]})" if bad else "")
-
-
 def bottleneck_table(results):
-    rows = ["| scenario | proxy | proxy CPU / quota | throttled periods | client CPU | backend CPU "
-            "| other load (CPU) | runs flagged |", "|---|---|---|---|---|---|---|---|"]
+    rows = [f"| scenario | proxy | {BOTTLENECK_HEAD}", "|---|---|---|---|---|---|---|---|"]
     if results is None:
         return "\n".join(rows + ["| every scenario above | each | *not yet measured in a full run* | | | | | |"])
     for name, w in results:
         label = name + (", two workers" if w == 2 else "")
         for p in PROXIES:
-            runs = results[(name, w)][p]
-            med = {k: median([m[k] for m in runs]) for k in ("proxy", "client", "backend", "other")}
-            thr = f"{sum(m['throttled'] for m in runs)} of {sum(m['periods'] for m in runs)}"
-            rows.append(f"| {label} | {NAMES[p]} | {pct(med['proxy'])} | {thr} | {pct(med['client'])} "
-                        f"| {pct(med['backend'])} | {med['other']:.2f} | {flagged(runs)} |")
+            rows.append(f"| {label} | {NAMES[p]} | {bottleneck_cells(results[(name, w)][p])}")
     return "\n".join(rows)
 
 
