@@ -49,7 +49,53 @@ both_io!(
     old_clients_and_close_delimited_responses,
     http_counters_show_on_the_admin_port,
     sigterm_finishes_requests_in_flight,
+    out_of_descriptors_pauses_and_recovers,
 );
+
+/// Out of descriptors, HTTP mode pauses accepting as TCP mode does — whether the last
+/// descriptor went to a client (its accept fails) or to a backend socket (the request
+/// gets 503) — then serves again once descriptors are free. Clients arrive one at a
+/// time and each leaves a pooled backend connection; two limits of different parity.
+fn out_of_descriptors_pauses_and_recovers(io: &str) {
+    for nofile in [64, 65] {
+        let a = HttpServer::start("a");
+        let cfg = format!("[server]\nworkers = 1\nio = \"{io}\"\n")
+            + "[http]\npool_per_backend = 1000\n"
+            + &web("web", "", &[a.addr]);
+        let lb = Sluice::start_with_nofile(&cfg, nofile);
+        let addr = lb.addr("web");
+        let mut held = Vec::new();
+        for i in 0..80 {
+            let mut c = connect(addr);
+            c.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut buf = [0u8; 12];
+            match c.read_exact(&mut buf) {
+                Ok(()) if buf.starts_with(b"HTTP/1.1 200") => held.push(c),
+                Ok(()) => {
+                    assert!(buf.starts_with(b"HTTP/1.1 503"), "client {i}: {buf:?}");
+                    lb.wait_log("accepting paused", |l| l.contains("accept paused"));
+                    break;
+                }
+                // Not accepted: the listener's queue holds it while accepting pauses.
+                Err(_) => {
+                    lb.wait_log("accepting paused", |l| l.contains("accept paused"));
+                    break;
+                }
+            }
+        }
+        assert!(!held.is_empty());
+        drop(held);
+        wait_for("a fresh request to be served", || {
+            let r = raw(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            (status(&r) == 200).then_some(())
+        });
+    }
+}
 
 fn curl_keep_alive_reuses_backend_connections(io: &str) {
     let (a, b) = (HttpServer::start("a"), HttpServer::start("b"));

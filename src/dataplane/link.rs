@@ -185,7 +185,7 @@ impl ShardCtx {
     /// Count a failed accept; on running out of descriptors or memory, pause accepting
     /// for a moment rather than spin on a queue that cannot be drained (connections wait
     /// in the backlog meanwhile).
-    pub fn accept_failed(&mut self, errno: i32) {
+    pub fn accept_failed(&self, errno: i32) {
         if errno == libc::ECANCELED {
             return;
         }
@@ -197,13 +197,13 @@ impl ShardCtx {
     /// backend's: the backend is not marked down, the client is closed (counted as an
     /// accept error) and, when descriptors or memory ran out, accepting pauses — else a
     /// shard that accepts the last descriptor would accept and close forever.
-    pub fn socket_failed(&mut self, errno: i32) {
+    pub fn socket_failed(&self, errno: i32) {
         tracing::debug!(errno, "cannot create backend socket");
         self.stats().accept_errors.inc();
         self.pause_if_exhausted(errno);
     }
 
-    fn pause_if_exhausted(&mut self, errno: i32) {
+    fn pause_if_exhausted(&self, errno: i32) {
         if !matches!(
             errno,
             libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
@@ -212,7 +212,7 @@ impl ShardCtx {
         }
         self.stats().accept_paused.inc();
         // A pause extended before it ended is not a new one.
-        let pauses = match self.accept_paused_until_ms {
+        let pauses = match self.accept_paused_until_ms.get() {
             None => self.pause_log.hit(self.now_ms, QUIET_MS),
             Some(_) => None,
         };
@@ -224,25 +224,27 @@ impl ShardCtx {
                 "accept paused: out of descriptors or memory"
             );
         }
-        self.accept_paused_until_ms = Some(self.now_ms + ACCEPT_PAUSE_MS);
+        self.accept_paused_until_ms
+            .set(Some(self.now_ms + ACCEPT_PAUSE_MS));
     }
 
     pub fn accept_paused(&self) -> bool {
-        self.accept_paused_until_ms.is_some()
+        self.accept_paused_until_ms.get().is_some()
     }
 
     /// When the accept pause ends.
     pub fn accept_paused_until(&self) -> Option<u64> {
-        self.accept_paused_until_ms
+        self.accept_paused_until_ms.get()
     }
 
     /// True once, when a pause ends: the caller re-arms its accepts.
     pub fn accept_resumes(&mut self) -> bool {
         if self
             .accept_paused_until_ms
+            .get()
             .is_some_and(|t| self.now_ms >= t)
         {
-            self.accept_paused_until_ms = None;
+            self.accept_paused_until_ms.set(None);
             return true;
         }
         false

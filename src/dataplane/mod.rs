@@ -98,7 +98,7 @@ pub struct ShardCtx {
     /// When draining began (process clock), once the draining snapshot arrived.
     pub draining_since_ms: Option<u64>,
     /// Accepting is paused until then (out of descriptors).
-    accept_paused_until_ms: Option<u64>,
+    accept_paused_until_ms: std::cell::Cell<Option<u64>>,
     /// Refusals at `max_connections`, logged at most every [`link::QUIET_MS`].
     refusal_log: Throttle,
     /// Accept pauses, the same.
@@ -158,7 +158,7 @@ impl ShardCtx {
             counters,
             conn_limit,
             draining_since_ms: None,
-            accept_paused_until_ms: None,
+            accept_paused_until_ms: std::cell::Cell::new(None),
             refusal_log: Throttle::default(),
             pause_log: Throttle::default(),
         }

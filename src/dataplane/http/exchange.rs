@@ -210,7 +210,9 @@ impl<S> HttpConn<S> {
                         (s, key, false)
                     }
                     Err(e) if is_exhaustion(&e) => {
-                        ctx.stats().accept_errors.inc();
+                        // This host ran out, not the backend: no down-mark; accepting
+                        // pauses, as in TCP mode.
+                        ctx.socket_failed(e.raw_os_error().unwrap_or(0));
                         self.session.refuse(503, now);
                         return;
                     }
