@@ -35,6 +35,7 @@ both_io!(
     python_http_client_keep_alive,
     wrk_load_has_no_errors,
     upgrade_becomes_a_tunnel,
+    a_tunnel_relays_early_bytes_bulk_and_half_close,
     pipelined_requests_are_answered_in_order,
     routing_by_host_and_path,
     no_route_no_backend_bad_gateway_and_timeout,
@@ -250,6 +251,68 @@ fn upgrade_becomes_a_tunnel(io: &str) {
         String::from_utf8_lossy(&head)
     );
     assert_eq!(roundtrip(&mut s, b"\x00binary\x01"), b"\x00binary\x01");
+}
+
+/// A tunnel after a 101 keeps every byte of both sides: those the client sent right
+/// behind its request, those the backend sent with its 101, 4 MiB each way, and each
+/// side's FIN (the other direction goes on after the client's).
+fn a_tunnel_relays_early_bytes_bulk_and_half_close(io: &str) {
+    const BULK: usize = 4 << 20;
+    let b = Backend::spawn(|mut c| {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            c.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        c.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nearly",
+        )
+        .unwrap();
+        // Echo until the client's FIN, then say goodbye and close.
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = c.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            c.write_all(&buf[..n]).unwrap();
+        }
+        c.write_all(b"bye").unwrap();
+    });
+    let lb = Sluice::start(&config(io, "", &web("web", "", &[b.addr])));
+    let mut s = TcpStream::connect(lb.addr("web")).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /t HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\npre")
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut early = [0u8; 8];
+    s.read_exact(&mut early).unwrap();
+    assert_eq!(
+        &early, b"earlypre",
+        "the backend's early bytes, then the echo of the client's"
+    );
+    let writer = s.try_clone().unwrap();
+    let sent = std::thread::spawn(move || send_stream(writer, 7, BULK));
+    let mut got = vec![0u8; BULK];
+    s.read_exact(&mut got).unwrap();
+    let digest = sent.join().unwrap();
+    let mut h = FNV_START;
+    fnv(&mut h, &got);
+    assert_eq!(h, digest, "4 MiB echoed byte for byte");
+    // `send_stream` ended with the client's FIN.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(
+        rest, b"bye",
+        "the other direction outlives the client's FIN"
+    );
 }
 
 fn pipelined_requests_are_answered_in_order(io: &str) {

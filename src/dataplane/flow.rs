@@ -61,6 +61,16 @@ impl Flow {
             }
     }
 
+    /// A flow that starts with `bytes` to write (an HTTP tunnel's, read before it
+    /// became one) and, with `eof`, the source's end already read.
+    pub fn with_pending(bytes: Vec<u8>, eof: bool) -> Flow {
+        Flow {
+            buf: (!bytes.is_empty()).then_some(bytes),
+            read_eof: eof,
+            ..Flow::default()
+        }
+    }
+
     fn buffered(&self) -> usize {
         self.buf.as_ref().map_or(0, |b| b.len() - self.start)
     }

@@ -9,4 +9,4 @@ pub mod head;
 pub mod route;
 pub mod session;
 
-pub use session::{BackendFault, Finished, Forward, Limits, Phase, Session};
+pub use session::{BackendFault, Finished, Forward, Limits, Phase, Session, Tunnel};

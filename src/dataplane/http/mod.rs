@@ -9,11 +9,12 @@ mod pool;
 
 pub use pool::HttpShard;
 
+use super::link::Link;
 use super::reactor::{Reactor, Want};
 use super::shard::Io;
 use super::ShardCtx;
 use crate::balance::Attempt;
-use crate::http::{BackendFault, Phase, Session};
+use crate::http::{BackendFault, Phase, Session, Tunnel};
 use crate::snapshot::{Front, Listeners, Service};
 use exchange::count_bytes;
 use std::io::ErrorKind;
@@ -118,6 +119,19 @@ pub enum After {
     Yield,
     /// Close both sockets (`reset`: with RST).
     Close { reset: bool },
+    /// The session became a tunnel: the shard hands the connection to its TCP relay
+    /// ([`HttpConn::into_tunnel`]).
+    Tunnel,
+}
+
+/// A connection whose session became a tunnel, as the shard's TCP relay takes it.
+pub struct Upgrade<S> {
+    pub link: Link,
+    pub client: S,
+    pub ckey: u32,
+    pub backend: S,
+    pub bkey: u32,
+    pub tunnel: Tunnel,
 }
 
 impl<S> HttpConn<S> {
@@ -253,6 +267,9 @@ impl<S> HttpConn<S> {
             progress |= self.write_backend(ctx, shard, io);
             progress |= self.read_backend(ctx, shard, io);
             self.settle(ctx, shard, io);
+            if self.session.phase() == Phase::Tunnel {
+                return After::Tunnel;
+            }
             match self.write_client(ctx, io.r) {
                 Ok(p) => progress |= p,
                 Err(()) => return After::Close { reset: true },
@@ -304,6 +321,47 @@ impl<S> HttpConn<S> {
             return After::Close { reset: false };
         }
         self.pump(ctx, shard, io)
+    }
+
+    /// The session became a tunnel: the exchange ends here (its status and latency are
+    /// counted; the bytes still owed are counted now, the relay counts the rest) and
+    /// its sockets and owed bytes go to the relay. Call when [`Self::is_tunnel`].
+    pub fn into_tunnel(mut self, ctx: &ShardCtx, shard: &mut HttpShard<S>) -> Upgrade<S> {
+        let tunnel = self.session.take_tunnel().expect("a tunnel");
+        let ex = self.exchange.take().expect("an exchange");
+        let b = self.backend.take().expect("a backend");
+        let c = ex.service.counters.shard(ctx.id);
+        c.response(tunnel.status);
+        let us = ex.started.elapsed().as_micros() as u64;
+        c.response_latency.record(us);
+        shard.latency.record(&ex.service.counters, us);
+        let owed = tunnel.to_client.len().saturating_sub(self.out_counted);
+        count_bytes(ctx, &ex, false, owed);
+        count_bytes(ctx, &ex, true, tunnel.to_backend.len());
+        let link = Link {
+            service: ex.service,
+            client: self.peer,
+            backend: ex.backend,
+            attempt: ex.attempt,
+            connected: ex.counted,
+            last_active_ms: ctx.now_ms,
+            picked_at: b.picked,
+        };
+        Upgrade {
+            link,
+            client: self.client,
+            ckey: self.ckey,
+            backend: b.sock,
+            bkey: b.key,
+            tunnel,
+        }
+    }
+
+    /// The session became a tunnel to a connected backend.
+    pub fn is_tunnel(&self) -> bool {
+        self.session.phase() == Phase::Tunnel
+            && self.exchange.is_some()
+            && self.backend.as_ref().is_some_and(|b| b.connected)
     }
 
     /// Counters and pool for whatever the connection still holds; call before closing

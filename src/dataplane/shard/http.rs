@@ -3,6 +3,7 @@
 //! hears what the connection waits for and the heap its next deadline.
 
 use super::keys::Io;
+use super::tcp::TcpConn;
 use super::{Conn, Shard};
 use crate::dataplane::http::{After, HttpConn};
 use crate::dataplane::reactor::Reactor;
@@ -42,6 +43,7 @@ impl<R: Reactor> Shard<R> {
         }
         match after {
             After::Close { reset } => return self.close(idx, reset),
+            After::Tunnel => return self.upgrade(idx),
             After::Yield => self.yielded(idx),
             After::Continue => {}
         }
@@ -51,6 +53,21 @@ impl<R: Reactor> Shard<R> {
         c.wants(&mut self.io);
         let at = c.deadline(&self.ctx);
         self.arm(idx, at);
+    }
+
+    /// An HTTP connection became a tunnel: the same slot (and socket keys) now holds
+    /// a TCP relay, which moves the bytes from here on.
+    fn upgrade(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        if !matches!(&slot.conn, Some(Conn::Http(c)) if c.is_tunnel()) {
+            return self.close(idx, true);
+        }
+        let Some(Conn::Http(c)) = slot.conn.take() else {
+            return;
+        };
+        let u = c.into_tunnel(&self.ctx, &mut self.http);
+        slot.conn = Some(Conn::Tcp(TcpConn::upgraded(u)));
+        self.tcp_pump_both(idx);
     }
 
     /// The connection left the slab: its backend socket and counters, then its client.

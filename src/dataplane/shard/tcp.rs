@@ -4,6 +4,7 @@
 use super::keys::Owner;
 use super::{Conn, Shard};
 use crate::dataplane::flow::{Flow, Pump};
+use crate::dataplane::http::Upgrade;
 use crate::dataplane::link::{Direction, Link};
 use crate::dataplane::reactor::{Reactor, Want};
 use crate::dataplane::BUF_BYTES;
@@ -33,6 +34,22 @@ impl<S> TcpConn<S> {
             connect_deadline_ms: 0,
             up: Flow::default(),
             down: Flow::default(),
+        }
+    }
+}
+
+impl<S> TcpConn<S> {
+    /// The relay an HTTP tunnel continues in: its sockets (and their keys), and the
+    /// bytes each side is still owed.
+    pub fn upgraded(u: Upgrade<S>) -> TcpConn<S> {
+        TcpConn {
+            link: u.link,
+            client: u.client,
+            ckey: u.ckey,
+            backend: Some((u.backend, u.bkey)),
+            connect_deadline_ms: 0,
+            up: Flow::with_pending(u.tunnel.to_backend, u.tunnel.client_eof),
+            down: Flow::with_pending(u.tunnel.to_client, u.tunnel.backend_eof),
         }
     }
 }

@@ -51,6 +51,16 @@ pub enum Phase {
     Closed,
 }
 
+/// What a session hands over when it becomes a tunnel ([`Session::take_tunnel`]).
+#[derive(Debug)]
+pub struct Tunnel {
+    pub to_backend: Vec<u8>,
+    pub to_client: Vec<u8>,
+    pub client_eof: bool,
+    pub backend_eof: bool,
+    pub status: u16,
+}
+
 /// What the driver decided for a routed request.
 #[derive(Debug, Clone, Copy)]
 pub struct Forward<'a> {
@@ -559,6 +569,29 @@ impl Session {
             Phase::Closing if waited >= LINGER_MS => self.phase = Phase::Closed,
             _ => {}
         }
+    }
+
+    /// A tunnel leaves the session: the bytes still owed to each side, whether each
+    /// side already sent its FIN, and the status that opened it (a 101, or a 2xx to a
+    /// CONNECT). From here the driver relays the bytes itself; the session is spent.
+    pub fn take_tunnel(&mut self) -> Option<Tunnel> {
+        if self.phase != Phase::Tunnel {
+            return None;
+        }
+        let mut to_backend = std::mem::take(&mut self.to_backend);
+        to_backend.drain(..self.backend_sent);
+        let mut to_client = std::mem::take(&mut self.to_client);
+        to_client.drain(..self.client_sent);
+        self.backend_sent = 0;
+        self.client_sent = 0;
+        self.phase = Phase::Closed;
+        Some(Tunnel {
+            to_backend,
+            to_client,
+            client_eof: self.client_eof,
+            backend_eof: self.backend_eof,
+            status: self.resp.status,
+        })
     }
 
     // ---- routing decisions from the driver ----------------------------------------------
