@@ -154,10 +154,16 @@ impl ShardCtx {
 
     /// The connection ended.
     pub fn closed(&self, link: &Link) {
-        link.service.counters.shard(self.id).active.dec();
         self.stats().connections.dec();
-        if link.connected {
-            link.service.backends[link.backend]
+        self.left(&link.service, link.backend, link.connected);
+    }
+
+    /// A client of `service` is gone: it is no longer active there, nor on `backend`
+    /// when it was `connected` to it.
+    pub fn left(&self, service: &Service, backend: usize, connected: bool) {
+        service.counters.shard(self.id).active.dec();
+        if connected {
+            service.backends[backend]
                 .counters
                 .shard(self.id)
                 .active

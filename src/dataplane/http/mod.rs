@@ -371,15 +371,7 @@ impl<S> HttpConn<S> {
             io.close(b.key, b.sock, false);
         }
         if let Some(ex) = self.exchange.take() {
-            let c = ex.service.counters.shard(ctx.id);
-            c.active.dec();
-            if ex.counted {
-                ex.service.backends[ex.backend]
-                    .counters
-                    .shard(ctx.id)
-                    .active
-                    .dec();
-            }
+            ctx.left(&ex.service, ex.backend, ex.counted);
         }
     }
 

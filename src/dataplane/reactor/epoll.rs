@@ -111,13 +111,7 @@ impl Reactor for Epoll {
     }
 
     fn listen(&mut self, listeners: &Arc<Listeners>, shard: usize) -> io::Result<ListenId> {
-        let id = match self.listeners.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.listeners.push(None);
-                self.listeners.len() - 1
-            }
-        };
+        let id = super::vacant(&mut self.listeners);
         let fd = listeners.sockets[shard].as_raw_fd();
         self.poll.registry().register(
             &mut SourceFd(&fd),

@@ -114,6 +114,17 @@ pub trait Reactor {
     fn splice_out(&mut self, pipe: &Pipe, sock: &Self::Sock, n: usize) -> io::Result<usize>;
 }
 
+/// The index of a vacant entry of `slots` (a new one at the end when none is).
+pub(crate) fn vacant<T>(slots: &mut Vec<Option<T>>) -> usize {
+    match slots.iter().position(Option::is_none) {
+        Some(i) => i,
+        None => {
+            slots.push(None);
+            slots.len() - 1
+        }
+    }
+}
+
 /// The system calls both kernel reactors make the same way on a `socket2::Socket`.
 pub(crate) mod calls {
     use crate::io::sys::{self, Pipe};

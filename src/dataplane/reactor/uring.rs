@@ -334,13 +334,7 @@ impl Reactor for Uring {
     }
 
     fn listen(&mut self, listeners: &Arc<Listeners>, shard: usize) -> io::Result<ListenId> {
-        let id = match self.listeners.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.listeners.push(None);
-                self.listeners.len() - 1
-            }
-        };
+        let id = super::vacant(&mut self.listeners);
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         self.listeners[id] = Some(ListenerSlot {
             listeners: Arc::clone(listeners),

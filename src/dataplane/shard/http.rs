@@ -10,19 +10,15 @@ use crate::dataplane::reactor::Reactor;
 
 impl<R: Reactor> Shard<R> {
     pub(super) fn pump_http(&mut self, idx: u32) {
-        let Some(Conn::Http(c)) = &mut self.slots[idx as usize].conn else {
-            return;
-        };
-        let mut io = Io {
-            r: &mut self.io,
-            keys: &mut self.keys,
-            idx,
-        };
-        let after = c.pump(&self.ctx, &mut self.http, &mut io);
-        self.after_http(idx, after);
+        self.drive_http(idx, false);
     }
 
     pub(super) fn http_timer(&mut self, idx: u32) {
+        self.drive_http(idx, true);
+    }
+
+    /// Pump the connection (`timers`: after checking its timers, its deadline came).
+    fn drive_http(&mut self, idx: u32, timers: bool) {
         let Some(Conn::Http(c)) = &mut self.slots[idx as usize].conn else {
             return;
         };
@@ -31,7 +27,11 @@ impl<R: Reactor> Shard<R> {
             keys: &mut self.keys,
             idx,
         };
-        let after = c.timers(&self.ctx, &mut self.http, &mut io);
+        let after = if timers {
+            c.timers(&self.ctx, &mut self.http, &mut io)
+        } else {
+            c.pump(&self.ctx, &mut self.http, &mut io)
+        };
         self.after_http(idx, after);
     }
 

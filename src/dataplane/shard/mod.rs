@@ -254,47 +254,32 @@ impl<R: Reactor> Shard<R> {
         self.ctx.stats().accepts.inc();
         let front = l.front.clone();
         let listeners = Arc::clone(&l.listeners);
-        match &front {
+        let conn = match &front {
             Front::Service(svc) if svc.config.mode == Mode::Tcp => {
-                let Some(link) = self.ctx.admit(svc, peer, self.live) else {
-                    self.io.close(sock, false);
-                    return;
-                };
-                let idx = self.insert();
-                let key = self.keys.open(Owner::Conn {
-                    idx,
-                    backend: false,
-                });
-                let conn = TcpConn::new(link, sock, key);
-                self.live += 1;
-                if self.io.watch(&conn.client, self.keys.token(key)).is_err() {
-                    self.slots[idx as usize].conn = Some(Conn::Tcp(conn));
-                    self.close(idx, false);
-                    return;
+                match self.ctx.admit(svc, peer, self.live) {
+                    Some(link) => Ok(link),
+                    None => return self.io.close(sock, false),
                 }
-                self.slots[idx as usize].conn = Some(Conn::Tcp(conn));
-                self.tcp_connect_next(idx);
             }
-            _ => {
-                if !self.ctx.admit_http(&front, self.live) {
-                    self.io.close(sock, false);
-                    return;
-                }
-                let idx = self.insert();
-                let key = self.keys.open(Owner::Conn {
-                    idx,
-                    backend: false,
-                });
-                self.live += 1;
-                let watched = self.io.watch(&sock, self.keys.token(key));
-                let conn = HttpConn::new(sock, key, peer, &listeners, &self.ctx);
-                self.slots[idx as usize].conn = Some(Conn::Http(conn));
-                if watched.is_err() {
-                    self.close(idx, false);
-                    return;
-                }
-                self.pump_http(idx);
-            }
+            _ if self.ctx.admit_http(&front, self.live) => Err(listeners),
+            _ => return self.io.close(sock, false),
+        };
+        let idx = self.insert();
+        let key = self.keys.open(Owner::Conn {
+            idx,
+            backend: false,
+        });
+        self.live += 1;
+        let watched = self.io.watch(&sock, self.keys.token(key)).is_ok();
+        let tcp = conn.is_ok();
+        self.slots[idx as usize].conn = Some(match conn {
+            Ok(link) => Conn::Tcp(TcpConn::new(link, sock, key)),
+            Err(listeners) => Conn::Http(HttpConn::new(sock, key, peer, &listeners, &self.ctx)),
+        });
+        match (watched, tcp) {
+            (false, _) => self.close(idx, false),
+            (true, true) => self.tcp_connect_next(idx),
+            (true, false) => self.pump_http(idx),
         }
     }
 
