@@ -547,3 +547,99 @@ fn a_client_waiting_for_100_continue_is_not_timed_out_as_slow() {
     s.check_timers(560);
     assert!(take_client(&mut s).starts_with("HTTP/1.1 408 "));
 }
+
+/// What the driver sees of a session: its phase, the bytes it owes, its outcome.
+fn visible(s: &mut Session) -> (Phase, usize, usize, Option<Finished>) {
+    (
+        s.phase(),
+        s.client_output().len(),
+        s.backend_output().len(),
+        s.take_finished(),
+    )
+}
+
+/// `deadline_ms` is exactly when `check_timers` next does something: nothing the
+/// driver can see changes a millisecond before it, something does at it. The shard
+/// arms its timer heap from `deadline_ms` alone, so an error here is a timeout that
+/// fires late (or never) or early.
+#[test]
+fn the_deadline_is_when_the_timers_act() {
+    type Make = fn() -> Session;
+    let scenarios: [(&str, Make); 7] = [
+        ("waiting for a first head", || Session::new(LIMITS, 7)),
+        ("a head cut short", || {
+            let mut s = Session::new(LIMITS, 0);
+            client(&mut s, b"GET / HTTP/1.1\r\n");
+            s
+        }),
+        ("idle between requests", || {
+            let mut s = Session::new(LIMITS, 0);
+            client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+            s.attach(fwd(false), 0);
+            take_backend(&mut s);
+            s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 40);
+            take_client(&mut s);
+            s
+        }),
+        ("a request body that pauses", || {
+            let mut s = Session::new(LIMITS, 0);
+            client(
+                &mut s,
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nab",
+            );
+            s.attach(fwd(false), 3);
+            take_backend(&mut s);
+            s
+        }),
+        ("a backend silent before its head", || {
+            let mut s = Session::new(LIMITS, 0);
+            client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+            s.attach(fwd(false), 11);
+            take_backend(&mut s);
+            s
+        }),
+        ("a backend silent mid-body", || {
+            let mut s = Session::new(LIMITS, 0);
+            client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+            s.attach(fwd(false), 0);
+            take_backend(&mut s);
+            s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", 25);
+            take_client(&mut s);
+            s
+        }),
+        ("lingering after a refusal", || {
+            let mut s = Session::new(LIMITS, 0);
+            client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+            s.refuse(404, 13);
+            take_client(&mut s);
+            s
+        }),
+    ];
+    for (what, make) in scenarios {
+        let mut before = make();
+        let _ = before.take_finished();
+        let at = before.deadline_ms();
+        assert!(at < u64::MAX, "{what}: a deadline");
+        let still = visible(&mut before);
+        before.check_timers(at - 1);
+        assert_eq!(
+            visible(&mut before),
+            still,
+            "{what}: nothing before {at} ms"
+        );
+        let mut due = make();
+        let _ = due.take_finished();
+        let still = visible(&mut due);
+        due.check_timers(at);
+        assert_ne!(visible(&mut due), still, "{what}: something at {at} ms");
+    }
+    // Waiting on a client too slow for the response has no deadline of the session's
+    // (the shard's idle timeout bounds it).
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n", 0);
+    s.backend_read(&vec![b'x'; HIGH_WATER + 1], 0);
+    assert_eq!(s.deadline_ms(), u64::MAX);
+}
