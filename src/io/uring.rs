@@ -192,6 +192,9 @@ pub struct Ring {
     bufs: BufRing,
     free_bufs: usize,
     wait_timeout: Box<types::Timespec>,
+    /// Completions taken out of the queue early (to make room for submissions),
+    /// handed over by the next `drain`.
+    early: Vec<Completion>,
     /// How the ring was set up, for the log.
     pub setup: &'static str,
 }
@@ -256,6 +259,7 @@ impl Ring {
             free_bufs: usize::from(cfg.buffers),
             bufs,
             wait_timeout: Box::new(types::Timespec::new()),
+            early: Vec::new(),
             setup,
         })
     }
@@ -284,10 +288,18 @@ impl Ring {
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
             }
-            // Full: hand what is queued to the kernel and retry. On error the queue
-            // stays full and the loop would spin, so wait for one completion instead.
+            // Full: hand what is queued to the kernel and retry. The kernel refuses
+            // (EBUSY) while completions it could not post wait: taking the posted ones
+            // (kept for the next `drain`) lets it post the rest, without waiting.
             if self.ring.submit().is_err() {
-                let _ = self.ring.submit_and_wait(1);
+                let mut early = std::mem::take(&mut self.early);
+                self.reap(&mut early);
+                self.early = early;
+                if self.ring.submit().is_err() {
+                    // Not a full completion queue (out of memory in the kernel): the
+                    // one place a shard waits, for something to complete.
+                    let _ = self.ring.submit_and_wait(1);
+                }
             }
         }
     }
@@ -389,6 +401,11 @@ impl Ring {
 
     /// Move every available completion into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.early);
+        self.reap(out);
+    }
+
+    fn reap(&mut self, out: &mut Vec<Completion>) {
         let start = out.len();
         for c in self.ring.completion() {
             out.push(Completion::decode(c.user_data(), c.result(), c.flags()));
