@@ -5,6 +5,7 @@
 
 mod flow;
 mod http;
+mod keys;
 mod link;
 pub mod reactor;
 mod shard;

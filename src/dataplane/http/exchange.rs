@@ -6,8 +6,8 @@
 use super::{is_exhaustion, BackendSock, Exchange, HttpConn, HttpShard};
 use crate::balance::{hash, Attempt};
 use crate::config::HashKey;
+use crate::dataplane::keys::Io;
 use crate::dataplane::reactor::{Reactor, Want};
-use crate::dataplane::shard::Io;
 use crate::dataplane::ShardCtx;
 use crate::http::{Finished, Forward, Phase};
 use crate::snapshot::Front;

@@ -9,9 +9,9 @@ mod pool;
 
 pub use pool::HttpShard;
 
+use super::keys::Io;
 use super::link::Link;
 use super::reactor::{Reactor, Want};
-use super::shard::Io;
 use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session, Tunnel};

@@ -2,10 +2,10 @@
 //! events, when it yielded, and when its deadline comes; after each pump the reactor
 //! hears what the connection waits for and the heap its next deadline.
 
-use super::keys::Io;
 use super::tcp::TcpConn;
 use super::{Conn, Shard};
 use crate::dataplane::http::{After, HttpConn};
+use crate::dataplane::keys::Io;
 use crate::dataplane::reactor::Reactor;
 
 impl<R: Reactor> Shard<R> {

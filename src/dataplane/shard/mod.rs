@@ -11,24 +11,21 @@
 
 mod deadline;
 mod http;
-mod keys;
 mod tcp;
 
 use super::http::{HttpConn, HttpShard};
+use super::keys::{Keys, Owner};
 use super::reactor::{Event, ListenId, Reactor, Token};
 use super::ShardCtx;
 use crate::config::Mode;
 use crate::io::sys::Pipe;
 use crate::snapshot::{Front, Listeners};
 use deadline::{Deadlines, NEVER};
-use keys::{Keys, Owner};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use tcp::TcpConn;
-
-pub(crate) use keys::Io;
 
 /// How often the sweep runs.
 const SWEEP_MS: u64 = 1_000;

@@ -1,10 +1,10 @@
 //! TCP mode in the shard core: connect (and retry) a backend, then relay both
 //! directions with a [`Flow`] each until both have forwarded their FIN.
 
-use super::keys::Owner;
 use super::{Conn, Shard};
 use crate::dataplane::flow::{Flow, Pump};
 use crate::dataplane::http::Upgrade;
+use crate::dataplane::keys::Owner;
 use crate::dataplane::link::{Direction, Link};
 use crate::dataplane::reactor::{Reactor, Want};
 use crate::dataplane::BUF_BYTES;

@@ -76,9 +76,9 @@ impl Keys {
 /// and the keys of its backend sockets.
 pub struct Io<'a, R: Reactor> {
     pub r: &'a mut R,
-    pub(super) keys: &'a mut Keys,
+    pub(crate) keys: &'a mut Keys,
     /// The connection's slot.
-    pub(super) idx: u32,
+    pub(crate) idx: u32,
 }
 
 impl<R: Reactor> Io<'_, R> {
