@@ -3,10 +3,10 @@
 //!
 //! A socket the core wants to read gets a receive armed; when it completes, its
 //! buffer waits in the socket's stash and a readiness event goes to the core, whose
-//! `recv` then copies from the stash (no system call). A short completion means the
-//! socket was empty then, so the next `recv` with nothing stashed says "would block"
-//! without asking the kernel; otherwise (a full buffer, or a socket never read
-//! through the ring) `recv` reads directly.
+//! `recv` then copies from the stash (no system call). A short read — a completion,
+//! or a direct one — means the socket was empty then, so the next `recv` with nothing
+//! stashed says "would block" without asking the kernel; otherwise (after a full
+//! buffer, or on a socket not read yet) `recv` reads directly.
 //!
 //! A socket's state lives in a slab here, named in user data with a generation, and
 //! is freed (its descriptor closed) only when nothing is in flight on it, so neither a
@@ -478,7 +478,14 @@ impl Reactor for Uring {
             Some(Stashed::End) => Ok(0),
             Some(Stashed::Failed(e)) => Err(io::Error::from_raw_os_error(*e)),
             None if st.reading || st.drained => Err(ErrorKind::WouldBlock.into()),
-            None => sys::recv_into(&sock.sock, buf, max),
+            None => {
+                // A short read empties the socket: the next waits for a receive armed
+                // through the ring, which also sees a FIN that came after the bytes
+                // (a receive is not an edge: it completes on what is already there).
+                let n = sys::recv_into(&sock.sock, buf, max)?;
+                st.drained = n < max;
+                Ok(n)
+            }
         }
     }
 
