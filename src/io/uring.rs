@@ -15,6 +15,7 @@
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -30,6 +31,14 @@ const BGID: u16 = 0;
 /// The bit of user data that marks an accept's completions. Reserved: the user data
 /// callers pass must leave it clear, and completions come back with it cleared.
 const ACCEPT_TAG: u64 = 1 << 63;
+
+/// The bit of user data that marks a connect's completion, which frees the socket
+/// address the connect read. Reserved like [`ACCEPT_TAG`].
+const CONNECT_TAG: u64 = 1 << 62;
+
+/// A socket address as a connect reads it: the size and alignment of
+/// `sockaddr_storage` (128 bytes, 8-aligned).
+type AddrBuf = [u64; 16];
 
 /// A provided buffer a receive filled, held by whoever holds this token: the kernel
 /// does not write into it until [`Ring::recycle`] gives it back, which takes the token.
@@ -192,6 +201,12 @@ pub struct Ring {
     bufs: BufRing,
     free_bufs: usize,
     wait_timeout: Box<types::Timespec>,
+    /// The addresses of connects in flight, by user data: boxed, so they stay put
+    /// until the connect completes; then kept for the next connect.
+    connecting: std::collections::HashMap<u64, Box<AddrBuf>>,
+    // Boxes travel between the map and this list; neither copies the address.
+    #[allow(clippy::vec_box)]
+    spare_addrs: Vec<Box<AddrBuf>>,
     /// Completions taken out of the queue early (to make room for submissions),
     /// handed over by the next `drain`.
     early: Vec<Completion>,
@@ -259,6 +274,8 @@ impl Ring {
             free_bufs: usize::from(cfg.buffers),
             bufs,
             wait_timeout: Box::new(types::Timespec::new()),
+            connecting: std::collections::HashMap::new(),
+            spare_addrs: Vec::new(),
             early: Vec::new(),
             setup,
         })
@@ -270,9 +287,9 @@ impl Ring {
     /// Memory `e` points at must stay valid until its completion arrives.
     unsafe fn push(&mut self, e: squeue::Entry) {
         assert_eq!(
-            e.get_user_data() & ACCEPT_TAG,
+            e.get_user_data() & (ACCEPT_TAG | CONNECT_TAG),
             0,
-            "the top bit of user data is the ring's"
+            "the top two bits of user data are the ring's"
         );
         // SAFETY: forwarded from the caller.
         unsafe { self.submit(e) }
@@ -330,6 +347,43 @@ impl Ring {
         unsafe { self.push(e) };
     }
 
+    /// Connect `fd` to `addr`. The completion's result is 0 or the error; the address
+    /// is kept here until then.
+    pub fn connect(&mut self, fd: RawFd, addr: SocketAddr, ud: u64) {
+        assert_eq!(ud & (ACCEPT_TAG | CONNECT_TAG), 0, "the ring's bits");
+        let sa = socket2::SockAddr::from(addr);
+        let len = sa.len();
+        const _: () = assert!(std::mem::size_of::<libc::sockaddr_storage>() == 128);
+        let mut buf = self.spare_addrs.pop().unwrap_or_else(|| Box::new([0; 16]));
+        // SAFETY: `sa` holds `len` valid bytes, and `len` is at most the 128 bytes of
+        // the buffer (the size of sockaddr_storage).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                sa.as_ptr().cast::<u8>(),
+                buf.as_mut_ptr().cast::<u8>(),
+                len as usize,
+            );
+        }
+        let ptr = buf.as_ptr().cast::<libc::sockaddr>();
+        // The box's memory does not move when the box does.
+        if let Some(old) = self.connecting.insert(ud, buf) {
+            // Another connect under the same user data may still read this one: it is
+            // never freed (a caller's mistake costs 128 bytes, not memory safety).
+            Box::leak(old);
+        }
+        let e = opcode::Connect::new(types::Fd(fd), ptr, len)
+            .build()
+            .user_data(ud | CONNECT_TAG);
+        // SAFETY: the address is in `self.connecting` until this connect's completion
+        // is reaped, and the ring is torn down before that map (field order).
+        unsafe { self.submit(e) };
+    }
+
+    /// Cancel the connect submitted with `ud`.
+    pub fn cancel_connect(&mut self, ud: u64, cancel_ud: u64) {
+        self.cancel(ud | CONNECT_TAG, cancel_ud);
+    }
+
     /// Receive into a provided buffer.
     pub fn recv(&mut self, fd: RawFd, ud: u64) {
         let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), self.bufs.size)
@@ -352,6 +406,7 @@ impl Ring {
 
     /// Cancel the operation submitted with `target` (an accept: [`Ring::cancel_accept`]).
     pub fn cancel(&mut self, target: u64, ud: u64) {
+        assert_eq!(ud & (ACCEPT_TAG | CONNECT_TAG), 0, "the ring's bits");
         let e = opcode::AsyncCancel::new(target).build().user_data(ud);
         // SAFETY: no memory is involved.
         unsafe { self.push(e) };
@@ -408,7 +463,14 @@ impl Ring {
     fn reap(&mut self, out: &mut Vec<Completion>) {
         let start = out.len();
         for c in self.ring.completion() {
-            out.push(Completion::decode(c.user_data(), c.result(), c.flags()));
+            let mut ud = c.user_data();
+            if ud & CONNECT_TAG != 0 {
+                ud &= !CONNECT_TAG;
+                if let Some(buf) = self.connecting.remove(&ud) {
+                    self.spare_addrs.push(buf);
+                }
+            }
+            out.push(Completion::decode(ud, c.result(), c.flags()));
         }
         for c in &mut out[start..] {
             let Some(id) = cqueue::buffer_select(c.flags) else {
@@ -519,5 +581,27 @@ mod tests {
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         ring.poll(listener.as_raw_fd(), libc::POLLIN, ACCEPT_TAG | 7);
+    }
+
+    #[test]
+    fn a_connect_reports_its_outcome_and_gives_its_address_back() {
+        let Some(mut ring) = ring() else { return };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let sock = |_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
+        let (a, b) = (sock(0).unwrap(), sock(1).unwrap());
+        ring.connect(a.as_raw_fd(), open, 1);
+        ring.connect(b.as_raw_fd(), closed, 2);
+        let done = next(&mut ring, 2);
+        let result = |ud| done.iter().find(|c| c.user_data == ud).map(|c| c.result);
+        assert_eq!(result(1), Some(0), "connected");
+        assert_eq!(result(2), Some(-libc::ECONNREFUSED), "refused");
+        assert!(ring.connecting.is_empty(), "both addresses given back");
+        assert_eq!(ring.spare_addrs.len(), 2);
+        assert!(listener.accept().is_ok());
     }
 }

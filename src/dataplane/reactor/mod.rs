@@ -134,13 +134,19 @@ pub(crate) mod calls {
     use std::net::{Shutdown, SocketAddr};
     use std::os::fd::AsRawFd;
 
-    pub fn connect(addr: SocketAddr) -> io::Result<Socket> {
+    /// A non-blocking TCP socket for a connect to `addr`, with Nagle off.
+    pub fn socket(addr: SocketAddr) -> io::Result<Socket> {
         let s = Socket::new(
             Domain::for_address(addr),
             Type::STREAM.nonblocking().cloexec(),
             Some(Protocol::TCP),
         )?;
         let _ = s.set_tcp_nodelay(true);
+        Ok(s)
+    }
+
+    pub fn connect(addr: SocketAddr) -> io::Result<Socket> {
+        let s = socket(addr)?;
         match s.connect(&addr.into()) {
             Ok(()) => Ok(s),
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),

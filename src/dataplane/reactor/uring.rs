@@ -28,13 +28,14 @@ use std::time::Duration;
 const RING_ENTRIES: u32 = 4096;
 const BUFFERS: u16 = 1024;
 
-// user_data: operation in bits 56..63 (bit 63 is the ring's), generation in 32..56,
-// slot in the low 32 bits.
+// user_data: operation in bits 56..62 (bits 62 and 63 are the ring's: operations stay
+// below 64), generation in 32..56, slot in the low 32 bits.
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_POLL_IN: u64 = 3;
 const OP_POLL_OUT: u64 = 4;
 const OP_IGNORE: u64 = 5;
+const OP_CONNECT: u64 = 6;
 
 fn ud(op: u64, generation: u32, slot: u32) -> u64 {
     op << 56 | u64::from(generation & 0xff_ffff) << 32 | u64::from(slot)
@@ -69,8 +70,10 @@ struct SockState {
     token: Token,
     /// A receive or a readability poll is in flight.
     reading: bool,
-    /// A writability poll is in flight.
+    /// A writability poll, or the connect, is in flight.
     writing: bool,
+    /// A connect through the ring: its outcome once completed (0 or an errno).
+    connect: Option<Option<i32>>,
     inflight: u8,
     stash: VecDeque<Stashed>,
     /// The last receive completed short: the socket was empty then.
@@ -133,6 +136,7 @@ impl Uring {
         st.live = true;
         st.token = Token::MAX;
         st.drained = false;
+        st.connect = None;
         USock { sock, slot }
     }
 
@@ -217,7 +221,7 @@ impl Uring {
         }
         st.inflight -= 1;
         match op {
-            OP_POLL_OUT => st.writing = false,
+            OP_POLL_OUT | OP_CONNECT => st.writing = false,
             _ => st.reading = false,
         }
         if st.live {
@@ -289,6 +293,18 @@ impl Uring {
                     read: true,
                     write: false,
                     hup,
+                });
+            }
+            OP_CONNECT => {
+                st.connect = Some(Some(-r.min(0)));
+                // A new connection has nothing to read yet: the first read waits for a
+                // receive through the ring.
+                st.drained = r == 0;
+                out.push(Event::Ready {
+                    token,
+                    read: false,
+                    write: true,
+                    hup: r < 0,
                 });
             }
             _ => {
@@ -444,16 +460,29 @@ impl Reactor for Uring {
         if writing {
             self.ring
                 .cancel(ud(OP_POLL_OUT, generation, slot), ud(OP_IGNORE, 0, 0));
+            self.ring
+                .cancel_connect(ud(OP_CONNECT, generation, slot), ud(OP_IGNORE, 0, 0));
         }
     }
 
     fn connect(&mut self, addr: SocketAddr) -> io::Result<USock> {
-        let s = calls::connect(addr)?;
-        Ok(self.adopt(s))
+        let s = calls::socket(addr)?;
+        let sock = self.adopt(s);
+        let st = &mut self.socks[sock.slot as usize];
+        st.connect = Some(None);
+        st.writing = true;
+        st.inflight += 1;
+        let ud = ud(OP_CONNECT, st.generation, sock.slot);
+        self.ring.connect(sock.sock.as_raw_fd(), addr, ud);
+        Ok(sock)
     }
 
     fn connect_result(&mut self, sock: &USock) -> io::Result<bool> {
-        calls::connect_result(&sock.sock)
+        match self.socks[sock.slot as usize].connect {
+            Some(None) => Ok(false),
+            Some(Some(0)) | None => Ok(true),
+            Some(Some(e)) => Err(io::Error::from_raw_os_error(e)),
+        }
     }
 
     fn recv(&mut self, sock: &USock, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
