@@ -145,13 +145,16 @@ impl Flow {
         self.shut = true;
     }
 
-    /// Move bytes from `src` to `dst` for at most `budget` reads.
+    /// Move bytes from `src` to `dst` for at most `budget` reads. `peer_done`: the other
+    /// direction has finished, so the connection closes when this one does and the
+    /// close sends the FIN (no `shutdown`).
     pub fn pump<R: Reactor>(
         &mut self,
         io: &mut R,
         src: &R::Sock,
         dst: &R::Sock,
         budget: usize,
+        peer_done: bool,
     ) -> Pump {
         if self.shut {
             return Pump::Done;
@@ -178,7 +181,11 @@ impl Flow {
                 continue;
             }
             if self.read_eof {
-                self.forward_fin(io, dst);
+                if peer_done {
+                    self.finish_by_close();
+                } else {
+                    self.forward_fin(io, dst);
+                }
                 return Pump::Done;
             }
             let read = match (&self.pipe, &mut self.buf) {

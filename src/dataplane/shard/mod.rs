@@ -20,7 +20,7 @@ use super::ShardCtx;
 use crate::config::Mode;
 use crate::io::sys::Pipe;
 use crate::snapshot::{Front, Listeners};
-use deadline::{Deadlines, NEVER};
+use deadline::Deadlines;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -45,12 +45,10 @@ enum Conn<S> {
     Http(HttpConn<S>),
 }
 
-/// A slot of the connection slab: the generation tells a stale reference (a timer
-/// entry, a yielded connection) from the connection now in it.
+/// A slot of the connection slab: the generation tells a stale reference (a yielded
+/// connection) from the connection now in it.
 struct Slot<S> {
     generation: u32,
-    /// The deadline armed in the heap for this connection ([`NEVER`]: none).
-    armed_ms: u64,
     conn: Option<Conn<S>>,
 }
 
@@ -287,7 +285,6 @@ impl<R: Reactor> Shard<R> {
             None => {
                 self.slots.push(Slot {
                     generation: 0,
-                    armed_ms: NEVER,
                     conn: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -346,9 +343,7 @@ impl<R: Reactor> Shard<R> {
 
     /// Arm connection `idx`'s next deadline.
     fn arm(&mut self, idx: u32, at: u64) {
-        let slot = &mut self.slots[idx as usize];
-        self.deadlines
-            .arm(idx, slot.generation, &mut slot.armed_ms, at);
+        self.deadlines.arm(idx, at);
     }
 
     fn timers(&mut self) {
@@ -356,13 +351,8 @@ impl<R: Reactor> Shard<R> {
         if self.ctx.accept_resumes() {
             self.io.pause_accepts(false);
         }
-        while let Some((at, idx, generation)) = self.deadlines.pop_due(now) {
-            let slot = &mut self.slots[idx as usize];
-            if slot.generation != generation || slot.armed_ms != at || slot.conn.is_none() {
-                continue; // stale
-            }
-            slot.armed_ms = NEVER;
-            match slot.conn {
+        while let Some(idx) = self.deadlines.pop_due(now) {
+            match self.slots[idx as usize].conn {
                 Some(Conn::Tcp(_)) => self.tcp_timer(idx),
                 Some(Conn::Http(_)) => self.http_timer(idx),
                 None => {}
@@ -413,7 +403,7 @@ impl<R: Reactor> Shard<R> {
             return;
         };
         slot.generation = slot.generation.wrapping_add(1);
-        slot.armed_ms = NEVER;
+        self.deadlines.disarm(idx);
         self.free.push(idx);
         self.live -= 1;
         if reset {

@@ -175,11 +175,12 @@ impl<R: Reactor> Shard<R> {
         let Some((backend, _)) = c.backend.as_ref().filter(|_| c.link.connected) else {
             return;
         };
-        let (src, dst, flow) = if from_backend {
-            (backend, &c.client, &mut c.down)
+        let (src, dst, flow, other) = if from_backend {
+            (backend, &c.client, &mut c.down, &c.up)
         } else {
-            (&c.client, backend, &mut c.up)
+            (&c.client, backend, &mut c.up, &c.down)
         };
+        let peer_done = other.finished();
         if flow.pipe.is_none() && flow.buf.is_none() {
             flow.buf = Some(
                 self.bufs
@@ -188,7 +189,7 @@ impl<R: Reactor> Shard<R> {
             );
         }
         let before = flow.bytes;
-        let result = flow.pump(&mut self.io, src, dst, PUMP_BUDGET);
+        let result = flow.pump(&mut self.io, src, dst, PUMP_BUDGET, peer_done);
         let moved = flow.bytes - before;
         // An idle flow gives its buffer back: idle connections hold no memory but their own.
         if let Some(b) = flow.take_idle_buf() {
