@@ -68,10 +68,10 @@ struct SockState {
     generation: u32,
     live: bool,
     token: Token,
-    /// A receive or a readability poll is in flight.
-    reading: bool,
-    /// A writability poll, or the connect, is in flight.
-    writing: bool,
+    /// The receive or readability poll in flight (its operation; 0: none).
+    reading: u64,
+    /// The writability poll or the connect in flight (the same).
+    writing: u64,
     /// A connect through the ring: its outcome once completed (0 or an errno).
     connect: Option<Option<i32>>,
     inflight: u8,
@@ -221,8 +221,8 @@ impl Uring {
         }
         st.inflight -= 1;
         match op {
-            OP_POLL_OUT | OP_CONNECT => st.writing = false,
-            _ => st.reading = false,
+            OP_POLL_OUT | OP_CONNECT => st.writing = 0,
+            _ => st.reading = 0,
         }
         if st.live {
             return Some(st);
@@ -406,23 +406,24 @@ impl Reactor for Uring {
         let st = &mut self.socks[slot as usize];
         let generation = st.generation;
         let fd = sock.sock.as_raw_fd();
-        if want.read && !st.reading {
+        if want.read && st.reading == 0 {
             if !st.stash.is_empty() {
                 self.owed.push(st.token);
             } else {
-                st.reading = true;
                 st.inflight += 1;
                 if want.poll_only {
+                    st.reading = OP_POLL_IN;
                     let events = libc::POLLIN | libc::POLLRDHUP;
                     self.ring.poll(fd, events, ud(OP_POLL_IN, generation, slot));
                 } else {
+                    st.reading = OP_RECV;
                     self.ring.recv(fd, ud(OP_RECV, generation, slot));
                 }
             }
         }
         let st = &mut self.socks[slot as usize];
-        if want.write && !st.writing {
-            st.writing = true;
+        if want.write && st.writing == 0 {
+            st.writing = OP_POLL_OUT;
             st.inflight += 1;
             self.ring
                 .poll(fd, libc::POLLOUT, ud(OP_POLL_OUT, generation, slot));
@@ -451,17 +452,15 @@ impl Reactor for Uring {
         // cannot be handed out again, so no queued operation reaches another socket.
         let (reading, writing) = (st.reading, st.writing);
         st.closing = Some(sock);
-        if reading {
-            self.ring
-                .cancel(ud(OP_RECV, generation, slot), ud(OP_IGNORE, 0, 0));
-            self.ring
-                .cancel(ud(OP_POLL_IN, generation, slot), ud(OP_IGNORE, 0, 0));
-        }
-        if writing {
-            self.ring
-                .cancel(ud(OP_POLL_OUT, generation, slot), ud(OP_IGNORE, 0, 0));
-            self.ring
-                .cancel_connect(ud(OP_CONNECT, generation, slot), ud(OP_IGNORE, 0, 0));
+        let ignore = ud(OP_IGNORE, 0, 0);
+        for op in [reading, writing] {
+            match op {
+                0 => {}
+                OP_CONNECT => self
+                    .ring
+                    .cancel_connect(ud(OP_CONNECT, generation, slot), ignore),
+                op => self.ring.cancel(ud(op, generation, slot), ignore),
+            }
         }
     }
 
@@ -470,7 +469,7 @@ impl Reactor for Uring {
         let sock = self.adopt(s);
         let st = &mut self.socks[sock.slot as usize];
         st.connect = Some(None);
-        st.writing = true;
+        st.writing = OP_CONNECT;
         st.inflight += 1;
         let ud = ud(OP_CONNECT, st.generation, sock.slot);
         self.ring.connect(sock.sock.as_raw_fd(), addr, ud);
@@ -506,7 +505,7 @@ impl Reactor for Uring {
             }
             Some(Stashed::End) => Ok(0),
             Some(Stashed::Failed(e)) => Err(io::Error::from_raw_os_error(*e)),
-            None if st.reading || st.drained => Err(ErrorKind::WouldBlock.into()),
+            None if st.reading != 0 || st.drained => Err(ErrorKind::WouldBlock.into()),
             None => {
                 // A short read empties the socket: the next waits for a receive armed
                 // through the ring, which also sees a FIN that came after the bytes
