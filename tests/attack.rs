@@ -1,6 +1,7 @@
-//! Findings of an adversarial pass over the shard core and its two reactors: each test
-//! states what an edge balancer owes a misbehaving peer, on both I/O backends. The
-//! ones marked `#[ignore]` fail now; the comment on each names the finding.
+//! An adversarial pass over the shard core and its two reactors: each test states
+//! what an edge balancer owes a misbehaving peer, on both I/O backends — no byte lost
+//! when a relay moves to splice while the reactor holds received bytes, no shard
+//! spinning on an idle connection, bounded memory for clients that never read.
 
 mod common;
 
@@ -10,26 +11,10 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-/// [`both_io!`] for findings not fixed yet: each generated test is `#[ignore]`d with the
-/// finding's reason (run them with `cargo test --test attack -- --ignored`).
-macro_rules! both_io_finding {
-    ($($name:ident: $why:literal),* $(,)?) => {
-        mod uring {
-            $( #[test] #[ignore = $why] fn $name() { super::$name("uring") } )*
-        }
-        mod epoll {
-            $( #[test] #[ignore = $why] fn $name() { super::$name("epoll") } )*
-        }
-    };
-}
-
-both_io_finding!(
-    tunnel_opened_mid_request_body_relays_under_splice_always:
-        "finding 1: io_uring loses tunnel bytes and spins when a flow starts splicing with a receive in flight",
-    reload_to_splice_always_keeps_idle_l4_connections_relaying:
-        "finding 1: io_uring loses bytes of established L4 connections after a reload to splice = always",
-    slow_readers_cost_bounded_memory:
-        "finding 2: a slow reader costs ~300 KiB of buffers (HAProxy 2.6: ~56 KiB)",
+both_io!(
+    tunnel_opened_mid_request_body_relays_under_splice_always,
+    reload_to_splice_always_keeps_idle_l4_connections_relaying,
+    slow_readers_cost_bounded_memory,
 );
 
 /// CPU time (user + system, in clock ticks of 10 ms) the process has used.

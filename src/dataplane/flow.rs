@@ -78,10 +78,12 @@ impl Flow {
     /// What to wait for after the pump ended on `blocked`: readability of the source
     /// (for a flow about to move to a pipe, without taking its bytes) or writability of
     /// the destination. A flow moves to a pipe only here, while nothing is buffered
-    /// and no receive is armed, so bytes never overtake each other.
+    /// here and the reactor holds or awaits nothing of the source (`quiet`), so bytes
+    /// never overtake each other and none is left behind.
     pub fn wait_for(
         &mut self,
         write: bool,
+        quiet: bool,
         mode: SpliceMode,
         threshold: u64,
         pipes: &mut Vec<Pipe>,
@@ -95,7 +97,7 @@ impl Flow {
                 },
             );
         }
-        if self.wants_splice(mode, threshold) {
+        if quiet && self.wants_splice(mode, threshold) {
             self.pipe = pipes.pop().or_else(|| Pipe::new().ok());
         }
         let want = Want {

@@ -574,13 +574,23 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "the top bit of user data is the ring's")]
+    #[should_panic(expected = "the top two bits of user data are the ring's")]
     fn user_data_cannot_claim_the_accept_mark() {
         let Some(mut ring) = ring() else {
-            panic!("the top bit of user data is the ring's (no io_uring here)")
+            panic!("the top two bits of user data are the ring's (no io_uring here)")
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         ring.poll(listener.as_raw_fd(), libc::POLLIN, ACCEPT_TAG | 7);
+    }
+
+    #[test]
+    #[should_panic(expected = "the top two bits of user data are the ring's")]
+    fn user_data_cannot_claim_the_connect_mark() {
+        let Some(mut ring) = ring() else {
+            panic!("the top two bits of user data are the ring's (no io_uring here)")
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        ring.poll(listener.as_raw_fd(), libc::POLLIN, CONNECT_TAG | 7);
     }
 
     #[test]

@@ -187,6 +187,10 @@ impl Reactor for Epoll {
         calls::shutdown(sock);
     }
 
+    fn quiet(&self, _sock: &Socket) -> bool {
+        true
+    }
+
     fn splice_in(&mut self, sock: &Socket, pipe: &Pipe, max: usize) -> io::Result<usize> {
         calls::splice_in(sock, pipe, max)
     }

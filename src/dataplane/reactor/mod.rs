@@ -107,6 +107,9 @@ pub trait Reactor {
     fn peek(&mut self, sock: &Self::Sock) -> io::Result<usize>;
     /// Shut the write side (a FIN).
     fn shutdown(&mut self, sock: &Self::Sock);
+    /// Nothing of `sock` is received and held, or being received, by the reactor: a
+    /// read that bypasses it (`splice_in`) loses no byte.
+    fn quiet(&self, sock: &Self::Sock) -> bool;
     /// Move up to `max` bytes from `sock` into `pipe` without copying them to user
     /// space. `Unsupported` where the reactor cannot (the flow stays buffered).
     fn splice_in(&mut self, sock: &Self::Sock, pipe: &Pipe, max: usize) -> io::Result<usize>;

@@ -534,6 +534,11 @@ impl Reactor for Uring {
         calls::shutdown(&sock.sock);
     }
 
+    fn quiet(&self, sock: &USock) -> bool {
+        let st = &self.socks[sock.slot as usize];
+        st.reading != OP_RECV && st.stash.is_empty()
+    }
+
     fn splice_in(&mut self, sock: &USock, pipe: &Pipe, max: usize) -> io::Result<usize> {
         calls::splice_in(&sock.sock, pipe, max)
     }

@@ -29,8 +29,10 @@ use tcp::TcpConn;
 
 /// How often the sweep runs.
 const SWEEP_MS: u64 = 1_000;
-/// The longest wait for events: the clock a shard sees is at most this old.
-const MAX_WAIT_MS: u64 = 1_000;
+/// The longest wait for events, so that a new snapshot (a reload, the drain at
+/// shutdown: listeners close) is taken within this much: ten wake-ups a second of an
+/// idle shard, each a generation check.
+const MAX_WAIT_MS: u64 = 100;
 
 struct ListenerSlot {
     listeners: Arc<Listeners>,

@@ -198,7 +198,9 @@ impl<R: Reactor> Shard<R> {
         match result {
             Pump::Blocked { write } => {
                 let had_pipe = flow.pipe.is_some();
-                let (on_dst, want) = flow.wait_for(write, splice, threshold, &mut self.pipes);
+                let quiet = write || self.io.quiet(src);
+                let (on_dst, want) =
+                    flow.wait_for(write, quiet, splice, threshold, &mut self.pipes);
                 if flow.pipe.is_some() && !had_pipe {
                     self.ctx.stats().spliced_flows.inc();
                 }

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 /// Bytes waiting for a socket before reading more from the other side stops.
-const HIGH_WATER: usize = 256 * 1024;
+const HIGH_WATER: usize = 32 * 1024;
 /// How long a closing connection reads (and discards) what the client still sends, so
 /// the close does not turn into a reset that destroys the error response.
 const LINGER_MS: u64 = 2_000;
