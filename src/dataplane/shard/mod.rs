@@ -297,7 +297,7 @@ impl<R: Reactor> Shard<R> {
     fn on_ready(&mut self, token: Token, read: bool, write: bool, hup: bool) {
         match self.keys.owner(token) {
             Some(Owner::Conn { idx, backend }) => match &mut self.slots[idx as usize].conn {
-                Some(Conn::Tcp(_)) => self.tcp_event(idx, backend, write),
+                Some(Conn::Tcp(_)) => self.tcp_event(idx, backend, read || hup, write || hup),
                 Some(Conn::Http(c)) => {
                     c.ready.note(backend, read, write, hup);
                     self.pump_http(idx);

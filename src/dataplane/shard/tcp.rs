@@ -115,7 +115,7 @@ impl<R: Reactor> Shard<R> {
         }
     }
 
-    pub(super) fn tcp_event(&mut self, idx: u32, backend: bool, write: bool) {
+    pub(super) fn tcp_event(&mut self, idx: u32, backend: bool, read: bool, write: bool) {
         let Some(c) = self.tcp(idx) else {
             return;
         };
@@ -153,11 +153,18 @@ impl<R: Reactor> Shard<R> {
         if !connected {
             return; // client data waits in the socket until the backend is connected
         }
-        self.tcp_pump_both(idx);
+        // Readable moves data away from this side; writable lets the other direction
+        // flush into it.
+        if read {
+            self.tcp_pump(idx, backend);
+        }
+        if write {
+            self.tcp_pump(idx, !backend);
+        }
+        self.tcp_rearm(idx);
     }
 
-    /// Readable on one side moves data away from it; writable on it lets the other
-    /// direction flush into it. Pumping both is cheap and covers both.
+    /// Both directions: when the connection starts, or continues after yielding.
     pub(super) fn tcp_pump_both(&mut self, idx: u32) {
         self.tcp_pump(idx, false);
         self.tcp_pump(idx, true);
