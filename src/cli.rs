@@ -183,5 +183,13 @@ fn bench(args: &crate::bench::BenchArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", crate::bench::render(&report));
     }
+    // A run in which nothing completed measured nothing: a script must not read its
+    // zeros as a result.
+    if report.requests == 0 {
+        anyhow::bail!(
+            "no request completed against {} (see the errors above)",
+            report.target
+        );
+    }
     Ok(())
 }

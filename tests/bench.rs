@@ -9,18 +9,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 fn bench(args: &[&str]) -> serde_json::Value {
+    let (ok, report, stderr) = bench_status(args);
+    assert!(ok, "{stderr}");
+    report
+}
+
+/// A run whose every request failed: its report still comes out, and it exits
+/// non-zero saying that nothing completed.
+fn bench_failing(args: &[&str]) -> serde_json::Value {
+    let (ok, report, stderr) = bench_status(args);
+    assert!(!ok, "a run with no request completed exits non-zero");
+    assert!(stderr.contains("no request completed"), "{stderr}");
+    report
+}
+
+fn bench_status(args: &[&str]) -> (bool, serde_json::Value, String) {
     let out = Command::new(BIN)
         .arg("bench")
         .args(args)
         .arg("--json")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    (out.status.success(), report, stderr)
 }
 
 fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
@@ -138,7 +150,7 @@ fn refused_connections_are_counted() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let r = bench(&[
+    let r = bench_failing(&[
         "--target",
         &port.to_string(),
         "--mode",
@@ -159,7 +171,7 @@ fn garbage_is_a_bad_response() {
         let _ = c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
     });
     let target = b.addr.to_string();
-    let r = bench(&[
+    let r = bench_failing(&[
         "--target",
         &target,
         "--mode",
