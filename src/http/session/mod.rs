@@ -390,7 +390,10 @@ impl Session {
     pub fn client_closed(&mut self) {
         self.client_eof = true;
         match self.phase {
-            Phase::Head => self.phase = Phase::Closed,
+            // Between requests (a head cut short is dropped): the connection closes
+            // once the last response is written — it may still be, to a slow client
+            // that half-closed after its request (see `settle`).
+            Phase::Head => self.input.clear(),
             Phase::Exchange if !self.req_body.done() => self.phase = Phase::Closed,
             // Requests already read (the current one, pipelined ones) are answered;
             // the connection closes after the last.
@@ -482,11 +485,11 @@ impl Session {
     fn client_timed_out(&mut self, now_ms: u64) {
         tracing::debug!(started = self.resp_started, "request body timed out");
         if self.resp_started {
-            self.phase = Phase::Closed;
             self.finished = Some(Finished {
                 status: self.resp.status,
                 reusable: false,
             });
+            self.cut(now_ms);
         } else {
             self.respond(408, now_ms);
         }
