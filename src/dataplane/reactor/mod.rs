@@ -3,10 +3,11 @@
 //! The shard core (`dataplane::shard`) owns every duty — admission, connections,
 //! backend choice and retries, deadlines, relaying, close and drain — and speaks to
 //! sockets only through this trait. Three implement it: io_uring (`uring.rs`), epoll
-//! (`epoll.rs`) and, in tests, a seeded simulation of the network (`sim.rs`). A
-//! reactor turns its kernel interface into two things: [`Event`]s (a connection
-//! accepted; a socket that may be read or written) and non-blocking calls that
-//! answer at once (`recv`, `send`, …; "would block" is an answer).
+//! (`epoll.rs`) and, in tests and behind the `sim` feature, a seeded simulation of the
+//! network (`sim/`). A reactor turns its kernel interface into two things:
+//! [`Event`]s (a connection accepted; a socket that may be read or written) and
+//! non-blocking calls that answer at once (`recv`, `send`, …; "would block" is an
+//! answer).
 //!
 //! The model is edge-triggered readiness: an event says a socket *may* have become
 //! readable or writable since the core last asked; the core then calls until a call
@@ -17,6 +18,8 @@
 //! readiness event and the data arrive together.
 
 pub mod epoll;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod uring;
 
 use crate::io::sys::Pipe;

@@ -76,7 +76,9 @@ pub struct Shard<R: Reactor> {
 }
 
 impl<R: Reactor> Shard<R> {
-    pub fn new(ctx: ShardCtx, io: R) -> Shard<R> {
+    pub fn new(mut ctx: ShardCtx, io: R) -> Shard<R> {
+        // The core's clock is the reactor's (a simulation's is virtual).
+        ctx.tick(io.now_ms());
         let slots = ctx.conn_limit.min(1 << 16);
         Shard {
             next_sweep_ms: ctx.now_ms + SWEEP_MS,
@@ -99,12 +101,28 @@ impl<R: Reactor> Shard<R> {
 
     /// Run until the process drains.
     pub fn run(&mut self) -> io::Result<()> {
-        self.sync_listeners();
+        self.start();
         loop {
             if self.turn()? {
                 return Ok(());
             }
         }
+    }
+
+    /// Start accepting on the snapshot's listeners; `run` does it first.
+    pub fn start(&mut self) {
+        self.sync_listeners();
+    }
+
+    /// The reactor, for a simulation to look at the world it drives.
+    #[cfg(any(test, feature = "sim"))]
+    pub fn reactor(&self) -> &R {
+        &self.io
+    }
+
+    #[cfg(any(test, feature = "sim"))]
+    pub fn reactor_mut(&mut self) -> &mut R {
+        &mut self.io
     }
 
     /// One loop turn: wait, handle the events, the yielded connections and the due

@@ -12,6 +12,11 @@ impl Session {
         let flushed = self.client_output().is_empty();
         match self.phase {
             Phase::Closing if flushed && self.client_eof => self.phase = Phase::Closed,
+            // The client's FIN came between requests: it closes once its last response
+            // is out.
+            Phase::Head if flushed && self.client_eof && self.input.is_empty() => {
+                self.phase = Phase::Closed
+            }
             Phase::Tunnel
                 if flushed
                     && self.backend_eof
@@ -33,8 +38,12 @@ impl Session {
                 }
                 match head::parse_request(&self.input, self.limits.max_header_bytes, &mut self.req)
                 {
-                    // The client sent its FIN: this head can never be completed.
-                    Ok(false) if self.client_eof => self.phase = Phase::Closed,
+                    // The client sent its FIN: this head can never be completed; the
+                    // connection closes once what came before is written.
+                    Ok(false) if self.client_eof => {
+                        self.input.clear();
+                        self.settle();
+                    }
                     Ok(false) => {}
                     Ok(true) => self.phase = Phase::Route,
                     Err(e) => self.bad_request(e, now_ms),
@@ -167,14 +176,32 @@ impl Session {
     /// The backend failed: 502 before any response was relayed, else cut the client off.
     pub(super) fn backend_failed(&mut self, now_ms: u64) {
         if self.resp_started {
-            self.phase = Phase::Closed;
             self.finished = Some(Finished {
                 status: self.resp.status,
                 reusable: false,
             });
+            self.cut(now_ms);
         } else {
             self.respond(502, now_ms);
         }
+    }
+
+    /// The response in flight cannot be completed: the connection ends — once what the
+    /// client is owed from before is written (earlier responses, pipelined, that a
+    /// slow client has not taken yet; the start of this one).
+    pub(super) fn cut(&mut self, now_ms: u64) {
+        if self.client_output().is_empty() {
+            self.phase = Phase::Closed;
+            return;
+        }
+        // Nothing more is read from the client: it closes as soon as that is out.
+        self.phase = Phase::Closing;
+        self.graceful = true;
+        self.since_ms = now_ms;
+        self.input.clear();
+        self.to_backend.clear();
+        self.backend_sent = 0;
+        self.replayable = false;
     }
 
     pub(super) fn finish_with(&mut self, status: u16, now_ms: u64) {

@@ -18,8 +18,12 @@ use super::head::{self, BodyKind, Method, Request, Response};
 use std::io::Write;
 use std::net::IpAddr;
 
-/// Bytes waiting for a socket before reading more from the other side stops.
-const HIGH_WATER: usize = 32 * 1024;
+/// Bytes waiting for a socket before reading more from the other side stops: towards
+/// the backend (a request body the backend is slow to take)…
+const HIGH_WATER: usize = 256 * 1024;
+/// …and towards the client, less, since a client that does not read is the cheapest
+/// way to make an edge host hold memory (HAProxy holds about 32 KiB per stream).
+const CLIENT_HIGH_WATER: usize = 32 * 1024;
 /// How long a closing connection reads (and discards) what the client still sends, so
 /// the close does not turn into a reset that destroys the error response.
 const LINGER_MS: u64 = 2_000;
@@ -279,7 +283,7 @@ impl Session {
     pub fn wants_backend_read(&self) -> bool {
         !self.backend_eof
             && matches!(self.phase, Phase::Exchange | Phase::Tunnel)
-            && self.client_output().len() < HIGH_WATER
+            && self.client_output().len() < CLIENT_HIGH_WATER
     }
 
     /// The client's write side should be shut now: the last response is flushed, or
@@ -400,7 +404,10 @@ impl Session {
     pub fn client_closed(&mut self) {
         self.client_eof = true;
         match self.phase {
-            Phase::Head => self.phase = Phase::Closed,
+            // Between requests (a head cut short is dropped): the connection closes
+            // once the last response is written — it may still be, to a slow client
+            // that half-closed after its request (see `settle`).
+            Phase::Head => self.input.clear(),
             Phase::Exchange if !self.req_body.done() => self.phase = Phase::Closed,
             // Requests already read (the current one, pipelined ones) are answered;
             // the connection closes after the last.
@@ -492,11 +499,11 @@ impl Session {
     fn client_timed_out(&mut self, now_ms: u64) {
         tracing::debug!(started = self.resp_started, "request body timed out");
         if self.resp_started {
-            self.phase = Phase::Closed;
             self.finished = Some(Finished {
                 status: self.resp.status,
                 reusable: false,
             });
+            self.cut(now_ms);
         } else {
             self.respond(408, now_ms);
         }

@@ -88,6 +88,60 @@ fn pipelined_requests_before_the_clients_fin_are_all_answered() {
 }
 
 #[test]
+fn a_fin_read_while_the_last_response_is_written_waits_for_it() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody", 0);
+    assert_eq!(s.phase(), Phase::Head);
+    // The client's window took only part of the response when its FIN is read.
+    s.client_wrote(10);
+    s.client_closed();
+    assert_eq!(s.phase(), Phase::Head, "the response's tail is still owed");
+    assert!(!s.wants_client_read());
+    assert!(take_client(&mut s).ends_with("\r\n\r\nbody"));
+    assert_eq!(s.phase(), Phase::Closed);
+}
+
+#[test]
+fn a_response_cut_short_leaves_the_one_before_it_whole() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", 0);
+    assert!(s.take_finished().is_some());
+    // A slow client: the first response is still being written.
+    s.client_wrote(4);
+    assert_eq!(s.phase(), Phase::Route);
+    s.attach(fwd(true), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nsec", 0);
+    assert_eq!(s.backend_closed(true, 0), BackendFault::Failed);
+    assert_eq!(
+        s.phase(),
+        Phase::Closing,
+        "not closed before the first is out"
+    );
+    let out = take_client(&mut s);
+    assert!(out.contains("\r\n\r\nfirstHTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nsec"), "{out}");
+    assert!(s.graceful_close());
+}
+
+#[test]
+fn a_head_cut_short_by_the_fin_closes_once_flushed() {
+    let mut s = Session::new(LIMITS, 0);
+    client(&mut s, b"GET / HTT");
+    s.client_closed();
+    assert_eq!(s.phase(), Phase::Closed);
+}
+
+#[test]
 fn shutting_down_makes_the_response_in_flight_the_last() {
     let mut s = Session::new(LIMITS, 0);
     client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -261,7 +315,7 @@ fn a_client_too_slow_for_the_response_does_not_time_the_backend_out() {
     client(&mut s, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     s.attach(fwd(false), 0);
     take_backend(&mut s);
-    let big = vec![b'x'; HIGH_WATER + 1];
+    let big = vec![b'x'; CLIENT_HIGH_WATER + 1];
     s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n", 0);
     s.backend_read(&big, 0);
     assert!(!s.wants_backend_read());
@@ -640,6 +694,6 @@ fn the_deadline_is_when_the_timers_act() {
     s.attach(fwd(false), 0);
     take_backend(&mut s);
     s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n", 0);
-    s.backend_read(&vec![b'x'; HIGH_WATER + 1], 0);
+    s.backend_read(&vec![b'x'; CLIENT_HIGH_WATER + 1], 0);
     assert_eq!(s.deadline_ms(), u64::MAX);
 }
