@@ -89,10 +89,13 @@ fn counts_match(mode: &str, extra: &[&str]) {
         // One connection per request.
         let conns = num(&r, &["connections_per_s"]) * num(&r, &["duration_s"]);
         assert!((conns - requests as f64).abs() <= 8.0, "{r}");
-        assert_eq!(
-            b.accepted(),
-            seen,
-            "one connection per request at the server"
+        // One connection per request at the server, but for the connections the run
+        // ended on: accepted, their request not sent or not yet read (one per client
+        // connection at most).
+        let accepted = b.accepted();
+        assert!(
+            seen <= accepted && accepted <= seen + 8,
+            "accepted {accepted}, served {seen}"
         );
     } else {
         assert!(b.accepted() <= 8, "persistent connections are reused");
