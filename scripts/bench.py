@@ -133,7 +133,12 @@ def main():
                          "io = uring and io = epoll; no HAProxy, no nginx")
     ap.add_argument("--compare-label", metavar="TEXT",
                     help="what the --compare binary is (a commit, a tag), for the page")
+    ap.add_argument("--scenario", action="append", metavar="NAME",
+                    help="with --compare: run only this scenario (again for more); prints, "
+                         "writes no page")
     args = ap.parse_args()
+    if args.scenario and args.compare is None:
+        ap.error("--scenario goes with --compare")
     if args.compare is not None and args.proxy_cpu is None:
         ap.error("--compare needs --proxy-cpu")
     if args.compare_label is not None and args.compare is None:

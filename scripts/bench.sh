@@ -14,6 +14,8 @@
 #                                       one interleaved run; writes only its own section
 #                                       (about 17 minutes; no HAProxy, no nginx proxy)
 #   --compare-label TEXT                what OLD is (a commit, a tag), for the page
+#   --scenario NAME                     with --compare: only that scenario ("HTTP
+#                                       keepalive"; again for more); prints, writes nothing
 # SLUICE_BENCH_PORT_BASE (default 18000) moves every port (backend: base + 81).
 set -euo pipefail
 # --compare's path may be relative to where this was called from.

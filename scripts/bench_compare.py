@@ -35,9 +35,19 @@ def plural(n, word):
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def minutes(plan):
+def minutes(plan, names):
     rounds, seconds = plan
-    return (rounds * len(COMPARED) * len(INSTANCES) * (seconds + 0.2) + 10) / 60
+    return (rounds * len(names) * len(INSTANCES) * (seconds + 0.2) + 10) / 60
+
+
+def scenarios_of(args):
+    """The scenarios to run: those named with --scenario, else all of COMPARED."""
+    names = args.scenario or COMPARED
+    unknown = [n for n in names if n not in COMPARED]
+    if unknown:
+        raise SystemExit(f"--scenario: unknown {', '.join(map(repr, unknown))}; "
+                         f"one of {', '.join(map(repr, COMPARED))}")
+    return names
 
 
 def listen_ports(i):
@@ -57,9 +67,10 @@ def main(args):
     frac, period_us = quota_args(args)
     binaries = {"old": old_binary(args), "new": SLUICE}
     plan = rounds, seconds = plan_of(args)
+    names = scenarios_of(args)
     print(f"new ({SLUICE}) against old ({binaries['old']}), io = uring and epoll: {frac} CPU "
           f"each, period {period_us} µs; {plural(rounds, 'round')} of {seconds} s; about "
-          f"{minutes(plan):.0f} min", flush=True)
+          f"{minutes(plan, names):.0f} min", flush=True)
     check_free((), [p for i in range(len(INSTANCES)) for p in listen_ports(i)])
     procs, groups, pids = Procs(), {}, {}
     tmp = scratch_dir()
@@ -73,7 +84,7 @@ def main(args):
             pids[(build, io)] = start_sluice(procs, binaries[build], path, listen_ports(i), PROXY_CPUS,
                                              g, os.path.join(tmp, f"sluice-{name}.log"))
         check_groups(groups, pids)
-        results = run_rounds(groups, backend, rounds, seconds)
+        results = run_rounds(groups, backend, names, rounds, seconds)
         check_groups(groups, pids)
     finally:
         procs.stop_all()
@@ -84,7 +95,7 @@ def main(args):
     with open(os.path.join(TARGET, "bench-compare.json"), "w") as f:
         json.dump(dict(setup=setup, runs={f"{n} {io}": r for (n, io), r in results.items()}), f, indent=1)
     doc = render(args, setup, results)
-    if not args.smoke:
+    if not (args.smoke or args.scenario):
         replace_section(doc, [SECTION])
     print(doc)
 
@@ -94,11 +105,11 @@ def check_groups(groups, pids):
         check_group(g, pids[(build, io)], f"the {build} sluice, io = {io}")
 
 
-def run_rounds(groups, backend, rounds, seconds):
+def run_rounds(groups, backend, names, rounds, seconds):
     """In each round, each scenario through the four instances in that round's order."""
-    results = {(name, io): {"old": [], "new": []} for name in COMPARED for io in IOS}
+    results = {(name, io): {"old": [], "new": []} for name in names for io in IOS}
     for r in range(rounds):
-        for name in COMPARED:
+        for name in names:
             sc = SCENARIOS[name]
             for i in ORDERS[r % len(ORDERS)]:
                 build, io = INSTANCES[i]
@@ -155,7 +166,7 @@ def cell(sc, runs):
 def comparison_table(results):
     rows = ["| scenario | io | old: median (min–max) | new: median (min–max) | new / old "
             "| new / old per round (min–max) | new ≥ 0.97 × old |", "|---|---|---|---|---|---|---|"]
-    for name in COMPARED:
+    for name in dict.fromkeys(n for n, _ in results):
         sc = SCENARIOS[name]
         for io in IOS:
             by_build = results[(name, io)]
@@ -166,7 +177,7 @@ def comparison_table(results):
 
 def bottleneck_table(results):
     rows = [f"| scenario | io | build | {BOTTLENECK_HEAD}", "|---|---|---|---|---|---|---|---|---|"]
-    for name in COMPARED:
+    for name in dict.fromkeys(n for n, _ in results):
         for io in IOS:
             for build in ("old", "new"):
                 rows.append(f"| {name} | {io} | {build} | {bottleneck_cells(results[(name, io)][build])}")

@@ -65,14 +65,9 @@ fn read_some(s: &mut TcpStream, n: usize, wait: Duration) -> Vec<u8> {
 /// request's body), then echoes every byte, prefixed once with `echo:`.
 fn upgrading_echo() -> Backend {
     Backend::spawn(|mut c| {
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match c.read(&mut b) {
-                Ok(1) => head.push(b[0]),
-                _ => return,
-            }
-        }
+        let Some(_) = try_read_head(&mut c) else {
+            return;
+        };
         let _ = c.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         );
@@ -162,14 +157,9 @@ fn reload_to_splice_always_keeps_idle_l4_connections_relaying(io: &str) {
 fn slow_readers_cost_bounded_memory(io: &str) {
     const BODY: usize = 64 << 20;
     let b = Backend::spawn(|mut c| {
-        let mut head = Vec::new();
-        let mut one = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match c.read(&mut one) {
-                Ok(1) => head.push(one[0]),
-                _ => return,
-            }
-        }
+        let Some(_) = try_read_head(&mut c) else {
+            return;
+        };
         let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
         let chunk = vec![b'x'; 64 * 1024];
         for _ in 0..BODY / chunk.len() {

@@ -222,12 +222,7 @@ fn upgrade_becomes_a_tunnel(io: &str) {
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     )
     .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s);
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.to_ascii_lowercase().contains("upgrade: websocket"));
@@ -239,12 +234,7 @@ fn upgrade_becomes_a_tunnel(io: &str) {
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n")
         .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s);
     assert!(
         head.starts_with(b"HTTP/1.1 200"),
         "{}",
@@ -259,12 +249,7 @@ fn upgrade_becomes_a_tunnel(io: &str) {
 fn a_tunnel_relays_early_bytes_bulk_and_half_close(io: &str) {
     const BULK: usize = 4 << 20;
     let b = Backend::spawn(|mut c| {
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            c.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
+        read_head(&mut c);
         c.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\nearly",
         )
@@ -285,12 +270,7 @@ fn a_tunnel_relays_early_bytes_bulk_and_half_close(io: &str) {
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(b"GET /t HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\npre")
         .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s);
     assert!(head.starts_with(b"HTTP/1.1 101"));
     let mut early = [0u8; 8];
     s.read_exact(&mut early).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::http::{raw, status, HttpServer};
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -256,14 +256,9 @@ fn framing_lists_and_lengths_are_strict(io: &str) {
 /// A backend answering each request with the response named by its path, then closing.
 fn canned(seen: Arc<Mutex<Vec<String>>>) -> Backend {
     Backend::spawn(move |mut c| {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match c.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
+        let Some(head) = try_read_head(&mut c) else {
+            return;
+        };
         let head = String::from_utf8_lossy(&head).into_owned();
         let path = head.split(' ').nth(1).unwrap_or("").to_owned();
         seen.lock().unwrap().push(head);

@@ -21,6 +21,15 @@ pub enum Pump {
     Reset,
 }
 
+/// When and how a flow moves to a pipe: the settings, the shard's spare pipes, and
+/// whether a pump just moved one (for the count of spliced flows).
+pub struct Splice<'a> {
+    pub mode: SpliceMode,
+    pub threshold: u64,
+    pub pipes: &'a mut Vec<Pipe>,
+    pub switched: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct Flow {
     /// Bytes read and not yet written are `buf[start..]`.
@@ -47,7 +56,8 @@ fn fails(kind: ErrorKind, write: bool) -> Pump {
 
 impl Flow {
     /// Whether this flow should move to a pipe now. A flow switches only with nothing
-    /// buffered, so bytes never overtake each other. `auto` switches bulk transfers only:
+    /// buffered here and (see [`Flow::pump`]) nothing held or awaited of the source by
+    /// the reactor, so bytes never overtake each other and none is left behind. `auto` switches bulk transfers only:
     /// past the threshold and with reads that fill whole buffers; a conversation of small
     /// messages stays on the buffer path however long it lasts (a splice costs a poll and
     /// two system calls per message).
@@ -75,37 +85,15 @@ impl Flow {
         self.buf.as_ref().map_or(0, |b| b.len() - self.start)
     }
 
-    /// What to wait for after the pump ended on `blocked`: readability of the source
-    /// (for a flow about to move to a pipe, without taking its bytes) or writability of
-    /// the destination. A flow moves to a pipe only here, while nothing is buffered
-    /// here and the reactor holds or awaits nothing of the source (`quiet`), so bytes
-    /// never overtake each other and none is left behind.
-    pub fn wait_for(
-        &mut self,
-        write: bool,
-        quiet: bool,
-        mode: SpliceMode,
-        threshold: u64,
-        pipes: &mut Vec<Pipe>,
-    ) -> (bool, Want) {
-        if write {
-            return (
-                true,
-                Want {
-                    write: true,
-                    ..Want::default()
-                },
-            );
+    /// What to wait for after the pump ended on `blocked`: writability of the
+    /// destination, or readability of the source (without taking its bytes when the
+    /// next read is a splice).
+    pub fn wait_for(&self, write: bool) -> Want {
+        Want {
+            read: !write,
+            write,
+            poll_only: !write && self.pipe.is_some(),
         }
-        if quiet && self.wants_splice(mode, threshold) {
-            self.pipe = pipes.pop().or_else(|| Pipe::new().ok());
-        }
-        let want = Want {
-            read: true,
-            poll_only: self.pipe.is_some(),
-            ..Want::default()
-        };
-        (false, want)
     }
 
     /// Both the end of stream and everything before it have been forwarded.
@@ -149,7 +137,9 @@ impl Flow {
 
     /// Move bytes from `src` to `dst` for at most `budget` reads. `peer_done`: the other
     /// direction has finished, so the connection closes when this one does and the
-    /// close sends the FIN (no `shutdown`).
+    /// close sends the FIN (no `shutdown`). A flow moves to a pipe here, before a read,
+    /// the moment it qualifies: a bulk transfer whose destination is the slower side
+    /// never waits on its source, so no later moment would come.
     pub fn pump<R: Reactor>(
         &mut self,
         io: &mut R,
@@ -157,6 +147,7 @@ impl Flow {
         dst: &R::Sock,
         budget: usize,
         peer_done: bool,
+        splice: &mut Splice<'_>,
     ) -> Pump {
         if self.shut {
             return Pump::Done;
@@ -189,6 +180,10 @@ impl Flow {
                     self.forward_fin(io, dst);
                 }
                 return Pump::Done;
+            }
+            if self.wants_splice(splice.mode, splice.threshold) && io.quiet(src) {
+                self.pipe = splice.pipes.pop().or_else(|| Pipe::new().ok());
+                splice.switched |= self.pipe.is_some();
             }
             let read = match (&self.pipe, &mut self.buf) {
                 (Some(p), _) => io

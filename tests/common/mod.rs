@@ -355,6 +355,25 @@ pub fn fetch(addr: SocketAddr) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// Read a message head, through its blank line and not a byte further (what follows
+/// belongs to the body or to a tunnel).
+pub fn read_head(s: &mut impl Read) -> Vec<u8> {
+    try_read_head(s).expect("a whole head before the end of stream")
+}
+
+/// [`read_head`], or `None` when the stream ends (or fails) first.
+pub fn try_read_head(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
+
 /// Send `msg` on `s` and read back exactly as many bytes.
 pub fn roundtrip(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
     s.write_all(msg).unwrap();

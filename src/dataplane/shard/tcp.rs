@@ -2,7 +2,7 @@
 //! directions with a [`Flow`] each until both have forwarded their FIN.
 
 use super::{Conn, Shard};
-use crate::dataplane::flow::{Flow, Pump};
+use crate::dataplane::flow::{Flow, Pump, Splice};
 use crate::dataplane::http::Upgrade;
 use crate::dataplane::keys::Owner;
 use crate::dataplane::link::{Direction, Link};
@@ -39,6 +39,17 @@ impl<S> TcpConn<S> {
 }
 
 impl<S> TcpConn<S> {
+    /// When the relay next needs its timer, in the manner of a sans-I/O peer's
+    /// `poll_timeout`: the connect's deadline while connecting, else the moment it has
+    /// been idle (no byte moved either way) for `idle_ms`.
+    pub fn poll_timeout(&self, idle_ms: u64) -> u64 {
+        if self.link.connected {
+            self.link.last_active_ms.saturating_add(idle_ms)
+        } else {
+            self.connect_deadline_ms
+        }
+    }
+
     /// The relay an HTTP tunnel continues in: its sockets (and their keys), and the
     /// bytes each side is still owed.
     pub fn upgraded(u: Upgrade<S>) -> TcpConn<S> {
@@ -196,7 +207,16 @@ impl<R: Reactor> Shard<R> {
             );
         }
         let before = flow.bytes;
-        let result = flow.pump(&mut self.io, src, dst, PUMP_BUDGET, peer_done);
+        let mut sp = Splice {
+            mode: splice,
+            threshold,
+            pipes: &mut self.pipes,
+            switched: false,
+        };
+        let result = flow.pump(&mut self.io, src, dst, PUMP_BUDGET, peer_done, &mut sp);
+        if sp.switched {
+            self.ctx.stats().spliced_flows.inc();
+        }
         let moved = flow.bytes - before;
         // An idle flow gives its buffer back: idle connections hold no memory but their own.
         if let Some(b) = flow.take_idle_buf() {
@@ -204,14 +224,8 @@ impl<R: Reactor> Shard<R> {
         }
         match result {
             Pump::Blocked { write } => {
-                let had_pipe = flow.pipe.is_some();
-                let quiet = write || self.io.quiet(src);
-                let (on_dst, want) =
-                    flow.wait_for(write, quiet, splice, threshold, &mut self.pipes);
-                if flow.pipe.is_some() && !had_pipe {
-                    self.ctx.stats().spliced_flows.inc();
-                }
-                self.io.want(if on_dst { dst } else { src }, want);
+                self.io
+                    .want(if write { dst } else { src }, flow.wait_for(write));
             }
             Pump::Budget => {}
             Pump::Done | Pump::Reset => {}
@@ -242,11 +256,7 @@ impl<R: Reactor> Shard<R> {
         let Some(c) = self.tcp(idx) else {
             return;
         };
-        let at = if c.link.connected {
-            c.link.last_active_ms.saturating_add(idle)
-        } else {
-            c.connect_deadline_ms
-        };
+        let at = c.poll_timeout(idle);
         self.arm(idx, at);
     }
 
@@ -256,9 +266,9 @@ impl<R: Reactor> Shard<R> {
         let Some(c) = self.tcp(idx) else {
             return;
         };
-        let idle_for = now.saturating_sub(c.link.last_active_ms);
+        let due = now >= c.poll_timeout(idle);
         if !c.link.connected {
-            if c.backend.is_some() && now >= c.connect_deadline_ms {
+            if c.backend.is_some() && due {
                 self.tcp_connect_failed(idx, true);
                 self.tcp_connect_next(idx);
             } else {
@@ -266,7 +276,7 @@ impl<R: Reactor> Shard<R> {
             }
             return;
         }
-        if idle_for >= idle {
+        if due {
             self.ctx.stats().idle_timeouts.inc();
             self.close(idx, false);
             return;

@@ -28,6 +28,24 @@ const CLIENT_HIGH_WATER: usize = 32 * 1024;
 /// the close does not turn into a reset that destroys the error response.
 const LINGER_MS: u64 = 2_000;
 
+/// What a session's timer watches (see [`Session::waiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// A keep-alive connection between requests (or a new one before its first byte).
+    NextRequest,
+    /// The rest of a request head.
+    Head,
+    /// More of a request body.
+    ClientBody,
+    /// The backend, to take request bytes or send response bytes.
+    Backend,
+    /// An exchange waiting on neither side (a slow client reading the response).
+    NeitherSide,
+    /// A close's linger, discarding what the client still sends.
+    Linger,
+    Nothing,
+}
+
 /// Settings from `[http]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -517,64 +535,61 @@ impl Session {
             || (self.wants_backend_read() && (self.req_body.done() || self.resp_started))
     }
 
-    /// When [`check_timers`](Self::check_timers) has something to do next (a time in
-    /// the driver's clock; `u64::MAX`: nothing is timed).
-    pub fn deadline_ms(&self) -> u64 {
+    /// What the session waits on now, and until when it may (`u64::MAX`: untimed).
+    /// The one place each timeout's start and length are chosen: both
+    /// [`deadline_ms`](Self::deadline_ms) and [`check_timers`](Self::check_timers)
+    /// read it.
+    fn waiting(&self) -> (Waiting, u64) {
+        let l = &self.limits;
+        let since = |limit: u64| self.since_ms.saturating_add(limit);
         match self.phase {
             Phase::Head if self.input.is_empty() => {
                 let limit = if self.served == 0 {
-                    self.limits.header_timeout_ms
+                    l.header_timeout_ms
                 } else {
-                    self.limits.keepalive_timeout_ms
+                    l.keepalive_timeout_ms
                 };
-                self.since_ms.saturating_add(limit)
+                (Waiting::NextRequest, since(limit))
             }
-            Phase::Head => self.since_ms.saturating_add(self.limits.header_timeout_ms),
+            Phase::Head => (Waiting::Head, since(l.header_timeout_ms)),
+            // A request body that stops arriving: `header_timeout_ms` bounds every pause,
+            // as it bounds the head (a slow body holds a backend connection too).
             Phase::Exchange if self.waits_on_client() => {
-                self.since_ms.saturating_add(self.limits.header_timeout_ms)
+                (Waiting::ClientBody, since(l.header_timeout_ms))
             }
-            Phase::Exchange if !self.waits_on_backend() => u64::MAX,
-            Phase::Exchange => self
-                .backend_since_ms
-                .saturating_add(self.limits.backend_timeout_ms),
-            Phase::Closing => self.since_ms.saturating_add(LINGER_MS),
-            _ => u64::MAX,
+            Phase::Exchange if !self.waits_on_backend() => (Waiting::NeitherSide, u64::MAX),
+            Phase::Exchange => (
+                Waiting::Backend,
+                self.backend_since_ms.saturating_add(l.backend_timeout_ms),
+            ),
+            Phase::Closing => (Waiting::Linger, since(LINGER_MS)),
+            _ => (Waiting::Nothing, u64::MAX),
         }
+    }
+
+    /// When [`check_timers`](Self::check_timers) has something to do next (a time in
+    /// the driver's clock; `u64::MAX`: nothing is timed).
+    pub fn deadline_ms(&self) -> u64 {
+        self.waiting().1
     }
 
     /// The timeouts of this connection's current wait; call at every deadline and
     /// after every change of what the connection waits on.
     pub fn check_timers(&mut self, now_ms: u64) {
-        let waited = now_ms.saturating_sub(self.since_ms);
-        match self.phase {
-            Phase::Head if self.input.is_empty() => {
-                let limit = if self.served == 0 {
-                    self.limits.header_timeout_ms
-                } else {
-                    self.limits.keepalive_timeout_ms
-                };
-                if waited >= limit {
-                    self.phase = Phase::Closed;
-                }
-            }
-            Phase::Head if waited >= self.limits.header_timeout_ms => self.respond(408, now_ms),
-            // A request body that stops arriving: `header_timeout_ms` bounds every pause,
-            // as it bounds the head (a slow body holds a backend connection too).
-            Phase::Exchange if self.waits_on_client() => {
-                self.backend_since_ms = now_ms;
-                if waited >= self.limits.header_timeout_ms {
-                    self.client_timed_out(now_ms);
-                }
-            }
-            Phase::Exchange if !self.waits_on_backend() => self.backend_since_ms = now_ms,
-            Phase::Exchange
-                if now_ms.saturating_sub(self.backend_since_ms)
-                    >= self.limits.backend_timeout_ms =>
-            {
-                self.backend_timed_out(now_ms)
-            }
-            Phase::Closing if waited >= LINGER_MS => self.phase = Phase::Closed,
-            _ => {}
+        let (what, at) = self.waiting();
+        if matches!(what, Waiting::ClientBody | Waiting::NeitherSide) {
+            // The backend's silence is timed from when the exchange starts waiting on it.
+            self.backend_since_ms = now_ms;
+        }
+        if now_ms < at {
+            return;
+        }
+        match what {
+            Waiting::NextRequest | Waiting::Linger => self.phase = Phase::Closed,
+            Waiting::Head => self.respond(408, now_ms),
+            Waiting::ClientBody => self.client_timed_out(now_ms),
+            Waiting::Backend => self.backend_timed_out(now_ms),
+            Waiting::NeitherSide | Waiting::Nothing => {}
         }
     }
 
