@@ -13,3 +13,4 @@ pub mod io;
 pub mod marathon;
 pub mod snapshot;
 pub mod stats;
+pub mod tls;
