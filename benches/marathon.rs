@@ -46,6 +46,8 @@ fn refresh(c: &mut Criterion) {
         server: Default::default(),
         admin: Default::default(),
         http: Default::default(),
+        https: None,
+        tls: Default::default(),
         marathon: Some(m),
         origin: Default::default(),
         services: Vec::new(),

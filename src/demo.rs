@@ -4,7 +4,7 @@
 
 use crate::config::{
     AdminConfig, BackendConfig, Balance, Config, HashKey, HttpConfig, HttpOptions, IoKind, Mode,
-    Origin, ServerConfig, ServiceConfig, DEFAULT_TABLE_SIZE,
+    Origin, ServerConfig, ServiceConfig, ServiceTls, TlsConfig, DEFAULT_TABLE_SIZE,
 };
 use crate::control::{self, Source};
 use std::io::{Read, Write};
@@ -52,6 +52,8 @@ pub fn run(
             listen: Some(http),
             ..HttpConfig::default()
         },
+        https: None,
+        tls: TlsConfig::default(),
         marathon: None,
         origin: Origin::default(),
         services: vec![
@@ -65,6 +67,7 @@ pub fn run(
                 backends: list.clone(),
                 draining: Vec::new(),
                 http: HttpOptions::default(),
+                tls: ServiceTls::default(),
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -80,6 +83,7 @@ pub fn run(
                     sticky: true,
                     ..HttpOptions::default()
                 },
+                tls: ServiceTls::default(),
             },
         ],
     };

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub fronts: Vec<Front>,
     /// HTTP settings and the router of the shared `[http] listen`.
     pub http: Arc<HttpFront>,
+    /// `[https] listen`, when set (and bound).
+    pub https: Option<Arc<HttpsFront>>,
     /// Set on SIGTERM/SIGINT: stop accepting, finish what is established.
     pub draining: bool,
 }
@@ -39,6 +41,19 @@ pub enum Front {
     Service(Arc<Service>),
     /// The shared HTTP listener: each request is routed by [`HttpFront::router`].
     Http,
+    /// The shared TLS listener: terminated with [`HttpsFront::tls`], then routed as
+    /// [`Front::Http`]; or passed through untouched by SNI.
+    Https,
+}
+
+/// What `[https] listen` serves.
+#[derive(Debug)]
+pub struct HttpsFront {
+    /// Certificates chosen by SNI, ALPN, versions, session tickets.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// TCP services that take, untouched, the connections whose ClientHello names
+    /// one of their `sni` names.
+    pub passthrough: crate::tls::SniRoutes,
 }
 
 /// The HTTP side of a snapshot.
@@ -79,6 +94,8 @@ pub struct Service {
     pub cursors: PerShard<AtomicU32>,
     /// Sticky-session server ids, `(id, backend index)` sorted by id.
     pub sticky_ids: Box<[(u64, u16)]>,
+    /// `tls = true`: TLS terminated on the service's own port with this.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Service {

@@ -230,8 +230,9 @@ pub fn render(
                 .push((format!("shard=\"{i}\",code=\"{k}xx\""), n.get() as i64));
         }
     }
+    let tls = tls_families(shards);
     let mut out = String::with_capacity(4096);
-    for fam in f.iter().chain(&s).chain([&front]) {
+    for fam in f.iter().chain(&s).chain([&front]).chain(&tls) {
         fam.write(&mut out);
     }
     latency(&mut out, snap);
@@ -464,4 +465,49 @@ fn write_histogram(out: &mut String, name: &str, labels: &str, h: &([u64; 13], u
     }
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.1 as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+}
+
+/// TLS on each shard: handshakes (full, resumed), their versions, failures by reason,
+/// connections passed through by SNI.
+fn tls_families(shards: &PerShard<ShardCounters>) -> [Family; 4] {
+    let mut hs = Family::new(
+        "sluice_tls_handshakes_total",
+        "counter",
+        "Completed TLS handshakes, full or resumed (a session ticket).",
+    );
+    let mut versions = Family::new(
+        "sluice_tls_handshake_versions_total",
+        "counter",
+        "Completed TLS handshakes by negotiated version.",
+    );
+    let mut failures = Family::new(
+        "sluice_tls_failures_total",
+        "counter",
+        "TLS connections that failed before their handshake finished, by reason.",
+    );
+    let mut passthrough = Family::new(
+        "sluice_tls_passthrough_total",
+        "counter",
+        "TLS connections of [https] listen passed through untouched by SNI.",
+    );
+    for (i, c) in shards.iter().enumerate() {
+        let t = &c.tls;
+        for (k, kind) in ["full", "resumed"].iter().enumerate() {
+            let l = format!("shard=\"{i}\",kind=\"{kind}\"");
+            hs.samples.push((l, t.handshakes[k].get() as i64));
+        }
+        for (k, v) in ["1.2", "1.3"].iter().enumerate() {
+            let l = format!("shard=\"{i}\",version=\"{v}\"");
+            versions.samples.push((l, t.versions[k].get() as i64));
+        }
+        for f in crate::stats::TlsFailure::ALL {
+            let l = format!("shard=\"{i}\",reason=\"{}\"", f.name());
+            failures
+                .samples
+                .push((l, t.failures[f as usize].get() as i64));
+        }
+        let l = format!("shard=\"{i}\"");
+        passthrough.samples.push((l, t.passthrough.get() as i64));
+    }
+    [hs, versions, failures, passthrough]
 }

@@ -29,6 +29,7 @@ fn service(name: &str, mode: Mode, balance: Balance, backends: &[(&str, u32)]) -
             vhosts: vec![format!("{name}.example")],
             ..HttpOptions::default()
         },
+        tls: Default::default(),
     }
 }
 
@@ -40,6 +41,8 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         },
         admin: Default::default(),
         http: Default::default(),
+        https: None,
+        tls: Default::default(),
         marathon: None,
         services,
         origin: Default::default(),

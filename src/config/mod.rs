@@ -7,6 +7,7 @@ mod listen;
 mod marathon;
 mod parse;
 mod routes;
+mod tls;
 
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
@@ -21,6 +22,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub http: HttpConfig,
+    /// `[https] listen`: the shared TLS listener (Marathon-LB's :443), routing like
+    /// `[http] listen` after the handshake, or passing a connection through by SNI.
+    pub https: Option<SocketAddr>,
+    pub tls: TlsConfig,
     /// Absent: services come from the file alone.
     #[serde(skip)]
     pub marathon: Option<MarathonConfig>,
@@ -147,6 +152,50 @@ impl Default for HttpConfig {
             pool_per_backend: 64,
         }
     }
+}
+
+/// `[tls]`: how TLS is terminated on `[https] listen` (and, unless a service names
+/// its own certificates, on a service's `tls = true` port).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TlsConfig {
+    /// PEM files or directories of them, read as HAProxy reads `crt`: each file a
+    /// certificate chain and its key (or the key in `<file>.key`). Empty: a generated
+    /// self-signed certificate, said loudly in the log.
+    pub certificates: Vec<PathBuf>,
+    pub min_version: TlsVersion,
+    /// Protocols offered by ALPN, in order of preference.
+    pub alpn: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            certificates: Vec::new(),
+            min_version: TlsVersion::Tls12,
+            alpn: vec!["http/1.1".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// A service's TLS settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceTls {
+    /// `tls = true`: TLS is terminated on the service's own `listen` (HTTP mode).
+    pub terminate: bool,
+    /// The service's own certificates for that port; empty: `[tls] certificates`.
+    pub certificates: Vec<PathBuf>,
+    /// TCP mode without a port of its own: TLS connections on `[https] listen` whose
+    /// ClientHello names one of these (exact, or `*.` one label) pass through to the
+    /// service untouched. Lower-case.
+    pub sni: Vec<String>,
 }
 
 /// `[admin]`: the stats and metrics port. Absent means no admin port.
@@ -284,6 +333,7 @@ pub struct ServiceConfig {
     #[serde(skip)]
     pub draining: Vec<SocketAddr>,
     pub http: HttpOptions,
+    pub tls: ServiceTls,
 }
 
 /// The settings of an HTTP service (ignored in TCP mode).

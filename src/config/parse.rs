@@ -59,6 +59,8 @@ struct RawFile {
     server: Option<RawServer>,
     admin: Option<RawAdmin>,
     http: Option<RawHttp>,
+    https: Option<super::tls::RawHttps>,
+    tls: Option<super::tls::RawTls>,
     marathon: Option<super::marathon::RawMarathon>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
@@ -111,6 +113,9 @@ struct RawService {
     sticky: Option<Spanned<bool>>,
     sticky_cookie: Option<Spanned<String>>,
     redirect_to_https: Option<Spanned<bool>>,
+    tls: Option<Spanned<bool>>,
+    certificates: Option<Spanned<Vec<Spanned<String>>>>,
+    sni: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -240,6 +245,9 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     if let Some(l) = raw.http.as_ref().and_then(|h| h.listen.as_ref()) {
         listen_at(l, "[http] listen", "[http] listen".into());
     }
+    if let Some(h) = &raw.https {
+        listen_at(&h.listen, "[https] listen", "[https] listen".into());
+    }
     if let Some(a) = &raw.admin {
         listen_at(&a.listen, "[admin] listen", "[admin] listen".into());
     }
@@ -249,6 +257,8 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         validate_admin(a, &mut errs, &mut warnings)
     });
     let http = validate_http(raw.http, &mut errs);
+    let https = super::tls::validate_https(&raw.https, &mut errs);
+    let tls = super::tls::validate_tls(raw.tls, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     // Where each valid service is reported: its name.
     let mut named_at = Vec::with_capacity(raw.service.len());
@@ -278,9 +288,10 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     let located: Vec<_> = services.iter().zip(named_at).collect();
     errs.extend(super::routes::unreachable(
         &located,
-        http.listen.is_some(),
+        http.listen.is_some() || https.is_some(),
         text,
     ));
+    errs.extend(super::tls::sni_conflicts(&located, https.is_some(), text));
     // Reported in file order, whatever order the checks ran in.
     errs.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
     if errs.is_empty() {
@@ -288,6 +299,8 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             server,
             admin,
             http,
+            https,
+            tls,
             marathon,
             services,
             origin,
@@ -438,11 +451,23 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
         Some(h) => parse_hash(h, mode, balance, errs),
     };
     let http = validate_http_options(&s, mode, errs);
-    if s.listen.is_none()
-        && (mode == Mode::Tcp || http.vhosts.is_empty() && http.path_prefix.is_none())
-    {
+    let (terminate, certificates, sni) = super::tls::validate_service_tls(
+        super::tls::ServiceTlsKeys {
+            mode,
+            has_listen: s.listen.is_some(),
+            tls: s.tls.as_ref(),
+            certificates: s.certificates.as_ref(),
+            sni: s.sni.as_ref(),
+        },
+        errs,
+    );
+    let routed = match mode {
+        Mode::Tcp => s.sni.is_some(),
+        Mode::Http => !http.vhosts.is_empty() || http.path_prefix.is_some(),
+    };
+    if s.listen.is_none() && !routed {
         let msg = match mode {
-            Mode::Tcp => "a tcp service needs listen",
+            Mode::Tcp => "a tcp service needs listen (or sni, on [https] listen)",
             Mode::Http => "an http service needs listen, vhosts or path_prefix",
         };
         errs.push(ConfigError::at(s.name.span(), msg));
@@ -488,6 +513,11 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
         backends,
         draining: Vec::new(),
         http: HttpOptions { hash_name, ..http },
+        tls: ServiceTls {
+            terminate,
+            certificates,
+            sni,
+        },
     })
 }
 

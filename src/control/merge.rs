@@ -1,6 +1,8 @@
 //! Static services plus Marathon's, into one service list: what the registry builds.
 
-use crate::config::{BackendConfig, HttpOptions, Mode, ServiceConfig, DEFAULT_TABLE_SIZE};
+use crate::config::{
+    BackendConfig, HttpOptions, Mode, ServiceConfig, ServiceTls, DEFAULT_TABLE_SIZE,
+};
 use crate::marathon::apps::{AppMode, TaskBackend, TaskState, Translation};
 use std::collections::HashSet;
 
@@ -49,6 +51,7 @@ pub fn merge(
                 redirect_to_https: s.redirect_to_https,
                 ..HttpOptions::default()
             },
+            tls: ServiceTls::default(),
         };
         push(svc, &mut out);
     }
@@ -68,6 +71,7 @@ pub fn merge(
             backends: backend_list(backends),
             draining: draining(backends),
             http: HttpOptions::default(),
+            tls: ServiceTls::default(),
         };
         push(svc, &mut out);
     }

@@ -3,6 +3,7 @@
 
 mod merge;
 mod registry;
+mod tls;
 
 pub use merge::merge as merge_services;
 pub use registry::Registry;
@@ -69,7 +70,12 @@ pub struct Running {
 enum ControlEvent {
     Signal(i32),
     Marathon(crate::marathon::poller::Poll),
+    /// Once a second: time to look whether a certificate file changed.
+    Tick,
 }
+
+/// How often certificate files are looked at for a change.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(1);
 
 /// Load the config, bind every service, start the shards. Errors here are fatal
 /// start-up errors (bad config, a port that cannot be bound, no I/O backend).
@@ -168,11 +174,25 @@ impl Running {
                 crate::marathon::events::spawn(m.urls.clone(), auth, silence, self.wake.clone())?;
             }
         }
+        let tick_tx = tx.clone();
+        std::thread::Builder::new()
+            .name("sluice-tick".into())
+            .spawn(move || {
+                while tick_tx.send(ControlEvent::Tick).is_ok() {
+                    std::thread::sleep(CERTIFICATE_CHECK);
+                }
+            })?;
         drop(tx);
         let mut failing = false;
         for event in rx.iter() {
             match event {
                 ControlEvent::Signal(SIGHUP) => self.reload(),
+                ControlEvent::Tick => {
+                    if self.registry.certificates_changed() {
+                        tracing::info!("certificate files changed: loading them");
+                        self.apply();
+                    }
+                }
                 ControlEvent::Signal(sig) => {
                     tracing::info!(signal = sig, "stopping: no new connections, draining");
                     break;
@@ -430,8 +450,12 @@ fn check_descriptors(cfg: &Config, workers: usize) {
 
 fn log_services(snapshot: &crate::snapshot::Snapshot) {
     for (l, f) in snapshot.listeners.iter().zip(&snapshot.fronts) {
-        if matches!(f, crate::snapshot::Front::Http) {
-            tracing::info!(listen = %l.local, "http listening");
+        match f {
+            crate::snapshot::Front::Http => tracing::info!(listen = %l.local, "http listening"),
+            crate::snapshot::Front::Https => {
+                tracing::info!(listen = %l.local, "https listening")
+            }
+            crate::snapshot::Front::Service(_) => {}
         }
     }
     for s in &snapshot.services {

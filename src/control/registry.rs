@@ -10,7 +10,9 @@ use crate::balance::Selector;
 use crate::config::{self, Config, Mode};
 use crate::http::route::Router;
 use crate::io::sys;
-use crate::snapshot::{Backend, Front, Health, HttpFront, Listeners, Service, Snapshot};
+use crate::snapshot::{
+    Backend, Front, Health, HttpFront, HttpsFront, Listeners, Service, Snapshot,
+};
 use crate::stats::{PerShard, ServiceCounters};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
@@ -31,10 +33,13 @@ enum ListenKey {
     Ephemeral(String, IpAddr),
     /// `[http] listen` on port 0.
     HttpEphemeral(IpAddr),
+    /// `[https] listen` on port 0.
+    HttpsEphemeral(IpAddr),
 }
 
 /// How `[http] listen` is named in errors and logs.
 const HTTP_FRONT: &str = "[http] listen";
+const HTTPS_FRONT: &str = "[https] listen";
 
 impl ListenKey {
     fn of(svc: &crate::config::ServiceConfig) -> Option<ListenKey> {
@@ -53,6 +58,14 @@ impl ListenKey {
             ListenKey::Addr(addr)
         }
     }
+
+    fn https(addr: SocketAddr) -> ListenKey {
+        if addr.port() == 0 {
+            ListenKey::HttpsEphemeral(addr.ip())
+        } else {
+            ListenKey::Addr(addr)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +75,7 @@ pub struct Registry {
     listeners: HashMap<ListenKey, Arc<Listeners>>,
     health: HashMap<SocketAddr, Arc<Health>>,
     services: HashMap<String, Kept>,
+    tls: super::tls::TlsRegistry,
 }
 
 /// What a service keeps across reloads: its counters and its backends' (by address).
@@ -79,6 +93,7 @@ impl Registry {
             listeners: HashMap::new(),
             health: HashMap::new(),
             services: HashMap::new(),
+            tls: super::tls::TlsRegistry::default(),
         }
     }
 
@@ -110,7 +125,8 @@ impl Registry {
         // Services left out for an address that does not bind, by name; and whether the
         // shared HTTP listener is.
         let mut unbound = HashSet::new();
-        let mut http_unbound = false;
+        // The shared fronts left out: `[http] listen`, `[https] listen`.
+        let mut fronts_unbound: HashSet<&str> = HashSet::new();
         let wanted = config
             .services
             .iter()
@@ -123,9 +139,14 @@ impl Registry {
                     .http
                     .listen
                     .map(|a| (None, ListenKey::http(a), a, true)),
-            );
+            )
+            .chain(config.https.map(|a| (None, ListenKey::https(a), a, true)));
         for (service, key, addr, http) in wanted {
-            let name = service.unwrap_or(HTTP_FRONT);
+            let name = service.unwrap_or(match key {
+                ListenKey::HttpsEphemeral(_) => HTTPS_FRONT,
+                _ if Some(addr) == config.https => HTTPS_FRONT,
+                _ => HTTP_FRONT,
+            });
             if let Some(l) = self.listeners.get(&key) {
                 retune.push((Arc::clone(l), http, name, addr));
                 continue;
@@ -153,14 +174,24 @@ impl Registry {
                         Some(s) => {
                             unbound.insert(s.to_owned());
                         }
-                        None => http_unbound = true,
+                        None => {
+                            fronts_unbound.insert(name);
+                        }
                     }
                 }
             }
         }
+        let (service_tls, https_tls) = self.tls_configs(
+            config,
+            strict,
+            &mut unbound,
+            &mut fronts_unbound,
+            &mut errors,
+        );
         if strict && !errors.is_empty() {
             return Err(errors);
         }
+        self.tls.sweep();
         for (l, http, name, addr) in retune {
             if let Err(e) = tune(&l, http) {
                 tracing::warn!(service = name, %addr, error = %e, "cannot tune listening socket");
@@ -221,6 +252,7 @@ impl Registry {
                 draining,
                 cursors: PerShard::new(self.shards),
                 sticky_ids: sticky_ids.into(),
+                tls: service_tls.get(&svc.name).cloned(),
             });
             if let Some(l) = l {
                 listeners.push(l);
@@ -228,10 +260,26 @@ impl Registry {
             }
             services.push(service);
         }
-        if let Some(addr) = config.http.listen.filter(|_| !http_unbound) {
+        if let Some(addr) = config
+            .http
+            .listen
+            .filter(|_| !fronts_unbound.contains(HTTP_FRONT))
+        {
             listeners.push(Arc::clone(&self.listeners[&ListenKey::http(addr)]));
             fronts.push(Front::Http);
         }
+        let https = config.https.zip(https_tls).map(|(addr, tls)| {
+            listeners.push(Arc::clone(&self.listeners[&ListenKey::https(addr)]));
+            fronts.push(Front::Https);
+            let passthrough = crate::tls::SniRoutes::build(
+                services
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.config.mode == Mode::Tcp)
+                    .map(|(i, s)| (i, s.config.tls.sni.as_slice())),
+            );
+            Arc::new(HttpsFront { tls, passthrough })
+        });
         let router = Router::build(
             services
                 .iter()
@@ -261,6 +309,7 @@ impl Registry {
             .iter()
             .filter_map(ListenKey::of)
             .chain(config.http.listen.map(ListenKey::http))
+            .chain(config.https.map(ListenKey::https))
             .collect();
         let addrs: HashSet<SocketAddr> = config
             .services
@@ -289,9 +338,72 @@ impl Registry {
             listeners,
             fronts,
             http,
+            https,
             draining: false,
         };
         Ok((snapshot, errors))
+    }
+
+    /// The TLS configuration of each `tls = true` service (by name) and of `[https]
+    /// listen`. A service whose certificates cannot be used is left out (as one whose
+    /// port cannot be bound), and so is `[https] listen`; with `strict` the errors
+    /// refuse the whole build, else certificates read before stay in use.
+    #[allow(clippy::type_complexity)]
+    fn tls_configs(
+        &mut self,
+        config: &Config,
+        strict: bool,
+        unbound: &mut HashSet<String>,
+        fronts_unbound: &mut HashSet<&str>,
+        errors: &mut Vec<String>,
+    ) -> (
+        HashMap<String, Arc<rustls::ServerConfig>>,
+        Option<Arc<rustls::ServerConfig>>,
+    ) {
+        self.tls.begin();
+        let mut of_service = HashMap::new();
+        let terminating: Vec<_> = config
+            .services
+            .iter()
+            .filter(|s| s.tls.terminate && !unbound.contains(&s.name))
+            .collect();
+        for svc in terminating {
+            let paths = match svc.tls.certificates.is_empty() {
+                true => &config.tls.certificates,
+                false => &svc.tls.certificates,
+            };
+            match self.tls.config(paths, &config.tls, !strict) {
+                Ok(c) => {
+                    of_service.insert(svc.name.clone(), c);
+                }
+                Err(e) => {
+                    errors.push(format!("service {:?}: {e}", svc.name));
+                    unbound.insert(svc.name.clone());
+                }
+            }
+        }
+        let https = config
+            .https
+            .filter(|_| !fronts_unbound.contains(HTTPS_FRONT));
+        let https = match https.map(|_| {
+            self.tls
+                .config(&config.tls.certificates, &config.tls, !strict)
+        }) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                errors.push(format!("{HTTPS_FRONT}: {e}"));
+                fronts_unbound.insert(HTTPS_FRONT);
+                None
+            }
+            None => None,
+        };
+        (of_service, https)
+    }
+
+    /// Whether a certificate file in use changed since it was read: the caller builds
+    /// again (a reload of the certificates alone).
+    pub fn certificates_changed(&self) -> bool {
+        self.tls.stale()
     }
 
     /// A snapshot that tells every shard to stop accepting; the registry lets go of
@@ -306,6 +418,7 @@ impl Registry {
             listeners: Vec::new(),
             fronts: Vec::new(),
             http: Arc::clone(&last.http),
+            https: None,
             draining: true,
         }
     }

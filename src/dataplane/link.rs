@@ -67,7 +67,7 @@ impl ShardCtx {
         if live >= self.conn_limit {
             let service = match front {
                 crate::snapshot::Front::Service(s) => Some(&**s),
-                crate::snapshot::Front::Http => None,
+                crate::snapshot::Front::Http | crate::snapshot::Front::Https => None,
             };
             self.refused_at_limit(service);
             return false;

@@ -9,6 +9,7 @@ mod keys;
 mod link;
 pub mod reactor;
 mod shard;
+mod tls;
 
 use crate::balance::Attempt;
 use crate::config::IoKind;

@@ -40,6 +40,7 @@ pub fn exercise(data: &[u8]) -> usize {
             let fwd = Forward {
                 client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 listen_port: 80,
+                https: false,
                 set_cookie: None,
                 reused: false,
             };
@@ -167,6 +168,7 @@ pub fn exercise_response(data: &[u8]) {
         Forward {
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             listen_port: 80,
+            https: false,
             set_cookie: None,
             reused: false,
         },

@@ -167,10 +167,66 @@ pub struct ShardCounters {
     /// sluice's own answers on the shared HTTP listener before a service was found
     /// (404 no route, 400, 408, 431…), by status class as `ServiceCounters::responses`.
     pub http_front_responses: [Counter; 6],
+    pub tls: TlsCounters,
     /// Connections open on the shard.
     pub connections: Gauge,
     /// Completions (io_uring) or events (epoll) handled in the last loop turn.
     pub last_batch: AtomicU64,
+}
+
+/// TLS handshakes on the shard, by outcome.
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// Completed handshakes: `[0]` full, `[1]` resumed.
+    pub handshakes: [Counter; 2],
+    /// Completed handshakes by version: `[0]` TLS 1.2, `[1]` TLS 1.3.
+    pub versions: [Counter; 2],
+    /// Failed handshakes by [`TlsFailure`] (as `usize`).
+    pub failures: [Counter; TlsFailure::COUNT],
+    /// Connections of `[https] listen` passed through untouched by SNI.
+    pub passthrough: Counter,
+}
+
+/// Why a TLS handshake (or a connection on a TLS port) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// No certificate for the name asked (none loaded that fits, nor a default).
+    NoCertificate,
+    /// The client broke the protocol: a malformed or unexpected message, an oversized
+    /// record, a renegotiation attempt, no version or cipher in common.
+    Protocol,
+    /// The client sent a fatal alert (it did not accept the certificate, say).
+    Alert,
+    /// The handshake did not finish within `[http] header_timeout_ms`.
+    Timeout,
+    /// The client closed (or reset) the connection before the handshake finished.
+    Closed,
+    /// The first bytes were not a TLS handshake (plain HTTP on a TLS port, say).
+    NotTls,
+}
+
+impl TlsFailure {
+    pub const COUNT: usize = 6;
+    pub const ALL: [TlsFailure; TlsFailure::COUNT] = [
+        TlsFailure::NoCertificate,
+        TlsFailure::Protocol,
+        TlsFailure::Alert,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+        TlsFailure::NotTls,
+    ];
+
+    /// The label on `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsFailure::NoCertificate => "no_certificate",
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Alert => "alert",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+            TlsFailure::NotTls => "not_tls",
+        }
+    }
 }
 
 /// Control-plane counters, shown on `/metrics` and the stats page. Written by the

@@ -4,6 +4,7 @@
 pub mod faulty;
 pub mod http;
 pub mod marathon;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -145,6 +146,16 @@ impl Sluice {
     /// The shared HTTP listener, from the "http listening" line.
     pub fn http(&self) -> SocketAddr {
         let line = self.wait_log("http listening", |l| l.contains("http listening"));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .expect("listen= field")
+            .parse()
+            .unwrap()
+    }
+
+    /// The shared TLS listener, from the "https listening" line.
+    pub fn https(&self) -> SocketAddr {
+        let line = self.wait_log("https listening", |l| l.contains("https listening"));
         line.split_whitespace()
             .find_map(|w| w.strip_prefix("listen="))
             .expect("listen= field")
@@ -529,6 +540,20 @@ pub fn http_backend(body: &'static str, served: Arc<AtomicUsize>) -> Backend {
 }
 
 /// The sum of the samples of Prometheus metric `name` (any labels) on the admin port.
+/// The sum of the samples of `name` whose labels contain `labels` (`kind="full"`).
+pub fn metric_where(admin: SocketAddr, name: &str, labels: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("http://{admin}/metrics")])
+        .output()
+        .expect("curl is installed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
 pub fn metric(admin: SocketAddr, name: &str) -> f64 {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "10", &format!("http://{admin}/metrics")])

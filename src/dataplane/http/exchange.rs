@@ -92,7 +92,7 @@ impl<S> HttpConn<S> {
         let snap = &ctx.snapshot;
         let service = match self.front(snap) {
             Some(Front::Service(s)) => Arc::clone(s),
-            Some(Front::Http) => {
+            Some(Front::Http | Front::Https) => {
                 let found = snap
                     .http
                     .router
@@ -105,7 +105,8 @@ impl<S> HttpConn<S> {
             None => return self.session.refuse(503, now),
         };
         let opts = &service.config.http;
-        if opts.redirect_to_https {
+        // Over TLS already, the request is served (else the redirect would loop).
+        if opts.redirect_to_https && self.tls.is_none() {
             let host = String::from_utf8_lossy(self.session.host()).into_owned();
             // The target as a backend would get it: path and query.
             let (lead, rest) = self.session.origin_form();
@@ -246,6 +247,7 @@ impl<S> HttpConn<S> {
             let fwd = Forward {
                 client_ip: self.peer.ip(),
                 listen_port: self.local_port,
+                https: self.tls.is_some(),
                 set_cookie: id
                     .as_deref()
                     .map(|id| (ex.service.config.http.sticky_cookie.as_str(), id)),

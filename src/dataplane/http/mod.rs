@@ -4,6 +4,7 @@
 //! non-blocking calls through the shard's [`Reactor`], whichever it is. Readiness
 //! flags are hints: a `WouldBlock` clears them, an event sets them.
 
+mod client_tls;
 mod exchange;
 mod pool;
 
@@ -12,6 +13,7 @@ pub use pool::HttpShard;
 use super::keys::Io;
 use super::link::Link;
 use super::reactor::{Reactor, Want};
+use super::tls::TlsSide;
 use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session, Tunnel};
@@ -100,6 +102,8 @@ pub struct HttpConn<S> {
     front_at: Option<(u64, usize)>,
     local_port: u16,
     pub session: Session,
+    /// TLS between the client and the session (`[https] listen`, a `tls = true` port).
+    tls: Option<Box<TlsSide>>,
     exchange: Option<Exchange>,
     backend: Option<BackendSock<S>>,
     pub ready: Ready,
@@ -140,6 +144,7 @@ impl<S> HttpConn<S> {
         ckey: u32,
         peer: SocketAddr,
         front: &Arc<Listeners>,
+        tls: Option<Box<TlsSide>>,
         ctx: &ShardCtx,
     ) -> HttpConn<S> {
         HttpConn {
@@ -150,6 +155,7 @@ impl<S> HttpConn<S> {
             front_at: None,
             local_port: front.local.port(),
             session: Session::new(ctx.snapshot.http.limits, ctx.now_ms),
+            tls,
             exchange: None,
             backend: None,
             ready: Ready {
@@ -180,7 +186,8 @@ impl<S> HttpConn<S> {
     /// Whether the connection wants to hear of the client becoming readable/writable.
     pub fn client_interest(&self) -> (bool, bool) {
         let r = self.session.wants_client_read() && !self.ready.client_read;
-        let w = !self.session.client_output().is_empty() && !self.ready.client_write;
+        let pending = self.tls.as_ref().is_some_and(|t| t.pending());
+        let w = (pending || !self.session.client_output().is_empty()) && !self.ready.client_write;
         (r, w)
     }
 
@@ -253,10 +260,15 @@ impl<S> HttpConn<S> {
         }
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;
-            if self.ready.client_read && self.session.wants_client_read() {
-                match self.read_client(now, shard, io.r) {
+            let decrypted = self.tls.as_mut().is_some_and(|t| t.readable());
+            if (self.ready.client_read || decrypted) && self.session.wants_client_read() {
+                let read = match self.tls.is_some() {
+                    true => self.read_tls_client(ctx, io.r),
+                    false => self.read_client(now, shard, io.r),
+                };
+                match read {
                     Ok(n) => progress |= n > 0,
-                    Err(()) => return After::Close { reset: true },
+                    Err(reset) => return After::Close { reset },
                 }
             }
             self.settle(ctx, shard, io);
@@ -313,6 +325,9 @@ impl<S> HttpConn<S> {
             self.connect_next(ctx, shard, io, None);
         }
         self.session.check_timers(now);
+        if self.session.phase() == Phase::Closed {
+            self.tls_timed_out(ctx);
+        }
         // A tunnel, or a message stalled mid-stream, silent for `idle_timeout_ms`.
         if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
             && now.saturating_sub(self.last_active_ms) >= ctx.snapshot.server.idle_timeout_ms
@@ -392,7 +407,7 @@ impl<S> HttpConn<S> {
         now: u64,
         shard: &mut HttpShard<S>,
         r: &mut R,
-    ) -> Result<usize, ()> {
+    ) -> Result<usize, bool> {
         let client = &self.client;
         let mut scratch = std::mem::take(&mut shard.scratch);
         scratch.clear();
@@ -420,7 +435,7 @@ impl<S> HttpConn<S> {
                     Ok(0)
                 }
                 ErrorKind::Interrupted => Ok(0),
-                _ => Err(()),
+                _ => Err(true),
             },
         }
     }
@@ -430,6 +445,9 @@ impl<S> HttpConn<S> {
         ctx: &ShardCtx,
         r: &mut R,
     ) -> Result<bool, ()> {
+        if self.tls.is_some() {
+            return self.write_tls_client(ctx, r);
+        }
         let out = self.session.client_output();
         if out.is_empty() || !self.ready.client_write {
             return Ok(false);
@@ -438,13 +456,18 @@ impl<S> HttpConn<S> {
         // follows sends them and the FIN in one segment, one wake-up for the client.
         let last = self.session.output_is_last();
         let n = write_some(r, &self.client, out, last, &mut self.ready.client_write)?;
+        self.client_wrote(ctx, n);
+        Ok(n > 0)
+    }
+
+    /// `n` bytes of the session's output went out (or, over TLS, to rustls).
+    fn client_wrote(&mut self, ctx: &ShardCtx, n: usize) {
         let counted = n.min(self.out_counted);
         self.out_counted -= counted;
         if let Some(ex) = &self.exchange {
             count_bytes(ctx, ex, false, n - counted);
         }
         self.session.client_wrote(n);
-        Ok(n > 0)
     }
 
     fn write_backend<R: Reactor<Sock = S>>(
@@ -541,7 +564,7 @@ impl<S> HttpConn<S> {
     }
 
     fn forward_fins<R: Reactor<Sock = S>>(&mut self, r: &mut R) {
-        if self.session.fin_to_client() && !self.shut_client {
+        if self.session.fin_to_client() && !self.shut_client && self.tls_closed(r) {
             self.shut_client = true;
             r.shutdown(&self.client);
         }

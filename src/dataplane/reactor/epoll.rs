@@ -175,6 +175,10 @@ impl Reactor for Epoll {
         sys::recv_into(sock, buf, max)
     }
 
+    fn recv_slice(&mut self, sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+        std::io::Read::read(&mut &*sock, buf)
+    }
+
     fn send(&mut self, sock: &Socket, data: &[u8], more: bool) -> io::Result<usize> {
         calls::send(sock, data, more)
     }

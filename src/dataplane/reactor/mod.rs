@@ -102,6 +102,9 @@ pub trait Reactor {
     fn connect_result(&mut self, sock: &Self::Sock) -> io::Result<bool>;
     /// Receive at most `max` bytes, appended to `buf`. `Ok(0)`: end of stream.
     fn recv(&mut self, sock: &Self::Sock, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+    /// Receive into `buf` (at most its length). `Ok(0)`: end of stream. For readers
+    /// that own their buffer (rustls reads ciphertext this way).
+    fn recv_slice(&mut self, sock: &Self::Sock, buf: &mut [u8]) -> io::Result<usize>;
     /// Send what the socket takes of `data`; `more`: the final partial segment waits
     /// for what follows (`MSG_MORE`).
     fn send(&mut self, sock: &Self::Sock, data: &[u8], more: bool) -> io::Result<usize>;

@@ -322,6 +322,32 @@ impl Uring {
     }
 }
 
+/// Hand at most `max` stashed bytes of `st` to `put` (one receive's, in order), or
+/// the stashed end of stream or failure; `None` when nothing is stashed.
+fn take_stashed(
+    ring: &mut Ring,
+    st: &mut SockState,
+    max: usize,
+    put: impl FnOnce(&[u8]),
+) -> Option<io::Result<usize>> {
+    Some(match st.stash.front_mut()? {
+        Stashed::Bytes { buf, offset, len } => {
+            let n = (*len).min(max as u32);
+            put(ring.bytes(buf, *offset, n));
+            *offset += n;
+            *len -= n;
+            if *len == 0 {
+                if let Some(Stashed::Bytes { buf, .. }) = st.stash.pop_front() {
+                    ring.recycle(buf);
+                }
+            }
+            Ok(n as usize)
+        }
+        Stashed::End => Ok(0),
+        Stashed::Failed(e) => Err(io::Error::from_raw_os_error(*e)),
+    })
+}
+
 impl Reactor for Uring {
     type Sock = USock;
 
@@ -485,26 +511,10 @@ impl Reactor for Uring {
     }
 
     fn recv(&mut self, sock: &USock, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let ring = &mut self.ring;
         let st = &mut self.socks[sock.slot as usize];
-        match st.stash.front_mut() {
-            Some(Stashed::Bytes {
-                buf: b,
-                offset,
-                len,
-            }) => {
-                let n = (*len).min(max as u32);
-                buf.extend_from_slice(self.ring.bytes(b, *offset, n));
-                *offset += n;
-                *len -= n;
-                if *len == 0 {
-                    if let Some(Stashed::Bytes { buf: b, .. }) = st.stash.pop_front() {
-                        self.ring.recycle(b);
-                    }
-                }
-                Ok(n as usize)
-            }
-            Some(Stashed::End) => Ok(0),
-            Some(Stashed::Failed(e)) => Err(io::Error::from_raw_os_error(*e)),
+        match take_stashed(ring, st, max, |b| buf.extend_from_slice(b)) {
+            Some(r) => r,
             None if st.reading != 0 || st.drained => Err(ErrorKind::WouldBlock.into()),
             None => {
                 // A short read empties the socket: the next waits for a receive armed
@@ -512,6 +522,20 @@ impl Reactor for Uring {
                 // (a receive is not an edge: it completes on what is already there).
                 let n = sys::recv_into(&sock.sock, buf, max)?;
                 st.drained = n < max;
+                Ok(n)
+            }
+        }
+    }
+
+    fn recv_slice(&mut self, sock: &USock, buf: &mut [u8]) -> io::Result<usize> {
+        let ring = &mut self.ring;
+        let st = &mut self.socks[sock.slot as usize];
+        match take_stashed(ring, st, buf.len(), |b| buf[..b.len()].copy_from_slice(b)) {
+            Some(r) => r,
+            None if st.reading != 0 || st.drained => Err(ErrorKind::WouldBlock.into()),
+            None => {
+                let n = std::io::Read::read(&mut &sock.sock, buf)?;
+                st.drained = n < buf.len();
                 Ok(n)
             }
         }

@@ -16,6 +16,7 @@ mod tcp;
 use super::http::{HttpConn, HttpShard};
 use super::keys::{Keys, Owner};
 use super::reactor::{Event, ListenId, Reactor, Token};
+use super::tls::TlsSide;
 use super::ShardCtx;
 use crate::config::Mode;
 use crate::io::sys::Pipe;
@@ -276,7 +277,10 @@ impl<R: Reactor> Shard<R> {
                     None => return self.io.close(sock, false),
                 }
             }
-            _ if self.ctx.admit_http(&front, self.live) => Err(listeners),
+            _ if self.ctx.admit_http(&front, self.live) => match self.tls_for(&front) {
+                Ok(tls) => Err((listeners, tls)),
+                Err(()) => return self.io.close(sock, false),
+            },
             _ => return self.io.close(sock, false),
         };
         let idx = self.insert();
@@ -289,12 +293,34 @@ impl<R: Reactor> Shard<R> {
         let tcp = conn.is_ok();
         self.slots[idx as usize].conn = Some(match conn {
             Ok(link) => Conn::Tcp(TcpConn::new(link, sock, key)),
-            Err(listeners) => Conn::Http(HttpConn::new(sock, key, peer, &listeners, &self.ctx)),
+            Err((listeners, tls)) => {
+                Conn::Http(HttpConn::new(sock, key, peer, &listeners, tls, &self.ctx))
+            }
         });
         match (watched, tcp) {
             (false, _) => self.close(idx, false),
             (true, true) => self.tcp_connect_next(idx),
             (true, false) => self.pump_http(idx),
+        }
+    }
+
+    /// The TLS side of a new connection through `front`, when it terminates TLS;
+    /// `Err` when it should and cannot (the client is closed, never served in clear).
+    fn tls_for(&self, front: &Front) -> Result<Option<Box<TlsSide>>, ()> {
+        let config = match front {
+            Front::Https => self.ctx.snapshot.https.as_ref().map(|h| &h.tls).ok_or(())?,
+            Front::Service(s) => match &s.tls {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+            Front::Http => return Ok(None),
+        };
+        match TlsSide::new(config) {
+            Ok(t) => Ok(Some(Box::new(t))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a TLS connection");
+                Err(())
+            }
         }
     }
 

@@ -125,8 +125,10 @@ impl Session {
             }
             let _ = write!(
                 out,
-                "{}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: {}\r\n",
-                fwd.client_ip, fwd.listen_port
+                "{}\r\nX-Forwarded-Proto: {}\r\nX-Forwarded-Port: {}\r\n",
+                fwd.client_ip,
+                if fwd.https { "https" } else { "http" },
+                fwd.listen_port
             );
         }
         out.extend_from_slice(b"\r\n");

@@ -88,6 +88,8 @@ pub struct Tunnel {
 pub struct Forward<'a> {
     pub client_ip: IpAddr,
     pub listen_port: u16,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
     /// `Set-Cookie` to add to the response: cookie name and server id.
     pub set_cookie: Option<(&'a str, &'a str)>,
     /// The backend connection came from the pool: a failure before the response may

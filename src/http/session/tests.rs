@@ -15,6 +15,7 @@ fn fwd(reused: bool) -> Forward<'static> {
     Forward {
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         listen_port: 80,
+        https: false,
         set_cookie: None,
         reused,
     }

@@ -206,6 +206,13 @@ impl Reactor for Sim {
         self.world.net.recv(sock.0, buf, max)
     }
 
+    fn recv_slice(&mut self, sock: &SimSock, buf: &mut [u8]) -> io::Result<usize> {
+        let mut v = Vec::with_capacity(buf.len());
+        let n = self.world.net.recv(sock.0, &mut v, buf.len())?;
+        buf[..n].copy_from_slice(&v);
+        Ok(n)
+    }
+
     fn send(&mut self, sock: &SimSock, data: &[u8], more: bool) -> io::Result<usize> {
         self.world.net.send(sock.0, data, more)
     }

@@ -1,0 +1,158 @@
+//! What the control thread keeps of TLS across snapshots: one set of ticket keys for
+//! the process (a client resumes on any shard, after any reload), and each server
+//! configuration built, by its certificate files and settings, with a fingerprint of
+//! those files so that a change is seen (once a second) and an unchanged set is not
+//! read again at every Marathon update.
+
+use crate::config::TlsConfig;
+use crate::tls::certs;
+use rustls::server::ProducesTickets;
+use rustls::ServerConfig;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    /// Empty: the generated self-signed certificate.
+    paths: Vec<PathBuf>,
+    tls: TlsConfig,
+}
+
+struct Built {
+    fingerprint: u64,
+    config: Arc<ServerConfig>,
+    /// Asked for by the build in progress: kept by [`TlsRegistry::sweep`].
+    used: bool,
+}
+
+#[derive(Default)]
+pub struct TlsRegistry {
+    tickets: Option<Arc<dyn ProducesTickets>>,
+    built: HashMap<Key, Built>,
+    self_signed: Option<Arc<certs::CertSet>>,
+}
+
+impl std::fmt::Debug for TlsRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsRegistry")
+            .field("configs", &self.built.len())
+            .finish()
+    }
+}
+
+impl TlsRegistry {
+    /// The server configuration for the certificates at `paths` (none: a generated
+    /// self-signed one) with `tls`'s settings. When the files cannot be read or are
+    /// wrong: with `keep_old`, the configuration built from them before, if there is
+    /// one (the error is logged); else the error, naming the file.
+    pub fn config(
+        &mut self,
+        paths: &[PathBuf],
+        tls: &TlsConfig,
+        keep_old: bool,
+    ) -> Result<Arc<ServerConfig>, String> {
+        let key = Key {
+            paths: paths.to_vec(),
+            tls: tls.clone(),
+        };
+        match self.read(&key) {
+            Ok(Some((fingerprint, config))) => {
+                let built = Built {
+                    fingerprint,
+                    config: Arc::clone(&config),
+                    used: true,
+                };
+                self.built.insert(key, built);
+                Ok(config)
+            }
+            Ok(None) => {
+                let b = self.built.get_mut(&key).expect("read says it is built");
+                b.used = true;
+                Ok(Arc::clone(&b.config))
+            }
+            Err(e) => match self.built.get_mut(&key).filter(|_| keep_old) {
+                Some(b) => {
+                    tracing::error!("{e}; the certificates read before stay in use");
+                    b.used = true;
+                    // Not read again until the files change again.
+                    if let Ok(f) = certs::fingerprint(&key.paths) {
+                        b.fingerprint = f;
+                    }
+                    Ok(Arc::clone(&b.config))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// `Ok(None)`: what was built for `key` is current. Else a new configuration and
+    /// the fingerprint of the files it was read from.
+    fn read(&mut self, key: &Key) -> Result<Option<(u64, Arc<ServerConfig>)>, String> {
+        let fingerprint = if key.paths.is_empty() {
+            0
+        } else {
+            certs::fingerprint(&key.paths).map_err(|e| e.to_string())?
+        };
+        if self
+            .built
+            .get(key)
+            .is_some_and(|b| b.fingerprint == fingerprint)
+        {
+            return Ok(None);
+        }
+        let set = if key.paths.is_empty() {
+            self.self_signed()?
+        } else {
+            let set = Arc::new(certs::load(&key.paths).map_err(|e| e.to_string())?);
+            tracing::info!(files = ?key.paths, certificates = set.len(), "certificates loaded");
+            set
+        };
+        let tickets = self.tickets()?;
+        let config = crate::tls::server::server_config(set, &key.tls, &tickets)
+            .map_err(|e| format!("TLS settings: {e}"))?;
+        Ok(Some((fingerprint, config)))
+    }
+
+    fn tickets(&mut self) -> Result<Arc<dyn ProducesTickets>, String> {
+        if let Some(t) = &self.tickets {
+            return Ok(Arc::clone(t));
+        }
+        let t = crate::tls::server::tickets().map_err(|e| format!("TLS ticket keys: {e}"))?;
+        self.tickets = Some(Arc::clone(&t));
+        Ok(t)
+    }
+
+    /// The certificate used where none is configured: generated once per process, as
+    /// Marathon-LB does, and said loudly.
+    fn self_signed(&mut self) -> Result<Arc<certs::CertSet>, String> {
+        if let Some(s) = &self.self_signed {
+            return Ok(Arc::clone(s));
+        }
+        let set = Arc::new(certs::self_signed(&[]).map_err(|e| e.to_string())?);
+        tracing::warn!(
+            "no certificate configured: TLS is served with a generated self-signed \
+             certificate that no client trusts; set [tls] certificates"
+        );
+        self.self_signed = Some(Arc::clone(&set));
+        Ok(set)
+    }
+
+    /// Whether a certificate file changed (or vanished, or appeared) since it was read.
+    pub fn stale(&self) -> bool {
+        self.built.iter().any(|(k, b)| {
+            !k.paths.is_empty() && certs::fingerprint(&k.paths).ok() != Some(b.fingerprint)
+        })
+    }
+
+    /// Start a build: what it does not ask for is forgotten by [`TlsRegistry::sweep`].
+    pub fn begin(&mut self) {
+        for b in self.built.values_mut() {
+            b.used = false;
+        }
+    }
+
+    pub fn sweep(&mut self) {
+        self.built.retain(|_, b| b.used);
+    }
+}

@@ -1,0 +1,102 @@
+//! The client's side of an HTTP connection over TLS: ciphertext from the socket to
+//! rustls, plaintext from rustls to the session, and back. The session cannot tell it
+//! from a clear-text client but for `X-Forwarded-Proto: https`.
+
+use super::{HttpConn, READ_BYTES};
+use crate::dataplane::reactor::Reactor;
+use crate::dataplane::tls::Pulled;
+use crate::dataplane::ShardCtx;
+use std::io::ErrorKind;
+
+impl<S> HttpConn<S> {
+    /// Read what the client sent through TLS; `Err(reset)` ends the connection (a
+    /// failed handshake ends with rustls's alert and a FIN, not a reset).
+    pub(super) fn read_tls_client<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        r: &mut R,
+    ) -> Result<usize, bool> {
+        let tls = self.tls.as_mut().expect("a TLS connection");
+        let counters = &ctx.stats().tls;
+        if self.ready.client_read {
+            match tls.pull(r, &self.client, counters) {
+                // After the client's FIN, reading goes on until the end is read.
+                Ok(Pulled::Blocked) => self.ready.client_read = self.ready.client_hup,
+                Ok(Pulled::Full) => {}
+                Ok(Pulled::Eof) => self.ready.client_read = false,
+                Err(why) => {
+                    tracing::debug!(client = %self.peer, ?why, "TLS failed");
+                    // The alert rustls queued, if the socket takes it; then a FIN.
+                    let _ = tls.push(r, &self.client);
+                    return Err(false);
+                }
+            }
+        }
+        let now = ctx.now_ms;
+        let res = self
+            .session
+            .client_read(now, |buf| tls.plaintext(buf, READ_BYTES));
+        match res {
+            Ok(0) => {
+                self.ready.client_read = false;
+                self.session.client_closed();
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Err(_) => Err(true),
+        }
+    }
+
+    /// Hand the session's output to rustls and send what rustls has (the handshake's
+    /// messages, records, alerts).
+    pub(super) fn write_tls_client<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        r: &mut R,
+    ) -> Result<bool, ()> {
+        let tls = self.tls.as_mut().expect("a TLS connection");
+        let out = self.session.client_output();
+        let taken = if out.is_empty() {
+            0
+        } else {
+            tls.write_plain(out)
+        };
+        let mut progress = taken > 0;
+        if self.ready.client_write && tls.pending() {
+            match tls.push(r, &self.client) {
+                Ok(all) => self.ready.client_write = all,
+                Err(_) => return Err(()),
+            }
+            progress = true;
+        }
+        if taken > 0 {
+            self.client_wrote(ctx, taken);
+        }
+        Ok(progress)
+    }
+
+    /// Over TLS, the FIN waits until `close_notify` and everything before it is sent;
+    /// in clear text it may go at once.
+    pub(super) fn tls_closed<R: Reactor<Sock = S>>(&mut self, r: &mut R) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return true;
+        };
+        tls.close_notify();
+        if self.ready.client_write {
+            match tls.push(r, &self.client) {
+                Ok(all) => self.ready.client_write = all,
+                // The client is gone: nothing more can reach it.
+                Err(_) => return true,
+            }
+        }
+        !tls.pending()
+    }
+
+    /// A handshake still under way when the connection's timers closed it.
+    pub(super) fn tls_timed_out(&mut self, ctx: &ShardCtx) {
+        if let Some(tls) = self.tls.as_mut().filter(|t| t.handshaking()) {
+            tls.timed_out(&ctx.stats().tls);
+        }
+    }
+}

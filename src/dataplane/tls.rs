@@ -1,0 +1,242 @@
+//! The TLS side of a client connection: rustls's server state between the client's
+//! socket and the HTTP session. Ciphertext moves through the shard's reactor (rustls
+//! reads and writes through the two adapters below, so no byte is copied on the way
+//! in or out beyond what rustls itself does); plaintext moves to and from the
+//! [`Session`](crate::http::Session) exactly as a clear-text socket's bytes would.
+//! Written once, above the reactors.
+
+use super::reactor::Reactor;
+use crate::stats::{TlsCounters, TlsFailure};
+use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection};
+use std::io::{self, BufRead, ErrorKind, Read, Write};
+use std::sync::Arc;
+
+/// Ciphertext reads per call before yielding to other connections.
+const READS: usize = 8;
+
+/// Plaintext rustls holds for the client before it is encrypted and written: past
+/// this the session's output waits in the session (its own high-water mark holds).
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// A client's TLS connection.
+pub struct TlsSide {
+    conn: ServerConnection,
+    /// The handshake finished and was counted.
+    established: bool,
+    /// `close_notify` is queued.
+    closing: bool,
+    /// The client's end of stream (or close_notify) was read.
+    eof: bool,
+    /// ... and told to the session.
+    eof_told: bool,
+    failed: Option<TlsFailure>,
+}
+
+/// `Read` and `Write` over a socket of the reactor, for rustls.
+struct SockIo<'a, R: Reactor> {
+    r: &'a mut R,
+    sock: &'a R::Sock,
+}
+
+impl<R: Reactor> Read for SockIo<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r.recv_slice(self.sock, buf)
+    }
+}
+
+impl<R: Reactor> Write for SockIo<'_, R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.r.send(self.sock, buf, false)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a [`TlsSide::pull`] ended on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pulled {
+    /// The socket has nothing more now: readiness will say when.
+    Blocked,
+    /// rustls holds as much plaintext as it may, or the read budget ran out: the
+    /// socket may still have bytes.
+    Full,
+    /// The client's end of stream.
+    Eof,
+}
+
+impl TlsSide {
+    pub fn new(config: &Arc<ServerConfig>) -> Result<TlsSide, rustls::Error> {
+        let mut conn = ServerConnection::new(Arc::clone(config))?;
+        conn.set_buffer_limit(Some(SEND_BUFFER));
+        Ok(TlsSide {
+            conn,
+            established: false,
+            closing: false,
+            eof: false,
+            eof_told: false,
+            failed: None,
+        })
+    }
+
+    /// Ciphertext already read from the client (a ClientHello peeked to route the
+    /// connection): fed to rustls as if just received.
+    #[allow(dead_code)] // for the SNI peek of `[https] listen`
+    pub fn feed(&mut self, mut bytes: &[u8], counters: &TlsCounters) -> Result<(), TlsFailure> {
+        while !bytes.is_empty() {
+            match self.conn.read_tls(&mut bytes) {
+                Ok(0) => break,
+                Ok(_) => self.process(counters)?,
+                Err(_) => return Err(self.fail(TlsFailure::Protocol, counters)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and decrypt what the client sent, while rustls has room for it.
+    pub fn pull<R: Reactor>(
+        &mut self,
+        r: &mut R,
+        sock: &R::Sock,
+        counters: &TlsCounters,
+    ) -> Result<Pulled, TlsFailure> {
+        if let Some(f) = self.failed {
+            return Err(f);
+        }
+        for _ in 0..READS {
+            if self.eof {
+                return Ok(Pulled::Eof);
+            }
+            if !self.conn.wants_read() {
+                return Ok(Pulled::Full);
+            }
+            match self.conn.read_tls(&mut SockIo { r, sock }) {
+                Ok(0) => {
+                    self.eof = true;
+                    if self.conn.is_handshaking() {
+                        return Err(self.fail(TlsFailure::Closed, counters));
+                    }
+                }
+                Ok(_) => self.process(counters)?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Pulled::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A reset, or rustls's own "buffer full" (not reached: `wants_read`).
+                Err(_) => return Err(self.fail(TlsFailure::Closed, counters)),
+            }
+        }
+        Ok(Pulled::Full)
+    }
+
+    fn process(&mut self, counters: &TlsCounters) -> Result<(), TlsFailure> {
+        if let Err(e) = self.conn.process_new_packets() {
+            return Err(self.fail(failure_of(&e), counters));
+        }
+        if !self.established && !self.conn.is_handshaking() {
+            self.established = true;
+            let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
+            counters.handshakes[usize::from(resumed)].inc();
+            let v13 = self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+            counters.versions[usize::from(v13)].inc();
+        }
+        Ok(())
+    }
+
+    /// Count a failure once; rustls has queued the alert that tells the client, for
+    /// [`TlsSide::push`] to send before the close.
+    fn fail(&mut self, why: TlsFailure, counters: &TlsCounters) -> TlsFailure {
+        if self.failed.is_none() && !self.established {
+            counters.failures[why as usize].inc();
+        }
+        *self.failed.get_or_insert(why)
+    }
+
+    /// The handshake did not finish in time: counted (the caller closes).
+    pub fn timed_out(&mut self, counters: &TlsCounters) {
+        if !self.established {
+            self.fail(TlsFailure::Timeout, counters);
+        }
+    }
+
+    /// Decrypted bytes for the session, at most `max`, appended to `buf`. `Ok(0)`: the
+    /// client closed (with close_notify or without); `WouldBlock`: none yet.
+    pub fn plaintext(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let mut reader = self.conn.reader();
+        match reader.fill_buf() {
+            Ok([]) => {
+                self.eof_told = true;
+                Ok(0)
+            }
+            Ok(chunk) => {
+                let n = chunk.len().min(max);
+                buf.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
+                Ok(n)
+            }
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                self.eof_told = true;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Decrypted bytes wait for the session (or the client's end does): they are read
+    /// without waiting for the socket.
+    pub fn readable(&mut self) -> bool {
+        !self.eof_told
+            && !matches!(self.conn.reader().fill_buf(), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    }
+
+    /// Take plaintext for the client: how much rustls accepted (it encrypts once the
+    /// handshake is done).
+    pub fn write_plain(&mut self, data: &[u8]) -> usize {
+        if self.closing || self.failed.is_some() {
+            return 0;
+        }
+        self.conn.writer().write(data).unwrap_or(0)
+    }
+
+    /// Send what rustls has for the client: `Ok(true)` when nothing is left.
+    pub fn push<R: Reactor>(&mut self, r: &mut R, sock: &R::Sock) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut SockIo { r, sock }) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ciphertext waits to be sent.
+    pub fn pending(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// The response is complete and the connection ends: say so (`close_notify`)
+    /// before the FIN, as a TLS client expects.
+    pub fn close_notify(&mut self) {
+        if !self.closing && self.failed.is_none() {
+            self.closing = true;
+            self.conn.send_close_notify();
+        }
+    }
+
+    pub fn handshaking(&self) -> bool {
+        !self.established
+    }
+}
+
+/// The counter a rustls error falls under.
+fn failure_of(e: &rustls::Error) -> TlsFailure {
+    use rustls::InvalidMessage::InvalidContentType;
+    match e {
+        // The first byte was not a TLS record's: plain HTTP on a TLS port, say.
+        rustls::Error::InvalidMessage(InvalidContentType) => TlsFailure::NotTls,
+        rustls::Error::AlertReceived(_) => TlsFailure::Alert,
+        rustls::Error::General(m) if m.contains("certificate") => TlsFailure::NoCertificate,
+        _ => TlsFailure::Protocol,
+    }
+}

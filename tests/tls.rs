@@ -1,0 +1,397 @@
+//! TLS termination end to end, on both I/O backends: real clients (curl, `openssl
+//! s_client`, Python's `ssl`) against a real `sluice` serving certificates made at
+//! test time, to recording HTTP backends.
+
+mod common;
+
+use common::http::HttpServer;
+use common::tls::{curl_https, s_client, write_atomically, Pki};
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+
+both_io!(
+    https_routes_by_host_like_http_and_says_so_to_the_backend,
+    versions_alpn_and_resumption_with_openssl,
+    python_ssl_pipelining_and_large_bodies,
+    clients_that_do_not_speak_tls_are_closed_and_counted,
+    a_certificate_replaced_under_load_fails_no_request,
+    a_service_port_with_tls_and_the_self_signed_fallback,
+    redirect_to_https_lands_on_sluice_itself,
+);
+
+/// `[server]`, `[admin]`, `[http]` and `[https]` on OS-chosen ports, `[tls]` with
+/// `certs`, then `services`.
+fn config(io: &str, certs: &[&Path], http_extra: &str, services: &str) -> String {
+    let list: Vec<String> = certs
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &format!("[http]\nlisten = \"127.0.0.1:0\"\n{http_extra}\n")
+        + "[https]\nlisten = \"127.0.0.1:0\"\n"
+        + &format!("[tls]\ncertificates = [{}]\n", list.join(", "))
+        + services
+}
+
+/// An HTTP service routed by `vhosts` on the shared listeners.
+fn routed(name: &str, vhosts: &[&str], extra: &str, backend: SocketAddr) -> String {
+    let v: Vec<String> = vhosts.iter().map(|h| format!("\"{h}\"")).collect();
+    format!(
+        "[[service]]\nname = \"{name}\"\nmode = \"http\"\nvhosts = [{}]\n{extra}\nbackends = [\"{backend}\"]\n",
+        v.join(", ")
+    )
+}
+
+/// Requests on `[https] listen` are routed by Host as on `[http] listen`; the backend
+/// hears `X-Forwarded-Proto: https` and the TLS port; a keep-alive connection serves
+/// several requests over one handshake; the certificate matching the SNI name is the
+/// one served (a wildcard for a name under it).
+fn https_routes_by_host_like_http_and_says_so_to_the_backend(io: &str) {
+    let pki = Pki::new();
+    let shop = pki.write_leaf("shop.pem", &["shop.example", "*.shop.example"]);
+    let api = pki.write_leaf("api.pem", &["api.example"]);
+    let (a, b) = (HttpServer::start("shop"), HttpServer::start("api"));
+    let services = routed("shop", &["shop.example", "*.shop.example"], "", a.addr)
+        + &routed("api", &["api.example"], "", b.addr);
+    let lb = Sluice::start(&config(io, &[&shop, &api], "", &services));
+    let tls = lb.https();
+    let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/headers", &[]);
+    assert!(ok, "{err}");
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    assert!(
+        body.contains(&format!("x-forwarded-port: {}", tls.port())),
+        "{body}"
+    );
+    let (ok, body, err) = curl_https(&pki, tls, "api.example", "/", &[]);
+    assert!(ok, "{err}");
+    assert_eq!(body, "api");
+    let (ok, body, err) = curl_https(&pki, tls, "www.shop.example", "/", &[]);
+    assert!(ok, "the wildcard certificate for www.shop.example: {err}");
+    assert_eq!(body, "shop");
+    // Three requests, one connection, one handshake (curl reuses it).
+    let url = format!("https://shop.example:{}/x", tls.port());
+    let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/1", &[&url, &url]);
+    assert!(ok, "{err}");
+    assert_eq!(body, "shopshopshop");
+    assert!(err.is_empty() || !err.contains("error"), "{err}");
+    let admin = lb.admin();
+    let full = metric_where(admin, "sluice_tls_handshakes_total", "kind=\"full\"");
+    assert_eq!(full, 4.0, "one handshake per curl run");
+}
+
+/// TLS 1.2 and 1.3 each on request, ALPN http/1.1, and a session resumed from its
+/// ticket (`-sess_out` / `-sess_in`): counted as such on `/metrics`.
+fn versions_alpn_and_resumption_with_openssl(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let tls = lb.https();
+    let get = "GET / HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n";
+    let ca = pki.ca_file.display().to_string();
+    for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let out = s_client(
+            tls,
+            &[
+                "-servername",
+                "shop.example",
+                "-CAfile",
+                &ca,
+                flag,
+                "-alpn",
+                "http/1.1",
+            ],
+            get,
+        );
+        assert!(
+            out.contains(&format!("Protocol  : {version}"))
+                || out.contains(&format!(", {version},")),
+            "{out}"
+        );
+        assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+        assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+        assert!(
+            out.contains("\r\n\r\nshop") || out.ends_with("shop") || out.contains("\nshop"),
+            "{out}"
+        );
+    }
+    let sess = pki.dir.path().join("session");
+    let sess = sess.display().to_string();
+    let first = s_client(
+        tls,
+        &[
+            "-servername",
+            "shop.example",
+            "-CAfile",
+            &ca,
+            "-sess_out",
+            &sess,
+        ],
+        get,
+    );
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    let again = s_client(
+        tls,
+        &[
+            "-servername",
+            "shop.example",
+            "-CAfile",
+            &ca,
+            "-sess_in",
+            &sess,
+        ],
+        get,
+    );
+    assert!(again.contains("Reused, TLSv1.3"), "{again}");
+    let admin = lb.admin();
+    let resumed = metric_where(admin, "sluice_tls_handshakes_total", "kind=\"resumed\"");
+    assert_eq!(resumed, 1.0);
+    let v12 = metric_where(
+        admin,
+        "sluice_tls_handshake_versions_total",
+        "version=\"1.2\"",
+    );
+    assert_eq!(v12, 1.0);
+}
+
+/// Python's `ssl` through sluice: two requests pipelined in one write, a 4 MiB upload
+/// echoed back (large bodies both ways through the TLS layer), then a clean close.
+fn python_ssl_pipelining_and_large_bodies(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let tls = lb.https();
+    let script = r#"
+import socket, ssl, sys, hashlib
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20), server_hostname="shop.example")
+req = b"GET /a HTTP/1.1\r\nHost: shop.example\r\n\r\n" * 2
+s.sendall(req)
+body = bytes(range(256)) * (4 * 4096)
+s.sendall(b"POST /echo HTTP/1.1\r\nHost: shop.example\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+parts = got.split(b"HTTP/1.1 200 OK")
+assert len(parts) == 4, got[:300]
+assert parts[1].endswith(b"shop") and parts[2].endswith(b"shop"), got[:300]
+assert parts[3].endswith(body), len(parts[3])
+print("ok", hashlib.sha256(parts[3][-len(body):]).hexdigest()[:8])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &tls.port().to_string()])
+        .arg(&pki.ca_file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.starts_with("ok"), "{text}");
+}
+
+/// What is not TLS on the TLS port ends in a close, never an answer in clear text or
+/// a held slot, and is counted: a plain HTTP request, bytes that are no record, a
+/// handshake that stops halfway (closed at `header_timeout_ms`), one cut by the
+/// client's FIN. A ClientHello trickling in byte by byte still completes.
+fn clients_that_do_not_speak_tls_are_closed_and_counted(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "header_timeout_ms = 500", &services));
+    let tls = lb.https();
+    let admin = lb.admin();
+    let failures = |reason: &str| {
+        metric_where(
+            admin,
+            "sluice_tls_failures_total",
+            &format!("reason=\"{reason}\""),
+        )
+    };
+    // Plain HTTP: closed, with at most a TLS alert — never an HTTP answer.
+    let got = send_and_read(tls, b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+    assert!(
+        !got.starts_with(b"HTTP"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    wait_for("not_tls counted", || {
+        (failures("not_tls") == 1.0).then_some(())
+    });
+    // A record header claiming a handshake, then nonsense.
+    send_and_read(tls, b"\x16\x03\x01\x00\x05\xff\xff\xff\xff\xff");
+    wait_for("protocol counted", || {
+        (failures("protocol") >= 1.0).then_some(())
+    });
+    // Half a ClientHello, then silence: closed by the timer.
+    let hello = client_hello();
+    let mut s = connect(tls);
+    s.write_all(&hello[..hello.len() / 2]).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    wait_for("timeout counted", || {
+        (failures("timeout") == 1.0).then_some(())
+    });
+    // Half a ClientHello, then the client's FIN.
+    let mut s = connect(tls);
+    s.write_all(&hello[..hello.len() / 2]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = s.read_to_end(&mut rest);
+    wait_for("closed counted", || {
+        (failures("closed") == 1.0).then_some(())
+    });
+    // The whole ClientHello, one byte per write: the server's answer comes.
+    let mut s = connect(tls);
+    s.set_nodelay(true).unwrap();
+    for b in &hello {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x16, "a handshake record (ServerHello) answers");
+    // Nothing above held a connection: the shard's gauge drops back.
+    drop(s);
+    wait_for("connections closed", || {
+        (metric(admin, "sluice_shard_connections") == 0.0).then_some(())
+    });
+}
+
+/// Write `bytes`, then read until the server closes (bounded by the read timeout).
+fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got
+}
+
+/// A real ClientHello for `shop.example` (Python's ssl, through a memory BIO).
+fn client_hello() -> Vec<u8> {
+    let script = r#"
+import ssl, sys
+ctx = ssl.create_default_context()
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+s = ctx.wrap_bio(inc, out, server_hostname="shop.example")
+try:
+    s.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+sys.stdout.buffer.write(out.read())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stdout.len() > 100);
+    out.stdout
+}
+
+/// A certificate file replaced while curl loops: every request succeeds, and the new
+/// certificate is served within a few seconds (the once-a-second check).
+fn a_certificate_replaced_under_load_fails_no_request(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let tls = lb.https();
+    let served = |pki: &Pki| {
+        let (ok, out, err) = curl_https(pki, tls, "shop.example", "/", &["-w", "%{certs}"]);
+        assert!(ok, "{err}");
+        out
+    };
+    let before = served(&pki);
+    assert!(before.starts_with("shop") && before.contains("BEGIN CERTIFICATE"));
+    let (new_cert, new_key) = pki.leaf(&["shop.example"]);
+    write_atomically(&cert, &(new_cert.clone() + &new_key));
+    let first_line = new_cert.lines().nth(1).unwrap().to_owned();
+    wait_for("the new certificate served", || {
+        served(&pki).contains(&first_line).then_some(())
+    });
+    assert!(lb
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("certificate files changed")));
+}
+
+/// `tls = true` on a service's own port serves TLS there; with no certificate
+/// configured anywhere, a generated self-signed one, said loudly in the log.
+fn a_service_port_with_tls_and_the_self_signed_fallback(io: &str) {
+    let a = HttpServer::start("own");
+    let services = format!(
+        "[[service]]\nname = \"own\"\nmode = \"http\"\nlisten = \"127.0.0.1:0\"\ntls = true\nbackends = [\"{}\"]\n",
+        a.addr
+    );
+    let lb = Sluice::start(&(server(io, "") + &services));
+    let port = lb.addr("own");
+    let out = Command::new("curl")
+        .args([
+            "-sSk",
+            "--max-time",
+            "20",
+            &format!("https://127.0.0.1:{}/headers", port.port()),
+        ])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    assert!(lb
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("self-signed") && l.contains("WARN")));
+    // Without -k the certificate is not trusted: the handshake fails, counted.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("https://127.0.0.1:{}/", port.port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// `redirect_to_https = true`: plain HTTP gets a 301 to https, which sluice serves
+/// itself (no second redirect over TLS).
+fn redirect_to_https_lands_on_sluice_itself(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed(
+        "shop",
+        &["shop.example"],
+        "redirect_to_https = true",
+        a.addr,
+    );
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (http, tls) = (lb.http(), lb.https());
+    let mut s = TcpStream::connect(http).unwrap();
+    s.write_all(b"GET /p?q=1 HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 301"), "{answer}");
+    assert!(
+        answer.contains("Location: https://shop.example/p?q=1"),
+        "{answer}"
+    );
+    let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/p?q=1", &[]);
+    assert!(ok, "{err}");
+    assert_eq!(body, "shop");
+}
