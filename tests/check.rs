@@ -155,7 +155,10 @@ fn bad_enum_value_and_syntax_are_located() {
     let e = errors("[server\nworkers = 1\n");
     assert_eq!(e, ["FILE:1:8: unclosed table, expected `]`"]);
     let e = errors("[[service]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n");
-    assert_eq!(e, ["FILE:2:8: a tcp service needs listen"]);
+    assert_eq!(
+        e,
+        ["FILE:2:8: a tcp service needs listen (or sni, on [https] listen)"]
+    );
 }
 
 #[test]
@@ -549,5 +552,98 @@ fn table_size_below_the_backends_is_located_at_table_size() {
     assert_eq!(
         errors(&svc("table_size = 2\n")),
         ["FILE:4:14: table_size 2 is smaller than the number of backends (3)"]
+    );
+}
+
+/// `[https]`, `[tls]` and a service's TLS keys: what is refused, where.
+#[test]
+fn tls_settings_are_checked_with_positions() {
+    let text = "\
+[https]
+listen = \"127.0.0.1:8443\"
+[tls]
+min_version = \"1.1\"
+alpn = [\"h2\"]
+[[service]]
+name = \"db\"
+listen = \"127.0.0.1:5432\"
+tls = true
+backends = [\"127.0.0.1:1\"]
+[[service]]
+name = \"web\"
+mode = \"http\"
+vhosts = [\"shop.example\"]
+tls = true
+sni = [\"x.example\"]
+backends = [\"127.0.0.1:2\"]
+[[service]]
+name = \"pass\"
+sni = [\"db.example\", \"*.db.example\", \"bad name\"]
+backends = [\"127.0.0.1:3\"]
+[[service]]
+name = \"pass2\"
+listen = \"127.0.0.1:5433\"
+certificates = [\"/x.pem\"]
+backends = [\"127.0.0.1:4\"]
+";
+    assert_eq!(
+        errors(text),
+        [
+            "FILE:4:15: min_version must be \"1.2\" or \"1.3\", got \"1.1\"",
+            "FILE:5:9: alpn may name http/1.1 and http/1.0 (sluice speaks HTTP/1.x to clients), got \"h2\"",
+            "FILE:9:7: tls = true terminates TLS for an http service; a tcp service forwards TLS untouched (on its own listen, or by sni on [https] listen)",
+            "FILE:15:7: tls = true is for a service's own listen; vhosts are served over TLS on [https] listen",
+            "FILE:16:7: sni passes TLS connections of [https] listen through to a tcp service without a listen of its own",
+            "FILE:20:38: sni names a server: a host name (db.example) or *. and one (*.db.example), got \"bad name\"",
+            "FILE:25:16: certificates go with tls = true",
+        ]
+    );
+    // A name two services claim: the first keeps it.
+    let text = "[https]\nlisten = \"127.0.0.1:8443\"\n\
+                [[service]]\nname = \"a\"\nsni = [\"db.example\"]\nbackends = [\"127.0.0.1:3\"]\n\
+                [[service]]\nname = \"b\"\nsni = [\"*.x\", \"db.example\"]\nbackends = [\"127.0.0.1:4\"]\n";
+    assert_eq!(
+        errors(text),
+        ["FILE:8:8: sni \"db.example\" already passed to service \"a\" at 4:8"]
+    );
+    // A tcp service routed by sni needs [https] listen.
+    let text = "[[service]]\nname = \"p\"\nsni = [\"db.example\"]\nbackends = [\"127.0.0.1:3\"]\n";
+    assert_eq!(
+        errors(text),
+        ["FILE:2:8: service \"p\" is routed by sni on [https] listen, which is not set: nothing reaches it"]
+    );
+}
+
+/// A valid TLS configuration prints back as itself; `certificates` may be one string
+/// of comma-separated paths, as Marathon-LB's `--ssl-certs` takes them.
+#[test]
+fn tls_settings_print_back_as_themselves() {
+    let (code, out, err) = check(
+        "[https]\nlisten = \"127.0.0.1:8443\"\n[tls]\ncertificates = \"/a.pem, /etc/ssl/sluice/\"\n\
+         [[service]]\nname = \"own\"\nmode = \"http\"\nlisten = \"127.0.0.1:9443\"\ntls = true\n\
+         certificates = [\"/own.pem\"]\nbackends = [\"127.0.0.1:1\"]\n\
+         [[service]]\nname = \"pass\"\nsni = [\"DB.example\"]\nbackends = [\"127.0.0.1:2\"]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "listen = \"127.0.0.1:8443\"",
+        "certificates = [\"/a.pem\", \"/etc/ssl/sluice/\"]",
+        "min_version = \"1.2\"",
+        "alpn = [\"http/1.1\"]",
+        "tls = true",
+        "certificates = [\"/own.pem\"]",
+        "sni = [\"db.example\"]",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let (code2, out2, err2) = check(&body);
+    assert_eq!(code2, 0, "{err2}");
+    assert_eq!(
+        out2.lines().skip(1).collect::<Vec<_>>(),
+        body.lines().collect::<Vec<_>>()
     );
 }

@@ -11,6 +11,7 @@ mod tls;
 
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
+pub use tls::comma_paths;
 
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -165,6 +166,10 @@ pub struct TlsConfig {
     pub min_version: TlsVersion,
     /// Protocols offered by ALPN, in order of preference.
     pub alpn: Vec<String>,
+    /// Certificates Marathon labels add (`HAPROXY_{n}_SSL_CERT`), served on `[https]
+    /// listen` beside `certificates`. Not a file setting.
+    #[serde(skip)]
+    pub from_marathon: Vec<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -173,6 +178,7 @@ impl Default for TlsConfig {
             certificates: Vec::new(),
             min_version: TlsVersion::Tls12,
             alpn: vec!["http/1.1".into()],
+            from_marathon: Vec::new(),
         }
     }
 }
@@ -487,6 +493,22 @@ impl Config {
             h.forwarded_headers,
             h.pool_per_backend
         );
+        let paths = |list: &[PathBuf]| -> String {
+            let l: Vec<String> = list.iter().map(|p| q(&p.display().to_string())).collect();
+            l.join(", ")
+        };
+        if let Some(l) = self.https {
+            let _ = write!(out, "\n[https]\nlisten = {}\n", q(&l.to_string()));
+        }
+        let t = &self.tls;
+        let alpn: Vec<String> = t.alpn.iter().map(|p| q(p)).collect();
+        let _ = write!(
+            out,
+            "\n[tls]\ncertificates = [{}]\nmin_version = {}\nalpn = [{}]\n",
+            paths(&t.certificates),
+            word(&t.min_version),
+            alpn.join(", ")
+        );
         if let Some(a) = self.admin.listen {
             let _ = write!(out, "\n[admin]\nlisten = {}\n", q(&a.to_string()));
             if self.admin.token.is_some() {
@@ -573,6 +595,17 @@ impl Config {
                     q(&h.sticky_cookie),
                     h.redirect_to_https
                 );
+            }
+            if s.tls.terminate {
+                let _ = write!(
+                    out,
+                    "tls = true\ncertificates = [{}]\n",
+                    paths(&s.tls.certificates)
+                );
+            }
+            if !s.tls.sni.is_empty() {
+                let sni: Vec<String> = s.tls.sni.iter().map(|n| q(n)).collect();
+                let _ = writeln!(out, "sni = [{}]", sni.join(", "));
             }
             let _ = write!(out, "backends = [\n    {},\n]\n", backends.join(",\n    "));
         }

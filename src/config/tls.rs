@@ -20,7 +20,7 @@ pub(super) struct RawHttps {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
-    certificates: Option<Vec<Spanned<String>>>,
+    certificates: Option<Spanned<Certificates>>,
     min_version: Option<Spanned<String>>,
     alpn: Option<Vec<Spanned<String>>>,
 }
@@ -80,10 +80,55 @@ pub(super) fn validate_tls(raw: Option<RawTls>, errs: &mut Vec<ConfigError>) -> 
             .collect(),
     };
     TlsConfig {
-        certificates: paths(r.certificates.as_deref(), errs),
+        certificates: certificate_list(r.certificates, errs),
         min_version,
         alpn,
+        from_marathon: Vec::new(),
     }
+}
+
+/// `[tls] certificates`: a list, or one string of comma-separated paths as
+/// Marathon-LB's `--ssl-certs` takes them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Certificates {
+    List(Vec<String>),
+    Commas(String),
+}
+
+fn certificate_list(
+    raw: Option<Spanned<Certificates>>,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<PathBuf> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    let span = raw.span();
+    let (list, empty) = match raw.into_inner() {
+        Certificates::List(l) => {
+            let empty = l.iter().any(|p| p.trim().is_empty());
+            (l.into_iter().map(PathBuf::from).collect(), empty)
+        }
+        Certificates::Commas(s) => {
+            let list = comma_paths(&s);
+            let empty = list.is_empty();
+            (list, empty)
+        }
+    };
+    if empty {
+        errs.push(ConfigError::at(span, "a certificate path may not be empty"));
+    }
+    list
+}
+
+/// Comma-separated paths, as `HAPROXY_{n}_SSL_CERT` and Marathon-LB's `--ssl-certs`
+/// write them.
+pub fn comma_paths(list: &str) -> Vec<PathBuf> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Certificate paths: files or directories, each non-empty.

@@ -51,7 +51,12 @@ pub fn merge(
                 redirect_to_https: s.redirect_to_https,
                 ..HttpOptions::default()
             },
-            tls: ServiceTls::default(),
+            // TLS terminates on HTTP ports only: a TCP port's TLS passes through.
+            tls: ServiceTls {
+                terminate: s.bind_tls.is_some() && mode == Mode::Http,
+                certificates: s.bind_tls.clone().unwrap_or_default(),
+                sni: Vec::new(),
+            },
         };
         push(svc, &mut out);
     }

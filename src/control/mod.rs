@@ -247,6 +247,7 @@ impl Running {
                 .marathon_left_out
                 .store(conflicts.len() as u64, Relaxed);
             cfg.services = services;
+            cfg.tls.from_marathon = t.ssl_certs();
         }
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
@@ -297,6 +298,7 @@ impl Running {
         if let Some(t) = &self.marathon {
             let (services, conflicts) = merge::merge(&cfg.services, t);
             (full.services, left_out) = (services, conflicts.len() as u64);
+            full.tls.from_marathon = t.ssl_certs();
         }
         match self.registry.build(&full) {
             Ok(next) => {

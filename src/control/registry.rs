@@ -385,19 +385,34 @@ impl Registry {
         let https = config
             .https
             .filter(|_| !fronts_unbound.contains(HTTPS_FRONT));
-        let https = match https.map(|_| {
-            self.tls
-                .config(&config.tls.certificates, &config.tls, !strict)
-        }) {
-            Some(Ok(c)) => Some(c),
-            Some(Err(e)) => {
+        let https = https.and_then(|_| match self.https_config(&config.tls, strict) {
+            Ok(c) => Some(c),
+            Err(e) => {
                 errors.push(format!("{HTTPS_FRONT}: {e}"));
                 fronts_unbound.insert(HTTPS_FRONT);
                 None
             }
-            None => None,
-        };
+        });
         (of_service, https)
+    }
+
+    /// `[https] listen`'s configuration: `[tls] certificates` and those Marathon labels
+    /// add. When the labels' cannot be used (and the build is lenient), the file's
+    /// alone: one app's bad certificate does not take the TLS port down.
+    fn https_config(
+        &mut self,
+        tls: &config::TlsConfig,
+        strict: bool,
+    ) -> Result<Arc<rustls::ServerConfig>, String> {
+        let mut paths = tls.certificates.clone();
+        paths.extend(tls.from_marathon.iter().cloned());
+        match self.tls.config(&paths, tls, !strict) {
+            Err(e) if !strict && !tls.from_marathon.is_empty() => {
+                tracing::error!("{e}; [https] listen serves [tls] certificates alone");
+                self.tls.config(&tls.certificates, tls, false)
+            }
+            r => r,
+        }
     }
 
     /// Whether a certificate file in use changed since it was read: the caller builds

@@ -52,9 +52,15 @@ impl TlsRegistry {
         tls: &TlsConfig,
         keep_old: bool,
     ) -> Result<Arc<ServerConfig>, String> {
+        // The settings that shape a configuration; the lists of paths are `paths`.
+        let settings = TlsConfig {
+            certificates: Vec::new(),
+            from_marathon: Vec::new(),
+            ..tls.clone()
+        };
         let key = Key {
             paths: paths.to_vec(),
-            tls: tls.clone(),
+            tls: settings,
         };
         match self.read(&key) {
             Ok(Some((fingerprint, config))) => {

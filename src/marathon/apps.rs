@@ -10,6 +10,7 @@ use crate::config::{Balance, HashKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// What the translation needs from `[marathon]`.
 #[derive(Debug, Clone)]
@@ -66,6 +67,12 @@ pub struct AppService {
     pub sticky: bool,
     /// `HAPROXY_{n}_REDIRECT_TO_HTTPS=true`.
     pub redirect_to_https: bool,
+    /// `HAPROXY_{n}_SSL_CERT`: certificates (comma-separated paths) added to those
+    /// served on `[https] listen`, as Marathon-LB adds them to its :443 `bind`.
+    pub ssl_certs: Vec<PathBuf>,
+    /// `HAPROXY_{n}_BIND_OPTIONS` with `ssl`: TLS on the service's own port, with the
+    /// certificates its `crt` options name (none: `[tls] certificates`).
+    pub bind_tls: Option<Vec<PathBuf>>,
     pub backends: Vec<TaskBackend>,
 }
 
@@ -86,6 +93,19 @@ pub struct Vip {
 pub struct Translation {
     pub services: Vec<AppService>,
     pub vips: Vec<(Vip, Vec<TaskBackend>)>,
+}
+
+impl Translation {
+    /// Every `HAPROXY_{n}_SSL_CERT` certificate, once, in the order first named.
+    pub fn ssl_certs(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for p in self.services.iter().flat_map(|s| &s.ssl_certs) {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
 }
 
 /// Task health remembered between refreshes: task id → alive, for tasks whose results
@@ -187,6 +207,20 @@ pub fn translate(
     out.services
         .sort_by(|a, b| a.listen.cmp(&b.listen).then(a.name.cmp(&b.name)));
     Ok(out)
+}
+
+/// HAProxy `bind` options: with `ssl`, the files of their `crt` options.
+fn bind_tls(options: &str) -> Option<Vec<PathBuf>> {
+    let words: Vec<&str> = options.split_whitespace().collect();
+    if !words.contains(&"ssl") {
+        return None;
+    }
+    let crts = words
+        .windows(2)
+        .filter(|w| w[0] == "crt")
+        .map(|w| PathBuf::from(w[1]))
+        .collect();
+    Some(crts)
 }
 
 fn label<'a>(labels: &'a Value, key: &str) -> Option<&'a str> {
@@ -428,6 +462,10 @@ fn translate_app(
             path,
             sticky: flag("STICKY"),
             redirect_to_https: flag("REDIRECT_TO_HTTPS"),
+            ssl_certs: label(labels, &key("SSL_CERT"))
+                .map(crate::config::comma_paths)
+                .unwrap_or_default(),
+            bind_tls: label(labels, &key("BIND_OPTIONS")).and_then(bind_tls),
             backends,
         });
     }

@@ -322,3 +322,46 @@ fn vip_addresses_stay_inside_the_network() {
         );
     }
 }
+
+/// `HAPROXY_{n}_SSL_CERT` adds certificates to `[https] listen` (Marathon-LB adds them
+/// to its :443 `bind`); `HAPROXY_{n}_BIND_OPTIONS` with `ssl` terminates TLS on the
+/// service's own port with its `crt` files; other bind options are not TLS.
+#[test]
+fn tls_labels() {
+    let body = json!({"apps": [{
+        "id": "/shop",
+        "labels": {
+            "HAPROXY_GROUP": "external",
+            "HAPROXY_0_VHOST": "shop.example",
+            "HAPROXY_0_SSL_CERT": "/etc/ssl/shop.pem, /etc/ssl/www.pem",
+            "HAPROXY_1_MODE": "http",
+            "HAPROXY_1_BIND_OPTIONS": "ssl crt /etc/ssl/own.pem crt /etc/ssl/more/ alpn http/1.1",
+            "HAPROXY_2_BIND_OPTIONS": "ciphers AES128+EECDH no-sslv3",
+        },
+        "portDefinitions": [{"port": 10000}, {"port": 10001}, {"port": 10002}],
+        "tasks": [{"id": "s.1", "host": "10.1.1.1", "ports": [31001, 31002, 31003]}],
+    }, {
+        "id": "/blog",
+        "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "blog.example",
+                   "HAPROXY_0_SSL_CERT": "/etc/ssl/www.pem"},
+        "portDefinitions": [{"port": 10010}],
+        "tasks": [{"id": "b.1", "host": "10.1.1.2", "ports": [32000]}],
+    }]})
+    .to_string();
+    let t = run(body.as_bytes(), "external");
+    let p = |s: &str| std::path::PathBuf::from(s);
+    assert_eq!(
+        t.services[0].ssl_certs,
+        [p("/etc/ssl/shop.pem"), p("/etc/ssl/www.pem")]
+    );
+    assert_eq!(
+        t.services[1].bind_tls.as_deref(),
+        Some(&[p("/etc/ssl/own.pem"), p("/etc/ssl/more/")][..])
+    );
+    assert_eq!(t.services[2].bind_tls, None);
+    assert_eq!(
+        t.ssl_certs(),
+        [p("/etc/ssl/shop.pem"), p("/etc/ssl/www.pem")],
+        "each certificate once, in the order first named"
+    );
+}
