@@ -332,7 +332,8 @@ fn a_service_port_with_tls_and_the_self_signed_fallback(io: &str) {
         "[[service]]\nname = \"own\"\nmode = \"http\"\nlisten = \"127.0.0.1:0\"\ntls = true\nbackends = [\"{}\"]\n",
         a.addr
     );
-    let lb = Sluice::start(&(server(io, "") + &services));
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let lb = Sluice::start(&(server(io, "") + admin + &services));
     let port = lb.addr("own");
     let out = Command::new("curl")
         .args([
@@ -365,6 +366,30 @@ fn a_service_port_with_tls_and_the_self_signed_fallback(io: &str) {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // The service's FRONTEND row counts both in HAProxy's ssl_* columns.
+    let csv = |column: &str| -> String {
+        let text = Command::new("curl")
+            .args(["-s", &format!("http://{}/haproxy?stats;csv", lb.admin())])
+            .output()
+            .unwrap()
+            .stdout;
+        let text = String::from_utf8(text).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let at = header.iter().position(|h| *h == column).unwrap();
+        let row = lines.find(|l| l.starts_with("own,FRONTEND,")).unwrap();
+        row.split(',').nth(at).unwrap().to_owned()
+    };
+    wait_for("the failed handshake counted", || {
+        (csv("ssl_failed_handshake") == "1").then_some(())
+    });
+    assert_eq!(csv("ssl_sess"), "1");
+    assert_eq!(csv("ssl_reused_sess"), "0");
 }
 
 /// `redirect_to_https = true`: plain HTTP gets a 301 to https, which sluice serves

@@ -205,6 +205,12 @@ fn service_rows(out: &mut String, f: &ServiceFigures, iid: usize, limit: u32) {
         .set("conn_tot", fr.stot)
         .set("mode", f.mode);
     http_columns(&mut front, fr.http.as_ref());
+    if let Some(t) = &fr.tls {
+        front
+            .set("ssl_sess", t.ssl_sess)
+            .set("ssl_reused_sess", t.ssl_reused_sess)
+            .set("ssl_failed_handshake", t.ssl_failed_handshake);
+    }
     front.write(out);
     for (sid, s) in f.servers.iter().enumerate() {
         let mut row = Row::new();

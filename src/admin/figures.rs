@@ -176,6 +176,17 @@ pub struct Row {
     /// FRONTEND and BACKEND of an HTTP service (the same figures: one per service).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpFigures>,
+    /// FRONTEND of a service terminating TLS on its port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFigures>,
+}
+
+/// HAProxy's `ssl_*` columns: handshakes done, of them resumed, and failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsFigures {
+    pub ssl_sess: u64,
+    pub ssl_reused_sess: u64,
+    pub ssl_failed_handshake: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,6 +287,11 @@ pub fn service(svc: &Service, tracks: &Tracks, now_ms: u64) -> ServiceFigures {
         bout: c.sum(|s| s.bytes_out.get()),
         dreq: Some(c.sum(|s| s.refused_limit.get())),
         http: http.clone(),
+        tls: svc.tls.is_some().then(|| TlsFigures {
+            ssl_sess: c.sum(|s| s.tls.handshakes.iter().map(|h| h.get()).sum()),
+            ssl_reused_sess: c.sum(|s| s.tls.handshakes[1].get()),
+            ssl_failed_handshake: c.sum(|s| s.tls.failures.iter().map(|f| f.get()).sum()),
+        }),
         ..Row::default()
     };
     let servers: Vec<Row> = (0..svc.backends.len())

@@ -6,7 +6,7 @@
 //! Written once, above the reactors.
 
 use super::reactor::Reactor;
-use crate::stats::{TlsCounters, TlsFailure};
+use crate::stats::{PerShard, ServiceCounters, TlsCounters, TlsFailure};
 use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection};
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -30,6 +30,17 @@ pub struct TlsSide {
     /// ... and told to the session.
     eof_told: bool,
     failed: Option<TlsFailure>,
+    /// The counters of the service whose own port this is (`tls = true`), counted
+    /// beside the shard's.
+    service: Option<Arc<PerShard<ServiceCounters>>>,
+}
+
+/// Where a connection's TLS outcomes are counted: the shard's counters (and the
+/// connection's service's, on that shard).
+#[derive(Clone, Copy)]
+pub struct Count<'a> {
+    pub shard: &'a TlsCounters,
+    pub id: usize,
 }
 
 /// `Read` and `Write` over a socket of the reactor, for rustls.
@@ -67,7 +78,10 @@ pub enum Pulled {
 }
 
 impl TlsSide {
-    pub fn new(config: &Arc<ServerConfig>) -> Result<TlsSide, rustls::Error> {
+    pub fn new(
+        config: &Arc<ServerConfig>,
+        service: Option<Arc<PerShard<ServiceCounters>>>,
+    ) -> Result<TlsSide, rustls::Error> {
         let mut conn = ServerConnection::new(Arc::clone(config))?;
         conn.set_buffer_limit(Some(SEND_BUFFER));
         Ok(TlsSide {
@@ -77,18 +91,19 @@ impl TlsSide {
             eof: false,
             eof_told: false,
             failed: None,
+            service,
         })
     }
 
     /// Ciphertext already read from the client (a ClientHello peeked to route the
     /// connection): fed to rustls as if just received.
     #[allow(dead_code)] // for the SNI peek of `[https] listen`
-    pub fn feed(&mut self, mut bytes: &[u8], counters: &TlsCounters) -> Result<(), TlsFailure> {
+    pub fn feed(&mut self, mut bytes: &[u8], c: Count<'_>) -> Result<(), TlsFailure> {
         while !bytes.is_empty() {
             match self.conn.read_tls(&mut bytes) {
                 Ok(0) => break,
-                Ok(_) => self.process(counters)?,
-                Err(_) => return Err(self.fail(TlsFailure::Protocol, counters)),
+                Ok(_) => self.process(c)?,
+                Err(_) => return Err(self.fail(TlsFailure::Protocol, c)),
             }
         }
         Ok(())
@@ -99,7 +114,7 @@ impl TlsSide {
         &mut self,
         r: &mut R,
         sock: &R::Sock,
-        counters: &TlsCounters,
+        c: Count<'_>,
     ) -> Result<Pulled, TlsFailure> {
         if let Some(f) = self.failed {
             return Err(f);
@@ -115,46 +130,51 @@ impl TlsSide {
                 Ok(0) => {
                     self.eof = true;
                     if self.conn.is_handshaking() {
-                        return Err(self.fail(TlsFailure::Closed, counters));
+                        return Err(self.fail(TlsFailure::Closed, c));
                     }
                 }
-                Ok(_) => self.process(counters)?,
+                Ok(_) => self.process(c)?,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Pulled::Blocked),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // A reset, or rustls's own "buffer full" (not reached: `wants_read`).
-                Err(_) => return Err(self.fail(TlsFailure::Closed, counters)),
+                Err(_) => return Err(self.fail(TlsFailure::Closed, c)),
             }
         }
         Ok(Pulled::Full)
     }
 
-    fn process(&mut self, counters: &TlsCounters) -> Result<(), TlsFailure> {
+    fn process(&mut self, c: Count<'_>) -> Result<(), TlsFailure> {
         if let Err(e) = self.conn.process_new_packets() {
-            return Err(self.fail(failure_of(&e), counters));
+            return Err(self.fail(failure_of(&e), c));
         }
         if !self.established && !self.conn.is_handshaking() {
             self.established = true;
             let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
-            counters.handshakes[usize::from(resumed)].inc();
             let v13 = self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
-            counters.versions[usize::from(v13)].inc();
+            c.shard.handshake(resumed, v13);
+            if let Some(s) = &self.service {
+                s.shard(c.id).tls.handshake(resumed, v13);
+            }
         }
         Ok(())
     }
 
     /// Count a failure once; rustls has queued the alert that tells the client, for
     /// [`TlsSide::push`] to send before the close.
-    fn fail(&mut self, why: TlsFailure, counters: &TlsCounters) -> TlsFailure {
+    fn fail(&mut self, why: TlsFailure, c: Count<'_>) -> TlsFailure {
         if self.failed.is_none() && !self.established {
-            counters.failures[why as usize].inc();
+            c.shard.failure(why);
+            if let Some(s) = &self.service {
+                s.shard(c.id).tls.failure(why);
+            }
         }
         *self.failed.get_or_insert(why)
     }
 
     /// The handshake did not finish in time: counted (the caller closes).
-    pub fn timed_out(&mut self, counters: &TlsCounters) {
+    pub fn timed_out(&mut self, c: Count<'_>) {
         if !self.established {
-            self.fail(TlsFailure::Timeout, counters);
+            self.fail(TlsFailure::Timeout, c);
         }
     }
 

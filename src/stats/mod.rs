@@ -119,6 +119,8 @@ pub struct ServiceCounters {
     pub bytes_out: Counter,
     /// HTTP responses by class: `[0]` other, `[1]` 1xx … `[5]` 5xx.
     pub responses: [Counter; 6],
+    /// TLS terminated on the service's own port (`tls = true`).
+    pub tls: TlsCounters,
     /// HTTP: from a request head's arrival to its response's end.
     pub response_latency: Histogram,
     /// The same as an HdrHistogram (µs), published by the shard once a second.
@@ -185,6 +187,17 @@ pub struct TlsCounters {
     pub failures: [Counter; TlsFailure::COUNT],
     /// Connections of `[https] listen` passed through untouched by SNI.
     pub passthrough: Counter,
+}
+
+impl TlsCounters {
+    pub fn handshake(&self, resumed: bool, v13: bool) {
+        self.handshakes[usize::from(resumed)].inc();
+        self.versions[usize::from(v13)].inc();
+    }
+
+    pub fn failure(&self, why: TlsFailure) {
+        self.failures[why as usize].inc();
+    }
 }
 
 /// Why a TLS handshake (or a connection on a TLS port) failed.

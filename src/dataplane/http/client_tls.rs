@@ -4,7 +4,7 @@
 
 use super::{HttpConn, READ_BYTES};
 use crate::dataplane::reactor::Reactor;
-use crate::dataplane::tls::Pulled;
+use crate::dataplane::tls::{Count, Pulled};
 use crate::dataplane::ShardCtx;
 use std::io::ErrorKind;
 
@@ -17,7 +17,10 @@ impl<S> HttpConn<S> {
         r: &mut R,
     ) -> Result<usize, bool> {
         let tls = self.tls.as_mut().expect("a TLS connection");
-        let counters = &ctx.stats().tls;
+        let counters = Count {
+            shard: &ctx.stats().tls,
+            id: ctx.id,
+        };
         if self.ready.client_read {
             match tls.pull(r, &self.client, counters) {
                 // After the client's FIN, reading goes on until the end is read.
@@ -96,7 +99,10 @@ impl<S> HttpConn<S> {
     /// A handshake still under way when the connection's timers closed it.
     pub(super) fn tls_timed_out(&mut self, ctx: &ShardCtx) {
         if let Some(tls) = self.tls.as_mut().filter(|t| t.handshaking()) {
-            tls.timed_out(&ctx.stats().tls);
+            tls.timed_out(Count {
+                shard: &ctx.stats().tls,
+                id: ctx.id,
+            });
         }
     }
 }

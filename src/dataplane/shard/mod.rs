@@ -307,15 +307,18 @@ impl<R: Reactor> Shard<R> {
     /// The TLS side of a new connection through `front`, when it terminates TLS;
     /// `Err` when it should and cannot (the client is closed, never served in clear).
     fn tls_for(&self, front: &Front) -> Result<Option<Box<TlsSide>>, ()> {
-        let config = match front {
-            Front::Https => self.ctx.snapshot.https.as_ref().map(|h| &h.tls).ok_or(())?,
+        let (config, service) = match front {
+            Front::Https => (
+                self.ctx.snapshot.https.as_ref().map(|h| &h.tls).ok_or(())?,
+                None,
+            ),
             Front::Service(s) => match &s.tls {
-                Some(c) => c,
+                Some(c) => (c, Some(Arc::clone(&s.counters))),
                 None => return Ok(None),
             },
             Front::Http => return Ok(None),
         };
-        match TlsSide::new(config) {
+        match TlsSide::new(config, service) {
             Ok(t) => Ok(Some(Box::new(t))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start a TLS connection");
