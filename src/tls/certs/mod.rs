@@ -1,18 +1,20 @@
 //! The certificate store: certificates and keys read the way HAProxy reads
 //! `crt <file|dir>` ([`load`]), or one generated for `[https]` without certificates
 //! ([`self_signed`]); chosen per handshake by SNI ([`CertSet`] is rustls's
-//! `ResolvesServerCert`).
+//! `ResolvesServerCert`); checked for `sluice check` ([`inspect`]).
 //!
 //! Everything here runs on the control thread except [`CertSet::select`], which a
 //! handshake calls: it takes no lock and allocates nothing, because the lookup tables
 //! are built once, at load. A set is all or nothing: any bad file fails the whole
 //! load, so a reload that meets one keeps the set in use.
 
+mod inspect;
 mod load;
 mod names;
 #[cfg(test)]
 mod testkit;
 
+pub use inspect::{inspect, Check, Finding, Severity, EXPIRY_WARNING_DAYS};
 pub use load::{load, MAX_DIR_FILES, MAX_FILE_BYTES};
 
 use names::Lookup;
@@ -70,7 +72,8 @@ pub struct CertSet {
     lookup: Lookup,
 }
 
-/// What is known of one loaded certificate chain: for metrics and logs.
+/// What is known of one loaded certificate chain: for metrics, logs and
+/// [`inspect`].
 #[derive(Debug, Clone)]
 pub struct CertInfo {
     file: PathBuf,
@@ -78,11 +81,15 @@ pub struct CertInfo {
     chain: Vec<ChainCert>,
 }
 
-/// One certificate of a chain, as far as sluice needs it.
+/// One certificate of a chain, as far as the checks need it.
 #[derive(Debug, Clone)]
 struct ChainCert {
+    subject: String,
     not_before: i64,
     not_after: i64,
+    /// Whether this certificate's issuer is the next certificate's subject (true
+    /// for the last one).
+    issued_by_next: bool,
 }
 
 impl CertInfo {
@@ -369,6 +376,7 @@ mod tests {
             handshake(set.clone(), der.clone(), Some("localhost"), ""),
             der
         );
+        assert!(inspect(&set, SystemTime::now()).is_empty());
 
         let names = ["edge.example".to_string(), "*.edge.example".to_string()];
         let set = self_signed(&names).unwrap();

@@ -32,9 +32,14 @@ pub(super) fn parse_chain(
     let names = served_names(&parsed[0])?;
     let facts = parsed
         .iter()
-        .map(|cert| ChainCert {
+        .enumerate()
+        .map(|(i, cert)| ChainCert {
+            subject: cert.subject().to_string(),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
+            issued_by_next: parsed.get(i + 1).map_or(true, |next| {
+                cert.issuer().as_raw() == next.subject().as_raw()
+            }),
         })
         .collect();
     Ok((names, facts))

@@ -9,6 +9,7 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use std::path::{Path, PathBuf};
+use x509_parser::time::ASN1Time;
 
 /// A certificate authority that signs leaves (and intermediates).
 pub struct Ca {
@@ -71,8 +72,19 @@ impl Ca {
         }
     }
 
+    /// A CA signed by this one.
+    pub fn intermediate(&self, cn: &str) -> Ca {
+        Ca {
+            issuer: CertifiedIssuer::signed_by(ca_params(cn), key(), &self.issuer).unwrap(),
+        }
+    }
+
     pub fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
     }
 
     /// A server certificate for `names` (DNS names or IP addresses).
@@ -84,6 +96,14 @@ impl Ca {
     pub fn leaf_with_cn(&self, names: &[&str], cn: &str) -> Leaf {
         let mut p = params(names);
         p.distinguished_name.push(DnType::CommonName, cn);
+        self.sign(p)
+    }
+
+    /// A server certificate for `names` valid between two Unix times.
+    pub fn leaf_valid(&self, names: &[&str], not_before: i64, not_after: i64) -> Leaf {
+        let mut p = params(names);
+        p.not_before = ASN1Time::from_timestamp(not_before).unwrap().to_datetime();
+        p.not_after = ASN1Time::from_timestamp(not_after).unwrap().to_datetime();
         self.sign(p)
     }
 
