@@ -444,6 +444,7 @@ mod tests {
         }
         let err = load(std::slice::from_ref(&crowded)).unwrap_err();
         assert!(matches!(err, CertError::TooManyFiles { .. }), "{err}");
+        assert!(super::super::fingerprint(&[crowded]).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The certificate store: certificates and keys read the way HAProxy reads
 //! `crt <file|dir>` ([`load`]), or one generated for `[https]` without certificates
 //! ([`self_signed`]); chosen per handshake by SNI ([`CertSet`] is rustls's
-//! `ResolvesServerCert`); checked for `sluice check` ([`inspect`]).
+//! `ResolvesServerCert`); checked for `sluice check` ([`inspect`]); watched for
+//! changes ([`fingerprint`]).
 //!
 //! Everything here runs on the control thread except [`CertSet::select`], which a
 //! handshake calls: it takes no lock and allocates nothing, because the lookup tables
@@ -13,9 +14,11 @@ mod load;
 mod names;
 #[cfg(test)]
 mod testkit;
+mod watch;
 
 pub use inspect::{inspect, Check, Finding, Severity, EXPIRY_WARNING_DAYS};
 pub use load::{load, MAX_DIR_FILES, MAX_FILE_BYTES};
+pub use watch::fingerprint;
 
 use names::Lookup;
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
