@@ -139,6 +139,16 @@ impl CertSet {
         &self.certs
     }
 
+    /// How many certificates the set holds.
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    /// Never true: a set holds at least its default certificate.
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+
     /// The index in [`Self::certificates`] of the certificate for `server_name`:
     /// an exact name, else a wildcard one label up, else the first certificate.
     pub fn index_for(&self, server_name: Option<&str>) -> usize {
@@ -383,6 +393,7 @@ mod tests {
 
         let names = ["edge.example".to_string(), "*.edge.example".to_string()];
         let set = self_signed(&names).unwrap();
+        assert_eq!((set.len(), set.is_empty()), (1, false));
         assert_eq!(set.certificates()[0].names(), names);
         assert_eq!(set.index_for(Some("a.edge.example")), 0);
         let err = self_signed(&["bücher.example".to_string()]).unwrap_err();
