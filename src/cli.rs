@@ -159,6 +159,16 @@ fn check_file(path: &Path) -> ExitCode {
             for w in warnings {
                 eprintln!("{w}");
             }
+            let (errors, warnings) = crate::tls::check(&cfg);
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            if !errors.is_empty() {
+                for e in errors {
+                    eprintln!("sluice: {e}");
+                }
+                return ExitCode::FAILURE;
+            }
             println!(
                 "# {}: valid, {} service(s)",
                 path.display(),

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub http: Arc<HttpFront>,
     /// `[https] listen`, when set (and bound).
     pub https: Option<Arc<HttpsFront>>,
+    /// The certificates served, for their expiry on `/metrics`.
+    pub certificates: Arc<[CertExpiry]>,
     /// Set on SIGTERM/SIGINT: stop accepting, finish what is established.
     pub draining: bool,
 }
@@ -44,6 +46,15 @@ pub enum Front {
     /// The shared TLS listener: terminated with [`HttpsFront::tls`], then routed as
     /// [`Front::Http`]; or passed through untouched by SNI.
     Https,
+}
+
+/// A certificate in use and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertExpiry {
+    pub file: String,
+    /// The first name it serves.
+    pub name: String,
+    pub not_after_unix: i64,
 }
 
 /// What `[https] listen` serves.

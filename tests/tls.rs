@@ -20,6 +20,8 @@ both_io!(
     a_certificate_replaced_under_load_fails_no_request,
     a_service_port_with_tls_and_the_self_signed_fallback,
     redirect_to_https_lands_on_sluice_itself,
+    sni_passthrough_reaches_a_tls_backend_untouched,
+    a_peeked_hello_reaches_the_backend_byte_for_byte,
 );
 
 /// `[server]`, `[admin]`, `[http]` and `[https]` on OS-chosen ports, `[tls]` with
@@ -277,11 +279,16 @@ fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 /// A real ClientHello for `shop.example` (Python's ssl, through a memory BIO).
 fn client_hello() -> Vec<u8> {
+    client_hello_for("shop.example")
+}
+
+/// A real ClientHello naming `name`.
+fn client_hello_for(name: &str) -> Vec<u8> {
     let script = r#"
 import ssl, sys
 ctx = ssl.create_default_context()
 inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-s = ctx.wrap_bio(inc, out, server_hostname="shop.example")
+s = ctx.wrap_bio(inc, out, server_hostname=sys.argv[1])
 try:
     s.do_handshake()
 except ssl.SSLWantReadError:
@@ -289,7 +296,7 @@ except ssl.SSLWantReadError:
 sys.stdout.buffer.write(out.read())
 "#;
     let out = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", script, name])
         .output()
         .unwrap();
     assert!(out.status.success() && out.stdout.len() > 100);
@@ -419,4 +426,182 @@ fn redirect_to_https_lands_on_sluice_itself(io: &str) {
     let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/p?q=1", &[]);
     assert!(ok, "{err}");
     assert_eq!(body, "shop");
+}
+
+/// `sluice check` reads the certificates a config names: a key that is not the
+/// certificate's, or an expired certificate, fails it with the file named; `sluice run`
+/// refuses to start on the first; a reload that brings one keeps the old
+/// configuration serving; a certificate file broken under a running sluice leaves the
+/// certificates read before in use.
+#[test]
+fn bad_certificates_are_refused_with_their_file() {
+    let pki = Pki::new();
+    let good = pki.write_leaf("good.pem", &["shop.example"]);
+    let (cert, _) = pki.leaf(&["shop.example"]);
+    let (_, other_key) = pki.leaf(&["shop.example"]);
+    let mismatched = pki.dir.path().join("mismatched.pem");
+    write_atomically(&mismatched, &(cert + &other_key));
+    let (old, old_key) = pki.leaf_until(&["shop.example"], 2001);
+    let expired = pki.dir.path().join("expired.pem");
+    write_atomically(&expired, &(old + &old_key));
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let check = |cert: &Path| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config("epoll", &[cert], "", &services)).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(check(&good).0, Some(0), "{}", check(&good).1);
+    for bad in [&mismatched, &expired] {
+        let (code, err) = check(bad);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(&bad.display().to_string()), "{err}");
+    }
+    // Start: refused, the file named.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config("epoll", &[&mismatched], "", &services)).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&mismatched.display().to_string()), "{err}");
+    // Reload: refused, the old certificate keeps serving.
+    let lb = Sluice::start(&config("epoll", &[&good], "", &services));
+    let tls = lb.https();
+    assert!(!lb.reload(&config("epoll", &[&mismatched], "", &services)));
+    let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/", &[]);
+    assert!(ok && body == "shop", "{err}");
+    // The file itself broken under the running process: logged, the old one serves.
+    std::fs::write(&good, "not a certificate").unwrap();
+    lb.wait_log("the bad file named", |l| {
+        l.contains(&good.display().to_string()) && l.contains("stay in use")
+    });
+    let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/", &[]);
+    assert!(ok && body == "shop", "{err}");
+}
+
+/// A tcp service with `sni` takes, untouched, the TLS connections of `[https] listen`
+/// that name its servers: the client completes its handshake with the backend
+/// (`openssl s_server`, its own certificate) and sees that certificate; other names on
+/// the same listener are terminated by sluice.
+fn sni_passthrough_reaches_a_tls_backend_untouched(io: &str) {
+    let pki = Pki::new();
+    let shop = pki.write_leaf("shop.pem", &["shop.example"]);
+    // The backend's certificate, from a CA of its own: only it can make curl trust
+    // the connection to db.example.
+    let backend_pki = Pki::new();
+    let (cert, key) = backend_pki.leaf(&["db.example"]);
+    let (cert_file, key_file) = (
+        backend_pki.dir.path().join("c.pem"),
+        backend_pki.dir.path().join("k.pem"),
+    );
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let port = free_port();
+    let mut s_server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+        ])
+        .arg(&cert_file)
+        .arg("-key")
+        .arg(&key_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("s_server listening", || {
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr)
+        + &format!(
+            "[[service]]\nname = \"db\"\nsni = [\"db.example\", \"*.db.example\"]\nbackends = [\"127.0.0.1:{port}\"]\n"
+        );
+    let lb = Sluice::start(&config(io, &[&shop], "", &services));
+    let tls = lb.https();
+    for host in ["db.example", "x.db.example"] {
+        let (ok, body, err) = curl_https(&backend_pki, tls, host, "/", &[]);
+        let _ = host;
+        if host == "db.example" {
+            assert!(ok, "{err}");
+            assert!(body.contains("s_server"), "the backend's own page: {body}");
+        } else {
+            // The backend's certificate does not name x.db.example: curl refuses it,
+            // which shows the certificate came from the backend, not from sluice.
+            assert!(!ok);
+            assert!(
+                err.contains("x.db.example") || err.contains("certificate"),
+                "{err}"
+            );
+        }
+    }
+    let (ok, body, err) = curl_https(&pki, tls, "shop.example", "/", &[]);
+    assert!(ok && body == "shop", "{err}");
+    let admin = lb.admin();
+    assert_eq!(metric(admin, "sluice_tls_passthrough_total"), 2.0);
+    let _ = s_server.kill();
+    let _ = s_server.wait();
+}
+
+/// A port no one listens on now (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The hello peeked to route a connection reaches the backend exactly as sent, even
+/// trickling in one byte per segment, and the bytes after it follow in order.
+fn a_peeked_hello_reaches_the_backend_byte_for_byte(io: &str) {
+    let pki = Pki::new();
+    let shop = pki.write_leaf("shop.pem", &["shop.example"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let b = Backend::spawn(move |mut c| {
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let _ = c.write_all(format!("got {}", got.len()).as_bytes());
+        let _ = tx.lock().unwrap().send(got);
+    });
+    let services = format!(
+        "[[service]]\nname = \"db\"\nsni = [\"db.example\"]\nbackends = [\"{}\"]\n",
+        b.addr
+    );
+    let lb = Sluice::start(&config(io, &[&shop], "", &services));
+    let mut sent = client_hello_for("db.example");
+    sent.extend_from_slice(b"\x17\x03\x03 and what follows the hello");
+    let mut s = connect(lb.https());
+    s.set_nodelay(true).unwrap();
+    for b in &sent {
+        s.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, format!("got {}", sent.len()));
+    let got = rx.recv_timeout(PATIENCE).unwrap();
+    assert!(
+        got == sent,
+        "the backend got other bytes than the client sent"
+    );
 }

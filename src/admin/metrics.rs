@@ -230,7 +230,17 @@ pub fn render(
                 .push((format!("shard=\"{i}\",code=\"{k}xx\""), n.get() as i64));
         }
     }
-    let tls = tls_families(shards);
+    let mut tls = Vec::from(tls_families(shards));
+    let mut expiry = Family::new(
+        "sluice_tls_certificate_not_after_seconds",
+        "gauge",
+        "When each certificate in use ends (Unix time), by file and first name.",
+    );
+    for c in snap.certificates.iter() {
+        let l = format!("file=\"{}\",name=\"{}\"", esc(&c.file), esc(&c.name));
+        expiry.samples.push((l, c.not_after_unix));
+    }
+    tls.push(expiry);
     let mut out = String::with_capacity(4096);
     for fam in f.iter().chain(&s).chain([&front]).chain(&tls) {
         fam.write(&mut out);

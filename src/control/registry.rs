@@ -339,6 +339,7 @@ impl Registry {
             fronts,
             http,
             https,
+            certificates: self.tls.in_use().into(),
             draining: false,
         };
         Ok((snapshot, errors))
@@ -434,6 +435,7 @@ impl Registry {
             fronts: Vec::new(),
             http: Arc::clone(&last.http),
             https: None,
+            certificates: Arc::clone(&last.certificates),
             draining: true,
         }
     }

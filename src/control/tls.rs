@@ -22,6 +22,7 @@ struct Key {
 struct Built {
     fingerprint: u64,
     config: Arc<ServerConfig>,
+    certs: Arc<certs::CertSet>,
     /// Asked for by the build in progress: kept by [`TlsRegistry::sweep`].
     used: bool,
 }
@@ -63,10 +64,11 @@ impl TlsRegistry {
             tls: settings,
         };
         match self.read(&key) {
-            Ok(Some((fingerprint, config))) => {
+            Ok(Some((fingerprint, config, certs))) => {
                 let built = Built {
                     fingerprint,
                     config: Arc::clone(&config),
+                    certs,
                     used: true,
                 };
                 self.built.insert(key, built);
@@ -94,7 +96,11 @@ impl TlsRegistry {
 
     /// `Ok(None)`: what was built for `key` is current. Else a new configuration and
     /// the fingerprint of the files it was read from.
-    fn read(&mut self, key: &Key) -> Result<Option<(u64, Arc<ServerConfig>)>, String> {
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &mut self,
+        key: &Key,
+    ) -> Result<Option<(u64, Arc<ServerConfig>, Arc<certs::CertSet>)>, String> {
         let fingerprint = if key.paths.is_empty() {
             0
         } else {
@@ -115,9 +121,9 @@ impl TlsRegistry {
             set
         };
         let tickets = self.tickets()?;
-        let config = crate::tls::server::server_config(set, &key.tls, &tickets)
+        let config = crate::tls::server::server_config(set.clone(), &key.tls, &tickets)
             .map_err(|e| format!("TLS settings: {e}"))?;
-        Ok(Some((fingerprint, config)))
+        Ok(Some((fingerprint, config, set)))
     }
 
     fn tickets(&mut self) -> Result<Arc<dyn ProducesTickets>, String> {
@@ -160,5 +166,22 @@ impl TlsRegistry {
 
     pub fn sweep(&mut self) {
         self.built.retain(|_, b| b.used);
+    }
+
+    /// Every certificate in use, once (by file and first name), for `/metrics`.
+    pub fn in_use(&self) -> Vec<crate::snapshot::CertExpiry> {
+        let mut out: Vec<crate::snapshot::CertExpiry> = Vec::new();
+        for c in self.built.values().flat_map(|b| b.certs.certificates()) {
+            let e = crate::snapshot::CertExpiry {
+                file: c.file().display().to_string(),
+                name: c.names().first().cloned().unwrap_or_default(),
+                not_after_unix: c.not_after_unix(),
+            };
+            if !out.iter().any(|o| o.file == e.file && o.name == e.name) {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| (&a.file, &a.name).cmp(&(&b.file, &b.name)));
+        out
     }
 }

@@ -61,6 +61,24 @@ impl ShardCtx {
         })
     }
 
+    /// A client of `[https] listen` (admitted there) passed through to `service` by
+    /// the server name of its ClientHello: now the service's.
+    pub fn passthrough(&self, service: &Arc<Service>, client: SocketAddr) -> Link {
+        let counters = service.counters.shard(self.id);
+        counters.accepted.inc();
+        counters.active.inc();
+        self.stats().tls.passthrough.inc();
+        Link {
+            service: Arc::clone(service),
+            client,
+            backend: 0,
+            attempt: Attempt::default(),
+            connected: false,
+            last_active_ms: self.now_ms,
+            picked_at: std::time::Instant::now(),
+        }
+    }
+
     /// Admit a new HTTP client that came through `front`, or refuse it when this shard
     /// holds its share of `max_connections`.
     pub fn admit_http(&self, front: &crate::snapshot::Front, live: usize) -> bool {

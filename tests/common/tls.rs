@@ -34,8 +34,15 @@ impl Pki {
 
     /// A leaf for `names` (the first is also its CN): `(certificate PEM, key PEM)`.
     pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        self.leaf_until(names, 2100)
+    }
+
+    /// A leaf valid from 2000 until the start of year `until` (in the past: expired).
+    pub fn leaf_until(&self, names: &[&str], until: i32) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
         params
             .distinguished_name
             .push(DnType::CommonName, names[0].clone());

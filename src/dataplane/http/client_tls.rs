@@ -6,7 +6,22 @@ use super::{HttpConn, READ_BYTES};
 use crate::dataplane::reactor::Reactor;
 use crate::dataplane::tls::{Count, Pulled};
 use crate::dataplane::ShardCtx;
+use crate::stats::TlsFailure;
+use crate::tls::hello::{self, Peek, MAX_PEEK_BYTES};
 use std::io::ErrorKind;
+
+/// What the peek at a ClientHello decided.
+pub(super) enum Sniffed {
+    /// Not all of it has arrived.
+    Wait,
+    /// Pass the connection to the TCP service of `[https] listen`'s SNI routes at
+    /// this index.
+    Route(usize),
+    /// Terminate TLS here (what was read is rustls's now).
+    Terminate,
+    /// The client left before its hello was complete.
+    Close,
+}
 
 impl<S> HttpConn<S> {
     /// Read what the client sent through TLS; `Err(reset)` ends the connection (a
@@ -104,5 +119,72 @@ impl<S> HttpConn<S> {
                 id: ctx.id,
             });
         }
+    }
+}
+
+impl<S> HttpConn<S> {
+    /// Read the start of the stream and peek at the ClientHello for its server name:
+    /// a name an SNI route names is passed through, anything else is terminated here
+    /// (a malformed hello or plain HTTP included: rustls then fails it, counted).
+    pub(super) fn sniff_hello<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        r: &mut R,
+    ) -> Sniffed {
+        let buf = self.sniff.as_mut().expect("sniffing");
+        let count = Count {
+            shard: &ctx.stats().tls,
+            id: ctx.id,
+        };
+        while self.ready.client_read && !self.sniff_eof && buf.len() < MAX_PEEK_BYTES {
+            match r.recv(&self.client, buf, MAX_PEEK_BYTES - buf.len()) {
+                // A FIN right behind a whole hello is a half-close, not a departure.
+                Ok(0) => self.sniff_eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.client_read = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    count.shard.failure(TlsFailure::Closed);
+                    return Sniffed::Close;
+                }
+            }
+        }
+        let routes = ctx.snapshot.https.as_ref().map(|h| &h.passthrough);
+        // Reassembly room for a hello split over records (rare: no allocation else).
+        let mut scratch = Vec::new();
+        let decided = match hello::peek(buf, &mut scratch) {
+            Peek::NeedMore if buf.len() < MAX_PEEK_BYTES => None,
+            Peek::Hello(h) => Some(
+                h.server_name
+                    .and_then(|name| routes?.route(name))
+                    .map_or(Sniffed::Terminate, Sniffed::Route),
+            ),
+            _ => Some(Sniffed::Terminate),
+        };
+        let Some(decided) = decided else {
+            if self.sniff_eof {
+                count.shard.failure(TlsFailure::Closed);
+                return Sniffed::Close;
+            }
+            return Sniffed::Wait;
+        };
+        if let Sniffed::Terminate = decided {
+            let bytes = self.sniff.take().expect("sniffing");
+            let tls = self.tls.as_mut().expect("a TLS connection");
+            if tls.feed(&bytes, count).is_err() {
+                let _ = tls.push(r, &self.client);
+                return Sniffed::Close;
+            }
+            // The socket may hold more: reading goes on as if nothing was peeked.
+            self.ready.client_read = true;
+        }
+        decided
+    }
+
+    /// The connection leaves HTTP for a TCP relay: its socket and key, the bytes read
+    /// so far (the hello), owed to the backend, and whether the client's FIN came too.
+    pub fn into_passthrough(mut self) -> (S, u32, Vec<u8>, bool) {
+        let bytes = self.sniff.take().unwrap_or_default();
+        (self.client, self.ckey, bytes, self.sniff_eof)
     }
 }

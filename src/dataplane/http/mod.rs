@@ -18,6 +18,7 @@ use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session, Tunnel};
 use crate::snapshot::{Front, Listeners, Service};
+use client_tls::Sniffed;
 use exchange::count_bytes;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -104,6 +105,11 @@ pub struct HttpConn<S> {
     pub session: Session,
     /// TLS between the client and the session (`[https] listen`, a `tls = true` port).
     tls: Option<Box<TlsSide>>,
+    /// `[https] listen` with SNI routes: the start of the stream, read while the
+    /// ClientHello is peeked (until then nothing reaches rustls).
+    sniff: Option<Vec<u8>>,
+    /// The client's FIN came while peeking.
+    sniff_eof: bool,
     exchange: Option<Exchange>,
     backend: Option<BackendSock<S>>,
     pub ready: Ready,
@@ -126,6 +132,10 @@ pub enum After {
     /// The session became a tunnel: the shard hands the connection to its TCP relay
     /// ([`HttpConn::into_tunnel`]).
     Tunnel,
+    /// The ClientHello names a server of `[https] listen`'s SNI routes: the shard
+    /// hands the connection, untouched, to that service's TCP relay
+    /// ([`HttpConn::into_passthrough`]).
+    Passthrough { service: usize },
 }
 
 /// A connection whose session became a tunnel, as the shard's TCP relay takes it.
@@ -145,6 +155,7 @@ impl<S> HttpConn<S> {
         peer: SocketAddr,
         front: &Arc<Listeners>,
         tls: Option<Box<TlsSide>>,
+        sniff: bool,
         ctx: &ShardCtx,
     ) -> HttpConn<S> {
         HttpConn {
@@ -156,6 +167,8 @@ impl<S> HttpConn<S> {
             local_port: front.local.port(),
             session: Session::new(ctx.snapshot.http.limits, ctx.now_ms),
             tls,
+            sniff: sniff.then(Vec::new),
+            sniff_eof: false,
             exchange: None,
             backend: None,
             ready: Ready {
@@ -181,6 +194,10 @@ impl<S> HttpConn<S> {
             }
         };
         snap.fronts.get(i)
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// Whether the connection wants to hear of the client becoming readable/writable.
@@ -257,6 +274,17 @@ impl<S> HttpConn<S> {
         let now = ctx.now_ms;
         if ctx.draining_since_ms.is_some() {
             self.session.stop_keep_alive();
+        }
+        if self.sniff.is_some() {
+            if self.session.phase() == Phase::Closed {
+                return After::Close { reset: false };
+            }
+            match self.sniff_hello(ctx, io.r) {
+                Sniffed::Wait => return After::Continue,
+                Sniffed::Close => return After::Close { reset: false },
+                Sniffed::Route(service) => return After::Passthrough { service },
+                Sniffed::Terminate => {}
+            }
         }
         for _ in 0..PUMP_ROUNDS {
             let mut progress = false;

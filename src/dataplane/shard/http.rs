@@ -44,6 +44,7 @@ impl<R: Reactor> Shard<R> {
         match after {
             After::Close { reset } => return self.close(idx, reset),
             After::Tunnel => return self.upgrade(idx),
+            After::Passthrough { service } => return self.pass_through(idx, service),
             After::Yield => self.yielded(idx),
             After::Continue => {}
         }
@@ -68,6 +69,23 @@ impl<R: Reactor> Shard<R> {
         let u = c.into_tunnel(&self.ctx, &mut self.http);
         slot.conn = Some(Conn::Tcp(TcpConn::upgraded(u)));
         self.tcp_pump_both(idx);
+    }
+
+    /// A TLS connection of `[https] listen` whose ClientHello names a server of the TCP
+    /// service at `service`: the same slot now holds that service's relay, the hello
+    /// owed to the backend it connects.
+    fn pass_through(&mut self, idx: u32, service: usize) {
+        let slot = &mut self.slots[idx as usize];
+        let svc = self.ctx.snapshot.services.get(service).cloned();
+        let (Some(svc), Some(Conn::Http(c))) = (svc, slot.conn.take()) else {
+            return self.close(idx, true);
+        };
+        let peer = c.peer();
+        let (client, ckey, hello, eof) = c.into_passthrough();
+        let link = self.ctx.passthrough(&svc, peer);
+        let relay = TcpConn::with_pending(link, client, ckey, hello, eof);
+        slot.conn = Some(Conn::Tcp(relay));
+        self.tcp_connect_next(idx);
     }
 
     /// The connection left the slab: its backend socket and counters, then its client.

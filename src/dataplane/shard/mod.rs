@@ -294,7 +294,18 @@ impl<R: Reactor> Shard<R> {
         self.slots[idx as usize].conn = Some(match conn {
             Ok(link) => Conn::Tcp(TcpConn::new(link, sock, key)),
             Err((listeners, tls)) => {
-                Conn::Http(HttpConn::new(sock, key, peer, &listeners, tls, &self.ctx))
+                // `[https] listen` peeks at the ClientHello when a service takes some
+                // server names untouched.
+                let sniff = matches!(front, Front::Https)
+                    && self
+                        .ctx
+                        .snapshot
+                        .https
+                        .as_ref()
+                        .is_some_and(|h| !h.passthrough.is_empty());
+                Conn::Http(HttpConn::new(
+                    sock, key, peer, &listeners, tls, sniff, &self.ctx,
+                ))
             }
         });
         match (watched, tcp) {

@@ -50,6 +50,15 @@ impl<S> TcpConn<S> {
         }
     }
 
+    /// A relay whose client already sent `bytes` (a ClientHello peeked on `[https]
+    /// listen`) and, with `eof`, its FIN: they go to the backend first, once connected.
+    pub fn with_pending(link: Link, client: S, ckey: u32, bytes: Vec<u8>, eof: bool) -> TcpConn<S> {
+        TcpConn {
+            up: Flow::with_pending(bytes, eof),
+            ..TcpConn::new(link, client, ckey)
+        }
+    }
+
     /// The relay an HTTP tunnel continues in: its sockets (and their keys), and the
     /// bytes each side is still owed.
     pub fn upgraded(u: Upgrade<S>) -> TcpConn<S> {
