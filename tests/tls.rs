@@ -22,7 +22,33 @@ both_io!(
     redirect_to_https_lands_on_sluice_itself,
     sni_passthrough_reaches_a_tls_backend_untouched,
     a_peeked_hello_reaches_the_backend_byte_for_byte,
+    wrk_over_https_has_no_errors,
 );
+
+/// wrk over HTTPS, keep-alive: every request answered, one handshake per connection.
+fn wrk_over_https_has_no_errors(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let url = format!("https://127.0.0.1:{}/", lb.https().port());
+    let out = Command::new("wrk")
+        .args(["-t1", "-c8", "-d1s", "-H", "Host: shop.example", &url])
+        .output()
+        .expect("wrk is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "{text}");
+    let requests: usize = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .map(|(n, _)| n.trim().parse().unwrap())
+        .unwrap();
+    assert!(requests > 8 && a.requests().len() >= requests, "{text}");
+    let full = metric_where(lb.admin(), "sluice_tls_handshakes_total", "kind=\"full\"");
+    assert!(full <= 8.0, "one handshake per connection, got {full}");
+}
 
 /// `[server]`, `[admin]`, `[http]` and `[https]` on OS-chosen ports, `[tls]` with
 /// `certs`, then `services`.
@@ -319,12 +345,38 @@ fn a_certificate_replaced_under_load_fails_no_request(io: &str) {
     };
     let before = served(&pki);
     assert!(before.starts_with("shop") && before.contains("BEGIN CERTIFICATE"));
+    // curl loops (each run a new connection and handshake) while the file changes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (stop, ca) = (std::sync::Arc::clone(&stop), pki.ca_file.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new("curl")
+                    .args(["-sS", "--max-time", "20", "--resolve"])
+                    .arg(format!("shop.example:{}:127.0.0.1", tls.port()))
+                    .arg("--cacert")
+                    .arg(&ca)
+                    .arg(format!("https://shop.example:{}/", tls.port()))
+                    .output()
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert!(out.status.success(), "{err}");
+                assert_eq!(out.stdout, b"shop");
+                runs += 1;
+            }
+            runs
+        })
+    };
     let (new_cert, new_key) = pki.leaf(&["shop.example"]);
     write_atomically(&cert, &(new_cert.clone() + &new_key));
     let first_line = new_cert.lines().nth(1).unwrap().to_owned();
     wait_for("the new certificate served", || {
         served(&pki).contains(&first_line).then_some(())
     });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs = looping.join().expect("no request failed");
+    assert!(runs > 0);
     assert!(lb
         .log_lines()
         .iter()

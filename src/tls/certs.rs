@@ -13,7 +13,7 @@ mod inspect;
 mod load;
 mod names;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod watch;
 
 pub use inspect::{inspect, Check, Finding, Severity, EXPIRY_WARNING_DAYS};
