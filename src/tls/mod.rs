@@ -3,7 +3,6 @@
 //! rustls's server side driven by the shard's own buffers.
 
 pub mod certs;
-pub mod hello;
 mod routes;
 pub mod server;
 
