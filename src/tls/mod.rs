@@ -3,6 +3,7 @@
 //! rustls's server side driven by the shard's own buffers.
 
 pub mod certs;
+pub mod hello;
 mod routes;
 pub mod server;
 
