@@ -39,7 +39,10 @@ fn wrk_over_https_has_no_errors(io: &str) {
         .expect("wrk is installed");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "{text}");
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "{text}"
+    );
     let requests: usize = text
         .lines()
         .find_map(|l| l.trim().split_once(" requests in "))

@@ -299,7 +299,11 @@ mod tests {
         fn wait(&mut self, _: u64, _: &mut Vec<Event<()>>) -> io::Result<()> {
             unimplemented!()
         }
-        fn listen(&mut self, _: &Arc<crate::snapshot::Listeners>, _: usize) -> io::Result<ListenId> {
+        fn listen(
+            &mut self,
+            _: &Arc<crate::snapshot::Listeners>,
+            _: usize,
+        ) -> io::Result<ListenId> {
             unimplemented!()
         }
         fn unlisten(&mut self, _: ListenId) {}
@@ -384,8 +388,16 @@ mod tests {
         let mut c = rustls::ClientConnection::new(client, name).unwrap();
         let mut side = TlsSide::new(&server, None).unwrap();
         let counters = TlsCounters::default();
-        let count = Count { shard: &counters, id: 0 };
-        let mut r = Mem { to_server: VecDeque::new(), to_client: VecDeque::new(), sizes, next: 0 };
+        let count = Count {
+            shard: &counters,
+            id: 0,
+        };
+        let mut r = Mem {
+            to_server: VecDeque::new(),
+            to_client: VecDeque::new(),
+            sizes,
+            next: 0,
+        };
         let (mut sent, mut echoed, mut back) = (0, 0, Vec::new());
         for _ in 0..100_000 {
             // rustls's client holds at most its buffer limit of plaintext.

@@ -10,6 +10,9 @@ use crate::stats::TlsFailure;
 use crate::tls::hello::{self, Peek, MAX_PEEK_BYTES};
 use std::io::ErrorKind;
 
+/// Peeks at an incomplete ClientHello before it is left to rustls.
+const MAX_PEEKS: u8 = 16;
+
 /// What the peek at a ClientHello decided.
 pub(super) enum Sniffed {
     /// Not all of it has arrived.
@@ -152,8 +155,13 @@ impl<S> HttpConn<S> {
         let routes = ctx.snapshot.https.as_ref().map(|h| &h.passthrough);
         // Reassembly room for a hello split over records (rare: no allocation else).
         let mut scratch = Vec::new();
+        self.sniff_peeks = self.sniff_peeks.saturating_add(1);
         let decided = match hello::peek(buf, &mut scratch) {
-            Peek::NeedMore if buf.len() < MAX_PEEK_BYTES => None,
+            // Each peek reads from the start: a hello cut in many tiny records over
+            // many segments would cost a peek per arrival. Past a few, rustls (which
+            // reads incrementally) takes it: such a connection is not routed by SNI
+            // (HAProxy routes only a hello whose first record holds it whole).
+            Peek::NeedMore if buf.len() < MAX_PEEK_BYTES && self.sniff_peeks < MAX_PEEKS => None,
             Peek::Hello(h) => Some(
                 h.server_name
                     .and_then(|name| routes?.route(name))
