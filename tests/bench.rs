@@ -3,7 +3,9 @@
 
 mod common;
 
+use common::tls::Pki;
 use common::*;
+use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -79,9 +81,11 @@ fn counts_match(mode: &str, extra: &[&str]) {
         "bad_response",
         "non_2xx",
         "other",
+        "tls_handshake",
     ] {
         assert_eq!(num(&r, &["errors", kind]), 0.0, "{kind}: {r}");
     }
+    assert!(r["tls"].is_null(), "no TLS figures without --tls: {r}");
     let p50 = num(&r, &["latency_us", "p50"]);
     let max = num(&r, &["latency_us", "max"]);
     assert!(p50 >= 1.0 && p50 <= max, "{r}");
@@ -169,7 +173,6 @@ fn refused_connections_are_counted() {
 
 #[test]
 fn garbage_is_a_bad_response() {
-    use std::io::Write;
     let b = Backend::spawn(|mut c| {
         let _ = c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
     });
@@ -244,4 +247,298 @@ fn host_header_is_the_target_or_the_one_given() {
         let head = b.requests()[0].head.clone();
         assert!(head.lines().any(|l| l.trim() == want), "{want:?} in {head}");
     }
+}
+
+/// A TLS server for the load generator: rustls's server on each accepted connection
+/// (a thread each, blocking), its certificate for `localhost` signed by `pki`'s CA at
+/// test time, answering every HTTP/1.1 request with `body_bytes` bytes and keeping
+/// the connection open unless the request says `Connection: close`. Counts requests in
+/// `served`; TLS 1.3 tickets and TLS 1.2 sessions by ticket, so clients can resume.
+fn tls_server(pki: &Pki, body_bytes: usize, served: Arc<AtomicUsize>) -> Backend {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = pki.leaf(&["localhost"]);
+    let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let response = Arc::new(
+        (format!("HTTP/1.1 200 OK\r\nContent-Length: {body_bytes}\r\n\r\n")
+            + &"x".repeat(body_bytes))
+            .into_bytes(),
+    );
+    Backend::spawn(move |c| {
+        let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, c);
+        serve_http(&mut tls, &response, &served);
+        tls.conn.send_close_notify();
+        let _ = tls.conn.complete_io(&mut tls.sock);
+    })
+}
+
+/// Answer requests on `s` with `response` until the client closes or asks to.
+fn serve_http(s: &mut (impl Read + Write), response: &[u8], served: &AtomicUsize) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < end + 4 + length {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..end + 4 + length);
+        served.fetch_add(1, Ordering::Relaxed);
+        if s.write_all(response).is_err() || s.flush().is_err() {
+            return;
+        }
+        if head.contains("connection: close") {
+            return;
+        }
+    }
+}
+
+/// A TLS run against a fresh [`tls_server`] with `connections` connections for 1 s;
+/// `extra` flags after the common ones. The report, requests served, connections
+/// accepted.
+fn tls_run(mode: &str, connections: usize, body_bytes: usize, extra: &[&str]) -> TlsRun {
+    let served = Arc::new(AtomicUsize::new(0));
+    let pki = Pki::new();
+    let b = tls_server(&pki, body_bytes, Arc::clone(&served));
+    let target = b.addr.to_string();
+    let n = connections.to_string();
+    let mut args = vec![
+        "--target",
+        &target,
+        "--tls",
+        "--insecure",
+        "--mode",
+        mode,
+        "--connections",
+        &n,
+        "--duration",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    let report = bench(&args);
+    TlsRun {
+        served: served.load(Ordering::Relaxed),
+        accepted: b.accepted(),
+        report,
+    }
+}
+
+struct TlsRun {
+    report: serde_json::Value,
+    served: usize,
+    accepted: usize,
+}
+
+impl TlsRun {
+    fn tls(&self, field: &str) -> f64 {
+        num(&self.report, &["tls", field])
+    }
+
+    fn requests(&self) -> f64 {
+        num(&self.report, &["requests"])
+    }
+
+    fn no_errors(&self) {
+        let errors = self.report["errors"].as_object().unwrap();
+        assert!(errors.values().all(|v| v == 0), "{}", self.report);
+    }
+}
+
+/// Close mode over TLS: every request on a connection of its own, each connection one
+/// full handshake (resumption off), what the server counted.
+#[test]
+fn tls_close_does_one_full_handshake_per_connection() {
+    let run = tls_run("close", 4, 5, &[]);
+    let (full, requests) = (run.tls("handshakes_full"), run.requests());
+    let r = &run.report;
+    run.no_errors();
+    assert!(requests > 20.0, "{r}");
+    assert_eq!(run.tls("handshakes_resumed"), 0.0, "{r}");
+    assert_eq!(run.tls("handshake_failures"), 0.0, "{r}");
+    // A handshake per request, but for the connections the run ended on (handshake
+    // done, response not yet in): one per client connection at most.
+    assert!(requests <= full && full <= requests + 4.0, "{r}");
+    assert!(
+        run.served as f64 >= requests && run.served as f64 <= requests + 4.0,
+        "{r}"
+    );
+    assert!(
+        run.accepted as f64 >= full,
+        "accepted {}: {r}",
+        run.accepted
+    );
+    assert_eq!(
+        num(r, &["tls", "versions", "1.3"]),
+        full,
+        "1.3 preferred: {r}"
+    );
+    let conns = num(r, &["connections_per_s"]) * num(r, &["duration_s"]);
+    assert!(
+        (conns - full).abs() <= 4.0,
+        "a TCP connection per handshake: {r}"
+    );
+    assert!(r["tls"]["sni"].is_null(), "no SNI to an IP target: {r}");
+    assert_eq!(num(r, &["tls", "handshakes_per_s"]), full, "over 1 s: {r}");
+}
+
+/// `--resume`: each thread's first connections do a full handshake, every one after
+/// resumes with a ticket (TLS 1.3) or the session (TLS 1.2) an earlier one received
+/// from the server, though a thread has more connections (12) than rustls's own cache
+/// keeps tickets for one server (8).
+#[test]
+fn tls_resume_makes_most_handshakes_resumed() {
+    for version in ["1.3", "1.2"] {
+        let run = tls_run(
+            "close",
+            24,
+            5,
+            &["--resume", "--threads", "2", "--tls-version", version],
+        );
+        let r = &run.report;
+        let (full, resumed) = (run.tls("handshakes_full"), run.tls("handshakes_resumed"));
+        run.no_errors();
+        assert!(full >= 2.0, "a full handshake per thread at least: {r}");
+        assert!(full <= 24.0, "no more than one per connection: {r}");
+        assert!(resumed > full, "most resumed: {r}");
+        assert_eq!(num(r, &["tls", "versions", version]), full + resumed, "{r}");
+        assert_eq!(r["tls"]["versions_offered"], serde_json::json!([version]));
+    }
+}
+
+/// Keepalive mode: one handshake per connection, then requests on it.
+#[test]
+fn tls_keepalive_does_one_handshake_per_connection() {
+    let run = tls_run("keepalive", 4, 5, &[]);
+    let r = &run.report;
+    run.no_errors();
+    assert!(run.requests() > 100.0, "{r}");
+    assert_eq!(run.tls("handshakes_full"), 4.0, "{r}");
+    assert_eq!(run.tls("handshakes_resumed"), 0.0, "{r}");
+    assert_eq!(run.accepted, 4, "{r}");
+    assert!(run.served as f64 <= run.requests() + 4.0, "{r}");
+}
+
+/// Bulk over TLS: uploads larger than rustls buffers at once and responses of many
+/// records arrive whole; throughput counts the HTTP bytes.
+#[test]
+fn tls_bulk_moves_large_bodies() {
+    let body = 256 * 1024;
+    let run = tls_run("bulk", 2, body, &["--request-bytes", "100000"]);
+    let r = &run.report;
+    run.no_errors();
+    let requests = run.requests();
+    assert!(requests > 5.0, "{r}");
+    assert!(run.served as f64 >= requests && run.served as f64 <= requests + 2.0);
+    let secs = num(r, &["duration_s"]);
+    let rx = num(r, &["rx_gbit_per_s"]) * 1e9 / 8.0 * secs;
+    let tx = num(r, &["tx_gbit_per_s"]) * 1e9 / 8.0 * secs;
+    assert!(rx >= requests * body as f64 * 0.999, "{r}");
+    assert!(tx >= requests * 100_000.0 * 0.999, "{r}");
+}
+
+/// `--cacert`: the right CA and name verify; another CA, or no name for a certificate
+/// that has none but `localhost`, fails every handshake: counted, the cause in the
+/// report, and the run exits non-zero as any run with no request completed does.
+#[test]
+fn tls_certificates_are_verified_with_cacert() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let pki = Pki::new();
+    let other = Pki::new();
+    let b = tls_server(&pki, 5, Arc::clone(&served));
+    let target = b.addr.to_string();
+    let ca = pki.ca_file.to_str().unwrap();
+    let wrong = other.ca_file.to_str().unwrap();
+    let base = [
+        "--target",
+        &target,
+        "--tls",
+        "--mode",
+        "close",
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+    ];
+    let ok = bench(&[&base[..], &["--cacert", ca, "--sni", "localhost"]].concat());
+    assert!(num(&ok, &["requests"]) > 0.0, "{ok}");
+    assert_eq!(ok["tls"]["sni"], "localhost");
+    for flags in [
+        ["--cacert", wrong, "--sni", "localhost"],
+        ["--cacert", ca, "--sni", "127.0.0.1"],
+    ] {
+        let r = bench_failing(&[&base[..], &flags].concat());
+        assert_eq!(num(&r, &["requests"]), 0.0, "{r}");
+        let failures = num(&r, &["tls", "handshake_failures"]);
+        assert!(failures > 0.0, "{r}");
+        assert_eq!(num(&r, &["errors", "tls_handshake"]), failures, "{r}");
+        assert_eq!(num(&r, &["tls", "handshakes_full"]), 0.0, "{r}");
+        let why = r["tls"]["first_failure"].as_str().unwrap_or_default();
+        assert!(why.contains("certificate"), "{r}");
+    }
+}
+
+/// The text report names the TLS figures on a TLS run, and only there.
+#[test]
+fn tls_text_report() {
+    let pki = Pki::new();
+    let b = tls_server(&pki, 5, Arc::new(AtomicUsize::new(0)));
+    let target = b.addr.to_string();
+    let text = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["bench", "--target", &target, "--duration", "300ms"])
+            .args(["--connections", "2", "--mode", "close"])
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let tls = text(&["--tls", "--insecure", "--resume"]);
+    for word in [
+        "handshakes/s",
+        "full",
+        "resumed",
+        "tls versions",
+        "tls handshake",
+        "1.3",
+    ] {
+        assert!(tls.contains(word), "{word} missing in:\n{tls}");
+    }
+    let served = Arc::new(AtomicUsize::new(0));
+    let plain = http_backend("hi", served);
+    let target = plain.addr.to_string();
+    let out = Command::new(BIN)
+        .args(["bench", "--target", &target, "--duration", "300ms"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("handshake"), "{text}");
 }

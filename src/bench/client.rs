@@ -1,15 +1,25 @@
-//! One load-generator thread: a mio loop driving its share of the connections.
+//! One load-generator thread: a mio loop driving its share of the connections. A
+//! connection goes Waiting → Connecting → (Handshaking, with `--tls`) → Sending →
+//! Receiving. Beside this file: `tls.rs`, the TLS states and the TLS paths of sending
+//! and receiving; `outcome.rs`, how a request ends (response complete, or a failure
+//! counted by cause), over either.
 
-use super::http::{parse_head, Body, Chunked, HeadError};
+mod outcome;
+mod tls;
+
+use outcome::Failure;
+
+use super::http::{Body, Chunked};
+use super::tally::{Live, Tally};
+use super::tls::TlsPlan;
 use crate::io::sys;
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::{ClientConfig, ClientConnection};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,98 +37,25 @@ pub struct Plan {
     pub timeout: Duration,
     pub start: Instant,
     pub end: Instant,
-}
-
-/// What one thread measured.
-#[derive(Debug)]
-pub struct Tally {
-    pub requests: u64,
-    pub connects: u64,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub refused: u64,
-    pub reset: u64,
-    pub timeout: u64,
-    pub bad_response: u64,
-    pub non_2xx: u64,
-    pub other: u64,
-    /// Request latency in microseconds.
-    pub latency_us: Histogram<u64>,
-}
-
-impl Tally {
-    pub fn new() -> Tally {
-        Tally {
-            requests: 0,
-            connects: 0,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            refused: 0,
-            reset: 0,
-            timeout: 0,
-            bad_response: 0,
-            non_2xx: 0,
-            other: 0,
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
-        }
-    }
-
-    pub fn merge(&mut self, o: &Tally) {
-        self.requests += o.requests;
-        self.connects += o.connects;
-        self.rx_bytes += o.rx_bytes;
-        self.tx_bytes += o.tx_bytes;
-        self.refused += o.refused;
-        self.reset += o.reset;
-        self.timeout += o.timeout;
-        self.bad_response += o.bad_response;
-        self.non_2xx += o.non_2xx;
-        self.other += o.other;
-        self.latency_us.add(&o.latency_us).expect("same bounds");
-    }
-}
-
-/// One thread's running totals, published at its 100 ms sweep (not per request: no
-/// atomic on the hot path) for the progress line.
-#[derive(Debug, Default)]
-pub struct Live {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-impl Live {
-    fn publish(&self, t: &Tally) {
-        let errors = t.refused + t.reset + t.timeout + t.bad_response + t.non_2xx + t.other;
-        self.requests.store(t.requests, Ordering::Relaxed);
-        self.errors.store(errors, Ordering::Relaxed);
-    }
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Tally::new()
-    }
+    /// `--tls`: what the client offers and trusts.
+    pub tls: Option<TlsPlan>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Waiting,
     Connecting,
+    /// The TCP connection is up, its TLS handshake under way.
+    Handshaking,
     Sending,
     Receiving,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Failure {
-    Refused,
-    Reset,
-    Timeout,
-    BadResponse,
-    Other,
-}
-
 struct Conn {
     stream: Option<TcpStream>,
+    /// With `--tls`, from the end of the TCP connect to the close. Boxed: a plain run's
+    /// slots stay small.
+    tls: Option<Box<ClientConnection>>,
     state: State,
     /// When the current request was due: latency counts from here (so a late send is
     /// not hidden, as wrk2 does).
@@ -131,6 +68,9 @@ struct Conn {
     chunked: Chunked,
 }
 
+/// Bytes read from a socket at once.
+const SCRATCH: usize = 256 * 1024;
+
 pub struct Worker {
     plan: Arc<Plan>,
     poll: Poll,
@@ -138,6 +78,10 @@ pub struct Worker {
     due: BinaryHeap<Reverse<(Instant, usize)>>,
     next_ip: usize,
     scratch: Box<[u8]>,
+    /// With `--tls`: this thread's client configuration (its own session store) and
+    /// the buffer ciphertext is read into, in large reads, before rustls takes it.
+    tls_config: Option<Arc<ClientConfig>>,
+    cipher: Box<[u8]>,
     tally: Tally,
     live: Arc<Live>,
 }
@@ -163,6 +107,7 @@ impl Worker {
         let conns = (0..connections)
             .map(|_| Conn {
                 stream: None,
+                tls: None,
                 state: State::Waiting,
                 intended: plan.start,
                 deadline: plan.start,
@@ -173,13 +118,17 @@ impl Worker {
                 chunked: Chunked::default(),
             })
             .collect();
+        let tls_config = plan.tls.as_ref().map(|t| t.for_thread(connections));
+        let cipher_len = if tls_config.is_some() { SCRATCH } else { 0 };
         Ok(Worker {
             next_ip: first,
+            tls_config,
+            cipher: vec![0u8; cipher_len].into_boxed_slice(),
             plan,
             poll: Poll::new()?,
             conns,
             due,
-            scratch: vec![0u8; 256 * 1024].into_boxed_slice(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             tally: Tally::new(),
             live,
         })
@@ -241,7 +190,11 @@ impl Worker {
         c.chunked = Chunked::default();
         if c.stream.is_some() {
             c.state = State::Sending;
-            self.send(idx);
+            if c.tls.is_some() {
+                self.send_tls(idx);
+            } else {
+                self.send(idx);
+            }
             return;
         }
         match self.connect() {
@@ -305,8 +258,12 @@ impl Worker {
                 match (s.take_error(), s.peer_addr()) {
                     (Ok(None), Ok(_)) => {
                         self.tally.connects += 1;
-                        self.conns[idx].state = State::Sending;
-                        self.send(idx);
+                        if self.tls_config.is_some() {
+                            self.begin_tls(idx);
+                        } else {
+                            self.conns[idx].state = State::Sending;
+                            self.send(idx);
+                        }
                     }
                     (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => {}
                     (Ok(Some(e)), _) | (Err(e), _) if e.kind() == ErrorKind::ConnectionRefused => {
@@ -315,7 +272,10 @@ impl Worker {
                     _ => self.fail(idx, Failure::Other),
                 }
             }
+            State::Handshaking => self.handshake(idx),
+            State::Sending if c.tls.is_some() => self.send_tls(idx),
             State::Sending => self.send(idx),
+            State::Receiving if c.tls.is_some() => self.receive_tls(idx),
             State::Receiving => self.receive(idx),
         }
     }
@@ -348,14 +308,7 @@ impl Worker {
             let s = c.stream.as_ref().expect("receiving stream");
             let n = match (&*s).read(&mut self.scratch) {
                 Ok(0) => {
-                    let complete = matches!(c.body, Some((Body::UntilClose, _, _)));
-                    if complete {
-                        self.finish(idx);
-                    } else if c.body.is_none() && c.head_buf.is_empty() {
-                        self.fail(idx, Failure::Reset);
-                    } else {
-                        self.fail(idx, Failure::BadResponse);
-                    }
+                    self.ended(idx);
                     return;
                 }
                 Ok(n) => n,
@@ -381,82 +334,11 @@ impl Worker {
         }
     }
 
-    /// Account for `n` fresh bytes in the scratch buffer: `Some(true)` when the
-    /// response is complete, `None` when it is malformed.
-    fn consume(&mut self, idx: usize, n: usize) -> Option<bool> {
-        let c = &mut self.conns[idx];
-        let mut bytes = &self.scratch[..n];
-        if c.body.is_none() {
-            c.head_buf.extend_from_slice(bytes);
-            let head = match parse_head(&c.head_buf, false) {
-                Ok(h) => h,
-                Err(HeadError::Partial) if c.head_buf.len() < 64 * 1024 => return Some(false),
-                Err(_) => return None,
-            };
-            let consumed_before = c.head_buf.len() - n;
-            bytes = &self.scratch[head.len - consumed_before..n];
-            c.body = Some((head.body, head.status, head.keep_alive));
-            if let Body::Length(len) = head.body {
-                c.left = len;
-            }
-            c.head_buf.clear();
-        }
-        let (body, _, _) = c.body.expect("head parsed");
-        match body {
-            Body::Length(_) => {
-                c.left = c.left.saturating_sub(bytes.len() as u64);
-                Some(c.left == 0)
-            }
-            Body::Chunked => {
-                c.chunked.feed(bytes)?;
-                Some(c.chunked.done())
-            }
-            Body::UntilClose => Some(false),
-        }
-    }
-
-    fn finish(&mut self, idx: usize) {
-        let now = Instant::now();
-        let c = &mut self.conns[idx];
-        let (_, status, keep_alive) = c.body.expect("complete response");
-        self.tally.requests += 1;
-        if !(200..300).contains(&status) {
-            self.tally.non_2xx += 1;
-        }
-        let us = now.saturating_duration_since(c.intended).as_micros() as u64;
-        let _ = self.tally.latency_us.record(us.clamp(1, 60_000_000));
-        if !(self.plan.keep_alive && keep_alive) {
-            self.drop_stream(idx);
-        }
-        self.schedule_next(idx, now);
-    }
-
-    fn fail(&mut self, idx: usize, f: Failure) {
-        match f {
-            Failure::Refused => self.tally.refused += 1,
-            Failure::Reset => self.tally.reset += 1,
-            Failure::Timeout => self.tally.timeout += 1,
-            Failure::BadResponse => self.tally.bad_response += 1,
-            Failure::Other => self.tally.other += 1,
-        }
-        self.drop_stream(idx);
-        self.schedule_next(idx, Instant::now());
-    }
-
     fn drop_stream(&mut self, idx: usize) {
+        self.conns[idx].tls = None;
         if let Some(mut s) = self.conns[idx].stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-    }
-
-    fn schedule_next(&mut self, idx: usize, now: Instant) {
-        let c = &mut self.conns[idx];
-        c.state = State::Waiting;
-        let at = match self.plan.interval {
-            Some(iv) => c.intended + iv,
-            None => now,
-        };
-        self.due.push(Reverse((at, idx)));
     }
 
     fn expire(&mut self, now: Instant) {

@@ -1,17 +1,23 @@
 //! `sluice bench`: the load generator. HTTP/1.1 requests over new or persistent
-//! connections, closed-loop or at a fixed rate (with coordinated-omission correction),
-//! spread over many source addresses; latency in an HdrHistogram.
+//! connections, in clear text or over TLS (`--tls`), closed-loop or at a fixed rate
+//! (with coordinated-omission correction), spread over many source addresses; latency
+//! in an HdrHistogram.
 
 mod client;
 pub mod http;
+mod report;
+mod tally;
+pub mod tls;
 
-use client::{Live, Plan, Tally, Worker};
+use client::{Plan, Worker};
+pub use report::{render, Report};
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally::{Live, Tally};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +70,8 @@ pub struct BenchArgs {
     /// only when stdout and stderr are both terminals).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: tls::TlsArgs,
 }
 
 /// A list of source addresses.
@@ -103,44 +111,6 @@ pub fn parse_ips(s: &str) -> Result<IpList, String> {
         }
     }
     Ok(IpList(out))
-}
-
-/// The figures `sluice bench` reports.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub target: SocketAddr,
-    pub mode: BenchMode,
-    pub connections: usize,
-    pub threads: usize,
-    pub rate: Option<f64>,
-    pub duration_s: f64,
-    pub requests: u64,
-    pub requests_per_s: f64,
-    pub connections_per_s: f64,
-    pub rx_gbit_per_s: f64,
-    pub tx_gbit_per_s: f64,
-    pub errors: Errors,
-    pub latency_us: Latency,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Errors {
-    pub refused: u64,
-    pub reset: u64,
-    pub timeout: u64,
-    pub bad_response: u64,
-    pub non_2xx: u64,
-    pub other: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Latency {
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p99_9: u64,
-    pub max: u64,
-    pub mean: f64,
 }
 
 fn request(args: &BenchArgs) -> Vec<u8> {
@@ -188,6 +158,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         timeout: args.timeout,
         start,
         end: start + args.duration,
+        tls: match args.tls.enabled {
+            true => Some(tls::TlsPlan::new(
+                &args.tls,
+                args.host.as_deref(),
+                args.target,
+            )?),
+            false => None,
+        },
     });
     let mut handles = Vec::with_capacity(threads);
     let mut live = Vec::with_capacity(threads);
@@ -219,37 +197,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                 .map_err(|_| anyhow::anyhow!("a load thread panicked"))?,
         );
     }
-    let secs = args.duration.as_secs_f64();
-    let h = &tally.latency_us;
-    Ok(Report {
-        target: args.target,
-        mode: args.mode,
-        connections: args.connections,
-        threads,
-        rate: args.rate,
-        duration_s: secs,
-        requests: tally.requests,
-        requests_per_s: tally.requests as f64 / secs,
-        connections_per_s: tally.connects as f64 / secs,
-        rx_gbit_per_s: tally.rx_bytes as f64 * 8.0 / 1e9 / secs,
-        tx_gbit_per_s: tally.tx_bytes as f64 * 8.0 / 1e9 / secs,
-        errors: Errors {
-            refused: tally.refused,
-            reset: tally.reset,
-            timeout: tally.timeout,
-            bad_response: tally.bad_response,
-            non_2xx: tally.non_2xx,
-            other: tally.other,
-        },
-        latency_us: Latency {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p99_9: h.value_at_quantile(0.999),
-            max: h.max(),
-            mean: h.mean(),
-        },
-    })
+    Ok(report::build(args, &plan, threads, tally))
 }
 
 /// One line on stderr each second of the run: requests and errors so far, and the
@@ -271,45 +219,6 @@ fn progress(plan: &Plan, live: &[Arc<Live>]) {
         );
         before = requests;
     }
-}
-
-/// Render like wrk does, one figure a line.
-pub fn render(r: &Report) -> String {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let rate = r
-        .rate
-        .map_or("closed loop".to_owned(), |x| format!("{x} req/s target"));
-    let e = &r.errors;
-    format!(
-        "sluice bench: {} mode {:?}, {} connections, {} threads, {:.1} s, {rate}\n\
-         requests        {}\n\
-         requests/s      {:.1}\n\
-         connections/s   {:.1}\n\
-         throughput      {:.3} Gbit/s in, {:.3} Gbit/s out\n\
-         errors          refused {}, reset {}, timeout {}, bad response {}, non-2xx {}, other {}\n\
-         latency ms      p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
-        r.target,
-        r.mode,
-        r.connections,
-        r.threads,
-        r.duration_s,
-        r.requests,
-        r.requests_per_s,
-        r.connections_per_s,
-        r.rx_gbit_per_s,
-        r.tx_gbit_per_s,
-        e.refused,
-        e.reset,
-        e.timeout,
-        e.bad_response,
-        e.non_2xx,
-        e.other,
-        ms(r.latency_us.p50),
-        ms(r.latency_us.p90),
-        ms(r.latency_us.p99),
-        ms(r.latency_us.p99_9),
-        ms(r.latency_us.max),
-    )
 }
 
 #[cfg(test)]
