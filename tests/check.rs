@@ -593,7 +593,7 @@ backends = [\"127.0.0.1:4\"]
             "FILE:5:9: alpn may name http/1.1 and http/1.0 (sluice speaks HTTP/1.x to clients), got \"h2\"",
             "FILE:9:7: tls = true terminates TLS for an http service; a tcp service forwards TLS untouched (on its own listen, or by sni on [https] listen)",
             "FILE:15:7: tls = true is for a service's own listen; vhosts are served over TLS on [https] listen",
-            "FILE:16:7: sni passes TLS connections of [https] listen through to a tcp service without a listen of its own",
+            "FILE:16:7: sni is for a tcp service without a listen of its own: it takes the TLS connections of [https] listen that name its servers",
             "FILE:20:38: sni names a server: a host name (db.example) or *. and one (*.db.example), got \"bad name\"",
             "FILE:25:16: certificates go with tls = true",
         ]
@@ -618,21 +618,28 @@ backends = [\"127.0.0.1:4\"]
 /// of comma-separated paths, as Marathon-LB's `--ssl-certs` takes them.
 #[test]
 fn tls_settings_print_back_as_themselves() {
-    let (code, out, err) = check(
-        "[https]\nlisten = \"127.0.0.1:8443\"\n[tls]\ncertificates = \"/a.pem, /etc/ssl/sluice/\"\n\
+    let pki = common::tls::Pki::new();
+    let a = pki.write_leaf("a.pem", &["a.example"]);
+    let own = pki.write_leaf("own.pem", &["own.example"]);
+    let dir = pki.dir.path().join("more");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&a, dir.join("b.pem")).unwrap();
+    let (a, own, dir) = (a.display(), own.display(), dir.display());
+    let (code, out, err) = check(&format!(
+        "[https]\nlisten = \"127.0.0.1:8443\"\n[tls]\ncertificates = \"{a}, {dir}\"\n\
          [[service]]\nname = \"own\"\nmode = \"http\"\nlisten = \"127.0.0.1:9443\"\ntls = true\n\
-         certificates = [\"/own.pem\"]\nbackends = [\"127.0.0.1:1\"]\n\
+         certificates = [\"{own}\"]\nbackends = [\"127.0.0.1:1\"]\n\
          [[service]]\nname = \"pass\"\nsni = [\"DB.example\"]\nbackends = [\"127.0.0.1:2\"]\n",
-    );
+    ));
     assert_eq!(code, 0, "{err}");
     for line in [
-        "listen = \"127.0.0.1:8443\"",
-        "certificates = [\"/a.pem\", \"/etc/ssl/sluice/\"]",
-        "min_version = \"1.2\"",
-        "alpn = [\"http/1.1\"]",
-        "tls = true",
-        "certificates = [\"/own.pem\"]",
-        "sni = [\"db.example\"]",
+        "listen = \"127.0.0.1:8443\"".to_owned(),
+        format!("certificates = [\"{a}\", \"{dir}\"]"),
+        "min_version = \"1.2\"".to_owned(),
+        "alpn = [\"http/1.1\"]".to_owned(),
+        "tls = true".to_owned(),
+        format!("certificates = [\"{own}\"]"),
+        "sni = [\"db.example\"]".to_owned(),
     ] {
         assert!(
             out.lines().any(|l| l == line),

@@ -221,8 +221,8 @@ pub(super) fn validate_service_tls(
     let sni = match s.sni {
         None => Vec::new(),
         Some(list) if s.mode != Mode::Tcp || s.has_listen => {
-            let msg = "sni passes TLS connections of [https] listen through to a tcp service \
-                       without a listen of its own";
+            let msg = "sni is for a tcp service without a listen of its own: it takes the TLS \
+                       connections of [https] listen that name its servers";
             errs.push(ConfigError::at(list.span(), msg));
             Vec::new()
         }

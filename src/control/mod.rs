@@ -461,9 +461,16 @@ fn log_services(snapshot: &crate::snapshot::Snapshot) {
         }
     }
     for s in &snapshot.services {
-        let listen = s
-            .local
-            .map_or_else(|| "[http]".to_owned(), |l| l.to_string());
+        // Without a port of its own: where it is reached (by server name, or by Host
+        // and path on the shared listeners).
+        let shared = if !s.config.tls.sni.is_empty() {
+            "[https]"
+        } else if snapshot.https.is_some() {
+            "[http],[https]"
+        } else {
+            "[http]"
+        };
+        let listen = s.local.map_or_else(|| shared.to_owned(), |l| l.to_string());
         tracing::info!(
             service = %s.config.name,
             listen = %listen,

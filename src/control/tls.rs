@@ -118,6 +118,10 @@ impl TlsRegistry {
         } else {
             let set = Arc::new(certs::load(&key.paths).map_err(|e| e.to_string())?);
             tracing::info!(files = ?key.paths, certificates = set.len(), "certificates loaded");
+            // Served all the same (an expired certificate beats no listener), but said.
+            for f in certs::inspect(&set, std::time::SystemTime::now()) {
+                tracing::warn!("{f}");
+            }
             set
         };
         let tickets = self.tickets()?;

@@ -257,6 +257,12 @@ fn failure_of(e: &rustls::Error) -> TlsFailure {
         rustls::Error::InvalidMessage(InvalidContentType) => TlsFailure::NotTls,
         rustls::Error::AlertReceived(_) => TlsFailure::Alert,
         rustls::Error::General(m) if m.contains("certificate") => TlsFailure::NoCertificate,
+        // The certificate's key cannot sign anything the client accepts (an RSA-only
+        // client and an ECDSA certificate, say).
+        rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::NoSignatureSchemesInCommon
+            | rustls::PeerIncompatible::NoCipherSuitesInCommon,
+        ) => TlsFailure::NoCertificate,
         _ => TlsFailure::Protocol,
     }
 }

@@ -203,7 +203,9 @@ impl TlsCounters {
 /// Why a TLS handshake (or a connection on a TLS port) failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsFailure {
-    /// No certificate for the name asked (none loaded that fits, nor a default).
+    /// Nothing the client can use: no certificate, or none whose key signs with a
+    /// scheme (or fits a cipher suite) the client offers — an RSA-only client and an
+    /// ECDSA certificate, say.
     NoCertificate,
     /// The client broke the protocol: a malformed or unexpected message, an oversized
     /// record, a renegotiation attempt, no version or cipher in common.

@@ -212,7 +212,17 @@ fn certify(
             return Err(CertError::BadKey { path: file, reason });
         }
         Err(e) => {
-            let reason = e.to_string();
+            let reason = match e {
+                // `openssl x509 -req` without extensions makes these.
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+                    if format!("{o:?}").contains("UnsupportedCertVersion") =>
+                {
+                    "it is an X.509 v1 certificate; reissue it as v3 (with a \
+                     subjectAltName naming the host)"
+                        .to_string()
+                }
+                e => e.to_string(),
+            };
             return Err(CertError::BadCertificate { path: file, reason });
         }
     }

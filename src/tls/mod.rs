@@ -36,7 +36,7 @@ pub fn check(config: &crate::config::Config) -> (Vec<String>, Vec<String>) {
     for paths in sets {
         if paths.is_empty() {
             warnings.push(
-                "no certificate configured: TLS would be served with a generated self-signed \
+                "warning: no certificate configured: TLS would be served with a generated self-signed \
                  certificate that no client trusts; set [tls] certificates"
                     .to_owned(),
             );

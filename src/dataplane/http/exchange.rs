@@ -111,8 +111,19 @@ impl<S> HttpConn<S> {
             // The target as a backend would get it: path and query.
             let (lead, rest) = self.session.origin_form();
             let path = String::from_utf8_lossy(&[lead, rest].concat()).into_owned();
+            // To sluice's own `[https] listen`, on its port when that is not 443.
+            let port = snap
+                .fronts
+                .iter()
+                .zip(&snap.listeners)
+                .find(|(f, _)| matches!(f, Front::Https))
+                .map(|(_, l)| l.local.port())
+                .filter(|&p| p != 443)
+                .map_or_else(String::new, |p| format!(":{p}"));
             service.counters.shard(ctx.id).response(301);
-            return self.session.redirect(&format!("https://{host}{path}"), now);
+            return self
+                .session
+                .redirect(&format!("https://{host}{port}{path}"), now);
         }
         let c = service.counters.shard(ctx.id);
         c.accepted.inc();
