@@ -133,6 +133,9 @@ def main():
                          "io = uring and io = epoll; no HAProxy, no nginx")
     ap.add_argument("--compare-label", metavar="TEXT",
                     help="what the --compare binary is (a commit, a tag), for the page")
+    ap.add_argument("--tls", action="store_true",
+                    help="with --proxy-cpu: TLS termination (handshakes, resumption, HTTPS "
+                         "keep-alive and bulk, idle memory) of sluice, HAProxy and nginx")
     ap.add_argument("--scenario", action="append", metavar="NAME",
                     help="with --compare: run only this scenario (again for more); prints, "
                          "writes no page")
@@ -144,6 +147,11 @@ def main():
     if args.compare_label is not None and args.compare is None:
         ap.error("--compare-label goes with --compare")
     signal.signal(signal.SIGTERM, lambda sig, _: sys.exit(128 + sig))  # so `finally` runs
+    if args.tls:
+        if args.proxy_cpu is None or args.compare is not None:
+            ap.error("--tls goes with --proxy-cpu (and not --compare)")
+        import bench_tls
+        return bench_tls.main(args)
     if args.compare is not None:
         import bench_compare
         return bench_compare.main(args)

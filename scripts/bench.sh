@@ -14,6 +14,9 @@
 #                                       one interleaved run; writes only its own section
 #                                       (about 17 minutes; no HAProxy, no nginx proxy)
 #   --compare-label TEXT                what OLD is (a commit, a tag), for the page
+#   --proxy-cpu 0.35 --tls              TLS termination of the three at that budget: full
+#                                       and resumed handshakes, HTTPS keep-alive and bulk,
+#                                       idle memory (about 6 minutes; --quick: 2)
 #   --scenario NAME                     with --compare: only that scenario ("HTTP
 #                                       keepalive"; again for more); prints, writes nothing
 # SLUICE_BENCH_PORT_BASE (default 18000) moves every port (backend: base + 81).
