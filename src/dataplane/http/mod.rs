@@ -110,8 +110,7 @@ pub struct HttpConn<S> {
     sniff: Option<Vec<u8>>,
     /// The client's FIN came while peeking.
     sniff_eof: bool,
-    /// Peeks so far at an incomplete hello.
-    sniff_peeks: u8,
+
     exchange: Option<Exchange>,
     backend: Option<BackendSock<S>>,
     pub ready: Ready,
@@ -171,7 +170,7 @@ impl<S> HttpConn<S> {
             tls,
             sniff: sniff.then(Vec::new),
             sniff_eof: false,
-            sniff_peeks: 0,
+
             exchange: None,
             backend: None,
             ready: Ready {
