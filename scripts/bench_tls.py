@@ -213,6 +213,12 @@ def render(args, frac, period_us, rounds, seconds, results, memory):
         nr = med["sluice"] / med["nginx"] if med["nginx"] else float("nan")
         rows.append(f"| {name} | {cells} | {hr:.2f} (≥ {TARGETS[name]}) | {nr:.2f} |")
     mem = " · ".join(f"{NAMES[p]} {memory[p]:,.0f} B" for p in PROXIES)
+    runs = [m for rs in results.values() for m in rs]
+    bad = [m for m in runs if m["flag"]]
+    bounded = (f"All {len(runs)} runs were bounded by the proxy (at least 90 % of its quota "
+               f"used, client and backend each under 90 % of a core)." if not bad else
+               f"{len(bad)} of {len(runs)} runs were not bounded by the proxy: "
+               f"{'; '.join(', '.join(m['flag']) for m in bad[:5])}.")
     return f"""{SECTION}
 
 Produced by `{cmd}` on {environment()}.
@@ -227,6 +233,9 @@ per request; resumed: the same with session tickets; keep-alive: 64 connections;
 bulk: 8 connections each fetching a 1 MiB body.
 
 {chr(10).join(rows)}
+
+{bounded} kTLS is not used: rustls encrypts in user space, and bulk is above
+target without it.
 
 Memory per idle TLS keep-alive connection (resident memory growth over {IDLE:,} idle
 connections, after one request each): {mem}.
