@@ -23,7 +23,63 @@ both_io!(
     sni_passthrough_reaches_a_tls_backend_untouched,
     a_peeked_hello_reaches_the_backend_byte_for_byte,
     wrk_over_https_has_no_errors,
+    a_tunnel_over_tls_is_refused_not_relayed_in_clear,
 );
+
+/// An upgrade (WebSocket) over TLS: the TCP relay carries no TLS, so the connection is
+/// refused by a reset — never relayed with the backend's bytes in clear text.
+fn a_tunnel_over_tls_is_refused_not_relayed_in_clear(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let b = Backend::spawn(|mut c| {
+        let _ = common::try_read_head(&mut c);
+        let _ = c.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nBACKEND-IN-CLEAR",
+        );
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+    });
+    let services = routed("shop", &["shop.example"], "", b.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    // The raw bytes on the wire, through a memory BIO: clear text there is the leak.
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+s = ctx.wrap_bio(inc, out, server_hostname="shop.example")
+wire = b""
+def pump():
+    global wire
+    raw.sendall(out.read())
+    d = raw.recv(65536)
+    wire += d
+    inc.write(d)
+    return d
+while True:
+    try:
+        s.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        pump()
+s.write(b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+try:
+    while pump():
+        pass
+except OSError:
+    pass
+assert b"BACKEND-IN-CLEAR" not in wire, wire[-200:]
+print("ok", len(wire))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &lb.https().port().to_string()])
+        .arg(&pki.ca_file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("ok"), "{text}");
+}
 
 /// wrk over HTTPS, keep-alive: every request answered, one handshake per connection.
 fn wrk_over_https_has_no_errors(io: &str) {

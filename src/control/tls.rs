@@ -83,10 +83,9 @@ impl TlsRegistry {
                 Some(b) => {
                     tracing::error!("{e}; the certificates read before stay in use");
                     b.used = true;
-                    // Not read again until the files change again.
-                    if let Ok(f) = certs::fingerprint(&key.paths) {
-                        b.fingerprint = f;
-                    }
+                    // Not read again until the files change again (a fingerprint that
+                    // cannot be taken is remembered as such, not retried every second).
+                    b.fingerprint = certs::fingerprint(&key.paths).unwrap_or(u64::MAX);
                     Ok(Arc::clone(&b.config))
                 }
                 None => Err(e),
@@ -157,7 +156,7 @@ impl TlsRegistry {
     /// Whether a certificate file changed (or vanished, or appeared) since it was read.
     pub fn stale(&self) -> bool {
         self.built.iter().any(|(k, b)| {
-            !k.paths.is_empty() && certs::fingerprint(&k.paths).ok() != Some(b.fingerprint)
+            !k.paths.is_empty() && certs::fingerprint(&k.paths).unwrap_or(u64::MAX) != b.fingerprint
         })
     }
 

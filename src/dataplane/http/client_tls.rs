@@ -65,11 +65,15 @@ impl<S> HttpConn<S> {
             shard: &ctx.stats().tls,
             id: ctx.id,
         };
+        // rustls stopped with bytes perhaps left in the socket (its budget, or its
+        // buffer): that is progress, so the pump goes on (or yields) rather than wait
+        // for a readiness event that, on io_uring, nothing would arm.
+        let mut more = false;
         if self.ready.client_read {
             match tls.pull(r, &self.client, counters) {
                 // After the client's FIN, reading goes on until the end is read.
                 Ok(Pulled::Blocked) => self.ready.client_read = self.ready.client_hup,
-                Ok(Pulled::Full) => {}
+                Ok(Pulled::Full) => more = true,
                 Ok(Pulled::Eof) => self.ready.client_read = false,
                 Err(why) => {
                     tracing::debug!(client = %self.peer, ?why, "TLS failed");
@@ -89,8 +93,8 @@ impl<S> HttpConn<S> {
                 self.session.client_closed();
                 Ok(0)
             }
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Ok(n) => Ok(n.max(usize::from(more))),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(usize::from(more)),
             Err(_) => Err(true),
         }
     }

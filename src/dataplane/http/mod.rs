@@ -310,6 +310,13 @@ impl<S> HttpConn<S> {
             progress |= self.read_backend(ctx, shard, io);
             self.settle(ctx, shard, io);
             if self.session.phase() == Phase::Tunnel {
+                // The TCP relay carries no TLS: a tunnel over TLS (a WebSocket over
+                // wss, a CONNECT) would relay the client's records raw and the
+                // backend's bytes in clear. Refused, by a reset, until it does.
+                if self.tls.is_some() {
+                    ctx.stats().resets.inc();
+                    return After::Close { reset: true };
+                }
                 return After::Tunnel;
             }
             match self.write_client(ctx, io.r) {
