@@ -97,7 +97,6 @@ impl TlsSide {
 
     /// Ciphertext already read from the client (a ClientHello peeked to route the
     /// connection): fed to rustls as if just received.
-    #[allow(dead_code)] // for the SNI peek of `[https] listen`
     pub fn feed(&mut self, mut bytes: &[u8], c: Count<'_>) -> Result<(), TlsFailure> {
         while !bytes.is_empty() {
             match self.conn.read_tls(&mut bytes) {
