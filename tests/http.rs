@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http::{curl, curl_bytes, raw, status, HttpServer};
+use common::http::{curl, curl_bytes, raw, status, wrk, HttpServer};
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -191,21 +191,7 @@ print("ok", c.sock.getsockname()[1])
 fn wrk_load_has_no_errors(io: &str) {
     let (a, b) = (HttpServer::start("a"), HttpServer::start("b"));
     let lb = Sluice::start(&config(io, "", &web("web", "", &[a.addr, b.addr])));
-    let out = Command::new("wrk")
-        .args(["-t1", "-c8", "-d1s", &format!("http://{}/", lb.addr("web"))])
-        .output()
-        .expect("wrk is installed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        !text.contains("Non-2xx") && !text.contains("Socket errors"),
-        "{text}"
-    );
-    let requests: usize = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in "))
-        .map(|(n, _)| n.trim().parse().unwrap())
-        .unwrap();
+    let (_, requests) = wrk(&["-t1", "-c8", "-d1s", &format!("http://{}/", lb.addr("web"))]);
     let served = a.requests().len() + b.requests().len();
     // wrk counts the responses it read; the backends may have answered a few more
     // that were in flight when wrk stopped.

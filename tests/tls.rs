@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::http::HttpServer;
+use common::http::{wrk, HttpServer};
 use common::tls::{curl_https, s_client, write_atomically, Pki};
 use common::*;
 use std::io::{Read, Write};
@@ -24,7 +24,75 @@ both_io!(
     a_peeked_hello_reaches_the_backend_byte_for_byte,
     wrk_over_https_has_no_errors,
     a_tunnel_over_tls_is_refused_not_relayed_in_clear,
+    a_slow_reader_gets_every_response_whole_in_clear_and_over_tls,
 );
+
+/// A client that stops reading — after its request, after half-closing, between
+/// keep-alive requests — for longer than every timer of a finished exchange (the
+/// keep-alive timeout, the close's linger, the head timeout) still gets the whole
+/// response, then a clean end: over TLS a `close_notify` (Python raises on a FIN
+/// without one), whatever part of the response waited in the session or in rustls
+/// when it stopped. Its receive buffer is small, so that the response backs up into
+/// sluice; sizes from one that fits the socket buffers to one that cannot.
+fn a_slow_reader_gets_every_response_whole_in_clear_and_over_tls(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let http = "keepalive_timeout_ms = 200\nheader_timeout_ms = 500";
+    let lb = Sluice::start(&config(io, &[&cert], http, &services));
+    let script = r#"
+import socket, ssl, sys, time
+port, tls, ca, mode, size = int(sys.argv[1]), sys.argv[2] == "tls", sys.argv[3], sys.argv[4], int(sys.argv[5])
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.settimeout(20)
+raw.connect(("127.0.0.1", port))
+s = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="shop.example") if tls else raw
+close = "" if mode == "keepalive" else "Connection: close\r\n"
+s.sendall(f"GET /bytes?n={size} HTTP/1.1\r\nHost: shop.example\r\n{close}\r\n".encode())
+if mode == "halfclose":
+    socket.socket.shutdown(s, socket.SHUT_WR)  # TCP only: no close_notify
+time.sleep(3)
+got = b""
+while True:
+    chunk = s.recv(65536)  # over TLS: b"" only after close_notify
+    if not chunk:
+        break
+    got += chunk
+head, _, body = got.partition(b"\r\n\r\n")
+assert head.startswith(b"HTTP/1.1 200"), got[:200]
+want = bytes(i % 251 for i in range(size))
+assert body == want, (len(body), size, body[:20] == want[:20])
+print("ok")
+"#;
+    let mut runs = Vec::new();
+    for (tls, addr) in [("tls", lb.https()), ("clear", lb.http())] {
+        for mode in ["close", "halfclose", "keepalive"] {
+            for size in [48 << 10, 8 << 20] {
+                let child = Command::new("python3")
+                    .args(["-c", script, &addr.port().to_string(), tls])
+                    .arg(&pki.ca_file)
+                    .args([mode, &size.to_string()])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                runs.push((format!("{tls} {mode} {size}"), child));
+            }
+        }
+    }
+    let failed: Vec<String> = runs
+        .into_iter()
+        .filter_map(|(what, child)| {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (!(out.status.success() && text.starts_with("ok"))).then(|| format!("{what}: {text}"))
+        })
+        .collect();
+    assert!(failed.is_empty(), "[{io}]\n{}", failed.join("\n"));
+}
 
 /// An upgrade (WebSocket) over TLS: the TCP relay carries no TLS, so the connection is
 /// refused by a reset — never relayed with the backend's bytes in clear text.
@@ -89,21 +157,7 @@ fn wrk_over_https_has_no_errors(io: &str) {
     let services = routed("shop", &["shop.example"], "", a.addr);
     let lb = Sluice::start(&config(io, &[&cert], "", &services));
     let url = format!("https://127.0.0.1:{}/", lb.https().port());
-    let out = Command::new("wrk")
-        .args(["-t1", "-c8", "-d1s", "-H", "Host: shop.example", &url])
-        .output()
-        .expect("wrk is installed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        !text.contains("Non-2xx") && !text.contains("Socket errors"),
-        "{text}"
-    );
-    let requests: usize = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in "))
-        .map(|(n, _)| n.trim().parse().unwrap())
-        .unwrap();
+    let (text, requests) = wrk(&["-t1", "-c8", "-d1s", "-H", "Host: shop.example", &url]);
     assert!(requests > 8 && a.requests().len() >= requests, "{text}");
     let full = metric_where(lb.admin(), "sluice_tls_handshakes_total", "kind=\"full\"");
     assert!(full <= 8.0, "one handshake per connection, got {full}");
@@ -720,6 +774,7 @@ fn a_peeked_hello_reaches_the_backend_byte_for_byte(io: &str) {
     let hello = client_hello_for("db.example");
     // The hello as sent, and cut into 8 handshake records (legal; some evasion tools
     // do it): each trickling in one byte per segment.
+    let mut total = 0;
     for hello in [hello.clone(), in_records(&hello, 8)] {
         let mut sent = hello;
         sent.extend_from_slice(b"\x17\x03\x03 and what follows the hello");
@@ -737,6 +792,13 @@ fn a_peeked_hello_reaches_the_backend_byte_for_byte(io: &str) {
             got == sent,
             "the backend got other bytes than the client sent"
         );
+        // Counted as received from the client, the peeked hello included.
+        total += sent.len();
+        let counted = |what: &str| metric_where(lb.admin(), what, "service=\"db\"");
+        wait_for("the relay's bytes to be counted", || {
+            (counted("sluice_service_bytes_in_total") == total as f64).then_some(())
+        });
+        assert_eq!(counted("sluice_backend_bytes_in_total"), total as f64);
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Flow {
     shut: bool,
     /// Bytes read from the source so far.
     pub bytes: u64,
+    /// Bytes it started with that were read before it existed and are counted by
+    /// nobody else (a peeked ClientHello): counted by its first pump, once the
+    /// backend they go to is known.
+    pub uncounted: u64,
     /// The last read filled its whole buffer: the source is sending faster than one
     /// buffer per turn, the mark of a bulk transfer rather than a conversation.
     full_read: bool,

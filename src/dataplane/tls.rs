@@ -30,6 +30,11 @@ pub struct TlsSide {
     /// ... and told to the session.
     eof_told: bool,
     failed: Option<TlsFailure>,
+    /// Plaintext taken for the client whose records are not all sent yet: the session
+    /// hears it was written only once they are (see [`TlsSide::sent`]), so that its
+    /// idea of "flushed" — which ends a connection, or lets it idle — holds over TLS
+    /// as over a clear-text socket.
+    unsent: usize,
     /// The counters of the service whose own port this is (`tls = true`), counted
     /// beside the shard's.
     service: Option<Arc<PerShard<ServiceCounters>>>,
@@ -91,6 +96,7 @@ impl TlsSide {
             eof: false,
             eof_told: false,
             failed: None,
+            unsent: 0,
             service,
         })
     }
@@ -207,13 +213,33 @@ impl TlsSide {
             && !matches!(self.conn.reader().fill_buf(), Err(e) if e.kind() == ErrorKind::WouldBlock)
     }
 
-    /// Take plaintext for the client: how much rustls accepted (it encrypts once the
-    /// handshake is done).
+    /// Take plaintext for the client: how much rustls accepted. Before the handshake
+    /// ends (a 408 to a client that never finished it) there is no one to send it to:
+    /// it is taken and dropped.
     pub fn write_plain(&mut self, data: &[u8]) -> usize {
+        if !self.established {
+            return data.len();
+        }
         if self.closing || self.failed.is_some() {
             return 0;
         }
-        self.conn.writer().write(data).unwrap_or(0)
+        let n = self.conn.writer().write(data).unwrap_or(0);
+        self.unsent += n;
+        n
+    }
+
+    /// Plaintext taken but not yet on its way: its records wait in rustls.
+    pub fn unsent(&self) -> usize {
+        self.unsent
+    }
+
+    /// How much of the plaintext taken has now gone to the socket in full (all of it
+    /// once rustls holds no record; nothing before), counted once.
+    pub fn sent(&mut self) -> usize {
+        match self.conn.wants_write() {
+            true => 0,
+            false => std::mem::take(&mut self.unsent),
+        }
     }
 
     /// Send what rustls has for the client: `Ok(true)` when nothing is left.

@@ -163,7 +163,7 @@ fn serve(mut c: TcpStream, name: &str, seen: &Mutex<Vec<Seen>>) {
 }
 
 /// `CONNECT` answers 200 and echoes raw bytes. Special paths: `/echo` answers the body, `/headers` the request head, `/slow`
-/// answers after 3 s, `/chunked` in chunks, `/close` without a length (then closes),
+/// answers after 3 s, `/bytes?n=N` with N bytes of [`pattern`], `/chunked` in chunks, `/close` without a length (then closes),
 /// `/ws` with `Upgrade` switches protocols and echoes raw bytes. Returns whether the
 /// connection stays open.
 fn respond(
@@ -187,6 +187,9 @@ fn respond(
         let mut r = c.try_clone().unwrap();
         let _ = std::io::copy(&mut r, c);
         return false;
+    }
+    if let Some(n) = path.strip_prefix("/bytes?n=") {
+        return plain(c, &pattern(n.parse().unwrap_or(0)));
     }
     match path {
         "/echo" => plain(c, body),
@@ -215,6 +218,11 @@ fn respond(
         }
         _ => plain(c, name.as_bytes()),
     }
+}
+
+/// `n` bytes a client can check: byte `i` is `i % 251`.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
 }
 
 /// Send raw bytes, read until the peer closes (bounded by `PATIENCE`).
@@ -253,4 +261,26 @@ pub fn curl_bytes(args: &[&str]) -> Vec<u8> {
 /// [`curl_bytes`] as text.
 pub fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&curl_bytes(args)).into_owned()
+}
+
+/// `wrk` with `args` (threads, connections, duration, URL, …): asserts that it ran and
+/// saw no error status or socket error; returns its report and the requests it
+/// completed.
+pub fn wrk(args: &[&str]) -> (String, usize) {
+    let out = std::process::Command::new("wrk")
+        .args(args)
+        .output()
+        .expect("wrk is installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "{text}"
+    );
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's report:\n{text}"));
+    (text, requests)
 }

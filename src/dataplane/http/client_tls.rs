@@ -107,7 +107,10 @@ impl<S> HttpConn<S> {
         r: &mut R,
     ) -> Result<bool, ()> {
         let tls = self.tls.as_mut().expect("a TLS connection");
+        // What rustls has taken stays in the session's output until it is sent.
         let out = self.session.client_output();
+        debug_assert!(tls.unsent() <= out.len());
+        let out = out.get(tls.unsent()..).unwrap_or_default();
         let taken = if out.is_empty() {
             0
         } else {
@@ -121,19 +124,23 @@ impl<S> HttpConn<S> {
             }
             progress = true;
         }
-        if taken > 0 {
-            self.client_wrote(ctx, taken);
+        let sent = tls.sent();
+        if sent > 0 {
+            self.client_wrote(ctx, sent);
         }
         Ok(progress)
     }
 
     /// Over TLS, the FIN waits until `close_notify` and everything before it is sent;
-    /// in clear text it may go at once.
-    pub(super) fn tls_closed<R: Reactor<Sock = S>>(&mut self, r: &mut R) -> bool {
+    /// in clear text it may go at once. No `close_notify` after a response cut short:
+    /// a client reading to the close must see the truncation.
+    pub(super) fn tls_flushed<R: Reactor<Sock = S>>(&mut self, r: &mut R) -> bool {
         let Some(tls) = self.tls.as_mut() else {
             return true;
         };
-        tls.close_notify();
+        if !self.session.cut_short() {
+            tls.close_notify();
+        }
         if self.ready.client_write {
             match tls.push(r, &self.client) {
                 Ok(all) => self.ready.client_write = all,
@@ -142,6 +149,16 @@ impl<S> HttpConn<S> {
             }
         }
         !tls.pending()
+    }
+
+    /// The session ended the connection (its client left between requests, or idled
+    /// past the keep-alive timeout): over TLS, `close_notify` if the socket takes it
+    /// now — the close does not wait for it.
+    pub(super) fn tls_goodbye<R: Reactor<Sock = S>>(&mut self, r: &mut R) {
+        if self.tls.is_some() && !self.shut_client {
+            self.ready.client_write = true;
+            let _ = self.tls_flushed(r);
+        }
     }
 
     /// A handshake still under way when the connection's timers closed it.

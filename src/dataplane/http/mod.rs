@@ -257,13 +257,22 @@ impl<S> HttpConn<S> {
         if let Some(b) = self.backend.as_ref().filter(|b| !b.connected) {
             at = at.min(b.connect_deadline_ms);
         }
-        if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange) {
+        if self.idle_timed() {
             let idle = self
                 .last_active_ms
                 .saturating_add(ctx.snapshot.server.idle_timeout_ms);
             at = at.min(idle);
         }
         at
+    }
+
+    /// Whether `idle_timeout_ms` bounds the connection's silence now: a tunnel, an
+    /// exchange, or a client yet to take what it is owed (the rest of a response;
+    /// over TLS, records rustls still holds).
+    fn idle_timed(&self) -> bool {
+        matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
+            || !self.session.client_output().is_empty()
+            || self.tls.as_ref().is_some_and(|t| t.pending())
     }
 
     /// Make all the progress the sockets allow.
@@ -329,6 +338,7 @@ impl<S> HttpConn<S> {
             }
             if self.session.phase() == Phase::Closed {
                 self.settle(ctx, shard, io);
+                self.tls_goodbye(io.r);
                 return After::Close { reset: false };
             }
             if !progress {
@@ -365,8 +375,9 @@ impl<S> HttpConn<S> {
         if self.session.phase() == Phase::Closed {
             self.tls_timed_out(ctx);
         }
-        // A tunnel, or a message stalled mid-stream, silent for `idle_timeout_ms`.
-        if matches!(self.session.phase(), Phase::Tunnel | Phase::Exchange)
+        // A tunnel, a message stalled mid-stream, a client that stopped taking what it
+        // is owed: silent for `idle_timeout_ms`.
+        if self.idle_timed()
             && now.saturating_sub(self.last_active_ms) >= ctx.snapshot.server.idle_timeout_ms
         {
             ctx.stats().idle_timeouts.inc();
@@ -601,7 +612,7 @@ impl<S> HttpConn<S> {
     }
 
     fn forward_fins<R: Reactor<Sock = S>>(&mut self, r: &mut R) {
-        if self.session.fin_to_client() && !self.shut_client && self.tls_closed(r) {
+        if self.session.fin_to_client() && !self.shut_client && self.tls_flushed(r) {
             self.shut_client = true;
             r.shutdown(&self.client);
         }

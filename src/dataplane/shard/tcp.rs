@@ -53,8 +53,10 @@ impl<S> TcpConn<S> {
     /// A relay whose client already sent `bytes` (a ClientHello peeked on `[https]
     /// listen`) and, with `eof`, its FIN: they go to the backend first, once connected.
     pub fn with_pending(link: Link, client: S, ckey: u32, bytes: Vec<u8>, eof: bool) -> TcpConn<S> {
+        let mut up = Flow::with_pending(bytes, eof);
+        up.uncounted = up.buf.as_ref().map_or(0, |b| b.len() as u64);
         TcpConn {
-            up: Flow::with_pending(bytes, eof),
+            up,
             ..TcpConn::new(link, client, ckey)
         }
     }
@@ -226,7 +228,7 @@ impl<R: Reactor> Shard<R> {
         if sp.switched {
             self.ctx.stats().spliced_flows.inc();
         }
-        let moved = flow.bytes - before;
+        let moved = flow.bytes - before + std::mem::take(&mut flow.uncounted);
         // An idle flow gives its buffer back: idle connections hold no memory but their own.
         if let Some(b) = flow.take_idle_buf() {
             self.bufs.push(b);

@@ -89,6 +89,7 @@ impl Session {
     pub(super) fn body_error(&mut self, e: BodyError, now_ms: u64) {
         tracing::debug!(error = %e, "bad request body");
         if self.resp_bytes {
+            self.cut_short = true;
             self.phase = Phase::Closed;
         } else {
             self.respond(400, now_ms);
@@ -190,6 +191,7 @@ impl Session {
     /// client is owed from before is written (earlier responses, pipelined, that a
     /// slow client has not taken yet; the start of this one).
     pub(super) fn cut(&mut self, now_ms: u64) {
+        self.cut_short = true;
         if self.client_output().is_empty() {
             self.phase = Phase::Closed;
             return;

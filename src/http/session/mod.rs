@@ -43,6 +43,9 @@ enum Waiting {
     NeitherSide,
     /// A close's linger, discarding what the client still sends.
     Linger,
+    /// The client, to take what it is owed (a response's tail, to a slow reader):
+    /// bounded by the driver's idle timeout, as a slow reader mid-exchange is.
+    ClientReads,
     Nothing,
 }
 
@@ -149,6 +152,9 @@ pub struct Session {
     /// Closing after a complete exchange (not an error of the client's): nothing
     /// more is expected from the client.
     graceful: bool,
+    /// A response was cut short (its backend failed mid-body, its request body turned
+    /// out malformed): the client must be able to tell, so over TLS no `close_notify`.
+    cut_short: bool,
     /// Requests served on this connection.
     served: u64,
     /// Start of the current wait (head, keep-alive, linger) for its timeout.
@@ -190,6 +196,7 @@ impl Session {
             pending_cookie: Vec::new(),
             graceful: false,
             last: false,
+            cut_short: false,
             served: 0,
             since_ms: now_ms,
             backend_since_ms: now_ms,
@@ -201,6 +208,13 @@ impl Session {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// A response was cut short: the connection must not end as if it were complete
+    /// (over TLS: no `close_notify`, so that a client reading to the close sees the
+    /// truncation).
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
     }
 
     /// Closing after a complete exchange whose request was read whole: once the
@@ -545,6 +559,13 @@ impl Session {
         let l = &self.limits;
         let since = |limit: u64| self.since_ms.saturating_add(limit);
         match self.phase {
+            // A slow reader still taking a response: the keep-alive wait or the linger
+            // starts once it has all of it (`check_timers` moves `since_ms` along).
+            Phase::Head | Phase::Closing
+                if self.input.is_empty() && !self.client_output().is_empty() =>
+            {
+                (Waiting::ClientReads, u64::MAX)
+            }
             Phase::Head if self.input.is_empty() => {
                 let limit = if self.served == 0 {
                     l.header_timeout_ms
@@ -583,6 +604,9 @@ impl Session {
             // The backend's silence is timed from when the exchange starts waiting on it.
             self.backend_since_ms = now_ms;
         }
+        if what == Waiting::ClientReads {
+            self.since_ms = now_ms;
+        }
         if now_ms < at {
             return;
         }
@@ -591,7 +615,7 @@ impl Session {
             Waiting::Head => self.respond(408, now_ms),
             Waiting::ClientBody => self.client_timed_out(now_ms),
             Waiting::Backend => self.backend_timed_out(now_ms),
-            Waiting::NeitherSide | Waiting::Nothing => {}
+            Waiting::NeitherSide | Waiting::ClientReads | Waiting::Nothing => {}
         }
     }
 

@@ -105,6 +105,64 @@ fn a_fin_read_while_the_last_response_is_written_waits_for_it() {
     assert_eq!(s.phase(), Phase::Closed);
 }
 
+/// A client slow to take a finished response keeps it: neither the keep-alive wait
+/// nor a close's linger runs while it is owed bytes (the driver's idle timeout bounds
+/// that); each starts once the last byte is written.
+#[test]
+fn a_slow_reader_keeps_the_tail_past_the_keep_alive_and_the_linger() {
+    for close in [false, true] {
+        let mut s = Session::new(LIMITS, 0);
+        let conn = if close { "Connection: close\r\n" } else { "" };
+        client(
+            &mut s,
+            format!("GET / HTTP/1.1\r\nHost: h\r\n{conn}\r\n").as_bytes(),
+        );
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody", 0);
+        assert_eq!(s.phase(), if close { Phase::Closing } else { Phase::Head });
+        s.client_wrote(10);
+        // Long after every timer of a finished exchange would have fired.
+        let late = 100 * (LIMITS.keepalive_timeout_ms + LINGER_MS);
+        assert_eq!(s.deadline_ms(), u64::MAX, "close: {close}");
+        s.check_timers(late);
+        assert_ne!(s.phase(), Phase::Closed, "close: {close}");
+        assert!(take_client(&mut s).ends_with("\r\n\r\nbody"));
+        // The wait that follows starts from the last check, not from the response.
+        let limit = if close {
+            LINGER_MS
+        } else {
+            LIMITS.keepalive_timeout_ms
+        };
+        assert_eq!(s.deadline_ms(), late + limit, "close: {close}");
+        s.check_timers(late + limit);
+        assert_eq!(s.phase(), Phase::Closed, "close: {close}");
+    }
+}
+
+/// A response cut short says so: the driver must not end it as a complete one.
+#[test]
+fn a_cut_response_is_marked_and_a_whole_one_is_not() {
+    for cut in [false, true] {
+        let mut s = Session::new(LIMITS, 0);
+        client(
+            &mut s,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        s.attach(fwd(false), 0);
+        take_backend(&mut s);
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nbody", 0);
+        if cut {
+            s.backend_closed(true, 0);
+        } else {
+            s.backend_read(b"more", 0);
+        }
+        take_client(&mut s);
+        assert_eq!(s.cut_short(), cut);
+        assert!(s.fin_to_client());
+    }
+}
+
 #[test]
 fn a_response_cut_short_leaves_the_one_before_it_whole() {
     let mut s = Session::new(LIMITS, 0);
