@@ -25,7 +25,42 @@ both_io!(
     wrk_over_https_has_no_errors,
     a_tunnel_over_tls_is_refused_not_relayed_in_clear,
     a_slow_reader_gets_every_response_whole_in_clear_and_over_tls,
+    an_ecdsa_and_an_rsa_certificate_for_one_name,
 );
+
+/// A directory with an ECDSA and an RSA certificate for one name, as operators give
+/// HAProxy for old clients: each client gets the one it can verify (its signature
+/// algorithms choose), on TLS 1.3 and 1.2.
+fn an_ecdsa_and_an_rsa_certificate_for_one_name(io: &str) {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf(&["dual.example"]);
+    let (rsa_cert, rsa_key) = pki.leaf_rsa(&["dual.example"]);
+    let dir = pki.dir.path().join("certs");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("1-ecdsa.pem"), cert + &key).unwrap();
+    std::fs::write(dir.join("2-rsa.pem"), rsa_cert + &rsa_key).unwrap();
+    let a = HttpServer::start("dual");
+    let services = routed("dual", &["dual.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&dir], "", &services));
+    for version in ["-tls1_3", "-tls1_2"] {
+        for (sigalgs, key_bits) in [
+            ("ECDSA+SHA256", "256"),
+            ("RSA-PSS+SHA256:RSA+SHA256", "2048"),
+        ] {
+            let out = s_client(
+                lb.https(),
+                &[version, "-servername", "dual.example", "-sigalgs", sigalgs],
+                "GET / HTTP/1.1\r\nHost: dual.example\r\nConnection: close\r\n\r\n",
+            );
+            assert!(
+                out.contains(&format!("Server public key is {key_bits} bit"))
+                    && out.contains("HTTP/1.1 200 OK"),
+                "{version} {sigalgs}:
+{out}"
+            );
+        }
+    }
+}
 
 /// A client that stops reading — after its request, after half-closing, between
 /// keep-alive requests — for longer than every timer of a finished exchange (the
