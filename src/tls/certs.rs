@@ -57,6 +57,12 @@ pub enum CertError {
     BadKey { path: PathBuf, reason: String },
     #[error("{}: the private key does not match the certificate", path.display())]
     KeyMismatch { path: PathBuf },
+    #[error(
+        "{}: the private key is that of certificate {position} in the file, not of the \
+         first: put the server certificate first, then the chain that signs it",
+        path.display()
+    )]
+    LeafNotFirst { path: PathBuf, position: usize },
     #[error("{}: a certificate cannot be parsed: {reason}", path.display())]
     BadCertificate { path: PathBuf, reason: String },
     #[error("{}: the directory holds no certificate file", path.display())]
@@ -228,7 +234,20 @@ fn certify(
     match key.keys_match() {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(CertError::KeyMismatch { path: file })
+            // A chain pasted in the wrong order (CA first) reads as a mismatch; say
+            // what is wrong when the key is that of a later certificate.
+            let later = (1..key.cert.len()).find(|&i| {
+                CertifiedKey::new(vec![key.cert[i].clone()], Arc::clone(&key.key))
+                    .keys_match()
+                    .is_ok()
+            });
+            return Err(match later {
+                Some(i) => CertError::LeafNotFirst {
+                    path: file,
+                    position: i + 1,
+                },
+                None => CertError::KeyMismatch { path: file },
+            });
         }
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
             let reason = "its public half is unknown, so it cannot be checked against \
