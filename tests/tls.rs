@@ -529,6 +529,13 @@ fn a_certificate_replaced_under_load_fails_no_request(io: &str) {
         .log_lines()
         .iter()
         .any(|l| l.contains("certificate files changed")));
+    // Nothing but the certificates changed: no listener or service is logged again.
+    let listening = lb.count_log(|l| {
+        ["http listening", "https listening", "service listening"]
+            .iter()
+            .any(|what| l.contains(what))
+    });
+    assert_eq!(listening, 3, "{:#?}", lb.log_lines());
 }
 
 /// `tls = true` on a service's own port serves TLS there; with no certificate
