@@ -7,10 +7,11 @@ mod common;
 use common::http::{wrk, HttpServer};
 use common::tls::{curl_https, s_client, write_atomically, Pki};
 use common::*;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 both_io!(
     https_routes_by_host_like_http_and_says_so_to_the_backend,
@@ -25,6 +26,7 @@ both_io!(
     wrk_over_https_has_no_errors,
     a_tunnel_over_tls_is_refused_not_relayed_in_clear,
     a_slow_reader_gets_every_response_whole_in_clear_and_over_tls,
+    a_hello_that_trickles_in_is_closed_at_the_head_timeout,
 );
 
 /// A client that stops reading — after its request, after half-closing, between
@@ -812,4 +814,82 @@ fn in_records(hello: &[u8], n: usize) -> Vec<u8> {
         out.extend_from_slice(chunk);
     }
     out
+}
+
+/// A slowloris during the handshake: a ClientHello sent one byte at a time, each
+/// byte well within `header_timeout_ms` of the last, is closed when the timer set at
+/// the accept fires — activity does not push it back — before the hello is complete:
+/// on `[https] listen` while the hello is peeked for a passthrough name (whether the
+/// name is one, and in records too many to be peeked), and on a service's own TLS
+/// port where rustls reads it at once. Each counted as a timeout, none passed through.
+fn a_hello_that_trickles_in_is_closed_at_the_head_timeout(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let b = Backend::echo();
+    let services = routed("shop", &["shop.example"], "", a.addr)
+        + &format!(
+            "[[service]]\nname = \"own\"\nmode = \"http\"\nlisten = \"127.0.0.1:0\"\n\
+             tls = true\ncertificates = [{:?}]\nbackends = [\"{}\"]\n",
+            cert.display().to_string(),
+            a.addr
+        )
+        + &format!(
+            "[[service]]\nname = \"db\"\nsni = [\"db.example\"]\nbackends = [\"{}\"]\n",
+            b.addr
+        );
+    let http = "header_timeout_ms = 300";
+    let lb = Sluice::start(&config(io, &[&cert], http, &services));
+    let db = client_hello_for("db.example");
+    let shop = client_hello();
+    let one_byte_records = in_records(&db, db.len() - 5);
+    let cases = [
+        ("a passthrough name, peeked", lb.https(), &db),
+        (
+            "a passthrough name in 1-byte records",
+            lb.https(),
+            &one_byte_records,
+        ),
+        ("a terminated name, peeked", lb.https(), &shop),
+        ("a service's own TLS port", lb.addr("own"), &shop),
+    ];
+    for (what, addr, hello) in cases {
+        let mut s = connect(addr);
+        s.set_nodelay(true).unwrap();
+        // Each pause is a sixth of the head timeout: never idle long enough to be
+        // closed for idling, and the whole hello takes many timeouts to send.
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut ended = None;
+        for (i, b) in hello.iter().enumerate() {
+            if s.write_all(std::slice::from_ref(b)).is_err() {
+                ended = Some(i);
+                break;
+            }
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    ended = Some(i);
+                    break;
+                }
+                Ok(n) => panic!("[{io}] {what}: answered {:?}", &buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A reset: closed too.
+                Err(_) => {
+                    ended = Some(i);
+                    break;
+                }
+            }
+        }
+        assert!(
+            ended.is_some(),
+            "[{io}] {what}: the whole hello ({} bytes, one every 50 ms) was taken",
+            hello.len()
+        );
+    }
+    let admin = lb.admin();
+    wait_for("the four timeouts counted", || {
+        let n = metric_where(admin, "sluice_tls_failures_total", "reason=\"timeout\"");
+        (n == 4.0).then_some(())
+    });
+    assert_eq!(metric(admin, "sluice_tls_passthrough_total"), 0.0, "[{io}]");
 }
