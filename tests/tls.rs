@@ -27,6 +27,7 @@ both_io!(
     a_tunnel_over_tls_is_refused_not_relayed_in_clear,
     a_slow_reader_gets_every_response_whole_in_clear_and_over_tls,
     a_hello_that_trickles_in_is_closed_at_the_head_timeout,
+    every_tls_connection_has_one_outcome_whatever_the_client_cuts,
 );
 
 /// A client that stops reading — after its request, after half-closing, between
@@ -892,4 +893,64 @@ fn a_hello_that_trickles_in_is_closed_at_the_head_timeout(io: &str) {
         (n == 4.0).then_some(())
     });
     assert_eq!(metric(admin, "sluice_tls_passthrough_total"), 0.0, "[{io}]");
+}
+
+/// Every connection accepted on `[https] listen` is counted once: a handshake, a
+/// passthrough or a failure — also when the client resets it while the server's
+/// first flight is on its way, or after its FIN, at any point of the hello, for a
+/// terminated name and a passed-through one.
+fn every_tls_connection_has_one_outcome_whatever_the_client_cuts(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let b = Backend::echo();
+    let services = routed("shop", &["shop.example"], "", a.addr)
+        + &format!(
+            "[[service]]\nname = \"db\"\nsni = [\"db.example\"]\nbackends = [\"{}\"]\n",
+            b.addr
+        );
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (shop, db) = (client_hello(), client_hello_for("db.example"));
+    for round in 0..120 {
+        let hello = if round % 2 == 0 { &shop } else { &db };
+        let cut = [hello.len(), hello.len() / 2, 10][round / 2 % 3];
+        let s = connect(lb.https());
+        let _ = (&s).write_all(&hello[..cut]);
+        if round / 6 % 2 == 1 {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        // Some resets right away, some once the server may be answering.
+        if round / 12 % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = socket2::Socket::from(s);
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    }
+    let admin = lb.admin();
+    let outcomes = || {
+        ["sluice_tls_failures_total", "sluice_tls_handshakes_total"]
+            .iter()
+            .map(|m| metric_where(admin, m, "shard="))
+            .sum::<f64>()
+            + metric(admin, "sluice_tls_passthrough_total")
+    };
+    // Counted when each connection closes; the ones reset before sluice accepted them
+    // are neither accepted nor counted.
+    let mut last = (0.0, 0.0);
+    let settled = (0..200).any(|_| {
+        let accepted = metric(admin, "sluice_shard_accepts_total");
+        let open = metric(admin, "sluice_shard_connections");
+        last = (accepted, outcomes());
+        if accepted > 0.0 && open == 0.0 && last.1 == accepted {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(
+        settled,
+        "[{io}] {} connections accepted, {} outcomes counted",
+        last.0, last.1
+    );
 }
