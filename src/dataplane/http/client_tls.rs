@@ -6,7 +6,6 @@ use super::{HttpConn, READ_BYTES};
 use crate::dataplane::reactor::Reactor;
 use crate::dataplane::tls::{Count, Pulled};
 use crate::dataplane::ShardCtx;
-use crate::stats::TlsFailure;
 use crate::tls::hello::{self, Peek, Worth, MAX_PEEK_BYTES};
 use std::io::ErrorKind;
 
@@ -164,10 +163,8 @@ impl<S> HttpConn<S> {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.client_read = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    count.shard.failure(TlsFailure::Closed);
-                    return Sniffed::Close;
-                }
+                // A reset: counted as `closed` when the connection closes.
+                Err(_) => return Sniffed::Close,
             }
         }
         let routes = ctx.snapshot.https.as_ref().map(|h| &h.passthrough);
@@ -191,7 +188,6 @@ impl<S> HttpConn<S> {
         };
         let Some(decided) = decided else {
             if self.sniff_eof {
-                count.shard.failure(TlsFailure::Closed);
                 return Sniffed::Close;
             }
             return Sniffed::Wait;
