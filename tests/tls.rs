@@ -27,9 +27,36 @@ both_io!(
     a_tunnel_over_tls_is_refused_not_relayed_in_clear,
     a_slow_reader_gets_every_response_whole_in_clear_and_over_tls,
     an_ecdsa_and_an_rsa_certificate_for_one_name,
+    renegotiation_is_refused_and_the_connection_ends,
     a_hello_that_trickles_in_is_closed_at_the_head_timeout,
     every_tls_connection_has_one_outcome_whatever_the_client_cuts,
 );
+
+/// A TLS 1.2 client asking to renegotiate (`R` in `openssl s_client`) is refused
+/// (rustls never renegotiates; the client gives up with "no renegotiation"), and
+/// nothing stays open behind it; the next client is served.
+fn renegotiation_is_refused_and_the_connection_ends(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let ca = pki.ca_file.display().to_string();
+    let out = s_client(
+        lb.https(),
+        &["-tls1_2", "-servername", "shop.example", "-CAfile", &ca],
+        "R\n",
+    );
+    assert!(
+        out.contains("RENEGOTIATING") && out.contains("no renegotiation"),
+        "{out}"
+    );
+    wait_for("the connection closed", || {
+        (metric(lb.admin(), "sluice_shard_connections") == 0.0).then_some(())
+    });
+    let (ok, body, err) = curl_https(&pki, lb.https(), "shop.example", "/", &[]);
+    assert!(ok && body == "shop", "{err}");
+}
 
 /// A directory with an ECDSA and an RSA certificate for one name, as operators give
 /// HAProxy for old clients: each client gets the one it can verify (its signature
@@ -411,6 +438,15 @@ fn clients_that_do_not_speak_tls_are_closed_and_counted(io: &str) {
     send_and_read(tls, b"\x16\x03\x01\x00\x05\xff\xff\xff\xff\xff");
     wait_for("protocol counted", || {
         (failures("protocol") >= 1.0).then_some(())
+    });
+    // A record longer than TLS allows (2^14 + 2048): refused with an alert, counted,
+    // not waited for.
+    let mut oversized = b"\x16\x03\x01\xff\xff".to_vec();
+    oversized.extend_from_slice(&[0u8; 1024]);
+    let got = send_and_read(tls, &oversized);
+    assert_eq!(got.first(), Some(&0x15), "an alert answers: {got:?}");
+    wait_for("protocol counted again", || {
+        (failures("protocol") >= 2.0).then_some(())
     });
     // Half a ClientHello, then silence: closed by the timer.
     let hello = client_hello();
