@@ -41,16 +41,52 @@ fn renegotiation_is_refused_and_the_connection_ends(io: &str) {
     let a = HttpServer::start("shop");
     let services = routed("shop", &["shop.example"], "", a.addr);
     let lb = Sluice::start(&config(io, &[&cert], "", &services));
-    let ca = pki.ca_file.display().to_string();
-    let out = s_client(
-        lb.https(),
-        &["-tls1_2", "-servername", "shop.example", "-CAfile", &ca],
-        "R\n",
-    );
-    assert!(
-        out.contains("RENEGOTIATING") && out.contains("no renegotiation"),
-        "{out}"
-    );
+    // Without -ign_eof (which turns s_client's command letters off), stdin kept open
+    // until the refusal is read.
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-servername",
+            "shop.example",
+            "-CAfile",
+        ])
+        .arg(&pki.ca_file)
+        .args(["-connect", &lb.https().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let said = std::sync::Arc::clone(&said);
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(stream);
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0) {
+                said.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+    wait_for("the handshake", || {
+        said.lock()
+            .unwrap()
+            .contains("Verify return code: 0")
+            .then_some(())
+    });
+    stdin.write_all(b"R\n").unwrap();
+    wait_for("the renegotiation refused", || {
+        let out = said.lock().unwrap();
+        (out.contains("RENEGOTIATING") && out.contains("no renegotiation")).then_some(())
+    });
+    drop(stdin);
+    wait_for("s_client to exit", || child.try_wait().unwrap());
     wait_for("the connection closed", || {
         (metric(lb.admin(), "sluice_shard_connections") == 0.0).then_some(())
     });
