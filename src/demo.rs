@@ -53,6 +53,7 @@ pub fn run(
             ..HttpConfig::default()
         },
         https: None,
+        https_proxy: Default::default(),
         tls: TlsConfig::default(),
         marathon: None,
         origin: Origin::default(),
@@ -68,6 +69,7 @@ pub fn run(
                 draining: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
+                proxy: Default::default(),
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -84,6 +86,7 @@ pub fn run(
                     ..HttpOptions::default()
                 },
                 tls: ServiceTls::default(),
+                proxy: Default::default(),
             },
         ],
     };

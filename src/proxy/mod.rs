@@ -495,3 +495,13 @@ fn v6(ip: IpAddr) -> Ipv6Addr {
         IpAddr::V6(v6) => v6,
     }
 }
+
+/// The unspecified address (port 0) of `peer`'s family: the destination written when
+/// the address a client connected to is unknown.
+pub fn unspecified(peer: SocketAddr) -> SocketAddr {
+    let ip = match peer.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
