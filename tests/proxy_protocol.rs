@@ -560,7 +560,39 @@ fn bad_input_is_closed_and_counted(io: &str) {
     );
 }
 
+/// Maglev's `hash = "source"` hashes the header's client, not the socket's: every
+/// connection comes from 127.0.0.1, yet 32 header sources spread over both backends,
+/// and each source keeps its backend.
+fn source_hash_follows_the_header(io: &str) {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let cfg = format!(
+        "{}[[service]]\nname = \"db\"\nlisten = \"127.0.0.1:0\"\n{TRUSTED}hash = \"source\"\n\
+         backends = [\"{}\", \"{}\"]\n",
+        server(io, ""),
+        a.addr,
+        b.addr
+    );
+    let sluice = Sluice::start(&cfg);
+    let via = |src: &str, port: u16| {
+        let mut c = connect(sluice.addr("db"));
+        let line = format!("PROXY TCP4 {src} 10.0.0.1 {port} 5432\r\n");
+        c.write_all(line.as_bytes()).unwrap();
+        let mut name = String::new();
+        c.read_to_string(&mut name).unwrap();
+        name
+    };
+    let mut seen = std::collections::HashSet::new();
+    for i in 1..=32 {
+        let src = format!("198.51.100.{i}");
+        let first = via(&src, 1000);
+        assert_eq!(via(&src, 2000 + i), first, "{src} changed backend");
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
 both_io!(
+    source_hash_follows_the_header,
     haproxy_in_front_of_http,
     haproxy_in_front_of_tcp_relayed_onward,
     haproxy_in_front_of_https,
