@@ -267,37 +267,54 @@ fn haproxy_in_front_of_tcp_relayed_onward(io: &str) {
 /// service's backend with the client and the name (an authority TLV).
 fn haproxy_in_front_of_https(io: &str) {
     let pki = Pki::new();
-    let cert = pki.write_leaf("web.pem", &["web.example"]);
+    let cert = pki.write_leaf("web.pem", &["web.example", "pp.example"]);
     let web = HttpServer::start("web");
     let (db, seen) = proxy_backend();
+    // Behind sluice: HAProxy answering with the client and authority of the v2
+    // header it got.
+    let back = Peer::haproxy(
+        "frontend f\n  mode http\n  bind 127.0.0.1:{port} accept-proxy\n  \
+         http-request return status 200 content-type text/plain \
+         lf-string \"src=%[src] authority=%[fc_pp_authority]\"\n",
+    );
     let cfg = format!(
         "{}[https]\nlisten = \"127.0.0.1:0\"\n{TRUSTED}\n[tls]\ncertificates = [\"{}\"]\n\n\
          [[service]]\nname = \"web\"\nmode = \"http\"\nvhosts = [\"web.example\"]\n\
-         backends = [\"{}\"]\n\n[[service]]\nname = \"db\"\nsni = [\"db.example\"]\n\
+         backends = [\"{}\"]\n\n[[service]]\nname = \"pp\"\nmode = \"http\"\n\
+         vhosts = [\"pp.example\"]\nsend_proxy = \"v2\"\nbackends = [\"{}\"]\n\n\
+         [[service]]\nname = \"db\"\nsni = [\"db.example\"]\n\
          send_proxy = \"v2\"\nbackends = [\"{}\"]\n",
         server(io, ""),
         cert.display(),
         web.addr,
+        back.addr,
         db.addr
     );
     let sluice = Sluice::start(&cfg);
     let front = haproxy_in_front(sluice.https(), "send-proxy-v2");
-    let url = format!("https://web.example:{}/", front.addr.port());
-    let resolve = format!("web.example:{}:127.0.0.1", front.addr.port());
     let ca = pki.ca_file.display().to_string();
-    let body = curl(&[
-        "-s",
-        "--interface",
-        "127.0.0.2",
-        "--cacert",
-        &ca,
-        "--resolve",
-        &resolve,
-        &url,
-    ]);
-    assert_eq!(body, "web");
+    let get = |name: &str, from: &str| {
+        let url = format!("https://{name}:{}/", front.addr.port());
+        let resolve = format!("{name}:{}:127.0.0.1", front.addr.port());
+        curl(&[
+            "-s",
+            "--interface",
+            from,
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+    };
+    assert_eq!(get("web.example", "127.0.0.2"), "web");
     let head = web.requests().pop().unwrap().head;
     assert!(head.contains("x-forwarded-for: 127.0.0.2"), "{head}");
+    // Terminated here, sent on with the client HAProxy accepted and the SNI.
+    assert_eq!(
+        get("pp.example", "127.0.0.4"),
+        "src=127.0.0.4 authority=pp.example"
+    );
     // The passed-through hello: its backend speaks no TLS, so the handshake fails
     // there, after the header.
     let mut c = connect_from("127.0.0.3", front.addr);
