@@ -396,6 +396,7 @@ fn send_proxy_to_nginx(io: &str) {
         back.addr
     );
     let cfg = cfg.replace("workers = 2\n", "");
+    let cfg = format!("{cfg}[admin]\nlisten = \"127.0.0.1:0\"\n");
     let sluice = Sluice::start(&cfg);
     let request = b"GET / HTTP/1.1\r\nHost: web.example\r\n\r\n";
     for from in ["127.0.0.2", "127.0.0.3", "127.0.0.2"] {
@@ -406,6 +407,9 @@ fn send_proxy_to_nginx(io: &str) {
             assert!(text.ends_with(&format!("src={from}")), "{from}: {text}");
         }
     }
+    // Each client's second request went over the connection its first opened.
+    let reused = metric(sluice.admin(), "sluice_http_backend_reused_total");
+    assert_eq!(reused, 3.0);
 }
 
 /// One response with a Content-Length body, as text.
