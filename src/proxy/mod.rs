@@ -19,9 +19,10 @@
 //!   some parsers, so it is refused rather than read either way); `UNKNOWN` ignores
 //!   the rest of its line and keeps the socket's addresses.
 //! - v2: version 2 (else [`Error::Version`]); command LOCAL (the balancer's own
-//!   connection, a health check: the socket's addresses stand) or PROXY, anything
-//!   else [`Error::Command`]; address families AF_UNSPEC, AF_INET, AF_INET6 and
-//!   AF_UNIX over STREAM. AF_UNIX and AF_UNSPEC carry no address sluice can use, so
+//!   connection, a health check: the socket's addresses stand, and the protocol
+//!   block, family included, is ignored as the specification asks) or PROXY,
+//!   anything else [`Error::Command`]; address families AF_UNSPEC, AF_INET, AF_INET6
+//!   and AF_UNIX over STREAM. AF_UNIX and AF_UNSPEC carry no address sluice can use, so
 //!   they keep the socket's addresses, as HAProxy does; an unknown family, or a
 //!   transport other than STREAM with an address family, is [`Error::Family`]. The
 //!   whole header is at most [`V2_MAX_BYTES`] (its 16 fixed bytes and 2,032 of
@@ -301,10 +302,6 @@ fn parse_v2(buf: &[u8]) -> Parsed {
         1 => Command::Proxy,
         _ => return Parsed::Error(Error::Command),
     };
-    let (family, transport) = (fam >> 4, fam & 0x0f);
-    if family > 3 || transport > 2 {
-        return Parsed::Error(Error::Family);
-    }
     let total = 16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]));
     if total > V2_MAX_BYTES {
         return Parsed::Error(Error::Oversized);
@@ -323,12 +320,13 @@ fn parse_v2(buf: &[u8]) -> Parsed {
         consumed: total,
     };
     if command == Command::Local {
-        // The sender's own connection: the address block is ignored, as the
-        // specification asks.
+        // The sender's own connection: the protocol block, family included, is
+        // ignored, as the specification asks.
         return Parsed::Header(header);
     }
     // An address family over anything but STREAM is not a TCP connection.
-    if family != 0 && transport != 1 {
+    let (family, transport) = (fam >> 4, fam & 0x0f);
+    if family > 3 || transport > 2 || (family != 0 && transport != 1) {
         return Parsed::Error(Error::Family);
     }
     let addr_len = match family {

@@ -129,6 +129,11 @@ fn v2_local_unspec_and_unix_keep_the_socket_address() {
     // LOCAL ignores whatever address block it carries.
     let h = header(&v2(0x20, 0x11, &[1; 12]));
     assert_eq!(h.client(socket), socket);
+    assert_eq!(
+        header(&v2(0x20, 0x52, &[])).client(socket),
+        socket,
+        "any family"
+    );
     assert_eq!(header(&v2(0x21, 0x00, &[])).client(socket), socket);
     assert_eq!(header(&v2(0x21, 0x31, &[0; 216])).client(socket), socket);
 }
