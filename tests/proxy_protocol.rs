@@ -612,7 +612,36 @@ fn source_hash_follows_the_header(io: &str) {
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
 
+/// A client that sends its header, a keep-alive request and its FIN at once is
+/// answered and closed then, not at the keep-alive timeout: the FIN seen while the
+/// header was read is not lost.
+fn a_fin_behind_the_header_is_kept(io: &str) {
+    let web = HttpServer::start("web");
+    let cfg = format!(
+        "{}[http]\nkeepalive_timeout_ms = 600000\n\n[[service]]\nname = \"web\"\nmode = \"http\"\n\
+         listen = \"127.0.0.1:0\"\n{TRUSTED}backends = [\"{}\"]\n",
+        server(io, ""),
+        web.addr
+    );
+    let sluice = Sluice::start(&cfg);
+    for _ in 0..10 {
+        let mut c = connect(sluice.addr("web"));
+        // The header's start first, so that the rest, the request and the FIN come
+        // while the connection waits for its header.
+        c.write_all(b"PROXY TCP4 192.0.2.1").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        c.write_all(b" 192.0.2.2 1 2\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text)
+            .expect("closed after the response");
+        assert!(text.ends_with("web"), "{text}");
+    }
+}
+
 both_io!(
+    a_fin_behind_the_header_is_kept,
     source_hash_follows_the_header,
     haproxy_in_front_of_http,
     haproxy_in_front_of_tcp_relayed_onward,

@@ -319,6 +319,7 @@ impl<R: Reactor> Shard<R> {
                 key,
                 peer,
                 local: None,
+                hup: false,
             },
             admitted,
             &[],
@@ -366,6 +367,7 @@ impl<R: Reactor> Shard<R> {
                         .is_some_and(|h| !h.passthrough.is_empty());
                 let mut c = HttpConn::new(a.sock, a.key, a.peer, &listeners, tls, sniff, &self.ctx);
                 c.local = a.local;
+                c.ready.client_hup = a.hup;
                 let ok = c.preload(early, &self.ctx);
                 (Conn::Http(c), ok)
             }
@@ -424,7 +426,11 @@ impl<R: Reactor> Shard<R> {
                     c.ready.note(backend, read, write, hup);
                     self.pump_http(idx);
                 }
-                Some(Conn::Proxy(_)) => self.read_header(idx),
+                Some(Conn::Proxy(p)) => {
+                    // A FIN reported with the header's bytes is not reported again.
+                    p.hup |= hup;
+                    self.read_header(idx);
+                }
                 None => {}
             },
             Some(Owner::Pooled { addr }) if read || hup => {

@@ -45,6 +45,8 @@ pub(super) struct Accepted<S> {
     pub peer: SocketAddr,
     /// The address it connected to, when a PROXY header said.
     pub local: Option<SocketAddr>,
+    /// The reactor reported the client's FIN (or a failure) already.
+    pub hup: bool,
 }
 
 /// A connection whose PROXY header is not whole yet.
@@ -56,6 +58,8 @@ pub(super) struct ProxyWait<S> {
     /// The bytes so far (the shard's header buffer, lent while incomplete).
     buf: Vec<u8>,
     deadline_ms: u64,
+    /// The reactor reported the client's FIN already.
+    pub(super) hup: bool,
 }
 
 /// The PROXY settings of the listener behind `front`, when it accepts the protocol.
@@ -94,6 +98,7 @@ impl<R: Reactor> Shard<R> {
             admitted,
             buf: Vec::new(),
             deadline_ms,
+            hup: false,
         }));
         if !watched {
             return self.close(idx, false);
@@ -157,6 +162,7 @@ impl<R: Reactor> Shard<R> {
             key: p.ckey,
             peer,
             local,
+            hup: p.hup,
         };
         let mut buf = p.buf;
         // Armed for the header: the connection arms its own from here on.
