@@ -138,6 +138,8 @@ fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 #[derive(Debug)]
 struct Arrived {
     client: Option<SocketAddr>,
+    /// The address the client connected to, as the header said.
+    dst: Option<SocketAddr>,
     authority: Option<String>,
 }
 
@@ -163,7 +165,12 @@ fn proxy_backend() -> (Backend, mpsc::Receiver<Arrived>) {
             .authority
             .map(|(a, b)| String::from_utf8_lossy(&buf[a..b]).into_owned());
         let client = h.addrs.map(|(src, _)| src);
-        let _ = tx.lock().unwrap().send(Arrived { client, authority });
+        let dst = h.addrs.map(|(_, dst)| dst);
+        let _ = tx.lock().unwrap().send(Arrived {
+            client,
+            dst,
+            authority,
+        });
         let _ = c.write_all(&buf[h.consumed..]);
         let mut r = c.try_clone().unwrap();
         let _ = std::io::copy(&mut r, &mut c);
@@ -258,6 +265,11 @@ fn haproxy_in_front_of_tcp_relayed_onward(io: &str) {
         arrived.client.map(|a| a.ip()),
         Some("127.0.0.2".parse().unwrap())
     );
+    assert_eq!(
+        arrived.dst,
+        Some(front.addr),
+        "the address HAProxy's client reached"
+    );
     assert_eq!(arrived.authority, None);
 }
 
@@ -325,6 +337,11 @@ fn haproxy_in_front_of_https(io: &str) {
         Some("127.0.0.3".parse().unwrap())
     );
     assert_eq!(arrived.authority.as_deref(), Some("db.example"));
+    assert_eq!(
+        arrived.dst,
+        Some(front.addr),
+        "the address HAProxy's client reached"
+    );
 }
 
 /// A minimal TLS 1.2 ClientHello naming `name`.
@@ -464,6 +481,7 @@ fn split_headers_payload_and_local(io: &str) {
     assert_eq!(&got, b"ping");
     let arrived = recv(&seen);
     assert_eq!(arrived.client, Some(src), "the header's client, sent on");
+    assert_eq!(arrived.dst, Some(dst));
     // v1 and a request in one segment.
     let mut c = connect(sluice.addr("web"));
     c.write_all(b"PROXY TCP4 203.0.113.9 198.51.100.1 5555 80\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

@@ -85,9 +85,10 @@ impl<R: Reactor> Shard<R> {
         let (Some(svc), Some(Conn::Http(c))) = (svc, slot.conn.take()) else {
             return self.close(idx, true);
         };
-        let peer = c.peer();
+        let (peer, local) = (c.peer(), c.local);
         let (client, ckey, hello, eof) = c.into_passthrough();
-        let link = self.ctx.passthrough(&svc, peer);
+        let mut link = self.ctx.passthrough(&svc, peer);
+        link.local = local;
         let relay = TcpConn::with_pending(link, client, ckey, hello, eof);
         slot.conn = Some(Conn::Tcp(relay));
         self.tcp_connect_next(idx);
