@@ -287,7 +287,7 @@ fn haproxy_in_front_of_https(io: &str) {
     let back = Peer::haproxy(
         "frontend f\n  mode http\n  bind 127.0.0.1:{port} accept-proxy\n  \
          http-request return status 200 content-type text/plain \
-         lf-string \"src=%[src] authority=%[fc_pp_authority]\"\n",
+         lf-string \"src=%[src] dst=%[dst]:%[dst_port] authority=%[fc_pp_authority]\"\n",
     );
     let cfg = format!(
         "{}[https]\nlisten = \"127.0.0.1:0\"\n{TRUSTED}\n[tls]\ncertificates = [\"{}\"]\n\n\
@@ -325,7 +325,7 @@ fn haproxy_in_front_of_https(io: &str) {
     // Terminated here, sent on with the client HAProxy accepted and the SNI.
     assert_eq!(
         get("pp.example", "127.0.0.4"),
-        "src=127.0.0.4 authority=pp.example"
+        format!("src=127.0.0.4 dst={} authority=pp.example", front.addr)
     );
     // The passed-through hello: its backend speaks no TLS, so the handshake fails
     // there, after the header.
