@@ -236,7 +236,11 @@ impl<R: Reactor> Shard<R> {
     }
 
     /// The waiting connection left the slab: its admission is undone.
-    pub(super) fn header_closed(&mut self, p: ProxyWait<R::Sock>, reset: bool) {
+    pub(super) fn header_closed(&mut self, mut p: ProxyWait<R::Sock>, reset: bool) {
+        if self.header_buf.capacity() == 0 && p.buf.capacity() <= KEEP_BYTES {
+            p.buf.clear();
+            self.header_buf = std::mem::take(&mut p.buf);
+        }
         match &p.admitted {
             Admitted::Tcp(link) => self.ctx.closed(link),
             Admitted::Http { .. } => self.ctx.stats().connections.dec(),
