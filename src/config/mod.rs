@@ -41,6 +41,9 @@ pub struct Config {
     pub origin: Origin,
 }
 
+/// The owner of `[tls] certificates` in [`Origin::certificates`] and in messages.
+pub const TLS_CERTIFICATES: &str = "[tls] certificates";
+
 /// Where a file's settings were written, for the errors found only when they are put
 /// to use (a listen address another process holds). Not part of what the
 /// configuration means: configs that differ only in it compare equal.
@@ -52,6 +55,9 @@ pub struct Origin {
     pub(crate) listens: std::collections::HashMap<String, Located>,
     /// `[marathon] token_file` and `credentials_file`, by key.
     pub(crate) marathon_files: Vec<(&'static str, Located)>,
+    /// Each certificate list's place, by owner: a service's name, or `[tls]
+    /// certificates`.
+    pub(crate) certificates: std::collections::HashMap<String, Located>,
 }
 
 impl PartialEq for Origin {
@@ -64,11 +70,21 @@ impl Origin {
     /// `file:line:column` (or `line:column`) of the listen address of `owner` (a
     /// service's name, or `[http] listen`), when the file wrote one.
     pub fn listen(&self, owner: &str) -> Option<String> {
-        let at = self.listens.get(owner)?;
-        Some(match &self.file {
+        self.listens.get(owner).map(|at| self.place(at))
+    }
+
+    /// `file:line:column` (or `line:column`) of the certificate list of `owner` (a
+    /// service's name, or `[tls] certificates`), when the file wrote one: a certificate
+    /// that cannot be used is found only when it is read, and reported there.
+    pub fn certificates(&self, owner: &str) -> Option<String> {
+        self.certificates.get(owner).map(|at| self.place(at))
+    }
+
+    fn place(&self, at: &Located) -> String {
+        match &self.file {
             Some(f) => format!("{f}:{}:{}", at.line, at.column),
             None => format!("{}:{}", at.line, at.column),
-        })
+        }
     }
 }
 

@@ -273,6 +273,12 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             &mut errs,
         )
     });
+    // Each certificate list's place (inserted once `listen_at` is done with `origin`).
+    let mut certificates_at = Vec::new();
+    if let Some(span) = raw.tls.as_ref().and_then(super::tls::certificates_span) {
+        let at = ConfigError::at(span, "").locate(text);
+        certificates_at.push((TLS_CERTIFICATES.to_owned(), at));
+    }
     let tls = super::tls::validate_tls(raw.tls, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     // Where each valid service is reported: its name.
@@ -290,12 +296,24 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             let name = s.name.get_ref();
             listen_at(l, name.trim(), format!("service {name:?}"));
         }
+        if let Some(c) = &s.certificates {
+            let at = ConfigError::at(c.span(), "").locate(text);
+            certificates_at.push((s.name.get_ref().trim().to_owned(), at));
+        }
+        if https.is_none() {
+            if let Some(r) = s.redirect_to_https.as_ref().filter(|r| *r.get_ref()) {
+                let msg = "redirect_to_https sends clients to https://HOST/ on port 443, and \
+                           [https] listen is not set: this sluice does not serve it";
+                warnings.push(ConfigError::at(r.span(), msg));
+            }
+        }
         let name_span = s.name.span();
         if let Some(svc) = validate_service(s, &mut errs) {
             services.push(svc);
             named_at.push(name_span);
         }
     }
+    origin.certificates.extend(certificates_at);
     let marathon = raw
         .marathon
         .map(|m| super::marathon::validate(m, text, &mut origin, &mut errs));

@@ -48,6 +48,11 @@ pub(super) fn validate_https(
     }
 }
 
+/// Where `[tls] certificates` is written, when it is.
+pub(super) fn certificates_span(raw: &RawTls) -> Option<Range<usize>> {
+    raw.certificates.as_ref().map(Spanned::span)
+}
+
 pub(super) fn validate_tls(raw: Option<RawTls>, errs: &mut Vec<ConfigError>) -> TlsConfig {
     let d = TlsConfig::default();
     let Some(r) = raw else { return d };

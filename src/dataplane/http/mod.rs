@@ -14,7 +14,7 @@ pub use pool::HttpShard;
 use super::keys::Io;
 use super::link::Link;
 use super::reactor::{Reactor, Want};
-use super::tls::TlsSide;
+use super::tls::{Count, TlsSide};
 use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session, Tunnel};
@@ -450,6 +450,12 @@ impl<S> HttpConn<S> {
         }
         if let Some(ex) = self.exchange.take() {
             ctx.left(&ex.service, ex.backend, ex.counted);
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            tls.ended(Count {
+                shard: &ctx.stats().tls,
+                id: ctx.id,
+            });
         }
     }
 
