@@ -54,6 +54,7 @@ pub fn run(
             ..HttpConfig::default()
         },
         https: Some(https),
+        https_proxy: Default::default(),
         tls: TlsConfig::default(),
         marathon: None,
         origin: Origin::default(),
@@ -69,6 +70,7 @@ pub fn run(
                 draining: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
+                proxy: Default::default(),
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -85,6 +87,7 @@ pub fn run(
                     ..HttpOptions::default()
                 },
                 tls: ServiceTls::default(),
+                proxy: Default::default(),
             },
         ],
     };

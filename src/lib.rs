@@ -11,6 +11,7 @@ pub mod demo;
 pub mod http;
 pub mod io;
 pub mod marathon;
+pub mod proxy;
 pub mod snapshot;
 pub mod stats;
 pub mod tls;

@@ -30,6 +30,7 @@ fn service(name: &str, mode: Mode, balance: Balance, backends: &[(&str, u32)]) -
             ..HttpOptions::default()
         },
         tls: Default::default(),
+        proxy: Default::default(),
     }
 }
 
@@ -42,6 +43,7 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         admin: Default::default(),
         http: Default::default(),
         https: None,
+        https_proxy: Default::default(),
         tls: Default::default(),
         marathon: None,
         services,

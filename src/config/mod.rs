@@ -6,11 +6,13 @@
 mod listen;
 mod marathon;
 mod parse;
+mod proxy;
 mod routes;
 mod tls;
 
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
+pub use proxy::{AcceptProxy, Cidr, SendProxy, ServiceProxy};
 pub use tls::comma_paths;
 
 use serde::Serialize;
@@ -26,6 +28,8 @@ pub struct Config {
     /// `[https] listen`: the shared TLS listener (Marathon-LB's :443), routing like
     /// `[http] listen` after the handshake, or passing a connection through by SNI.
     pub https: Option<SocketAddr>,
+    /// `[https] accept_proxy` and `proxy_trusted`.
+    pub https_proxy: AcceptProxy,
     pub tls: TlsConfig,
     /// Absent: services come from the file alone.
     #[serde(skip)]
@@ -155,6 +159,8 @@ pub struct HttpConfig {
     pub forwarded_headers: bool,
     /// Idle keep-alive connections kept per backend per shard for reuse.
     pub pool_per_backend: usize,
+    /// `accept_proxy` and `proxy_trusted` of `[http] listen`.
+    pub accept_proxy: AcceptProxy,
 }
 
 impl Default for HttpConfig {
@@ -167,6 +173,7 @@ impl Default for HttpConfig {
             backend_timeout_ms: 60_000,
             forwarded_headers: true,
             pool_per_backend: 64,
+            accept_proxy: AcceptProxy::default(),
         }
     }
 }
@@ -356,6 +363,8 @@ pub struct ServiceConfig {
     pub draining: Vec<SocketAddr>,
     pub http: HttpOptions,
     pub tls: ServiceTls,
+    /// `accept_proxy`, `proxy_trusted` (on its own `listen`) and `send_proxy`.
+    pub proxy: ServiceProxy,
 }
 
 /// The settings of an HTTP service (ignored in TCP mode).
@@ -509,12 +518,14 @@ impl Config {
             h.forwarded_headers,
             h.pool_per_backend
         );
+        out.push_str(&h.accept_proxy.to_toml());
         let paths = |list: &[PathBuf]| -> String {
             let l: Vec<String> = list.iter().map(|p| q(&p.display().to_string())).collect();
             l.join(", ")
         };
         if let Some(l) = self.https {
             let _ = write!(out, "\n[https]\nlisten = {}\n", q(&l.to_string()));
+            out.push_str(&self.https_proxy.to_toml());
         }
         let t = &self.tls;
         let alpn: Vec<String> = t.alpn.iter().map(|p| q(p)).collect();
@@ -622,6 +633,10 @@ impl Config {
             if !s.tls.sni.is_empty() {
                 let sni: Vec<String> = s.tls.sni.iter().map(|n| q(n)).collect();
                 let _ = writeln!(out, "sni = [{}]", sni.join(", "));
+            }
+            out.push_str(&s.proxy.accept.to_toml());
+            if let Some(v) = s.proxy.send {
+                let _ = writeln!(out, "send_proxy = {}", q(v.word()));
             }
             let _ = write!(out, "backends = [\n    {},\n]\n", backends.join(",\n    "));
         }

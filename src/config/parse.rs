@@ -76,6 +76,8 @@ struct RawHttp {
     backend_timeout_ms: Option<Spanned<i64>>,
     forwarded_headers: Option<bool>,
     pool_per_backend: Option<Spanned<i64>>,
+    accept_proxy: Option<Spanned<bool>>,
+    proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +118,9 @@ struct RawService {
     tls: Option<Spanned<bool>>,
     certificates: Option<Spanned<Vec<Spanned<String>>>>,
     sni: Option<Spanned<Vec<Spanned<String>>>>,
+    accept_proxy: Option<Spanned<bool>>,
+    proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
+    send_proxy: Option<Spanned<String>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -258,6 +263,16 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     });
     let http = validate_http(raw.http, &mut errs);
     let https = super::tls::validate_https(&raw.https, &mut errs);
+    let https_proxy = raw.https.as_ref().map_or_else(AcceptProxy::default, |h| {
+        super::proxy::validate_accept(
+            super::proxy::AcceptKeys {
+                accept: h.accept_proxy.as_ref(),
+                trusted: h.proxy_trusted.as_ref(),
+            },
+            Ok(()),
+            &mut errs,
+        )
+    });
     // Each certificate list's place (inserted once `listen_at` is done with `origin`).
     let mut certificates_at = Vec::new();
     if let Some(span) = raw.tls.as_ref().and_then(super::tls::certificates_span) {
@@ -318,6 +333,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             admin,
             http,
             https,
+            https_proxy,
             tls,
             marathon,
             services,
@@ -517,6 +533,23 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             .map_or(s.backends.span(), Spanned::span);
         errs.push(ConfigError::at(at, msg));
     }
+    let proxy = ServiceProxy {
+        accept: super::proxy::validate_accept(
+            super::proxy::AcceptKeys {
+                accept: s.accept_proxy.as_ref(),
+                trusted: s.proxy_trusted.as_ref(),
+            },
+            match s.listen {
+                Some(_) => Ok(()),
+                None => Err(
+                    "listen: a service without one is reached through [http] or \
+                             [https] listen, whose accept_proxy applies",
+                ),
+            },
+            errs,
+        ),
+        send: super::proxy::validate_send(s.send_proxy.as_ref(), errs),
+    };
     let listen = match listen {
         Some(l) => Some(l?),
         None => None,
@@ -536,6 +569,7 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             certificates,
             sni,
         },
+        proxy,
     })
 }
 
@@ -680,6 +714,17 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
                 None
             }
         });
+    let accept_proxy = super::proxy::validate_accept(
+        super::proxy::AcceptKeys {
+            accept: r.accept_proxy.as_ref(),
+            trusted: r.proxy_trusted.as_ref(),
+        },
+        match listen {
+            Some(_) => Ok(()),
+            None => Err("[http] listen"),
+        },
+        errs,
+    );
     let ms_of =
         |v: &Option<Spanned<i64>>, default: u64, what: &str, errs: &mut Vec<ConfigError>| {
             int_in(v, default as i64, ms.clone(), what, errs) as u64
@@ -719,6 +764,7 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
             "pool_per_backend",
             errs,
         ) as usize,
+        accept_proxy,
     }
 }
 

@@ -15,6 +15,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttps {
     pub listen: Spanned<String>,
+    pub accept_proxy: Option<Spanned<bool>>,
+    pub proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]

@@ -57,6 +57,10 @@ pub fn merge(
                 certificates: s.bind_tls.clone().unwrap_or_default(),
                 sni: Vec::new(),
             },
+            proxy: crate::config::ServiceProxy {
+                accept: Default::default(),
+                send: s.send_proxy,
+            },
         };
         push(svc, &mut out);
     }
@@ -77,6 +81,7 @@ pub fn merge(
             draining: draining(backends),
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
+            proxy: Default::default(),
         };
         push(svc, &mut out);
     }

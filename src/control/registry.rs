@@ -278,7 +278,11 @@ impl Registry {
                     .filter(|(_, s)| s.config.mode == Mode::Tcp)
                     .map(|(i, s)| (i, s.config.tls.sni.as_slice())),
             );
-            Arc::new(HttpsFront { tls, passthrough })
+            Arc::new(HttpsFront {
+                tls,
+                passthrough,
+                proxy: config.https_proxy.clone(),
+            })
         });
         let router = Router::build(
             services
@@ -300,6 +304,7 @@ impl Registry {
             },
             router,
             pool_per_backend: config.http.pool_per_backend,
+            proxy: config.http.accept_proxy.clone(),
         });
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.

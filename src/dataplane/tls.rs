@@ -279,6 +279,11 @@ impl TlsSide {
         }
     }
 
+    /// The server name the client's hello asked for.
+    pub fn server_name(&self) -> Option<&str> {
+        self.conn.server_name()
+    }
+
     pub fn handshaking(&self) -> bool {
         !self.established
     }

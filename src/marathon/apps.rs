@@ -73,6 +73,9 @@ pub struct AppService {
     /// `HAPROXY_{n}_BIND_OPTIONS` with `ssl`: TLS on the service's own port, with the
     /// certificates its `crt` options name (none: `[tls] certificates`).
     pub bind_tls: Option<Vec<PathBuf>>,
+    /// `HAPROXY_{n}_BACKEND_SERVER_OPTIONS` with `send-proxy` or `send-proxy-v2`: a
+    /// PROXY header before the first byte to every backend.
+    pub send_proxy: Option<crate::config::SendProxy>,
     pub backends: Vec<TaskBackend>,
 }
 
@@ -221,6 +224,17 @@ fn bind_tls(options: &str) -> Option<Vec<PathBuf>> {
         .map(|w| PathBuf::from(w[1]))
         .collect();
     Some(crts)
+}
+
+/// HAProxy `server` options: `send-proxy-v2` (or `send-proxy`, v1), the last one
+/// named winning as in HAProxy.
+fn server_send_proxy(options: &str) -> Option<crate::config::SendProxy> {
+    use crate::config::SendProxy;
+    options.split_whitespace().fold(None, |v, w| match w {
+        "send-proxy" => Some(SendProxy::V1),
+        "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => Some(SendProxy::V2),
+        _ => v,
+    })
 }
 
 fn label<'a>(labels: &'a Value, key: &str) -> Option<&'a str> {
@@ -466,6 +480,7 @@ fn translate_app(
                 .map(crate::config::comma_paths)
                 .unwrap_or_default(),
             bind_tls: label(labels, &key("BIND_OPTIONS")).and_then(bind_tls),
+            send_proxy: label(labels, &key("BACKEND_SERVER_OPTIONS")).and_then(server_send_proxy),
             backends,
         });
     }

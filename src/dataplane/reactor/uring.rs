@@ -575,6 +575,10 @@ impl Reactor for Uring {
         calls::shutdown(&sock.sock);
     }
 
+    fn local_addr(&self, sock: &USock) -> io::Result<SocketAddr> {
+        calls::local_addr(&sock.sock)
+    }
+
     fn quiet(&self, sock: &USock) -> bool {
         let st = &self.socks[sock.slot as usize];
         st.reading != OP_RECV && st.stash.is_empty()
