@@ -68,6 +68,7 @@ pub fn run(
                 draining: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
+                health: None,
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -84,6 +85,7 @@ pub fn run(
                     ..HttpOptions::default()
                 },
                 tls: ServiceTls::default(),
+                health: None,
             },
         ],
     };

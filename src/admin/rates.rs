@@ -315,7 +315,11 @@ mod tests {
         t.sample(&snap, 1_000);
         let up = &db.backends[0];
         assert_eq!(t.service(db).unwrap().server(up).unwrap().since_ms, 1_000);
-        up.mark_down(clock_ms(), clock_ms() + 60_000);
+        up.mark_down(
+            clock_ms(),
+            clock_ms() + 60_000,
+            crate::health::Passive::Refused,
+        );
         t.sample(&snap, 5_000);
         let s = t.service(db).unwrap().server(up).unwrap();
         assert_eq!((s.status, s.since_ms), (Status::Down, 5_000));

@@ -3,12 +3,14 @@
 //! Parsing is a pure function of the file's text ([`parse`]); every error carries
 //! the line and column of the offending value so `sluice check` can point at it.
 
+mod health;
 mod listen;
 mod marathon;
 mod parse;
 mod routes;
 mod tls;
 
+pub use health::{parse_expect, CheckKind, HealthCheck};
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 pub use tls::comma_paths;
@@ -340,6 +342,8 @@ pub struct ServiceConfig {
     pub draining: Vec<SocketAddr>,
     pub http: HttpOptions,
     pub tls: ServiceTls,
+    /// `[service.health]`: the active check of its backends, when it has one.
+    pub health: Option<HealthCheck>,
 }
 
 /// The settings of an HTTP service (ignored in TCP mode).
@@ -608,6 +612,9 @@ impl Config {
                 let _ = writeln!(out, "sni = [{}]", sni.join(", "));
             }
             let _ = write!(out, "backends = [\n    {},\n]\n", backends.join(",\n    "));
+            if let Some(h) = &s.health {
+                out.push_str(&h.to_toml());
+            }
         }
         out
     }

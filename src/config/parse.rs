@@ -116,6 +116,7 @@ struct RawService {
     tls: Option<Spanned<bool>>,
     certificates: Option<Spanned<Vec<Spanned<String>>>>,
     sni: Option<Spanned<Vec<Spanned<String>>>>,
+    health: Option<Spanned<super::health::RawHealth>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -499,6 +500,10 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             .map_or(s.backends.span(), Spanned::span);
         errs.push(ConfigError::at(at, msg));
     }
+    let health = s
+        .health
+        .as_ref()
+        .map(|h| super::health::validate(h, &http.vhosts, errs));
     let listen = match listen {
         Some(l) => Some(l?),
         None => None,
@@ -518,6 +523,7 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             certificates,
             sni,
         },
+        health,
     })
 }
 

@@ -57,6 +57,7 @@ pub fn merge(
                 certificates: s.bind_tls.clone().unwrap_or_default(),
                 sni: Vec::new(),
             },
+            health: None,
         };
         push(svc, &mut out);
     }
@@ -77,6 +78,7 @@ pub fn merge(
             draining: draining(backends),
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
+            health: None,
         };
         push(svc, &mut out);
     }
