@@ -57,7 +57,7 @@ pub fn merge(
                 certificates: s.bind_tls.clone().unwrap_or_default(),
                 sni: Vec::new(),
             },
-            health: None,
+            health: s.health.clone(),
         };
         push(svc, &mut out);
     }
