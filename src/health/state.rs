@@ -142,6 +142,20 @@ impl CheckStatus {
         }
     }
 
+    /// HAProxy's `check_desc` for it.
+    pub fn desc(self) -> &'static str {
+        match self {
+            CheckStatus::L4OK => "Layer4 check passed",
+            CheckStatus::L4TOUT => "Layer4 timeout",
+            CheckStatus::L4CON => "Layer4 connection problem",
+            CheckStatus::L7OK => "Layer7 check passed",
+            CheckStatus::L7STS => "Layer7 wrong status",
+            CheckStatus::L7TOUT => "Layer7 timeout",
+            CheckStatus::L7RSP => "Layer7 invalid response",
+            CheckStatus::SOCKERR => "Socket error",
+        }
+    }
+
     pub fn passed(self) -> bool {
         matches!(self, CheckStatus::L4OK | CheckStatus::L7OK)
     }
