@@ -445,7 +445,8 @@ fn translate_app(
             _ if !vhosts.is_empty() || (n == 0 && http_check) => AppMode::Http,
             _ => AppMode::Tcp,
         };
-        let mut health = super::health::derive(app, labels, n, Some(service_port));
+        let http = mode == AppMode::Http;
+        let mut health = super::health::derive(app, labels, n, Some(service_port), http);
         if let Some(h) = health
             .as_mut()
             .filter(|h| h.kind == crate::config::CheckKind::Http)

@@ -5,9 +5,10 @@
 //! - The first of the app's `healthChecks` whose `portIndex` is the service port's
 //!   index (a check naming neither `portIndex` nor `port` is Marathon's index 0), or
 //!   whose `port` is the service port.
-//! - `HTTP`, `MESOS_HTTP` → an HTTP check (`GET` its `path`, default `/`);
-//!   `TCP`, `MESOS_TCP` → a TCP check; any other protocol (`COMMAND`, `HTTPS`, …)
-//!   gives no check, as in Marathon-LB.
+//! - `HTTP`, `MESOS_HTTP` → an HTTP check (`GET` its `path`, default `/`) of an HTTP
+//!   service, a TCP check of a TCP one (Marathon-LB writes `option httpchk` in HTTP
+//!   mode only); `TCP`, `MESOS_TCP` → a TCP check; any other protocol (`COMMAND`,
+//!   `HTTPS`, …) gives no check, as in Marathon-LB.
 //! - `intervalSeconds` → the interval, `timeoutSeconds` → the timeout,
 //!   `maxConsecutiveFailures + 1` → `fall` (Marathon-LB's `healthCheckFalls`), with
 //!   Marathon's defaults (60 s, 20 s, 3) for the fields left out; `rise` is HAProxy's 2.
@@ -28,16 +29,19 @@ const MARATHON_INTERVAL_S: u64 = 60;
 const MARATHON_TIMEOUT_S: u64 = 20;
 const MARATHON_MAX_FAILURES: u64 = 3;
 
-/// The check of service port `n` (service port `service_port`) of `app`.
+/// The check of service port `n` (service port `service_port`) of `app`, an HTTP
+/// service when `http`.
 pub fn derive(
     app: &Value,
     labels: &Value,
     n: usize,
     service_port: Option<u16>,
+    http: bool,
 ) -> Option<HealthCheck> {
     let hc = first_check(app, n, service_port)?;
     let kind = match hc.get("protocol").and_then(Value::as_str).unwrap_or("HTTP") {
-        "HTTP" | "MESOS_HTTP" => CheckKind::Http,
+        "HTTP" | "MESOS_HTTP" if http => CheckKind::Http,
+        "HTTP" | "MESOS_HTTP" => CheckKind::Tcp,
         "TCP" | "MESOS_TCP" => CheckKind::Tcp,
         _ => return None,
     };
@@ -197,14 +201,20 @@ mod tests {
             "path": "/health", "protocol": "MESOS_HTTP", "portIndex": 0,
             "intervalSeconds": 3, "timeoutSeconds": 15, "maxConsecutiveFailures": 10
         }]));
-        let c = derive(&a, &Value::Null, 0, Some(10000)).expect("checked");
+        let c = derive(&a, &Value::Null, 0, Some(10000), true).expect("checked");
         assert_eq!(c.kind, CheckKind::Http);
         assert_eq!((c.method.as_str(), c.path.as_str()), ("GET", "/health"));
         assert_eq!((c.interval_ms, c.timeout_ms), (3_000, 15_000));
         assert_eq!((c.rise, c.fall), (2, 11));
         assert!(
-            derive(&a, &Value::Null, 1, Some(10001)).is_none(),
+            derive(&a, &Value::Null, 1, Some(10001), true).is_none(),
             "port 1 has none"
+        );
+        let tcp = derive(&a, &Value::Null, 0, Some(10000), false).expect("checked");
+        assert_eq!(
+            (tcp.kind, tcp.fall),
+            (CheckKind::Tcp, 11),
+            "a TCP service: L4"
         );
     }
 
@@ -216,17 +226,17 @@ mod tests {
             {"protocol": "HTTP", "port": 10002}
         ]));
         assert!(
-            derive(&a, &Value::Null, 0, Some(10000)).is_none(),
+            derive(&a, &Value::Null, 0, Some(10000), true).is_none(),
             "COMMAND"
         );
-        let tcp = derive(&a, &Value::Null, 1, Some(10001)).expect("index 1");
+        let tcp = derive(&a, &Value::Null, 1, Some(10001), true).expect("index 1");
         assert_eq!((tcp.kind, tcp.fall), (CheckKind::Tcp, 1));
         assert_eq!(
             (tcp.interval_ms, tcp.timeout_ms),
             (60_000, 20_000),
             "Marathon's defaults"
         );
-        let http = derive(&a, &Value::Null, 2, Some(10002)).expect("port 10002");
+        let http = derive(&a, &Value::Null, 2, Some(10002), true).expect("port 10002");
         assert_eq!(http.kind, CheckKind::Http);
     }
 
@@ -242,14 +252,14 @@ mod tests {
             "HAPROXY_0_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS":
                 "  check inter {healthCheckIntervalSeconds}s fall {healthCheckFalls} rise 4 slowstart 30s{healthCheckPortOptions}\n"
         });
-        let c = derive(&a, &labels, 0, Some(10000)).expect("checked");
+        let c = derive(&a, &labels, 0, Some(10000), true).expect("checked");
         assert_eq!((c.method.as_str(), c.path.as_str()), ("HEAD", "/ping/deep"));
         assert_eq!((c.timeout_ms, c.expect), (750, (204, 204)));
         assert_eq!((c.interval_ms, c.fall, c.rise), (5_000, 3, 4));
         assert_eq!(c.slowstart_ms, 30_000);
         let off = json!({"HAPROXY_0_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS": ""});
         assert!(
-            derive(&a, &off, 0, Some(10000)).is_none(),
+            derive(&a, &off, 0, Some(10000), true).is_none(),
             "no `check`: not checked"
         );
     }
