@@ -597,6 +597,45 @@ mod tests {
         .expect("valid config")
     }
 
+    /// A backend that came up with a slow start is built at a quarter of the weight
+    /// (the others scaled to keep their shares), and the registry says when the next
+    /// step is due.
+    #[test]
+    fn a_slow_start_builds_at_reduced_weight_until_the_ramp_ends() {
+        let cfg = crate::config::parse(
+            "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
+             backends = [\"127.0.0.1:9\", { addr = \"127.0.0.1:10\", weight = 2 }]\n\
+             [service.health]\nslowstart_ms = 3600000\n",
+        )
+        .expect("valid config");
+        let mut registry = Registry::new(1);
+        let first = registry.build(&cfg).expect("builds");
+        assert_eq!(
+            first.services[0].selector.weights(),
+            [1, 2],
+            "never down: no ramp"
+        );
+        assert!(!registry.ramp_due(u64::MAX));
+        let now = crate::snapshot::clock_ms().max(1);
+        first.services[0].backends[1]
+            .health
+            .up_since_ms
+            .store(now, Ordering::Relaxed);
+        let ramping = registry.build(&cfg).expect("builds");
+        assert_eq!(
+            ramping.services[0].selector.weights(),
+            [4, 2],
+            "a quarter of 2 × 4"
+        );
+        assert!(!registry.ramp_due(now) && registry.ramp_due(now + 900_000));
+        first.services[0].backends[1]
+            .health
+            .up_since_ms
+            .store(0, Ordering::Relaxed);
+        let done = registry.build(&cfg).expect("builds");
+        assert_eq!(done.services[0].selector.weights(), [1, 2], "not ramping");
+    }
+
     #[test]
     fn services_sharing_an_address_share_its_health_not_its_counters() {
         let two = |b: &str| {
