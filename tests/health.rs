@@ -21,6 +21,7 @@ both_io!(
     a_hung_backend_is_found_by_the_check_timeout,
     every_backend_down_http_answers_503_and_tcp_refuses,
     marathon_health_checks_are_derived_and_run,
+    a_backend_back_up_ramps_up_its_weight,
 );
 
 const CHECK_PATH: &str = "/health";
@@ -510,4 +511,40 @@ fn marathon_health_checks_are_derived_and_run(io: &str) {
         assert_eq!(request(svc), Some((200, "good".to_owned())));
     }
     assert_eq!(bad.clients(), 0, "the failing task takes no request");
+}
+
+/// With `slowstart_ms`, a backend that comes back UP takes a quarter of its share at
+/// first: the control thread rebuilt the table at reduced weight.
+fn a_backend_back_up_ramps_up_its_weight(io: &str) {
+    let a = Checked::start("127.0.0.1", "a", false);
+    let b = Checked::start("127.0.0.1", "b", false);
+    // Steps of 30 s: the first lasts the whole test.
+    let health = "[service.health]\nkind = \"http\"\npath = \"/health\"\ninterval_ms = 200\n\
+                  rise = 1\nfall = 1\nslowstart_ms = 120000\n";
+    let lb = Sluice::start(&config(io, "http", &[a.addr(), b.addr()], health));
+    let (admin, web) = (lb.admin(), lb.addr("web"));
+    let share = |n: usize| {
+        (0..n)
+            .filter(|_| request(web).expect("answered").1 == "a")
+            .count()
+    };
+    let before = share(40);
+    assert!(
+        (16..=24).contains(&before),
+        "equal weights: a takes half (each shard keeps its own turn), got {before} of 40"
+    );
+    a.answer_checks_with(500);
+    wait_status(admin, "web", a.addr(), "DOWN");
+    let ramps = |l: &str| l.contains("slow start: weights updated");
+    let rebuilt = lb.count_log(ramps);
+    a.answer_checks_with(200);
+    wait_status(admin, "web", a.addr(), "UP");
+    wait_for("the table rebuilt at a quarter", || {
+        (lb.count_log(ramps) > rebuilt).then_some(())
+    });
+    let got = share(40);
+    assert!(
+        (1..=12).contains(&got),
+        "a quarter of a's weight: about 1 request in 5, got {got} of 40"
+    );
 }

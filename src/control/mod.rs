@@ -268,7 +268,7 @@ impl Running {
     }
 
     /// [`Running::apply`] for a slow start's step: the same services at new weights,
-    /// not worth a log line per service.
+    /// one log line rather than one per service.
     fn apply_quietly(&mut self) {
         self.publish_merged(false);
     }
@@ -309,7 +309,7 @@ impl Running {
         if log {
             tracing::info!(generation, services, "services updated");
         } else {
-            tracing::debug!(generation, services, "slow start: weights updated");
+            tracing::info!(generation, services, "slow start: weights updated");
         }
     }
 
