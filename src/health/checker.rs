@@ -65,6 +65,10 @@ struct Watched {
     /// Some service drains it (a task Marathon is killing).
     drain: bool,
     check: Option<Check>,
+    /// The state as last logged (the record's, kept here so that the 100 ms look at
+    /// every address takes no lock), and whether a DOWN came from a failed connect.
+    state: State,
+    passive_down: bool,
 }
 
 struct Checker {
@@ -158,9 +162,12 @@ impl Checker {
                 services: String::new(),
                 drain: false,
                 check: None,
+                state: health.record().state,
+                passive_down: false,
             });
             if !Arc::ptr_eq(&w.health, &health) {
                 // A new Health for the address (it left every service and came back).
+                w.state = health.record().state;
                 w.health = health;
                 w.check = None;
             }
@@ -351,7 +358,7 @@ impl Checker {
 
     /// Bring `addr`'s word and record in line with what is known of it; log a change.
     fn settle(&mut self, addr: SocketAddr, now: u64) {
-        let Some(w) = self.watched.get(&addr) else {
+        let Some(w) = self.watched.get_mut(&addr) else {
             return;
         };
         let checked_down = w.check.as_ref().is_some_and(|c| !c.up);
@@ -368,13 +375,13 @@ impl Checker {
             State::Up if look.down_until_ms() > now => State::Down,
             s => s,
         };
-        let (old, passive_before) = w
-            .health
-            .update(|r| (r.state, r.reason.starts_with("connect")));
+        let old = w.state;
         if old == state {
             return;
         }
-        let reason = reason(w, old, state, passive_before);
+        let reason = reason(w, old, state, w.passive_down);
+        w.state = state;
+        w.passive_down = state == State::Down && !checked_down;
         tracing::info!(
             service = %w.services,
             backend = %addr,

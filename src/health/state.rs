@@ -232,7 +232,9 @@ pub struct Health {
     /// When the address last came up after being down (ms, process clock): the start
     /// of its slow start; 0 when never.
     pub up_since_ms: AtomicU64,
-    record: Mutex<Record>,
+    /// Boxed: the health thread writes it (and its lock) often, and the word beside it
+    /// is read on every pick; apart, those writes do not evict the shards' line.
+    record: Box<Mutex<Record>>,
 }
 
 impl Default for Health {
@@ -242,7 +244,7 @@ impl Default for Health {
             drain_deadline_ms: AtomicU64::new(u64::MAX),
             passive: std::sync::atomic::AtomicU8::new(0),
             up_since_ms: AtomicU64::new(0),
-            record: Mutex::new(Record::default()),
+            record: Box::new(Mutex::new(Record::default())),
         }
     }
 }
