@@ -47,6 +47,7 @@ fn refresh(c: &mut Criterion) {
         admin: Default::default(),
         http: Default::default(),
         https: None,
+        https_proxy: Default::default(),
         tls: Default::default(),
         marathon: Some(m),
         origin: Default::default(),

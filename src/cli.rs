@@ -41,8 +41,9 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Start three demo HTTP backends, an L4 VIP balancing over them (--listen), the same
-    /// three behind the shared HTTP listener by Host (--http) and the admin port with
-    /// stats and metrics (--admin, 127.0.0.1:9090); needs nothing else.
+    /// three behind the shared HTTP listener by Host (--http) and over TLS with a
+    /// self-signed certificate (--https), and the admin port with stats and metrics
+    /// (--admin, 127.0.0.1:9090); needs nothing else.
     Demo {
         /// Where the demo VIP listens.
         #[arg(long, default_value = "127.0.0.1:10000")]
@@ -53,6 +54,10 @@ pub enum Command {
         /// Where the demo's shared HTTP listener (routing by Host) listens.
         #[arg(long, default_value = "127.0.0.1:10080")]
         http: std::net::SocketAddr,
+        /// Where the demo's shared HTTPS listener (the same routes, TLS terminated with
+        /// a generated self-signed certificate) listens.
+        #[arg(long, default_value = "127.0.0.1:10443")]
+        https: std::net::SocketAddr,
         /// I/O backend for the shards.
         #[arg(long, value_enum, default_value_t = IoArg::Auto)]
         io: IoArg,
@@ -88,8 +93,9 @@ pub fn main() -> ExitCode {
             listen,
             admin,
             http,
+            https,
             io,
-        } => crate::demo::run(listen, admin, http, io.into()),
+        } => crate::demo::run(listen, admin, http, https, io.into()),
         Command::Bench(args) => bench(&args),
     };
     match result {

@@ -20,6 +20,7 @@ pub fn run(
     listen: SocketAddr,
     admin: SocketAddr,
     http: SocketAddr,
+    https: SocketAddr,
     io: IoKind,
 ) -> anyhow::Result<()> {
     let mut backends = Vec::with_capacity(INSTANCES);
@@ -52,7 +53,8 @@ pub fn run(
             listen: Some(http),
             ..HttpConfig::default()
         },
-        https: None,
+        https: Some(https),
+        https_proxy: Default::default(),
         tls: TlsConfig::default(),
         marathon: None,
         origin: Origin::default(),
@@ -69,6 +71,7 @@ pub fn run(
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
                 health: None,
+                proxy: Default::default(),
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -86,6 +89,7 @@ pub fn run(
                 },
                 tls: ServiceTls::default(),
                 health: None,
+                proxy: Default::default(),
             },
         ],
     };
@@ -99,6 +103,13 @@ pub fn run(
         .find(|(_, f)| matches!(f, crate::snapshot::Front::Http))
         .map(|(l, _)| l.local)
         .expect("the demo has an HTTP listener");
+    let secure = snap
+        .listeners
+        .iter()
+        .zip(&snap.fronts)
+        .find(|(_, f)| matches!(f, crate::snapshot::Front::Https))
+        .map(|(l, _)| l.local)
+        .expect("the demo has an HTTPS listener");
     drop(snap);
     let admin = running.admin_addr.expect("the demo has an admin port");
     println!("sluice demo: VIP app2 listening on {vip} (L4, Maglev over {INSTANCES} backends)");
@@ -107,6 +118,9 @@ pub fn run(
     }
     println!(
         "sluice demo: HTTP listening on {front} (L7: Host {VHOST} → app2-web, round-robin, sticky)"
+    );
+    println!(
+        "sluice demo: HTTPS listening on {secure} (the same routes; a self-signed certificate)"
     );
     println!();
     println!("Try it: each new connection is hashed to one instance; watch the name change:");
@@ -118,6 +132,8 @@ pub fn run(
     println!(
         "  for i in $(seq 6); do curl -s -c /tmp/sluice.jar -b /tmp/sluice.jar -H 'Host: {VHOST}' http://{front}/; done"
     );
+    println!("The same over TLS (-k: the demo's certificate is self-signed):");
+    println!("  curl -sk -H 'Host: {VHOST}' https://{secure}/");
     println!("Stats (HAProxy-compatible) and metrics:");
     println!("  curl -s 'http://{admin}/haproxy?stats;csv'");
     println!("  curl -s http://{admin}/metrics");

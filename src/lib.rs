@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod io;
 pub mod marathon;
+pub mod proxy;
 pub mod snapshot;
 pub mod stats;
 pub mod tls;

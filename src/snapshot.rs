@@ -66,6 +66,8 @@ pub struct HttpsFront {
     /// TCP services that take, untouched, the connections whose ClientHello names
     /// one of their `sni` names.
     pub passthrough: crate::tls::SniRoutes,
+    /// `[https] accept_proxy` and `proxy_trusted`.
+    pub proxy: crate::config::AcceptProxy,
 }
 
 /// The HTTP side of a snapshot.
@@ -76,6 +78,8 @@ pub struct HttpFront {
     pub router: Router,
     /// Idle backend connections kept per backend per shard.
     pub pool_per_backend: usize,
+    /// `[http] accept_proxy` and `proxy_trusted`.
+    pub proxy: crate::config::AcceptProxy,
 }
 
 impl Snapshot {

@@ -15,7 +15,54 @@ both_io!(
     tunnel_opened_mid_request_body_relays_under_splice_always,
     reload_to_splice_always_keeps_idle_l4_connections_relaying,
     slow_readers_cost_bounded_memory,
+    clients_reset_in_the_accept_queue_are_accepted_and_closed,
 );
+
+/// Clients that reset their connection at once, half of them after a request: the
+/// kernel keeps them in the accept queue, so each is accepted, counted and closed — on
+/// an L4 port, an HTTP service's port and the shared HTTP listener, alike on both
+/// reactors (io_uring learns the address of a client already gone only by asking, and
+/// must accept it all the same).
+fn clients_reset_in_the_accept_queue_are_accepted_and_closed(io: &str) {
+    let b = Backend::echo();
+    let cfg = server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        + &service("l4", "roundrobin", &[b.addr])
+        + &format!(
+            "[[service]]\nname = \"web\"\nmode = \"http\"\nlisten = \"127.0.0.1:0\"\n\
+             vhosts = [\"web.example\"]\nbackends = [\"{}\"]\n",
+            b.addr
+        );
+    let lb = Sluice::start(&cfg);
+    let targets = [lb.addr("l4"), lb.addr("web"), lb.http()];
+    const EACH: usize = 30;
+    for (i, &addr) in targets.iter().cycle().take(3 * EACH).enumerate() {
+        let s = TcpStream::connect(addr).unwrap();
+        if (i / 3) % 2 == 1 {
+            let _ = (&s).write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\n\r\n");
+        }
+        let s = socket2::Socket::from(s);
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    }
+    // HTTP ports defer the accept until the first bytes (TCP_DEFER_ACCEPT): a client
+    // reset there before sending any is dropped by the kernel, never accepted.
+    let accepted = EACH + EACH / 2 + EACH / 2;
+    let admin = lb.admin();
+    let mut last = (0.0, 0.0);
+    let settled = (0..200).any(|_| {
+        last = (
+            metric(admin, "sluice_shard_accepts_total"),
+            metric(admin, "sluice_shard_connections"),
+        );
+        if last == (accepted as f64, 0.0) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(settled, "[{io}] accepted, open: {last:?}");
+}
 
 /// CPU time (user + system, in clock ticks of 10 ms) the process has used.
 fn cpu_ticks(pid: u32) -> u64 {

@@ -693,3 +693,55 @@ fn health_checks_are_printed_and_their_errors_located() {
         ]
     );
 }
+
+/// A certificate that cannot be used is found only when `check` reads it: the error
+/// names the file and is located at the `certificates` key that names it.
+#[test]
+fn unusable_certificates_are_located_at_their_key() {
+    let text = "\
+[https]
+listen = \"127.0.0.1:8443\"
+[tls]
+certificates = [\"/nonexistent/shared/\"]
+[[service]]
+name = \"web\"
+mode = \"http\"
+vhosts = [\"web.example\"]
+backends = [\"127.0.0.1:1\"]
+[[service]]
+name = \"own\"
+mode = \"http\"
+listen = \"127.0.0.1:9443\"
+tls = true
+certificates = [\"/nonexistent/own.pem\"]
+backends = [\"127.0.0.1:2\"]
+";
+    assert_eq!(
+        errors(text),
+        [
+            "FILE:4:16: [tls] certificates: /nonexistent/shared/: cannot be read: No such file or directory (os error 2)",
+            "FILE:15:16: service \"own\" certificates: /nonexistent/own.pem: cannot be read: No such file or directory (os error 2)",
+        ]
+    );
+}
+
+/// `redirect_to_https` without `[https] listen` sends clients to port 443, which this
+/// sluice does not serve: a warning, not an error (something else may serve 443).
+#[test]
+fn redirect_to_https_without_https_listen_warns() {
+    let service = "[[service]]\nname = \"web\"\nmode = \"http\"\nvhosts = [\"web.example\"]\n\
+                   redirect_to_https = true\nbackends = [\"127.0.0.1:1\"]\n";
+    let (code, _, err) = check(&format!("[http]\nlisten = \"127.0.0.1:8080\"\n{service}"));
+    assert_eq!(code, 0, "a warning is not an error: {err}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "FILE:7:21: warning: redirect_to_https sends clients to https://HOST/ on port 443, \
+          and [https] listen is not set: this sluice does not serve it"
+        ]
+    );
+    let (code, _, err) = check(&format!(
+        "[http]\nlisten = \"127.0.0.1:8080\"\n[https]\nlisten = \"127.0.0.1:8443\"\n{service}"
+    ));
+    assert_eq!((code, err.as_str()), (0, "warning: no certificate configured: TLS would be served with a generated self-signed certificate that no client trusts; set [tls] certificates\n"));
+}

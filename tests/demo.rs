@@ -18,6 +18,8 @@ fn demo(io: &str) {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
             "--io",
             io,
         ])
@@ -91,6 +93,21 @@ fn demo(io: &str) {
     let sticky: HashSet<String> = (0..6).map(|_| get(true)).collect();
     assert_eq!(sticky.len(), 1, "sticky: {sticky:?}");
     assert!(sticky.iter().all(|b| b.starts_with("Hello from app2-")));
+    // The same routes over TLS, with the self-signed certificate the banner warns of.
+    let secure: String = wait_for("the HTTPS banner", || {
+        lines.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("sluice demo: HTTPS listening on ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+    });
+    let url = format!("https://{secure}/");
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-H", "Host: app2.example", &url])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.starts_with("Hello from app2-"), "over TLS: {body:?}");
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();

@@ -7,10 +7,11 @@ mod common;
 use common::http::{wrk, HttpServer};
 use common::tls::{curl_https, s_client, write_atomically, Pki};
 use common::*;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 both_io!(
     https_routes_by_host_like_http_and_says_so_to_the_backend,
@@ -25,7 +26,107 @@ both_io!(
     wrk_over_https_has_no_errors,
     a_tunnel_over_tls_is_refused_not_relayed_in_clear,
     a_slow_reader_gets_every_response_whole_in_clear_and_over_tls,
+    an_ecdsa_and_an_rsa_certificate_for_one_name,
+    renegotiation_is_refused_and_the_connection_ends,
+    a_hello_that_trickles_in_is_closed_at_the_head_timeout,
+    every_tls_connection_has_one_outcome_whatever_the_client_cuts,
 );
+
+/// A TLS 1.2 client asking to renegotiate (`R` in `openssl s_client`) is refused
+/// (rustls never renegotiates; the client gives up with "no renegotiation"), and
+/// nothing stays open behind it; the next client is served.
+fn renegotiation_is_refused_and_the_connection_ends(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    // Without -ign_eof (which turns s_client's command letters off), stdin kept open
+    // until the refusal is read.
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-servername",
+            "shop.example",
+            "-CAfile",
+        ])
+        .arg(&pki.ca_file)
+        .args(["-connect", &lb.https().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let said = std::sync::Arc::clone(&said);
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(stream);
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0) {
+                said.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+    wait_for("the handshake", || {
+        said.lock()
+            .unwrap()
+            .contains("Verify return code: 0")
+            .then_some(())
+    });
+    stdin.write_all(b"R\n").unwrap();
+    wait_for("the renegotiation refused", || {
+        let out = said.lock().unwrap();
+        (out.contains("RENEGOTIATING") && out.contains("no renegotiation")).then_some(())
+    });
+    drop(stdin);
+    wait_for("s_client to exit", || child.try_wait().unwrap());
+    wait_for("the connection closed", || {
+        (metric(lb.admin(), "sluice_shard_connections") == 0.0).then_some(())
+    });
+    let (ok, body, err) = curl_https(&pki, lb.https(), "shop.example", "/", &[]);
+    assert!(ok && body == "shop", "{err}");
+}
+
+/// A directory with an ECDSA and an RSA certificate for one name, as operators give
+/// HAProxy for old clients: each client gets the one it can verify (its signature
+/// algorithms choose), on TLS 1.3 and 1.2.
+fn an_ecdsa_and_an_rsa_certificate_for_one_name(io: &str) {
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf(&["dual.example"]);
+    let (rsa_cert, rsa_key) = pki.leaf_rsa(&["dual.example"]);
+    let dir = pki.dir.path().join("certs");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("1-ecdsa.pem"), cert + &key).unwrap();
+    std::fs::write(dir.join("2-rsa.pem"), rsa_cert + &rsa_key).unwrap();
+    let a = HttpServer::start("dual");
+    let services = routed("dual", &["dual.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&dir], "", &services));
+    for version in ["-tls1_3", "-tls1_2"] {
+        for (sigalgs, key_bits) in [
+            ("ECDSA+SHA256", "256"),
+            ("RSA-PSS+SHA256:RSA+SHA256", "2048"),
+        ] {
+            let out = s_client(
+                lb.https(),
+                &[version, "-servername", "dual.example", "-sigalgs", sigalgs],
+                "GET / HTTP/1.1\r\nHost: dual.example\r\nConnection: close\r\n\r\n",
+            );
+            assert!(
+                out.contains(&format!("Server public key is {key_bits} bit"))
+                    && out.contains("HTTP/1.1 200 OK"),
+                "{version} {sigalgs}:
+{out}"
+            );
+        }
+    }
+}
 
 /// A client that stops reading — after its request, after half-closing, between
 /// keep-alive requests — for longer than every timer of a finished exchange (the
@@ -374,6 +475,15 @@ fn clients_that_do_not_speak_tls_are_closed_and_counted(io: &str) {
     wait_for("protocol counted", || {
         (failures("protocol") >= 1.0).then_some(())
     });
+    // A record longer than TLS allows (2^14 + 2048): refused with an alert, counted,
+    // not waited for.
+    let mut oversized = b"\x16\x03\x01\xff\xff".to_vec();
+    oversized.extend_from_slice(&[0u8; 1024]);
+    let got = send_and_read(tls, &oversized);
+    assert_eq!(got.first(), Some(&0x15), "an alert answers: {got:?}");
+    wait_for("protocol counted again", || {
+        (failures("protocol") >= 2.0).then_some(())
+    });
     // Half a ClientHello, then silence: closed by the timer.
     let hello = client_hello();
     let mut s = connect(tls);
@@ -494,6 +604,13 @@ fn a_certificate_replaced_under_load_fails_no_request(io: &str) {
         .log_lines()
         .iter()
         .any(|l| l.contains("certificate files changed")));
+    // Nothing but the certificates changed: no listener or service is logged again.
+    let listening = lb.count_log(|l| {
+        ["http listening", "https listening", "service listening"]
+            .iter()
+            .any(|what| l.contains(what))
+    });
+    assert_eq!(listening, 3, "{:#?}", lb.log_lines());
 }
 
 /// `tls = true` on a service's own port serves TLS there; with no certificate
@@ -812,4 +929,142 @@ fn in_records(hello: &[u8], n: usize) -> Vec<u8> {
         out.extend_from_slice(chunk);
     }
     out
+}
+
+/// A slowloris during the handshake: a ClientHello sent one byte at a time, each
+/// byte well within `header_timeout_ms` of the last, is closed when the timer set at
+/// the accept fires — activity does not push it back — before the hello is complete:
+/// on `[https] listen` while the hello is peeked for a passthrough name (whether the
+/// name is one, and in records too many to be peeked), and on a service's own TLS
+/// port where rustls reads it at once. Each counted as a timeout, none passed through.
+fn a_hello_that_trickles_in_is_closed_at_the_head_timeout(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let b = Backend::echo();
+    let services = routed("shop", &["shop.example"], "", a.addr)
+        + &format!(
+            "[[service]]\nname = \"own\"\nmode = \"http\"\nlisten = \"127.0.0.1:0\"\n\
+             tls = true\ncertificates = [{:?}]\nbackends = [\"{}\"]\n",
+            cert.display().to_string(),
+            a.addr
+        )
+        + &format!(
+            "[[service]]\nname = \"db\"\nsni = [\"db.example\"]\nbackends = [\"{}\"]\n",
+            b.addr
+        );
+    let http = "header_timeout_ms = 300";
+    let lb = Sluice::start(&config(io, &[&cert], http, &services));
+    let db = client_hello_for("db.example");
+    let shop = client_hello();
+    let one_byte_records = in_records(&db, db.len() - 5);
+    let cases = [
+        ("a passthrough name, peeked", lb.https(), &db),
+        (
+            "a passthrough name in 1-byte records",
+            lb.https(),
+            &one_byte_records,
+        ),
+        ("a terminated name, peeked", lb.https(), &shop),
+        ("a service's own TLS port", lb.addr("own"), &shop),
+    ];
+    for (what, addr, hello) in cases {
+        let mut s = connect(addr);
+        s.set_nodelay(true).unwrap();
+        // Each pause is a sixth of the head timeout: never idle long enough to be
+        // closed for idling, and the whole hello takes many timeouts to send.
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut ended = None;
+        for (i, b) in hello.iter().enumerate() {
+            if s.write_all(std::slice::from_ref(b)).is_err() {
+                ended = Some(i);
+                break;
+            }
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    ended = Some(i);
+                    break;
+                }
+                Ok(n) => panic!("[{io}] {what}: answered {:?}", &buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A reset: closed too.
+                Err(_) => {
+                    ended = Some(i);
+                    break;
+                }
+            }
+        }
+        assert!(
+            ended.is_some(),
+            "[{io}] {what}: the whole hello ({} bytes, one every 50 ms) was taken",
+            hello.len()
+        );
+    }
+    let admin = lb.admin();
+    wait_for("the four timeouts counted", || {
+        let n = metric_where(admin, "sluice_tls_failures_total", "reason=\"timeout\"");
+        (n == 4.0).then_some(())
+    });
+    assert_eq!(metric(admin, "sluice_tls_passthrough_total"), 0.0, "[{io}]");
+}
+
+/// Every connection accepted on `[https] listen` is counted once: a handshake, a
+/// passthrough or a failure — also when the client resets it while the server's
+/// first flight is on its way, or after its FIN, at any point of the hello, for a
+/// terminated name and a passed-through one.
+fn every_tls_connection_has_one_outcome_whatever_the_client_cuts(io: &str) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let b = Backend::echo();
+    let services = routed("shop", &["shop.example"], "", a.addr)
+        + &format!(
+            "[[service]]\nname = \"db\"\nsni = [\"db.example\"]\nbackends = [\"{}\"]\n",
+            b.addr
+        );
+    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (shop, db) = (client_hello(), client_hello_for("db.example"));
+    for round in 0..120 {
+        let hello = if round % 2 == 0 { &shop } else { &db };
+        let cut = [hello.len(), hello.len() / 2, 10][round / 2 % 3];
+        let s = connect(lb.https());
+        let _ = (&s).write_all(&hello[..cut]);
+        if round / 6 % 2 == 1 {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        // Some resets right away, some once the server may be answering.
+        if round / 12 % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = socket2::Socket::from(s);
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    }
+    let admin = lb.admin();
+    let outcomes = || {
+        ["sluice_tls_failures_total", "sluice_tls_handshakes_total"]
+            .iter()
+            .map(|m| metric_where(admin, m, "shard="))
+            .sum::<f64>()
+            + metric(admin, "sluice_tls_passthrough_total")
+    };
+    // Counted when each connection closes. A connection reset while it waited in the
+    // accept queue is still accepted (the kernel keeps it there), on both reactors.
+    let mut last = (0.0, 0.0);
+    let settled = (0..200).any(|_| {
+        let accepted = metric(admin, "sluice_shard_accepts_total");
+        let open = metric(admin, "sluice_shard_connections");
+        last = (accepted, outcomes());
+        if accepted == 120.0 && open == 0.0 && last.1 == accepted {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(
+        settled,
+        "[{io}] {} connections accepted, {} outcomes counted",
+        last.0, last.1
+    );
 }

@@ -4,10 +4,11 @@
 //! `NeedMore` or the input's own, so a connection's answer cannot change as its bytes
 //! arrive. The first byte chooses what the rest is: even, the stream itself (the
 //! record layer); odd, a ClientHello body, framed into one record and into records of
-//! `1 + byte / 2` bytes, which must give the same answer (reassembly changes nothing).
+//! `1 + byte / 2` bytes, which must give the same answer (reassembly changes nothing),
+//! and which [`worth_a_peek`] must find worth a peek.
 #![no_main]
 
-use sluice::tls::hello::{peek, Peek, Reason, MAX_RECORD_BYTES};
+use sluice::tls::hello::{peek, worth_a_peek, Peek, Reason, Worth, MAX_RECORDS, MAX_RECORD_BYTES};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -34,11 +35,25 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     check(&whole);
     check(&split);
+    // Whole records are always worth a peek (a connection waiting for more would
+    // wait forever), unless there are too many of them.
+    for (bytes, n) in [
+        (&whole, message.len().div_ceil(MAX_RECORD_BYTES)),
+        (&split, message.len().div_ceil(1 + usize::from(mode / 2))),
+    ] {
+        let want = if n > MAX_RECORDS {
+            Worth::TooManyRecords
+        } else {
+            Worth::Yes
+        };
+        assert_eq!(worth_a_peek(bytes), want, "{n} whole records");
+    }
 });
 
 /// Peeks `bytes` and about 128 of its prefixes (all of them for short inputs),
 /// starting at an offset that varies with the length so that runs cover them all.
 fn check(bytes: &[u8]) {
+    let _ = worth_a_peek(bytes);
     let mut scratch = Vec::new();
     let whole = peek(bytes, &mut scratch);
     if let Peek::Hello(hello) = whole {

@@ -241,6 +241,7 @@ pub fn render(
         expiry.samples.push((l, c.not_after_unix));
     }
     tls.push(expiry);
+    tls.extend(proxy_families(shards));
     let health = super::metrics_health::families(snap, now);
     let mut out = String::with_capacity(4096);
     for fam in f
@@ -527,4 +528,33 @@ fn tls_families(shards: &PerShard<ShardCounters>) -> [Family; 4] {
         passthrough.samples.push((l, t.passthrough.get() as i64));
     }
     [hs, versions, failures, passthrough]
+}
+
+/// PROXY protocol headers received on each shard: accepted by version, refused by
+/// reason.
+fn proxy_families(shards: &PerShard<ShardCounters>) -> [Family; 2] {
+    let mut headers = Family::new(
+        "sluice_proxy_protocol_headers_total",
+        "counter",
+        "PROXY protocol headers accepted on accept_proxy listeners, by version.",
+    );
+    let mut errors = Family::new(
+        "sluice_proxy_protocol_errors_total",
+        "counter",
+        "Connections to accept_proxy listeners closed for their PROXY header, by reason.",
+    );
+    for (i, c) in shards.iter().enumerate() {
+        let p = &c.proxy;
+        for (k, v) in ["1", "2"].iter().enumerate() {
+            let l = format!("shard=\"{i}\",version=\"{v}\"");
+            headers.samples.push((l, p.headers[k].get() as i64));
+        }
+        for f in crate::stats::proxy::ProxyFailure::ALL {
+            let l = format!("shard=\"{i}\",reason=\"{}\"", f.name());
+            errors
+                .samples
+                .push((l, p.failures[f as usize].get() as i64));
+        }
+    }
+    [headers, errors]
 }

@@ -31,6 +31,7 @@ fn service(name: &str, mode: Mode, balance: Balance, backends: &[(&str, u32)]) -
         },
         tls: Default::default(),
         health: None,
+        proxy: Default::default(),
     }
 }
 
@@ -43,6 +44,7 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         admin: Default::default(),
         http: Default::default(),
         https: None,
+        https_proxy: Default::default(),
         tls: Default::default(),
         marathon: None,
         services,

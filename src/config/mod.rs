@@ -7,12 +7,14 @@ mod health;
 mod listen;
 mod marathon;
 mod parse;
+mod proxy;
 mod routes;
 mod tls;
 
 pub use health::{parse_expect, CheckKind, HealthCheck};
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
+pub use proxy::{AcceptProxy, Cidr, SendProxy, ServiceProxy};
 pub use tls::comma_paths;
 
 use serde::Serialize;
@@ -28,6 +30,8 @@ pub struct Config {
     /// `[https] listen`: the shared TLS listener (Marathon-LB's :443), routing like
     /// `[http] listen` after the handshake, or passing a connection through by SNI.
     pub https: Option<SocketAddr>,
+    /// `[https] accept_proxy` and `proxy_trusted`.
+    pub https_proxy: AcceptProxy,
     pub tls: TlsConfig,
     /// Absent: services come from the file alone.
     #[serde(skip)]
@@ -38,6 +42,9 @@ pub struct Config {
     #[serde(skip)]
     pub origin: Origin,
 }
+
+/// The owner of `[tls] certificates` in [`Origin::certificates`] and in messages.
+pub const TLS_CERTIFICATES: &str = "[tls] certificates";
 
 /// Where a file's settings were written, for the errors found only when they are put
 /// to use (a listen address another process holds). Not part of what the
@@ -50,6 +57,9 @@ pub struct Origin {
     pub(crate) listens: std::collections::HashMap<String, Located>,
     /// `[marathon] token_file` and `credentials_file`, by key.
     pub(crate) marathon_files: Vec<(&'static str, Located)>,
+    /// Each certificate list's place, by owner: a service's name, or `[tls]
+    /// certificates`.
+    pub(crate) certificates: std::collections::HashMap<String, Located>,
 }
 
 impl PartialEq for Origin {
@@ -62,11 +72,21 @@ impl Origin {
     /// `file:line:column` (or `line:column`) of the listen address of `owner` (a
     /// service's name, or `[http] listen`), when the file wrote one.
     pub fn listen(&self, owner: &str) -> Option<String> {
-        let at = self.listens.get(owner)?;
-        Some(match &self.file {
+        self.listens.get(owner).map(|at| self.place(at))
+    }
+
+    /// `file:line:column` (or `line:column`) of the certificate list of `owner` (a
+    /// service's name, or `[tls] certificates`), when the file wrote one: a certificate
+    /// that cannot be used is found only when it is read, and reported there.
+    pub fn certificates(&self, owner: &str) -> Option<String> {
+        self.certificates.get(owner).map(|at| self.place(at))
+    }
+
+    fn place(&self, at: &Located) -> String {
+        match &self.file {
             Some(f) => format!("{f}:{}:{}", at.line, at.column),
             None => format!("{}:{}", at.line, at.column),
-        })
+        }
     }
 }
 
@@ -141,6 +161,8 @@ pub struct HttpConfig {
     pub forwarded_headers: bool,
     /// Idle keep-alive connections kept per backend per shard for reuse.
     pub pool_per_backend: usize,
+    /// `accept_proxy` and `proxy_trusted` of `[http] listen`.
+    pub accept_proxy: AcceptProxy,
 }
 
 impl Default for HttpConfig {
@@ -153,6 +175,7 @@ impl Default for HttpConfig {
             backend_timeout_ms: 60_000,
             forwarded_headers: true,
             pool_per_backend: 64,
+            accept_proxy: AcceptProxy::default(),
         }
     }
 }
@@ -344,6 +367,8 @@ pub struct ServiceConfig {
     pub tls: ServiceTls,
     /// `[service.health]`: the active check of its backends, when it has one.
     pub health: Option<HealthCheck>,
+    /// `accept_proxy`, `proxy_trusted` (on its own `listen`) and `send_proxy`.
+    pub proxy: ServiceProxy,
 }
 
 /// The settings of an HTTP service (ignored in TCP mode).
@@ -497,12 +522,14 @@ impl Config {
             h.forwarded_headers,
             h.pool_per_backend
         );
+        out.push_str(&h.accept_proxy.to_toml());
         let paths = |list: &[PathBuf]| -> String {
             let l: Vec<String> = list.iter().map(|p| q(&p.display().to_string())).collect();
             l.join(", ")
         };
         if let Some(l) = self.https {
             let _ = write!(out, "\n[https]\nlisten = {}\n", q(&l.to_string()));
+            out.push_str(&self.https_proxy.to_toml());
         }
         let t = &self.tls;
         let alpn: Vec<String> = t.alpn.iter().map(|p| q(p)).collect();
@@ -610,6 +637,10 @@ impl Config {
             if !s.tls.sni.is_empty() {
                 let sni: Vec<String> = s.tls.sni.iter().map(|n| q(n)).collect();
                 let _ = writeln!(out, "sni = [{}]", sni.join(", "));
+            }
+            out.push_str(&s.proxy.accept.to_toml());
+            if let Some(v) = s.proxy.send {
+                let _ = writeln!(out, "send_proxy = {}", q(v.word()));
             }
             let _ = write!(out, "backends = [\n    {},\n]\n", backends.join(",\n    "));
             if let Some(h) = &s.health {

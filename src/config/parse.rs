@@ -76,6 +76,8 @@ struct RawHttp {
     backend_timeout_ms: Option<Spanned<i64>>,
     forwarded_headers: Option<bool>,
     pool_per_backend: Option<Spanned<i64>>,
+    accept_proxy: Option<Spanned<bool>>,
+    proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +119,9 @@ struct RawService {
     certificates: Option<Spanned<Vec<Spanned<String>>>>,
     sni: Option<Spanned<Vec<Spanned<String>>>>,
     health: Option<Spanned<super::health::RawHealth>>,
+    accept_proxy: Option<Spanned<bool>>,
+    proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
+    send_proxy: Option<Spanned<String>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -259,6 +264,22 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     });
     let http = validate_http(raw.http, &mut errs);
     let https = super::tls::validate_https(&raw.https, &mut errs);
+    let https_proxy = raw.https.as_ref().map_or_else(AcceptProxy::default, |h| {
+        super::proxy::validate_accept(
+            super::proxy::AcceptKeys {
+                accept: h.accept_proxy.as_ref(),
+                trusted: h.proxy_trusted.as_ref(),
+            },
+            Ok(()),
+            &mut errs,
+        )
+    });
+    // Each certificate list's place (inserted once `listen_at` is done with `origin`).
+    let mut certificates_at = Vec::new();
+    if let Some(span) = raw.tls.as_ref().and_then(super::tls::certificates_span) {
+        let at = ConfigError::at(span, "").locate(text);
+        certificates_at.push((TLS_CERTIFICATES.to_owned(), at));
+    }
     let tls = super::tls::validate_tls(raw.tls, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     // Where each valid service is reported: its name.
@@ -276,12 +297,24 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             let name = s.name.get_ref();
             listen_at(l, name.trim(), format!("service {name:?}"));
         }
+        if let Some(c) = &s.certificates {
+            let at = ConfigError::at(c.span(), "").locate(text);
+            certificates_at.push((s.name.get_ref().trim().to_owned(), at));
+        }
+        if https.is_none() {
+            if let Some(r) = s.redirect_to_https.as_ref().filter(|r| *r.get_ref()) {
+                let msg = "redirect_to_https sends clients to https://HOST/ on port 443, and \
+                           [https] listen is not set: this sluice does not serve it";
+                warnings.push(ConfigError::at(r.span(), msg));
+            }
+        }
         let name_span = s.name.span();
         if let Some(svc) = validate_service(s, &mut errs) {
             services.push(svc);
             named_at.push(name_span);
         }
     }
+    origin.certificates.extend(certificates_at);
     let marathon = raw
         .marathon
         .map(|m| super::marathon::validate(m, text, &mut origin, &mut errs));
@@ -301,6 +334,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             admin,
             http,
             https,
+            https_proxy,
             tls,
             marathon,
             services,
@@ -504,6 +538,23 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
         .health
         .as_ref()
         .map(|h| super::health::validate(h, &http.vhosts, errs));
+    let proxy = ServiceProxy {
+        accept: super::proxy::validate_accept(
+            super::proxy::AcceptKeys {
+                accept: s.accept_proxy.as_ref(),
+                trusted: s.proxy_trusted.as_ref(),
+            },
+            match s.listen {
+                Some(_) => Ok(()),
+                None => Err(
+                    "listen: a service without one is reached through [http] or \
+                             [https] listen, whose accept_proxy applies",
+                ),
+            },
+            errs,
+        ),
+        send: super::proxy::validate_send(s.send_proxy.as_ref(), errs),
+    };
     let listen = match listen {
         Some(l) => Some(l?),
         None => None,
@@ -524,6 +575,7 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             sni,
         },
         health,
+        proxy,
     })
 }
 
@@ -668,6 +720,17 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
                 None
             }
         });
+    let accept_proxy = super::proxy::validate_accept(
+        super::proxy::AcceptKeys {
+            accept: r.accept_proxy.as_ref(),
+            trusted: r.proxy_trusted.as_ref(),
+        },
+        match listen {
+            Some(_) => Ok(()),
+            None => Err("[http] listen"),
+        },
+        errs,
+    );
     let ms_of =
         |v: &Option<Spanned<i64>>, default: u64, what: &str, errs: &mut Vec<ConfigError>| {
             int_in(v, default as i64, ms.clone(), what, errs) as u64
@@ -707,6 +770,7 @@ fn validate_http(raw: Option<RawHttp>, errs: &mut Vec<ConfigError>) -> HttpConfi
             "pool_per_backend",
             errs,
         ) as usize,
+        accept_proxy,
     }
 }
 

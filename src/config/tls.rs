@@ -15,6 +15,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttps {
     pub listen: Spanned<String>,
+    pub accept_proxy: Option<Spanned<bool>>,
+    pub proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +46,11 @@ pub(super) fn validate_https(
             None
         }
     }
+}
+
+/// Where `[tls] certificates` is written, when it is.
+pub(super) fn certificates_span(raw: &RawTls) -> Option<Range<usize>> {
+    raw.certificates.as_ref().map(Spanned::span)
 }
 
 pub(super) fn validate_tls(raw: Option<RawTls>, errs: &mut Vec<ConfigError>) -> TlsConfig {

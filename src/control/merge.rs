@@ -58,6 +58,10 @@ pub fn merge(
                 sni: Vec::new(),
             },
             health: s.health.clone(),
+            proxy: crate::config::ServiceProxy {
+                accept: Default::default(),
+                send: s.send_proxy,
+            },
         };
         push(svc, &mut out);
     }
@@ -79,6 +83,7 @@ pub fn merge(
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
             health: None,
+            proxy: Default::default(),
         };
         push(svc, &mut out);
     }

@@ -98,7 +98,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     let snapshot = registry
         .build(&cfg)
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
-    log_services(&snapshot);
+    log_services(None, &snapshot);
     let published = Arc::new(Published::new(snapshot));
     let shard_counters = Arc::new(PerShard::new(workers));
     // Chosen here, not in `spawn`, so that the stats page can say which it is.
@@ -264,16 +264,16 @@ impl Running {
     /// Publish the file's services plus Marathon's. Marathon services that conflict or
     /// cannot be bound are left out (logged, counted); the rest are applied.
     fn apply(&mut self) {
-        self.publish_merged(true);
-    }
-
-    /// [`Running::apply`] for a slow start's step: the same services at new weights,
-    /// one log line rather than one per service.
-    fn apply_quietly(&mut self) {
         self.publish_merged(false);
     }
 
-    fn publish_merged(&mut self, log: bool) {
+    /// [`Running::apply`] for a slow start's step: the same services at new weights,
+    /// logged as such.
+    fn apply_quietly(&mut self) {
+        self.publish_merged(true);
+    }
+
+    fn publish_merged(&mut self, slow_start: bool) {
         let mut cfg = self.file.clone();
         let counters = &self.control_counters;
         if let Some(t) = &self.marathon {
@@ -301,15 +301,13 @@ impl Running {
             .as_ref()
             .map_or(0, |m| m.drain_timeout_ms);
         set_drain_deadlines(&old, &next, crate::snapshot::clock_ms() + drain_ms);
+        log_services(Some(&old), &next);
         let (generation, services) = (next.generation, next.services.len());
-        if log {
-            log_services(&next);
-        }
         self.published.publish(next);
-        if log {
-            tracing::info!(generation, services, "services updated");
-        } else {
+        if slow_start {
             tracing::info!(generation, services, "slow start: weights updated");
+        } else {
+            tracing::info!(generation, services, "services updated");
         }
     }
 
@@ -351,7 +349,7 @@ impl Running {
                 counters.marathon_left_out.store(left_out, Relaxed);
                 counters.unbound.store(0, Relaxed);
                 self.file = cfg;
-                log_services(&next);
+                log_services(Some(&self.published.load()), &next);
                 let (generation, services) = (next.generation, next.services.len());
                 self.published.publish(next);
                 tracing::info!(generation, services, "configuration reloaded");
@@ -495,35 +493,78 @@ fn check_descriptors(cfg: &Config, workers: usize) {
     }
 }
 
-fn log_services(snapshot: &crate::snapshot::Snapshot) {
-    for (l, f) in snapshot.listeners.iter().zip(&snapshot.fronts) {
+/// One line per listener and per service of `next` that is new or changed since
+/// `old` (every one at start): a reload, a Marathon event or a certificate change that
+/// leaves a listener or a service as it was does not log it again.
+fn log_services(old: Option<&crate::snapshot::Snapshot>, next: &crate::snapshot::Snapshot) {
+    use crate::snapshot::Front;
+    let had = |local, front: &Front| {
+        old.is_some_and(|o| {
+            o.listeners.iter().zip(&o.fronts).any(|(l, f)| {
+                l.local == local && std::mem::discriminant(f) == std::mem::discriminant(front)
+            })
+        })
+    };
+    for (l, f) in next.listeners.iter().zip(&next.fronts) {
         match f {
-            crate::snapshot::Front::Http => tracing::info!(listen = %l.local, "http listening"),
-            crate::snapshot::Front::Https => {
+            Front::Http if !had(l.local, f) => tracing::info!(listen = %l.local, "http listening"),
+            Front::Https if !had(l.local, f) => {
                 tracing::info!(listen = %l.local, "https listening")
             }
-            crate::snapshot::Front::Service(_) => {}
+            _ => {}
         }
     }
-    for s in &snapshot.services {
+    let before: std::collections::HashSet<ServiceLine> = old.map_or_else(Default::default, |o| {
+        o.services.iter().map(|s| ServiceLine::of(o, s)).collect()
+    });
+    for s in &next.services {
+        let line = ServiceLine::of(next, s);
+        if before.contains(&line) {
+            continue;
+        }
+        tracing::info!(
+            service = %line.name,
+            listen = %line.listen,
+            mode = %line.mode,
+            backends = line.backends,
+            balance = %line.balance,
+            tls = line.tls,
+            "service listening"
+        );
+    }
+}
+
+/// What the log says of a service, in the configuration's words.
+#[derive(PartialEq, Eq, Hash)]
+struct ServiceLine {
+    name: String,
+    listen: String,
+    mode: String,
+    backends: usize,
+    balance: String,
+    tls: bool,
+}
+
+impl ServiceLine {
+    fn of(snapshot: &crate::snapshot::Snapshot, s: &crate::snapshot::Service) -> ServiceLine {
         // Without a port of its own: where it is reached (by server name, or by Host
         // and path on the shared listeners).
         let shared = if !s.config.tls.sni.is_empty() {
-            "[https]"
+            "[https]/sni"
         } else if snapshot.https.is_some() {
             "[http],[https]"
         } else {
             "[http]"
         };
-        let listen = s.local.map_or_else(|| shared.to_owned(), |l| l.to_string());
-        tracing::info!(
-            service = %s.config.name,
-            listen = %listen,
-            mode = ?s.config.mode,
-            backends = s.backends.len(),
-            balance = ?s.config.balance,
-            "service listening"
-        );
+        ServiceLine {
+            name: s.config.name.clone(),
+            listen: s.local.map_or_else(|| shared.to_owned(), |l| l.to_string()),
+            // The enums' names are the configuration's words, lower-cased.
+            mode: format!("{:?}", s.config.mode).to_lowercase(),
+            backends: s.backends.len(),
+            balance: format!("{:?}", s.config.balance).to_lowercase(),
+            tls: s.tls.is_some(),
+        }
     }
 }
 

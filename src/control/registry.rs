@@ -328,7 +328,11 @@ impl Registry {
                     .filter(|(_, s)| s.config.mode == Mode::Tcp)
                     .map(|(i, s)| (i, s.config.tls.sni.as_slice())),
             );
-            Arc::new(HttpsFront { tls, passthrough })
+            Arc::new(HttpsFront {
+                tls,
+                passthrough,
+                proxy: config.https_proxy.clone(),
+            })
         });
         let router = Router::build(
             services
@@ -350,6 +354,7 @@ impl Registry {
             },
             router,
             pool_per_backend: config.http.pool_per_backend,
+            proxy: config.http.accept_proxy.clone(),
         });
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.
@@ -419,16 +424,17 @@ impl Registry {
             .filter(|s| s.tls.terminate && !unbound.contains(&s.name))
             .collect();
         for svc in terminating {
-            let paths = match svc.tls.certificates.is_empty() {
-                true => &config.tls.certificates,
-                false => &svc.tls.certificates,
+            let (paths, owner) = match svc.tls.certificates.is_empty() {
+                true => (&config.tls.certificates, config::TLS_CERTIFICATES),
+                false => (&svc.tls.certificates, svc.name.as_str()),
             };
             match self.tls.config(paths, &config.tls, !strict) {
                 Ok(c) => {
                     of_service.insert(svc.name.clone(), c);
                 }
                 Err(e) => {
-                    errors.push(format!("service {:?}: {e}", svc.name));
+                    let at = at_certificates(config, owner);
+                    errors.push(format!("{at}service {:?}: {e}", svc.name));
                     unbound.insert(svc.name.clone());
                 }
             }
@@ -439,7 +445,8 @@ impl Registry {
         let https = https.and_then(|_| match self.https_config(&config.tls, strict) {
             Ok(c) => Some(c),
             Err(e) => {
-                errors.push(format!("{HTTPS_FRONT}: {e}"));
+                let at = at_certificates(config, config::TLS_CERTIFICATES);
+                errors.push(format!("{at}{HTTPS_FRONT}: {e}"));
                 fronts_unbound.insert(HTTPS_FRONT);
                 None
             }
@@ -568,6 +575,15 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     s.bind(&addr.into())?;
     s.listen(BACKLOG)?;
     Ok(s.into())
+}
+
+/// `file:line:column: ` of the certificate list of `owner`, when the file wrote one:
+/// where to look when its certificates cannot be used.
+fn at_certificates(config: &Config, owner: &str) -> String {
+    config
+        .origin
+        .certificates(owner)
+        .map_or_else(String::new, |at| format!("{at}: "))
 }
 
 #[cfg(test)]

@@ -85,6 +85,22 @@ impl Flow {
         }
     }
 
+    /// Put `bytes` before whatever waits to be written (a PROXY header: sent ahead of
+    /// every byte of the source); `fresh` gives the buffer when the flow has none.
+    pub fn prepend(&mut self, bytes: &[u8], fresh: impl FnOnce() -> Vec<u8>) {
+        debug_assert!(
+            self.pipe.is_none(),
+            "a flow is spliced only once it carried bytes"
+        );
+        let buf = self.buf.get_or_insert_with(fresh);
+        buf.splice(self.start..self.start, bytes.iter().copied());
+    }
+
+    /// The bytes waiting to be written.
+    pub fn pending(&self) -> &[u8] {
+        self.buf.as_deref().map_or(&[], |b| &b[self.start..])
+    }
+
     fn buffered(&self) -> usize {
         self.buf.as_ref().map_or(0, |b| b.len() - self.start)
     }

@@ -20,6 +20,9 @@ pub struct Link {
     /// The service as of the snapshot the connection started under.
     pub service: Arc<Service>,
     pub client: SocketAddr,
+    /// The address the client connected to, as a PROXY header from the balancer in
+    /// front said (`None`: the socket's own, looked up when a header is sent on).
+    pub local: Option<SocketAddr>,
     /// Index of the chosen backend in `service.backends`.
     pub backend: usize,
     pub attempt: Attempt,
@@ -53,6 +56,7 @@ impl ShardCtx {
         Some(Link {
             service: Arc::clone(service),
             client,
+            local: None,
             backend: 0,
             attempt: Attempt::default(),
             connected: false,
@@ -71,6 +75,7 @@ impl ShardCtx {
         Link {
             service: Arc::clone(service),
             client,
+            local: None,
             backend: 0,
             attempt: Attempt::default(),
             connected: false,

@@ -183,6 +183,16 @@ impl TlsSide {
         }
     }
 
+    /// The connection closes: a handshake that neither finished nor failed ended with
+    /// the client gone some other way — a reset or a refused write while the server's
+    /// flight was sent, a close the session decided — and is counted as `closed`, so
+    /// that every TLS connection accepted has one outcome.
+    pub fn ended(&mut self, c: Count<'_>) {
+        if !self.established {
+            self.fail(TlsFailure::Closed, c);
+        }
+    }
+
     /// Decrypted bytes for the session, at most `max`, appended to `buf`. `Ok(0)`: the
     /// client closed (with close_notify or without); `WouldBlock`: none yet.
     pub fn plaintext(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
@@ -267,6 +277,11 @@ impl TlsSide {
             self.closing = true;
             self.conn.send_close_notify();
         }
+    }
+
+    /// The server name the client's hello asked for.
+    pub fn server_name(&self) -> Option<&str> {
+        self.conn.server_name()
     }
 
     pub fn handshaking(&self) -> bool {

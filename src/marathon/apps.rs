@@ -76,6 +76,9 @@ pub struct AppService {
     /// The active check derived from the app's Marathon health check for this port
     /// (and Marathon-LB's labels): see [`super::health`].
     pub health: Option<crate::config::HealthCheck>,
+    /// `HAPROXY_{n}_BACKEND_SERVER_OPTIONS` with `send-proxy` or `send-proxy-v2`: a
+    /// PROXY header before the first byte to every backend.
+    pub send_proxy: Option<crate::config::SendProxy>,
     pub backends: Vec<TaskBackend>,
 }
 
@@ -224,6 +227,17 @@ fn bind_tls(options: &str) -> Option<Vec<PathBuf>> {
         .map(|w| PathBuf::from(w[1]))
         .collect();
     Some(crts)
+}
+
+/// HAProxy `server` options: `send-proxy-v2` (or `send-proxy`, v1), the last one
+/// named winning as in HAProxy.
+fn server_send_proxy(options: &str) -> Option<crate::config::SendProxy> {
+    use crate::config::SendProxy;
+    options.split_whitespace().fold(None, |v, w| match w {
+        "send-proxy" => Some(SendProxy::V1),
+        "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => Some(SendProxy::V2),
+        _ => v,
+    })
 }
 
 fn label<'a>(labels: &'a Value, key: &str) -> Option<&'a str> {
@@ -479,6 +493,7 @@ fn translate_app(
                 .unwrap_or_default(),
             bind_tls: label(labels, &key("BIND_OPTIONS")).and_then(bind_tls),
             health,
+            send_proxy: label(labels, &key("BACKEND_SERVER_OPTIONS")).and_then(server_send_proxy),
             backends,
         });
     }

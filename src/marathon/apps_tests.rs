@@ -386,3 +386,35 @@ fn marathon_health_checks_become_active_checks() {
         }
     }
 }
+
+/// `HAPROXY_{n}_BACKEND_SERVER_OPTIONS` with `send-proxy` or `send-proxy-v2` makes the
+/// service send a PROXY header to its backends (the last one named wins, as in
+/// HAProxy); other server options send none.
+#[test]
+fn send_proxy_labels() {
+    use crate::config::SendProxy;
+    let body = json!({"apps": [{
+        "id": "/db",
+        "labels": {
+            "HAPROXY_GROUP": "external",
+            "HAPROXY_0_BACKEND_SERVER_OPTIONS": "  check inter 2s send-proxy-v2",
+            "HAPROXY_1_BACKEND_SERVER_OPTIONS": "send-proxy check",
+            "HAPROXY_2_BACKEND_SERVER_OPTIONS": "send-proxy send-proxy-v2 send-proxy",
+            "HAPROXY_3_BACKEND_SERVER_OPTIONS": "check maxconn 100",
+        },
+        "portDefinitions": [{"port": 10000}, {"port": 10001}, {"port": 10002}, {"port": 10003}],
+        "tasks": [{"id": "d.1", "host": "10.1.1.1", "ports": [31001, 31002, 31003, 31004]}],
+    }]})
+    .to_string();
+    let t = run(body.as_bytes(), "external");
+    let sent: Vec<_> = t.services.iter().map(|s| s.send_proxy).collect();
+    assert_eq!(
+        sent,
+        [
+            Some(SendProxy::V2),
+            Some(SendProxy::V1),
+            Some(SendProxy::V1),
+            None
+        ]
+    );
+}

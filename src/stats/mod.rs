@@ -5,6 +5,7 @@
 //! admin port reads them, and none of the three needs the others' modules for that.
 
 pub mod latency;
+pub mod proxy;
 
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -170,6 +171,7 @@ pub struct ShardCounters {
     /// (404 no route, 400, 408, 431…), by status class as `ServiceCounters::responses`.
     pub http_front_responses: [Counter; 6],
     pub tls: TlsCounters,
+    pub proxy: proxy::ProxyCounters,
     /// Connections open on the shard.
     pub connections: Gauge,
     /// Completions (io_uring) or events (epoll) handled in the last loop turn.

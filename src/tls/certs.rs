@@ -24,6 +24,7 @@ use names::Lookup;
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::SignatureScheme;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::fmt;
 use std::io;
@@ -56,6 +57,12 @@ pub enum CertError {
     BadKey { path: PathBuf, reason: String },
     #[error("{}: the private key does not match the certificate", path.display())]
     KeyMismatch { path: PathBuf },
+    #[error(
+        "{}: the private key is that of certificate {position} in the file, not of the \
+         first: put the server certificate first, then the chain that signs it",
+        path.display()
+    )]
+    LeafNotFirst { path: PathBuf, position: usize },
     #[error("{}: a certificate cannot be parsed: {reason}", path.display())]
     BadCertificate { path: PathBuf, reason: String },
     #[error("{}: the directory holds no certificate file", path.display())]
@@ -152,20 +159,44 @@ impl CertSet {
     /// The index in [`Self::certificates`] of the certificate for `server_name`:
     /// an exact name, else a wildcard one label up, else the first certificate.
     pub fn index_for(&self, server_name: Option<&str>) -> usize {
+        self.candidates(server_name)[0]
+    }
+
+    /// The certificates that may answer `server_name`, in load order: those carrying
+    /// it (or a wildcard one label up), else the first certificate.
+    fn candidates(&self, server_name: Option<&str>) -> &[usize] {
         server_name
-            .and_then(|name| self.lookup.find(name))
-            .unwrap_or(0)
+            .and_then(|name| self.lookup.find_all(name))
+            .unwrap_or(&[0])
     }
 
     /// The certificate and key for `server_name` (see [`Self::index_for`]).
     pub fn select(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
         &self.keys[self.index_for(server_name)]
     }
+
+    /// As [`Self::select`], and among several certificates for the name (an ECDSA
+    /// and an RSA one, as HAProxy serves them) the first whose key can sign with one
+    /// of the client's `schemes`; the first of them when none can (the handshake then
+    /// fails, counted as "no certificate").
+    pub fn select_for(
+        &self,
+        server_name: Option<&str>,
+        schemes: &[SignatureScheme],
+    ) -> &Arc<CertifiedKey> {
+        let all = self.candidates(server_name);
+        let usable =
+            |&&i: &&usize| all.len() == 1 || self.keys[i].key.choose_scheme(schemes).is_some();
+        &self.keys[*all.iter().find(usable).unwrap_or(&all[0])]
+    }
 }
 
 impl ResolvesServerCert for CertSet {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(self.select(client_hello.server_name())))
+        let name = client_hello.server_name();
+        Some(Arc::clone(
+            self.select_for(name, client_hello.signature_schemes()),
+        ))
     }
 }
 
@@ -203,7 +234,20 @@ fn certify(
     match key.keys_match() {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(CertError::KeyMismatch { path: file })
+            // A chain pasted in the wrong order (CA first) reads as a mismatch; say
+            // what is wrong when the key is that of a later certificate.
+            let later = (1..key.cert.len()).find(|&i| {
+                CertifiedKey::new(vec![key.cert[i].clone()], Arc::clone(&key.key))
+                    .keys_match()
+                    .is_ok()
+            });
+            return Err(match later {
+                Some(i) => CertError::LeafNotFirst {
+                    path: file,
+                    position: i + 1,
+                },
+                None => CertError::KeyMismatch { path: file },
+            });
         }
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
             let reason = "its public half is unknown, so it cannot be checked against \
@@ -380,6 +424,50 @@ mod tests {
             rsa.der
         );
         assert_eq!(handshake(set, ca.der(), Some("ec.example"), ""), ec.der);
+    }
+
+    /// An ECDSA and an RSA certificate for one name, as HAProxy serves them: the
+    /// client's signature schemes choose, whichever was loaded first; a client that
+    /// can verify neither gets the first (and a failed handshake).
+    #[test]
+    fn one_name_with_an_ecdsa_and_an_rsa_certificate() {
+        let ca = Ca::new("Dual CA");
+        let ec = ca.leaf(&["dual.example"]);
+        let rsa = ca.leaf_rsa(&["dual.example", "rsa-only.example"]);
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1-rsa.pem", &rsa.pem());
+        write(dir.path(), "2-ec.pem", &ec.pem());
+        let set = Arc::new(load(&[dir.path().to_path_buf()]).unwrap());
+        use SignatureScheme::*;
+        let algorithm =
+            |name, schemes: &[SignatureScheme]| set.select_for(Some(name), schemes).key.algorithm();
+        let modern = [ECDSA_NISTP256_SHA256, RSA_PSS_SHA256, ED25519];
+        assert_eq!(algorithm("dual.example", &modern), SignatureAlgorithm::RSA);
+        let ecdsa_only = [ECDSA_NISTP256_SHA256];
+        assert_eq!(
+            algorithm("dual.example", &ecdsa_only),
+            SignatureAlgorithm::ECDSA
+        );
+        let rsa_only = [RSA_PKCS1_SHA256, RSA_PSS_SHA256];
+        assert_eq!(
+            algorithm("dual.example", &rsa_only),
+            SignatureAlgorithm::RSA
+        );
+        assert_eq!(
+            algorithm("DUAL.example.", &ecdsa_only),
+            SignatureAlgorithm::ECDSA
+        );
+        // One certificate for the name: it, whatever the client offers.
+        assert_eq!(
+            algorithm("rsa-only.example", &ecdsa_only),
+            SignatureAlgorithm::RSA
+        );
+        assert_eq!(
+            algorithm("dual.example", &[ED25519]),
+            SignatureAlgorithm::RSA
+        );
+        // A rustls client offers both: it gets the first loaded.
+        assert_eq!(handshake(set, ca.der(), Some("dual.example"), ""), rsa.der);
     }
 
     #[test]

@@ -50,6 +50,47 @@ pub const MAX_RECORD_BYTES: usize = (1 << 14) + 256;
 /// span many records, and a common one (2 KB) arrive in one-byte records.
 pub const MAX_PEEK_BYTES: usize = 32 * 1024;
 
+/// Handshake records an incomplete ClientHello may come in before a caller stops
+/// peeking and leaves it to rustls (see [`worth_a_peek`]).
+pub const MAX_RECORDS: usize = 64;
+
+/// Whether [`peek`] at the start of a stream can tell more than at a shorter prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worth {
+    /// The bytes end where a record ends, or are not handshake records at all, or
+    /// a record is too long to be one: peek.
+    Yes,
+    /// The bytes end inside a record: a sender sends whole records, so more come.
+    NotYet,
+    /// More than [`MAX_RECORDS`] records and no end in sight.
+    TooManyRecords,
+}
+
+/// Whether peeking at `buf` now is worth it. Peeking at every arrival of a hello
+/// trickling in would cost time quadratic in its length (each peek reads from the
+/// start); walking the record headers is cheap and bounded.
+pub fn worth_a_peek(buf: &[u8]) -> Worth {
+    if buf.first().is_some_and(|&t| t != CONTENT_HANDSHAKE) {
+        return Worth::Yes;
+    }
+    let (mut at, mut records) = (0, 0);
+    while let Some(h) = buf.get(at..at + 5) {
+        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+        if h[0] != CONTENT_HANDSHAKE || len > MAX_RECORD_BYTES {
+            return Worth::Yes;
+        }
+        at += 5 + len;
+        records += 1;
+        if records > MAX_RECORDS {
+            return Worth::TooManyRecords;
+        }
+    }
+    match at == buf.len() && at > 0 {
+        true => Worth::Yes,
+        false => Worth::NotYet,
+    }
+}
+
 const HANDSHAKE_HEADER_BYTES: usize = 4;
 const CONTENT_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;

@@ -538,6 +538,34 @@ proptest! {
         let _ = peek(&records(&message, &[MAX_RECORD_BYTES]), &mut Vec::new());
     }
 
+    /// A hello in whole records is worth a peek at every record boundary and at no
+    /// other prefix (up to [`MAX_RECORDS`] records), so a caller that peeks only when
+    /// told misses no answer and waits on no sender.
+    #[test]
+    fn worth_a_peek_exactly_at_record_boundaries(
+        sizes in proptest::collection::vec(1usize..300, 1..20),
+    ) {
+        let message = handshake_of(common_hello());
+        let wire = records(&message, &sizes);
+        let mut ends = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            at += 5 + usize::from(u16::from_be_bytes([wire[at + 3], wire[at + 4]]));
+            ends.push(at);
+        }
+        for n in 0..=wire.len() {
+            // Records whose header has arrived.
+            let started = 1 + ends.iter().filter(|&&e| e + 5 <= n).count();
+            let started = if n >= 5 { started } else { 0 };
+            let want = match ends.contains(&n) {
+                _ if started > MAX_RECORDS => Worth::TooManyRecords,
+                true => Worth::Yes,
+                false => Worth::NotYet,
+            };
+            prop_assert_eq!(worth_a_peek(&wire[..n]), want, "prefix {}", n);
+        }
+    }
+
     #[test]
     fn any_split_into_records_gives_the_same_hello(
         sizes in proptest::collection::vec(1usize..400, 1..20),
@@ -546,4 +574,19 @@ proptest! {
         let wire = records(&message, &sizes);
         prop_assert_eq!(outcome(&wire), outcome(common_hello()));
     }
+}
+
+/// Bytes that are not a handshake record are worth a peek at once (the peek says
+/// what they are); so is a record too long to be one.
+#[test]
+fn worth_a_peek_at_what_is_no_handshake() {
+    assert_eq!(worth_a_peek(b""), Worth::NotYet);
+    assert_eq!(worth_a_peek(b"G"), Worth::Yes);
+    assert_eq!(worth_a_peek(&[22, 3, 1]), Worth::NotYet);
+    assert_eq!(worth_a_peek(&[22, 3, 1, 0xff, 0xff]), Worth::Yes);
+    assert_eq!(worth_a_peek(&[22, 3, 1, 0, 1, 1, 23, 3, 3]), Worth::NotYet);
+    assert_eq!(
+        worth_a_peek(&[22, 3, 1, 0, 1, 1, 23, 3, 3, 0, 1]),
+        Worth::Yes
+    );
 }

@@ -39,6 +39,17 @@ impl Pki {
 
     /// A leaf valid from 2000 until the start of year `until` (in the past: expired).
     pub fn leaf_until(&self, names: &[&str], until: i32) -> (String, String) {
+        self.leaf_with(names, until, KeyPair::generate().unwrap())
+    }
+
+    /// A leaf for `names` with an RSA 2048 key: `(certificate PEM, key PEM)`.
+    pub fn leaf_rsa(&self, names: &[&str]) -> (String, String) {
+        let key =
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+        self.leaf_with(names, 2100, key)
+    }
+
+    fn leaf_with(&self, names: &[&str], until: i32, key: KeyPair) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
@@ -46,7 +57,6 @@ impl Pki {
         params
             .distinguished_name
             .push(DnType::CommonName, names[0].clone());
-        let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         (cert.pem(), key.serialize_pem())
     }

@@ -6,38 +6,8 @@ use super::{HttpConn, READ_BYTES};
 use crate::dataplane::reactor::Reactor;
 use crate::dataplane::tls::{Count, Pulled};
 use crate::dataplane::ShardCtx;
-use crate::stats::TlsFailure;
-use crate::tls::hello::{self, Peek, MAX_PEEK_BYTES};
+use crate::tls::hello::{self, Peek, Worth, MAX_PEEK_BYTES};
 use std::io::ErrorKind;
-
-/// TLS records an incomplete ClientHello may come in before it is left to rustls.
-const MAX_RECORDS: usize = 64;
-
-/// Whether a peek at `buf` (the start of the stream) can tell more than the last one:
-/// the bytes end where a record ends, or are not TLS records at all, or a record is
-/// too long to be one. `Err`: more than [`MAX_RECORDS`] records and no hello yet.
-///
-/// A peek reads from the start; peeking at every arrival of a hello trickling in would
-/// cost time quadratic in its length. Walking record headers is cheap and bounded.
-fn worth_a_peek(buf: &[u8]) -> Result<bool, ()> {
-    const HANDSHAKE: u8 = 22;
-    if buf.first().is_some_and(|&t| t != HANDSHAKE) {
-        return Ok(true);
-    }
-    let (mut at, mut records) = (0, 0);
-    while let Some(h) = buf.get(at..at + 5) {
-        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
-        if h[0] != HANDSHAKE || len > hello::MAX_RECORD_BYTES {
-            return Ok(true);
-        }
-        at += 5 + len;
-        records += 1;
-        if records > MAX_RECORDS {
-            return Err(());
-        }
-    }
-    Ok(at == buf.len() && at > 0)
-}
 
 /// What the peek at a ClientHello decided.
 pub(super) enum Sniffed {
@@ -193,22 +163,20 @@ impl<S> HttpConn<S> {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.client_read = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    count.shard.failure(TlsFailure::Closed);
-                    return Sniffed::Close;
-                }
+                // A reset: counted as `closed` when the connection closes.
+                Err(_) => return Sniffed::Close,
             }
         }
         let routes = ctx.snapshot.https.as_ref().map(|h| &h.passthrough);
         // Reassembly room for a hello split over records (rare: no allocation else).
         let mut scratch = Vec::new();
-        let decided = match worth_a_peek(buf) {
+        let decided = match hello::worth_a_peek(buf) {
             // A hello in that many records is left to rustls (which reads
             // incrementally), not routed by SNI (HAProxy routes only a hello whose
             // first record holds it whole).
-            Err(()) => Some(Sniffed::Terminate),
-            Ok(false) if buf.len() < MAX_PEEK_BYTES => None,
-            Ok(_) => match hello::peek(buf, &mut scratch) {
+            Worth::TooManyRecords => Some(Sniffed::Terminate),
+            Worth::NotYet if buf.len() < MAX_PEEK_BYTES => None,
+            Worth::Yes | Worth::NotYet => match hello::peek(buf, &mut scratch) {
                 Peek::NeedMore if buf.len() < MAX_PEEK_BYTES => None,
                 Peek::Hello(h) => Some(
                     h.server_name
@@ -220,7 +188,6 @@ impl<S> HttpConn<S> {
         };
         let Some(decided) = decided else {
             if self.sniff_eof {
-                count.shard.failure(TlsFailure::Closed);
                 return Sniffed::Close;
             }
             return Sniffed::Wait;

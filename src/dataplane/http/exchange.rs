@@ -69,7 +69,10 @@ impl<S> HttpConn<S> {
         }
         if let Some(b) = self.backend.take() {
             let keep = f.reusable && b.connected && ctx.draining_since_ms.is_none();
-            if keep {
+            if let Some(version) = b.proxied.filter(|_| keep && b.preamble.is_empty()) {
+                // It speaks for this client: held for its next request, never pooled.
+                self.hold(b, backend.addr, version, io);
+            } else if keep && b.proxied.is_none() {
                 io.pooled(b.key, backend.addr, &b.sock);
                 shard.put(backend.addr, b.sock, b.key, ctx.now_ms);
             } else {
@@ -199,10 +202,11 @@ impl<S> HttpConn<S> {
             let addr = ex.service.backends[i].addr;
             let bc = ex.service.backends[i].counters.shard(ctx.id);
             // A replayed request (its pooled connection failed) takes a new connection.
-            let pooled = if self.session.phase() == Phase::Route && !ex.replay {
-                shard.take(addr, io.r)
-            } else {
-                None
+            let send_proxy = ex.service.config.proxy.send;
+            let pooled = match send_proxy {
+                _ if self.session.phase() != Phase::Route || ex.replay => None,
+                Some(v) => super::proxied::take_held(&mut self.held, addr, v, io),
+                None => shard.take(addr, io.r),
             };
             let (sock, key, connected) = match pooled {
                 Some((s, key)) => {
@@ -236,12 +240,26 @@ impl<S> HttpConn<S> {
                 },
             };
             io.attach(key);
+            // A new connection of a `send_proxy` service starts with its header.
+            let preamble = match send_proxy.filter(|_| !connected) {
+                Some(v) => super::proxied::preamble(
+                    v,
+                    self.peer,
+                    self.local,
+                    &self.client,
+                    self.tls.as_deref(),
+                    io.r,
+                ),
+                None => Vec::new(),
+            };
             self.backend = Some(BackendSock {
                 sock,
                 key,
                 connected,
                 connect_deadline_ms: now + ctx.snapshot.server.connect_timeout_ms,
                 picked: Instant::now(),
+                proxied: send_proxy,
+                preamble,
             });
             if connected {
                 bc.connections.inc();

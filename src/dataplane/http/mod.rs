@@ -7,13 +7,14 @@
 mod client_tls;
 mod exchange;
 mod pool;
+mod proxied;
 
 pub use pool::HttpShard;
 
 use super::keys::Io;
 use super::link::Link;
 use super::reactor::{Reactor, Want};
-use super::tls::TlsSide;
+use super::tls::{Count, TlsSide};
 use super::ShardCtx;
 use crate::balance::Attempt;
 use crate::http::{BackendFault, Phase, Session, Tunnel};
@@ -88,6 +89,10 @@ struct BackendSock<S> {
     connected: bool,
     connect_deadline_ms: u64,
     picked: Instant,
+    /// It carries (or carried) a PROXY header of this version: this client's only.
+    proxied: Option<crate::config::SendProxy>,
+    /// What of that header is still to be sent, before any request byte.
+    preamble: Vec<u8>,
 }
 
 pub struct HttpConn<S> {
@@ -95,6 +100,11 @@ pub struct HttpConn<S> {
     /// The client socket's key in the shard.
     pub ckey: u32,
     peer: SocketAddr,
+    /// The address the client connected to, as a PROXY header said (`None`: the
+    /// socket's own).
+    pub local: Option<SocketAddr>,
+    /// A backend connection that carried a PROXY header for this client, idle.
+    held: Option<proxied::Held<S>>,
     /// The listening socket set the client came through (identity only: holding it
     /// would keep a removed port open).
     front: *const Listeners,
@@ -163,6 +173,8 @@ impl<S> HttpConn<S> {
             client,
             ckey,
             peer,
+            local: None,
+            held: None,
             front: Arc::as_ptr(front),
             front_at: None,
             local_port: front.local.port(),
@@ -219,7 +231,8 @@ impl<S> HttpConn<S> {
             return (false, !self.ready.backend_write);
         }
         let r = self.session.wants_backend_read() && !self.ready.backend_read;
-        let w = !self.session.backend_output().is_empty() && !self.ready.backend_write;
+        let out = !self.session.backend_output().is_empty() || !b.preamble.is_empty();
+        let w = out && !self.ready.backend_write;
         (r, w)
     }
 
@@ -404,6 +417,7 @@ impl<S> HttpConn<S> {
         let link = Link {
             service: ex.service,
             client: self.peer,
+            local: self.local,
             backend: ex.backend,
             attempt: ex.attempt,
             connected: ex.counted,
@@ -430,11 +444,18 @@ impl<S> HttpConn<S> {
     /// Counters and pool for whatever the connection still holds; call before closing
     /// the client socket.
     pub fn close<R: Reactor<Sock = S>>(&mut self, ctx: &ShardCtx, io: &mut Io<R>) {
+        self.drop_held(io);
         if let Some(b) = self.backend.take() {
             io.close(b.key, b.sock, false);
         }
         if let Some(ex) = self.exchange.take() {
             ctx.left(&ex.service, ex.backend, ex.counted);
+        }
+        if let Some(tls) = self.tls.as_mut() {
+            tls.ended(Count {
+                shard: &ctx.stats().tls,
+                id: ctx.id,
+            });
         }
     }
 
@@ -524,9 +545,34 @@ impl<S> HttpConn<S> {
         shard: &mut HttpShard<S>,
         io: &mut Io<R>,
     ) -> bool {
-        let Some(b) = self.backend.as_ref().filter(|b| b.connected) else {
+        let Some(b) = self.backend.as_mut().filter(|b| b.connected) else {
             return false;
         };
+        if !b.preamble.is_empty() {
+            // The PROXY header goes first, whole, uncounted (it is not the client's).
+            if !self.ready.backend_write {
+                return false;
+            }
+            return match write_some(
+                io.r,
+                &b.sock,
+                &b.preamble,
+                false,
+                &mut self.ready.backend_write,
+            ) {
+                Ok(n) => {
+                    b.preamble.drain(..n);
+                    if b.preamble.is_empty() {
+                        b.preamble = Vec::new();
+                    }
+                    n > 0
+                }
+                Err(()) => {
+                    self.backend_gone(true, ctx, shard, io);
+                    true
+                }
+            };
+        }
         let out = self.session.backend_output();
         if out.is_empty() || !self.ready.backend_write {
             return false;

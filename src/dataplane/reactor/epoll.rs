@@ -191,6 +191,10 @@ impl Reactor for Epoll {
         calls::shutdown(sock);
     }
 
+    fn local_addr(&self, sock: &Socket) -> io::Result<SocketAddr> {
+        calls::local_addr(sock)
+    }
+
     fn quiet(&self, _sock: &Socket) -> bool {
         true
     }

@@ -113,6 +113,11 @@ pub trait Reactor {
     fn peek(&mut self, sock: &Self::Sock) -> io::Result<usize>;
     /// Shut the write side (a FIN).
     fn shutdown(&mut self, sock: &Self::Sock);
+    /// The address the peer of `sock` connected to (for a PROXY header to a backend).
+    /// `Unsupported` where the reactor has none.
+    fn local_addr(&self, _sock: &Self::Sock) -> io::Result<SocketAddr> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Nothing of `sock` is received and held, or being received, by the reactor: a
     /// read that bypasses it (`splice_in`) loses no byte.
     fn quiet(&self, sock: &Self::Sock) -> bool;
@@ -182,6 +187,12 @@ pub(crate) mod calls {
     pub fn peek(s: &Socket) -> io::Result<usize> {
         let mut probe = [MaybeUninit::<u8>::uninit(); 1];
         s.peek(&mut probe)
+    }
+
+    pub fn local_addr(s: &Socket) -> io::Result<SocketAddr> {
+        s.local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::ErrorKind::Unsupported.into())
     }
 
     pub fn shutdown(s: &Socket) {

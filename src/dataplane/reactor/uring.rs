@@ -189,15 +189,18 @@ impl Uring {
         match c.take_accepted() {
             Some(fd) if !retired => {
                 let sock = Socket::from(fd);
-                // No peer address: the client is gone already (closed by the drop).
-                if let Some(peer) = sock.peer_addr().ok().and_then(|a| a.as_socket()) {
-                    let sock = self.adopt(sock);
-                    out.push(Event::Accepted {
-                        listener: id,
-                        sock,
-                        peer,
-                    });
-                }
+                // A client reset before its address was asked has none any more; epoll's
+                // accept returns it with the socket. Reported all the same, under the
+                // unspecified address, so that both reactors count the accept and the
+                // reset that the first read meets.
+                let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+                let peer = peer.unwrap_or_else(|| unknown_peer(&sock));
+                let sock = self.adopt(sock);
+                out.push(Event::Accepted {
+                    listener: id,
+                    sock,
+                    peer,
+                });
             }
             Some(_) => {} // accepted while being retired: closed by the drop
             None if -c.result == libc::ECANCELED => {}
@@ -319,6 +322,20 @@ impl Uring {
                 });
             }
         }
+    }
+}
+
+/// The address of a client gone before it could be asked: unspecified, in the
+/// listening socket's family.
+fn unknown_peer(sock: &Socket) -> SocketAddr {
+    let v6 = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .is_some_and(|a| a.is_ipv6());
+    match v6 {
+        true => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        false => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
     }
 }
 
@@ -556,6 +573,10 @@ impl Reactor for Uring {
 
     fn shutdown(&mut self, sock: &USock) {
         calls::shutdown(&sock.sock);
+    }
+
+    fn local_addr(&self, sock: &USock) -> io::Result<SocketAddr> {
+        calls::local_addr(&sock.sock)
     }
 
     fn quiet(&self, sock: &USock) -> bool {

@@ -63,9 +63,14 @@ impl<R: Reactor> Shard<R> {
         if !matches!(&slot.conn, Some(Conn::Http(c)) if c.is_tunnel()) {
             return self.close(idx, true);
         }
-        let Some(Conn::Http(c)) = slot.conn.take() else {
+        let Some(Conn::Http(mut c)) = slot.conn.take() else {
             return;
         };
+        c.drop_held(&mut Io {
+            r: &mut self.io,
+            keys: &mut self.keys,
+            idx,
+        });
         let u = c.into_tunnel(&self.ctx, &mut self.http);
         slot.conn = Some(Conn::Tcp(TcpConn::upgraded(u)));
         self.tcp_pump_both(idx);
@@ -80,9 +85,10 @@ impl<R: Reactor> Shard<R> {
         let (Some(svc), Some(Conn::Http(c))) = (svc, slot.conn.take()) else {
             return self.close(idx, true);
         };
-        let peer = c.peer();
+        let (peer, local) = (c.peer(), c.local);
         let (client, ckey, hello, eof) = c.into_passthrough();
-        let link = self.ctx.passthrough(&svc, peer);
+        let mut link = self.ctx.passthrough(&svc, peer);
+        link.local = local;
         let relay = TcpConn::with_pending(link, client, ckey, hello, eof);
         slot.conn = Some(Conn::Tcp(relay));
         self.tcp_connect_next(idx);

@@ -11,6 +11,7 @@
 
 mod deadline;
 mod http;
+mod proxied;
 mod tcp;
 
 use super::http::{HttpConn, HttpShard};
@@ -22,6 +23,7 @@ use crate::config::Mode;
 use crate::io::sys::Pipe;
 use crate::snapshot::{Front, Listeners};
 use deadline::Deadlines;
+use proxied::{Accepted, Admitted, ProxyWait};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -46,6 +48,8 @@ struct ListenerSlot {
 enum Conn<S> {
     Tcp(TcpConn<S>),
     Http(HttpConn<S>),
+    /// Accepted on an `accept_proxy` listener, its PROXY header not whole yet.
+    Proxy(ProxyWait<S>),
 }
 
 /// A slot of the connection slab: the generation tells a stale reference (a yielded
@@ -71,6 +75,9 @@ pub struct Shard<R: Reactor> {
     /// Connections of both kinds.
     live: usize,
     bufs: Vec<Vec<u8>>,
+    /// The buffer a PROXY header is read into; a connection keeps it only while its
+    /// header is incomplete.
+    header_buf: Vec<u8>,
     pipes: Vec<Pipe>,
     next_sweep_ms: u64,
     events: Vec<Event<R::Sock>>,
@@ -95,6 +102,7 @@ impl<R: Reactor> Shard<R> {
             deadlines: Deadlines::default(),
             live: 0,
             bufs: Vec::new(),
+            header_buf: Vec::new(),
             pipes: Vec::new(),
             events: Vec::with_capacity(1024),
         }
@@ -270,16 +278,27 @@ impl<R: Reactor> Shard<R> {
         self.ctx.stats().accepts.inc();
         let front = l.front.clone();
         let listeners = Arc::clone(&l.listeners);
-        let conn = match &front {
+        let proxy = proxied::accepts(&self.ctx.snapshot, &front).map(|p| p.trusts(peer.ip()));
+        if proxy == Some(false) {
+            return self.untrusted(sock, peer);
+        }
+        let admitted = match &front {
             Front::Service(svc) if svc.config.mode == Mode::Tcp => {
                 match self.ctx.admit(svc, peer, self.live) {
-                    Some(link) => Ok(link),
+                    Some(link) => Admitted::Tcp(link),
                     None => return self.io.close(sock, false),
                 }
             }
             _ if self.ctx.admit_http(&front, self.live) => match self.tls_for(&front) {
-                Ok(tls) => Err((listeners, tls)),
-                Err(()) => return self.io.close(sock, false),
+                Ok(tls) => Admitted::Http {
+                    listeners,
+                    tls,
+                    front,
+                },
+                Err(()) => {
+                    self.ctx.stats().connections.dec();
+                    return self.io.close(sock, false);
+                }
             },
             _ => return self.io.close(sock, false),
         };
@@ -290,10 +309,53 @@ impl<R: Reactor> Shard<R> {
         });
         self.live += 1;
         let watched = self.io.watch(&sock, self.keys.token(key)).is_ok();
-        let tcp = conn.is_ok();
-        self.slots[idx as usize].conn = Some(match conn {
-            Ok(link) => Conn::Tcp(TcpConn::new(link, sock, key)),
-            Err((listeners, tls)) => {
+        if proxy.is_some() {
+            return self.await_header(idx, sock, key, peer, admitted, watched);
+        }
+        self.begin(
+            idx,
+            Accepted {
+                sock,
+                key,
+                peer,
+                local: None,
+                hup: false,
+            },
+            admitted,
+            &[],
+            watched,
+        );
+    }
+
+    /// Start connection `idx` as what it was admitted as, from the client `a` (its
+    /// address perhaps from a PROXY header); `early`: bytes read past such a header,
+    /// the first of the stream. `watched`: else it closes at once.
+    fn begin(
+        &mut self,
+        idx: u32,
+        a: Accepted<R::Sock>,
+        admitted: Admitted,
+        early: &[u8],
+        watched: bool,
+    ) {
+        let (conn, ok) = match admitted {
+            Admitted::Tcp(mut link) => {
+                link.client = a.peer;
+                link.local = a.local;
+                let conn = if early.is_empty() {
+                    TcpConn::new(link, a.sock, a.key)
+                } else {
+                    let mut b = self.bufs.pop().unwrap_or_default();
+                    b.extend_from_slice(early);
+                    TcpConn::with_pending(link, a.sock, a.key, b, false)
+                };
+                (Conn::Tcp(conn), true)
+            }
+            Admitted::Http {
+                listeners,
+                tls,
+                front,
+            } => {
                 // `[https] listen` peeks at the ClientHello when a service takes some
                 // server names untouched.
                 let sniff = matches!(front, Front::Https)
@@ -303,12 +365,16 @@ impl<R: Reactor> Shard<R> {
                         .https
                         .as_ref()
                         .is_some_and(|h| !h.passthrough.is_empty());
-                Conn::Http(HttpConn::new(
-                    sock, key, peer, &listeners, tls, sniff, &self.ctx,
-                ))
+                let mut c = HttpConn::new(a.sock, a.key, a.peer, &listeners, tls, sniff, &self.ctx);
+                c.local = a.local;
+                c.ready.client_hup = a.hup;
+                let ok = c.preload(early, &self.ctx);
+                (Conn::Http(c), ok)
             }
-        });
-        match (watched, tcp) {
+        };
+        let tcp = matches!(conn, Conn::Tcp(_));
+        self.slots[idx as usize].conn = Some(conn);
+        match (watched && ok, tcp) {
             (false, _) => self.close(idx, false),
             (true, true) => self.tcp_connect_next(idx),
             (true, false) => self.pump_http(idx),
@@ -360,6 +426,11 @@ impl<R: Reactor> Shard<R> {
                     c.ready.note(backend, read, write, hup);
                     self.pump_http(idx);
                 }
+                Some(Conn::Proxy(p)) => {
+                    // A FIN reported with the header's bytes is not reported again.
+                    p.hup |= hup;
+                    self.read_header(idx);
+                }
                 None => {}
             },
             Some(Owner::Pooled { addr }) if read || hup => {
@@ -388,7 +459,7 @@ impl<R: Reactor> Shard<R> {
             match &slot.conn {
                 Some(Conn::Tcp(_)) => self.tcp_pump_both(idx),
                 Some(Conn::Http(_)) => self.pump_http(idx),
-                None => {}
+                Some(Conn::Proxy(_)) | None => {}
             }
         }
         self.again_spare.clear();
@@ -415,6 +486,7 @@ impl<R: Reactor> Shard<R> {
             match self.slots[idx as usize].conn {
                 Some(Conn::Tcp(_)) => self.tcp_timer(idx),
                 Some(Conn::Http(_)) => self.http_timer(idx),
+                Some(Conn::Proxy(_)) => self.header_timer(idx),
                 None => {}
             }
         }
@@ -432,7 +504,7 @@ impl<R: Reactor> Shard<R> {
         for idx in 0..self.slots.len() as u32 {
             match &mut self.slots[idx as usize].conn {
                 Some(Conn::Tcp(c)) if self.ctx.drained(&c.link) => self.close(idx, false),
-                Some(Conn::Tcp(_)) => {}
+                Some(Conn::Tcp(_) | Conn::Proxy(_)) => {}
                 Some(Conn::Http(c)) => {
                     if draining && c.session.is_idle() {
                         self.close(idx, false);
@@ -472,6 +544,7 @@ impl<R: Reactor> Shard<R> {
         match conn {
             Conn::Tcp(c) => self.tcp_closed(c, reset),
             Conn::Http(c) => self.http_closed(c, reset),
+            Conn::Proxy(p) => self.header_closed(p, reset),
         }
     }
 

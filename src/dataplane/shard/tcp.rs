@@ -19,7 +19,7 @@ pub struct TcpConn<S> {
     backend: Option<(S, u32)>,
     connect_deadline_ms: u64,
     /// Client → backend.
-    up: Flow,
+    pub(super) up: Flow,
     /// Backend → client.
     down: Flow,
 }
@@ -169,6 +169,7 @@ impl<R: Reactor> Shard<R> {
                 }
             }
             self.ctx.connected(&mut c.link);
+            self.send_header(idx);
             self.tcp_pump_both(idx);
             return;
         }

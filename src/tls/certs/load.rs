@@ -364,6 +364,23 @@ mod tests {
         assert_eq!(err.to_string(), want);
     }
 
+    /// A chain pasted CA first: the key is the second certificate's, and the error
+    /// says to put the server certificate first rather than "does not match".
+    #[test]
+    fn a_chain_out_of_order_is_named_as_such() {
+        let ca = Ca::new("load CA");
+        let (leaf, other) = (ca.leaf(&["a.example"]), ca.leaf(&["b.example"]));
+        let dir = tempfile::tempdir().unwrap();
+        let pem = format!("{}{}{}", other.cert_pem, leaf.cert_pem, leaf.key_pem);
+        let bad = write(dir.path(), "a.pem", &pem);
+        let err = load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(
+            matches!(&err, CertError::LeafNotFirst { path, position: 2 } if *path == bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains("put the server certificate first"));
+    }
+
     type IsKind = fn(&CertError) -> bool;
 
     #[test]

@@ -78,9 +78,11 @@ fn served_names(cert: &X509Certificate<'_>) -> Result<Vec<String>, String> {
 /// name keeps it.
 #[derive(Debug, Default)]
 pub(super) struct Lookup {
-    exact: HashMap<Box<str>, usize>,
+    /// Every certificate carrying the name, in load order (an ECDSA and an RSA
+    /// certificate may share one: the client's signature schemes choose).
+    exact: HashMap<Box<str>, Vec<usize>>,
     /// `*.example.com` is filed under `example.com`: a name's parent is looked up.
-    wildcard: HashMap<Box<str>, usize>,
+    wildcard: HashMap<Box<str>, Vec<usize>>,
 }
 
 impl Lookup {
@@ -95,17 +97,26 @@ impl Lookup {
                     None => (&mut lookup.exact, name.as_str()),
                 };
                 if !key.is_empty() && !key.contains('*') {
-                    table.entry(key.into()).or_insert(i);
+                    let all = table.entry(key.into()).or_default();
+                    if all.last() != Some(&i) {
+                        all.push(i);
+                    }
                 }
             }
         }
         lookup
     }
 
-    /// The certificate for `server_name`: an exact match, else a wildcard one label
-    /// up. Case and one trailing dot do not matter (rustls lower-cases SNI already;
-    /// other callers may not).
-    pub(super) fn find(&self, server_name: &str) -> Option<usize> {
+    /// The first certificate for `server_name` (see [`Self::find_all`]).
+    #[cfg(test)]
+    fn find(&self, server_name: &str) -> Option<usize> {
+        self.find_all(server_name).map(|all| all[0])
+    }
+
+    /// The certificates for `server_name`, in load order: exact matches, else
+    /// wildcards one label up. Case and one trailing dot do not matter (rustls
+    /// lower-cases SNI already; other callers may not).
+    pub(super) fn find_all(&self, server_name: &str) -> Option<&[usize]> {
         let name = server_name.strip_suffix('.').unwrap_or(server_name);
         let mut buf = [0u8; MAX_NAME];
         let lower = buf.get_mut(..name.len())?;
@@ -114,12 +125,12 @@ impl Lookup {
         // ASCII lower-casing keeps UTF-8 valid; a name that is not ASCII matches
         // nothing anyway, since certificates carry A-labels.
         let name = std::str::from_utf8(lower).ok()?;
-        if let Some(&i) = self.exact.get(name) {
-            return Some(i);
+        if let Some(all) = self.exact.get(name) {
+            return Some(all);
         }
         match name.split_once('.')? {
             ("", _) => None,
-            (_, parent) => self.wildcard.get(parent).copied(),
+            (_, parent) => self.wildcard.get(parent).map(Vec::as_slice),
         }
     }
 }
