@@ -22,6 +22,7 @@ both_io!(
     every_backend_down_http_answers_503_and_tcp_refuses,
     marathon_health_checks_are_derived_and_run,
     a_backend_back_up_ramps_up_its_weight,
+    checks_send_the_proxy_header_a_send_proxy_backend_expects,
 );
 
 const CHECK_PATH: &str = "/health";
@@ -40,6 +41,12 @@ struct Checked {
 
 impl Checked {
     fn start(ip: &str, name: &'static str, hang: bool) -> Checked {
+        Checked::start_with(ip, name, hang, false)
+    }
+
+    /// With `proxy`, every connection must start with a PROXY header (else it is
+    /// closed unanswered).
+    fn start_with(ip: &str, name: &'static str, hang: bool, proxy: bool) -> Checked {
         let checks = Arc::new(AtomicUsize::new(0));
         let failed_checks = Arc::new(AtomicUsize::new(0));
         let clients = Arc::new(AtomicUsize::new(0));
@@ -50,8 +57,25 @@ impl Checked {
             Arc::clone(&clients),
             Arc::clone(&check_status),
         );
-        let backend = Backend::spawn_at(ip, move |c| {
-            serve(c, name, hang, &ch, &fc, &cl, &st);
+        let backend = Backend::spawn_at(ip, move |mut c| {
+            let mut pre = Vec::new();
+            if proxy {
+                let mut chunk = [0u8; 512];
+                loop {
+                    match sluice::proxy::parse(&pre) {
+                        sluice::proxy::Parsed::Header(h) => {
+                            pre.drain(..h.consumed);
+                            break;
+                        }
+                        sluice::proxy::Parsed::Error(_) => return,
+                        sluice::proxy::Parsed::NeedMore => match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pre.extend_from_slice(&chunk[..n]),
+                        },
+                    }
+                }
+            }
+            serve(c, pre, name, hang, &ch, &fc, &cl, &st);
         });
         Checked {
             backend,
@@ -83,8 +107,10 @@ impl Checked {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     mut c: TcpStream,
+    mut buf: Vec<u8>,
     name: &str,
     hang: bool,
     checks: &AtomicUsize,
@@ -92,7 +118,6 @@ fn serve(
     clients: &AtomicUsize,
     status: &AtomicU16,
 ) {
-    let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -547,4 +572,29 @@ fn a_backend_back_up_ramps_up_its_weight(io: &str) {
         (1..=12).contains(&got),
         "a quarter of a's weight: about 1 request in 5, got {got} of 40"
     );
+}
+
+/// A service that sends its backends a PROXY header sends one with its checks too (as
+/// HAProxy does): a backend that closes connections without one stays UP, and clients
+/// reach it.
+fn checks_send_the_proxy_header_a_send_proxy_backend_expects(io: &str) {
+    let only = Checked::start_with("127.0.0.1", "only", false, true);
+    let health =
+        "[service.health]\nkind = \"http\"\npath = \"/health\"\ninterval_ms = 200\nfall = 1\n";
+    let cfg = config(io, "http", &[only.addr()], health).replace(
+        "balance = \"roundrobin\"\n",
+        "balance = \"roundrobin\"\nsend_proxy = \"v2\"\n",
+    );
+    let lb = Sluice::start(&cfg);
+    let (admin, web) = (lb.admin(), lb.addr("web"));
+    wait_for("three checks answered", || {
+        (only.checks() >= 3).then_some(())
+    });
+    assert_eq!(
+        server_field(admin, "web", only.addr(), "check_status"),
+        "L7OK"
+    );
+    assert_eq!(server_field(admin, "web", only.addr(), "status"), "UP");
+    assert_eq!(request(web), Some((200, "only".to_owned())));
+    assert_eq!(changes(&lb, only.addr(), "UP → DOWN"), 0);
 }

@@ -6,7 +6,7 @@
 
 use super::probe::{Probe, Spec};
 use super::state::{CheckResult, Health, Passive, State};
-use crate::config::HealthCheck;
+use crate::config::{HealthCheck, SendProxy};
 use crate::snapshot::{clock_ms, Published, Snapshot};
 use mio::{Events, Interest, Poll, Token};
 use std::cmp::Reverse;
@@ -55,7 +55,12 @@ struct Check {
 
 /// What a snapshot says of an address: its health, the services naming it, whether
 /// one drains it, the first check a service gives it.
-type Named<'a> = (Arc<Health>, Vec<&'a str>, bool, Option<&'a HealthCheck>);
+type Named<'a> = (
+    Arc<Health>,
+    Vec<&'a str>,
+    bool,
+    Option<(&'a HealthCheck, Option<SendProxy>)>,
+);
 
 /// One backend address, whichever services name it.
 struct Watched {
@@ -151,7 +156,11 @@ impl Checker {
                 e.2 |= svc.draining[i];
                 // The first service (in snapshot order) with a check checks the address.
                 if e.3.is_none() {
-                    e.3 = svc.config.health.as_ref();
+                    e.3 = svc
+                        .config
+                        .health
+                        .as_ref()
+                        .map(|h| (h, svc.config.proxy.send));
                 }
             }
         }
@@ -173,7 +182,7 @@ impl Checker {
             }
             w.services = services.join(",");
             w.drain = drain;
-            let spec = check.map(|c| Spec::new(c, addr));
+            let spec = check.map(|(c, send)| Spec::new(c, addr, send));
             match (&mut w.check, spec) {
                 (Some(c), Some(s)) if *c.spec == s => {}
                 (Some(c), Some(s)) => c.spec = Arc::new(s),

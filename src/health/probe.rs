@@ -3,14 +3,15 @@
 //! parsing is pure.
 
 use super::state::{CheckResult, CheckStatus};
-use crate::config::{CheckKind, HealthCheck};
+use crate::config::{CheckKind, HealthCheck, SendProxy};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 
 /// The most bytes read looking for the status line.
 const STATUS_LINE_MAX: usize = 1024;
 
-/// What an address is checked with: the check and, for HTTP, its request bytes.
+/// What an address is checked with: the check and the bytes it sends once connected
+/// (a PROXY header, an HTTP request; a TCP check without PROXY sends none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     pub check: HealthCheck,
@@ -19,23 +20,32 @@ pub struct Spec {
 
 impl Spec {
     /// The check of `addr`: the request carries the check's `Host`, else the address.
-    pub fn new(check: &HealthCheck, addr: SocketAddr) -> Spec {
-        let request = match check.kind {
-            CheckKind::Tcp => Box::default(),
-            CheckKind::Http => {
-                let host = check.host.clone().unwrap_or_else(|| addr.to_string());
+    /// A service that sends backends a PROXY header sends one with its checks too, as
+    /// HAProxy does by default: v1 `UNKNOWN`, or v2's `LOCAL` command, which says the
+    /// connection is the proxy's own.
+    pub fn new(check: &HealthCheck, addr: SocketAddr, send_proxy: Option<SendProxy>) -> Spec {
+        let mut request = Vec::new();
+        match send_proxy {
+            None => {}
+            Some(SendProxy::V1) => crate::proxy::encode_v1(None, &mut request),
+            Some(SendProxy::V2) => {
+                crate::proxy::encode_v2(crate::proxy::Command::Local, None, &[], &mut request)
+            }
+        }
+        if check.kind == CheckKind::Http {
+            let host = check.host.clone().unwrap_or_else(|| addr.to_string());
+            request.extend_from_slice(
                 format!(
                     "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sluice-check\r\n\
                      Accept: */*\r\nConnection: close\r\n\r\n",
                     check.method, check.path
                 )
-                .into_bytes()
-                .into_boxed_slice()
-            }
-        };
+                .as_bytes(),
+            );
+        }
         Spec {
             check: check.clone(),
-            request,
+            request: request.into_boxed_slice(),
         }
     }
 }
@@ -123,17 +133,19 @@ impl Probe {
                 Err(e) if e.kind() == ErrorKind::NotConnected => return None,
                 Err(_) => return result(CheckStatus::L4CON, None),
             }
-            if spec.check.kind == CheckKind::Tcp {
-                return result(CheckStatus::L4OK, None);
-            }
         }
+        let tcp = spec.check.kind == CheckKind::Tcp;
         while self.sent < spec.request.len() {
             match self.stream.write(&spec.request[self.sent..]) {
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) if tcp => return result(CheckStatus::L4CON, None),
                 Err(_) => return result(CheckStatus::L7RSP, None),
             }
+        }
+        if tcp {
+            return result(CheckStatus::L4OK, None);
         }
         let mut chunk = [0u8; 512];
         loop {
@@ -204,12 +216,32 @@ mod tests {
         let addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
         let mut check = HealthCheck::new(CheckKind::Http);
         check.path = "/health".into();
-        let spec = Spec::new(&check, addr);
+        let spec = Spec::new(&check, addr, None);
         let text = String::from_utf8(spec.request.to_vec()).unwrap();
         assert!(text.starts_with("GET /health HTTP/1.1\r\nHost: 10.0.0.1:8080\r\n"));
         check.host = Some("web.example".into());
-        let text = String::from_utf8(Spec::new(&check, addr).request.to_vec()).unwrap();
+        let text = String::from_utf8(Spec::new(&check, addr, None).request.to_vec()).unwrap();
         assert!(text.contains("\r\nHost: web.example\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    /// Behind `send_proxy`, a check starts with a header the backend's parser takes as
+    /// the proxy's own connection: v1 UNKNOWN, v2 LOCAL.
+    #[test]
+    fn checks_of_a_send_proxy_service_send_a_local_header_first() {
+        let addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+        let http = HealthCheck::new(CheckKind::Http);
+        let v1 = Spec::new(&http, addr, Some(SendProxy::V1)).request;
+        assert!(v1.starts_with(b"PROXY UNKNOWN\r\nGET / HTTP/1.1\r\n"));
+        let tcp = HealthCheck::new(CheckKind::Tcp);
+        assert!(Spec::new(&tcp, addr, None).request.is_empty());
+        let v2 = Spec::new(&tcp, addr, Some(SendProxy::V2)).request;
+        match crate::proxy::parse(&v2) {
+            crate::proxy::Parsed::Header(h) => {
+                assert_eq!(h.consumed, v2.len());
+                assert_eq!(h.command, crate::proxy::Command::Local);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
