@@ -70,6 +70,7 @@ pub fn run(
                 draining: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
+                health: None,
                 proxy: Default::default(),
             },
             ServiceConfig {
@@ -87,6 +88,7 @@ pub fn run(
                     ..HttpOptions::default()
                 },
                 tls: ServiceTls::default(),
+                health: None,
                 proxy: Default::default(),
             },
         ],

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod io;
 pub mod marathon;

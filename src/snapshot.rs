@@ -3,7 +3,8 @@
 //! The control thread builds a new [`Snapshot`] and stores it in the [`Published`]
 //! cell; shards compare one generation number per loop turn and load the snapshot
 //! only when it changed. Nothing in a snapshot is mutated after publication except
-//! counters and the backend addresses' [`Health`] marks (atomics).
+//! counters and the backend addresses' [`Health`] (atomics, and the health thread's
+//! record behind a mutex no shard takes).
 
 use crate::balance::Selector;
 use crate::config::{ServerConfig, ServiceConfig};
@@ -160,25 +161,7 @@ pub struct Backend {
     pub counters: PerShard<BackendCounters>,
 }
 
-/// What is known of a backend address whichever service reached it: a refused connect
-/// means the same for every service, and a task Marathon kills is gone for all.
-#[derive(Debug)]
-pub struct Health {
-    /// Until when (ms on the process clock) new connections avoid this address.
-    pub down_until_ms: AtomicU64,
-    /// When established connections to this address are closed (ms on the process
-    /// clock): set when Marathon kills or removes the task; `u64::MAX` when serving.
-    pub drain_deadline_ms: AtomicU64,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            down_until_ms: AtomicU64::new(0),
-            drain_deadline_ms: AtomicU64::new(u64::MAX),
-        }
-    }
-}
+pub use crate::health::Health;
 
 impl Backend {
     pub fn new(addr: SocketAddr, health: Arc<Health>, shards: usize) -> Self {
@@ -189,19 +172,16 @@ impl Backend {
         }
     }
 
+    /// Whether new connections may go to this backend at `now_ms`: one atomic load
+    /// of its address's word (drains, per service, are `Service::draining`).
     #[inline]
     pub fn is_up(&self, now_ms: u64) -> bool {
-        self.health.down_until_ms.load(Ordering::Relaxed) <= now_ms
+        self.health.look().up(now_ms)
     }
 
-    /// Avoid this address until `until_ms`; true when it was up at `now_ms` (the
-    /// start of a down episode, worth a log line).
-    pub fn mark_down(&self, now_ms: u64, until_ms: u64) -> bool {
-        let before = self
-            .health
-            .down_until_ms
-            .fetch_max(until_ms, Ordering::Relaxed);
-        before <= now_ms
+    /// Avoid this address until `until_ms`; true when it was up at `now_ms`.
+    pub fn mark_down(&self, now_ms: u64, until_ms: u64, cause: crate::health::Passive) -> bool {
+        self.health.mark_down(now_ms, until_ms, cause)
     }
 }
 

@@ -655,6 +655,45 @@ fn tls_settings_print_back_as_themselves() {
     );
 }
 
+/// `[service.health]`: printed with every default filled in, and its errors at their
+/// place in the file.
+#[test]
+fn health_checks_are_printed_and_their_errors_located() {
+    let service = "[[service]]\nname = \"web\"\nmode = \"http\"\nlisten = \"127.0.0.1:10080\"\n\
+                   vhosts = [\"web.example\"]\nbackends = [\"127.0.0.1:9001\"]\n";
+    let (code, out, err) = check(&format!(
+        "{service}[service.health]\nkind = \"http\"\npath = \"/health\"\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+    let printed = out.split("[service.health]").nth(1).expect("printed");
+    for line in [
+        "kind = \"http\"",
+        "method = \"GET\"",
+        "path = \"/health\"",
+        "host = \"web.example\"",
+        "expect = \"200-399\"",
+        "interval_ms = 2000",
+        "timeout_ms = 1000",
+        "rise = 2",
+        "fall = 3",
+        "slowstart_ms = 0",
+    ] {
+        assert!(
+            printed.lines().any(|l| l.trim() == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+    assert_eq!(
+        errors(&format!(
+            "{service}[service.health]\nkind = \"http\"\nexpect = \"2xx\"\nrise = 0\n"
+        )),
+        [
+            "FILE:9:10: health expect must be a status or a range like \"200-399\" (100 to 599), got \"2xx\"",
+            "FILE:10:8: health rise must be between 1 and 100, got 0",
+        ]
+    );
+}
+
 /// A certificate that cannot be used is found only when `check` reads it: the error
 /// names the file and is located at the `certificates` key that names it.
 #[test]

@@ -110,7 +110,9 @@ const COLUMNS: &[&str] = &[
     "agg_server_status",
     "agg_server_check_status",
     "agg_check_status",
-    "-",
+    // HAProxy 2.6 names this column "-", which is no identifier (Marathon-LB's zdd.py
+    // makes a namedtuple of the header); later versions call it "srid".
+    "srid",
     "ssl_sess",
     "ssl_reused_sess",
     "ssl_failed_handshake",
@@ -233,7 +235,24 @@ fn service_rows(out: &mut String, f: &ServiceFigures, iid: usize, limit: u32) {
             .set("type", 2)
             .set("rate", s.rate)
             .set("addr", s.addr.as_deref().unwrap_or(""))
-            .set("mode", f.mode);
+            .set("mode", f.mode)
+            .set("lastchg", s.lastchg.unwrap_or(0))
+            .set("chkdown", s.chkdown.unwrap_or(0))
+            .set("downtime", s.downtime.unwrap_or(0));
+        if let Some(c) = &s.check {
+            row.set("chkfail", c.chkfail)
+                .set("check_status", c.check_status)
+                .set("check_desc", c.check_desc)
+                .set("check_rise", c.check_rise)
+                .set("check_fall", c.check_fall)
+                .set("check_health", c.check_health);
+            if let Some(code) = c.check_code {
+                row.set("check_code", code);
+            }
+            if let Some(ms) = c.check_duration {
+                row.set("check_duration", ms);
+            }
+        }
         row.write(out);
     }
     let b = &f.backend;
@@ -301,6 +320,25 @@ mod tests {
             std::fs::write(path, &got).unwrap();
         }
         assert_eq!(got, std::fs::read_to_string(path).unwrap());
+    }
+
+    /// Marathon-LB's zdd.py makes a `collections.namedtuple` of the header: every
+    /// column must be a Python identifier, and not a keyword.
+    #[test]
+    fn every_column_is_a_python_identifier() {
+        const KEYWORDS: &[&str] = &[
+            "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+            "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+            "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise",
+            "return", "try", "while", "with", "yield",
+        ];
+        for c in COLUMNS {
+            let mut bytes = c.bytes();
+            let first = bytes.next().expect("not empty");
+            assert!(first.is_ascii_alphabetic() || first == b'_', "{c}");
+            assert!(bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{c}");
+            assert!(!KEYWORDS.contains(c), "{c}");
+        }
     }
 
     #[test]

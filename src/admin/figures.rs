@@ -6,42 +6,17 @@
 use super::rates::{Sample, Tracks};
 use super::View;
 use crate::config::{Balance, Mode};
+use crate::health::State;
 use crate::snapshot::{Service, Snapshot};
 use serde::Serialize;
 
-/// A server's status. The page's legend also names MAINT and "not checked", which
-/// sluice does not have yet: no server is taken out by hand, and every server is
-/// checked (passively, by its connects; Marathon's apps by Marathon's health checks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Status {
-    #[serde(rename = "UP")]
-    Up,
-    /// Marked down after a refused or timed-out connect.
-    #[serde(rename = "DOWN")]
-    Down,
-    /// Takes no new connection; its established ones continue (a task being killed).
-    #[serde(rename = "DRAIN")]
-    Drain,
-}
-
-impl Status {
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Up => "UP",
-            Status::Down => "DOWN",
-            Status::Drain => "DRAIN",
-        }
-    }
-}
-
-/// The status of backend `i` of `svc` at `now_ms` (process clock).
-pub fn server_status(svc: &Service, i: usize, now_ms: u64) -> Status {
+/// A server's status: its address's state (`health::State`, HAProxy's spelling),
+/// DRAIN when this service drains it.
+pub fn server_status(svc: &Service, i: usize, now_ms: u64) -> State {
     if svc.draining[i] {
-        Status::Drain
-    } else if svc.backends[i].is_up(now_ms) {
-        Status::Up
+        State::Drain
     } else {
-        Status::Down
+        svc.backends[i].health.look().effective(now_ms)
     }
 }
 
@@ -139,11 +114,23 @@ pub struct Row {
     pub svname: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
-    /// OPEN (FRONTEND), UP, DOWN, DRAIN.
+    /// OPEN (FRONTEND), UP, DOWN, DRAIN, MAINT.
     pub status: &'static str,
-    /// Servers: seconds since the status last changed (as the sampler saw it).
+    /// Servers: seconds since the state last changed (or since the start).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lastchg: Option<u64>,
+    /// Servers: UP → DOWN changes, and the seconds spent DOWN (HAProxy's `chkdown`,
+    /// `downtime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chkdown: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<u64>,
+    /// Why the state last changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Servers with an active check: its figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckFigures>,
     /// Sessions open, and the most seen open at once (sampled each second).
     pub scur: i64,
     pub smax: i64,
@@ -179,6 +166,25 @@ pub struct Row {
     /// FRONTEND of a service terminating TLS on its port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFigures>,
+}
+
+/// HAProxy's check columns, for a server with an active check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckFigures {
+    /// L4OK, L4TOUT, L4CON, L7OK, L7STS, L7TOUT, L7RSP, SOCKERR; INI before the first.
+    pub check_status: &'static str,
+    /// The HTTP status of the last check, if it got one.
+    pub check_code: Option<u16>,
+    /// How long the last check took, in ms.
+    pub check_duration: Option<u64>,
+    /// HAProxy's words for `check_status`.
+    pub check_desc: &'static str,
+    /// Checks failed while the server was UP.
+    pub chkfail: u64,
+    pub check_rise: u32,
+    pub check_fall: u32,
+    /// 0 to `check_rise + check_fall - 1`; UP at `check_rise` and above.
+    pub check_health: u32,
 }
 
 /// HAProxy's `ssl_*` columns: handshakes done, of them resumed, and failed.
@@ -343,20 +349,27 @@ fn server(svc: &Service, i: usize, tracks: &Tracks, now_ms: u64) -> Row {
     let bc = &b.counters;
     let status = server_status(svc, i, now_ms);
     let track = tracks.service(svc).and_then(|t| t.server(b));
-    // A change the sampler has not seen yet happened within the last second.
-    let lastchg = track.map_or(0, |t| {
-        if t.status == status {
-            now_ms.saturating_sub(t.since_ms) / 1000
-        } else {
-            0
-        }
+    let record = b.health.record();
+    let check = record.checked.then(|| CheckFigures {
+        check_status: record.last.map_or("INI", |r| r.status.word()),
+        check_code: record.last.and_then(|r| r.code),
+        check_duration: record.last.map(|r| r.duration_ms),
+        check_desc: record.last.map_or("Initializing", |r| r.status.desc()),
+        chkfail: record.chkfail,
+        check_rise: record.rise,
+        check_fall: record.fall,
+        check_health: record.health,
     });
     let scur = i64::from(bc.active());
     Row {
         svname: super::csv::server_name(b.addr),
         addr: Some(b.addr.to_string()),
         status: status.word(),
-        lastchg: Some(lastchg),
+        lastchg: Some(record.lastchg_s(now_ms)),
+        chkdown: Some(record.chkdown),
+        downtime: Some(record.downtime_s(now_ms)),
+        reason: (!record.reason.is_empty()).then(|| record.reason.clone()),
+        check,
         scur,
         smax: track.map_or(0, |t| t.scur_max).max(scur),
         stot: bc.sum(|x| x.connections.get()),

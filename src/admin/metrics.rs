@@ -6,15 +6,15 @@ use crate::stats::{PerShard, ShardCounters};
 use std::fmt::Write;
 
 /// One metric family: its help line, type, and samples as (labels, value).
-struct Family {
+pub(super) struct Family {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    samples: Vec<(String, i64)>,
+    pub(super) samples: Vec<(String, i64)>,
 }
 
 impl Family {
-    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+    pub(super) fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
@@ -33,7 +33,7 @@ impl Family {
 }
 
 /// A label value with `\`, `"` and newlines escaped.
-fn esc(v: &str) -> String {
+pub(super) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -242,8 +242,15 @@ pub fn render(
     }
     tls.push(expiry);
     tls.extend(proxy_families(shards));
+    let health = super::metrics_health::families(snap, now);
     let mut out = String::with_capacity(4096);
-    for fam in f.iter().chain(&s).chain([&front]).chain(&tls) {
+    for fam in f
+        .iter()
+        .chain(&s)
+        .chain([&front])
+        .chain(&tls)
+        .chain(&health)
+    {
         fam.write(&mut out);
     }
     latency(&mut out, snap);

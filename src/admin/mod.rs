@@ -12,6 +12,7 @@ mod guard;
 mod html;
 mod json;
 mod metrics;
+mod metrics_health;
 mod query;
 mod rates;
 mod server;

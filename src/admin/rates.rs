@@ -1,7 +1,7 @@
 //! The admin side's memory of the last five minutes. A sampler thread reads the
 //! counters once a second and keeps, per service of the published snapshot: the last
 //! second's session rates (the service's and each server's), the highest rates and
-//! session counts it has seen, when each server's status last changed, and a ring of
+//! session counts it has seen, and a ring of
 //! [`SECONDS`] samples (sessions per second; for HTTP, that second's p99 response
 //! time) for the page's charts.
 //!
@@ -10,7 +10,6 @@
 //! the uptime. The shards are not involved: the sampler reads their counters and the
 //! HdrHistograms they publish each second.
 
-use super::figures::{server_status, Status};
 use crate::snapshot::{clock_ms, Backend, Published, Service, Snapshot};
 use crate::stats::{PerShard, ServiceCounters};
 use hdrhistogram::Histogram;
@@ -99,9 +98,6 @@ pub struct ServerTrack {
     pub rate: Rate,
     /// The most sessions seen open at once (at a sampled second).
     pub scur_max: i64,
-    pub status: Status,
-    /// When `status` was first seen, in ms on the process clock.
-    pub since_ms: u64,
 }
 
 /// What the sampler knows of one service.
@@ -168,25 +164,18 @@ fn sample_service(track: &mut ServiceTrack, svc: &Service, now_ms: u64) {
     track.scur_max = track.scur_max.max(scur);
     let (mut connections, mut active) = (0, 0);
     let mut alive = std::collections::HashSet::with_capacity(svc.backends.len());
-    for (i, b) in svc.backends.iter().enumerate() {
+    for b in svc.backends.iter() {
         let key = Arc::as_ptr(b) as usize;
         alive.insert(key);
-        let status = server_status(svc, i, now_ms);
         let server = track.servers.entry(key).or_insert_with(|| ServerTrack {
             _backend: Arc::clone(b),
             rate: Rate::default(),
             scur_max: 0,
-            status,
-            since_ms: now_ms,
         });
         let total = b.counters.sum(|x| x.connections.get());
         server.rate.update(total);
         let scur = i64::from(b.counters.active());
         server.scur_max = server.scur_max.max(scur);
-        if server.status != status {
-            server.status = status;
-            server.since_ms = now_ms;
-        }
         connections += total;
         active += scur;
     }
@@ -305,20 +294,6 @@ mod tests {
         assert_eq!(track.rate.max, 300, "the first second counts from zero");
         let seconds: Vec<(u32, u32)> = track.ring.iter().map(|s| (s.at_s, s.sessions)).collect();
         assert_eq!(seconds, [(1, 300), (2, 7), (3, 2)]);
-    }
-
-    #[test]
-    fn a_server_status_change_restarts_its_clock() {
-        let snap = testkit::two_services();
-        let mut t = Tracks::default();
-        let db = &snap.services[1];
-        t.sample(&snap, 1_000);
-        let up = &db.backends[0];
-        assert_eq!(t.service(db).unwrap().server(up).unwrap().since_ms, 1_000);
-        up.mark_down(clock_ms(), clock_ms() + 60_000);
-        t.sample(&snap, 5_000);
-        let s = t.service(db).unwrap().server(up).unwrap();
-        assert_eq!((s.status, s.since_ms), (Status::Down, 5_000));
     }
 
     #[test]

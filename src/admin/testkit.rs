@@ -30,6 +30,7 @@ fn service(name: &str, mode: Mode, balance: Balance, backends: &[(&str, u32)]) -
             ..HttpOptions::default()
         },
         tls: Default::default(),
+        health: None,
         proxy: Default::default(),
     }
 }
@@ -108,7 +109,11 @@ pub fn two_services() -> Snapshot {
     for us in [150, 900, 2_000, 40_000] {
         web.shard(1).response_latency.record(us);
     }
-    snap.services[1].backends[1].mark_down(clock_ms(), clock_ms() + 60_000);
+    snap.services[1].backends[1].mark_down(
+        clock_ms(),
+        clock_ms() + 60_000,
+        crate::health::Passive::Refused,
+    );
     snap
 }
 

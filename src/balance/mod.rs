@@ -104,6 +104,11 @@ impl Selector {
         Selector { algorithm, weights }
     }
 
+    /// The weights the selector was built with, by backend index.
+    pub fn weights(&self) -> &[u32] {
+        &self.weights
+    }
+
     /// Pick the next backend to try for `client`, or `None` when the tries are spent or
     /// no backend is left. `up(i)` says whether backend `i` may take new connections;
     /// `load(i)` is its active connection count. `cursor` is the calling shard's own.

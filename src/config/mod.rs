@@ -3,6 +3,7 @@
 //! Parsing is a pure function of the file's text ([`parse`]); every error carries
 //! the line and column of the offending value so `sluice check` can point at it.
 
+mod health;
 mod listen;
 mod marathon;
 mod parse;
@@ -10,6 +11,7 @@ mod proxy;
 mod routes;
 mod tls;
 
+pub use health::{parse_expect, CheckKind, HealthCheck};
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 pub use proxy::{AcceptProxy, Cidr, SendProxy, ServiceProxy};
@@ -363,6 +365,8 @@ pub struct ServiceConfig {
     pub draining: Vec<SocketAddr>,
     pub http: HttpOptions,
     pub tls: ServiceTls,
+    /// `[service.health]`: the active check of its backends, when it has one.
+    pub health: Option<HealthCheck>,
     /// `accept_proxy`, `proxy_trusted` (on its own `listen`) and `send_proxy`.
     pub proxy: ServiceProxy,
 }
@@ -639,6 +643,9 @@ impl Config {
                 let _ = writeln!(out, "send_proxy = {}", q(v.word()));
             }
             let _ = write!(out, "backends = [\n    {},\n]\n", backends.join(",\n    "));
+            if let Some(h) = &s.health {
+                out.push_str(&h.to_toml());
+            }
         }
         out
     }

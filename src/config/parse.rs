@@ -118,6 +118,7 @@ struct RawService {
     tls: Option<Spanned<bool>>,
     certificates: Option<Spanned<Vec<Spanned<String>>>>,
     sni: Option<Spanned<Vec<Spanned<String>>>>,
+    health: Option<Spanned<super::health::RawHealth>>,
     accept_proxy: Option<Spanned<bool>>,
     proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
     send_proxy: Option<Spanned<String>>,
@@ -533,6 +534,10 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             .map_or(s.backends.span(), Spanned::span);
         errs.push(ConfigError::at(at, msg));
     }
+    let health = s
+        .health
+        .as_ref()
+        .map(|h| super::health::validate(h, &http.vhosts, errs));
     let proxy = ServiceProxy {
         accept: super::proxy::validate_accept(
             super::proxy::AcceptKeys {
@@ -569,6 +574,7 @@ fn validate_service(s: RawService, errs: &mut Vec<ConfigError>) -> Option<Servic
             certificates,
             sni,
         },
+        health,
         proxy,
     })
 }

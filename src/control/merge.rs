@@ -57,6 +57,7 @@ pub fn merge(
                 certificates: s.bind_tls.clone().unwrap_or_default(),
                 sni: Vec::new(),
             },
+            health: s.health.clone(),
             proxy: crate::config::ServiceProxy {
                 accept: Default::default(),
                 send: s.send_proxy,
@@ -81,6 +82,7 @@ pub fn merge(
             draining: draining(backends),
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
+            health: None,
             proxy: Default::default(),
         };
         push(svc, &mut out);

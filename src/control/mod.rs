@@ -64,14 +64,19 @@ pub struct Running {
     /// here as well so the poller's waits never see the channel disconnect.
     wake: crossbeam::channel::Sender<()>,
     wake_rx: Option<crossbeam::channel::Receiver<()>>,
+    /// The health thread says a backend with a slow start came up.
+    ramp_rx: Option<crossbeam::channel::Receiver<()>>,
 }
 
 /// What the control thread waits for.
 enum ControlEvent {
     Signal(i32),
     Marathon(crate::marathon::poller::Poll),
-    /// Once a second: time to look whether a certificate file changed.
+    /// Once a second: time to look whether a certificate file changed, or a slow
+    /// start reached its next step.
     Tick,
+    /// A backend with a slow start came up: rebuild its service's table.
+    Ramp,
 }
 
 /// How often certificate files are looked at for a change.
@@ -106,6 +111,14 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         Arc::clone(&shard_counters),
         workers,
         io,
+    )?;
+    // One pending notice at most: a rebuild covers every backend that came up.
+    let (ramp_tx, ramp_rx) = crossbeam::channel::bounded::<()>(1);
+    crate::health::spawn(
+        Arc::clone(&published),
+        Box::new(move || {
+            let _ = ramp_tx.try_send(());
+        }),
     )?;
     let control_counters = Arc::new(ControlCounters::default());
     let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
@@ -146,6 +159,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         control_counters,
         wake,
         wake_rx: Some(wake_rx),
+        ramp_rx: Some(ramp_rx),
     })
 }
 
@@ -174,6 +188,18 @@ impl Running {
                 crate::marathon::events::spawn(m.urls.clone(), auth, silence, self.wake.clone())?;
             }
         }
+        if let Some(ramp_rx) = self.ramp_rx.take() {
+            let ramp_tx = tx.clone();
+            std::thread::Builder::new()
+                .name("sluice-ramp".into())
+                .spawn(move || {
+                    for () in ramp_rx.iter() {
+                        if ramp_tx.send(ControlEvent::Ramp).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+        }
         let tick_tx = tx.clone();
         std::thread::Builder::new()
             .name("sluice-tick".into())
@@ -191,8 +217,11 @@ impl Running {
                     if self.registry.certificates_changed() {
                         tracing::info!("certificate files changed: loading them");
                         self.apply();
+                    } else if self.registry.ramp_due(crate::snapshot::clock_ms()) {
+                        self.apply_quietly();
                     }
                 }
+                ControlEvent::Ramp => self.apply_quietly(),
                 ControlEvent::Signal(sig) => {
                     tracing::info!(signal = sig, "stopping: no new connections, draining");
                     break;
@@ -235,6 +264,16 @@ impl Running {
     /// Publish the file's services plus Marathon's. Marathon services that conflict or
     /// cannot be bound are left out (logged, counted); the rest are applied.
     fn apply(&mut self) {
+        self.publish_merged(false);
+    }
+
+    /// [`Running::apply`] for a slow start's step: the same services at new weights,
+    /// logged as such.
+    fn apply_quietly(&mut self) {
+        self.publish_merged(true);
+    }
+
+    fn publish_merged(&mut self, slow_start: bool) {
         let mut cfg = self.file.clone();
         let counters = &self.control_counters;
         if let Some(t) = &self.marathon {
@@ -265,7 +304,11 @@ impl Running {
         log_services(Some(&old), &next);
         let (generation, services) = (next.generation, next.services.len());
         self.published.publish(next);
-        tracing::info!(generation, services, "services updated");
+        if slow_start {
+            tracing::info!(generation, services, "slow start: weights updated");
+        } else {
+            tracing::info!(generation, services, "services updated");
+        }
     }
 
     /// Re-read the source and publish it; on any error keep serving the old state.

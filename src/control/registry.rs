@@ -76,6 +76,8 @@ pub struct Registry {
     health: HashMap<SocketAddr, Arc<Health>>,
     services: HashMap<String, Kept>,
     tls: super::tls::TlsRegistry,
+    /// When a slow start in the last snapshot built reaches its next step.
+    ramp_due_ms: Option<u64>,
 }
 
 /// What a service keeps across reloads: its counters and its backends' (by address).
@@ -94,6 +96,52 @@ impl Registry {
             health: HashMap::new(),
             services: HashMap::new(),
             tls: super::tls::TlsRegistry::default(),
+            ramp_due_ms: None,
+        }
+    }
+
+    /// Whether a slow start reached its next step since the last build: time to build
+    /// again.
+    pub fn ramp_due(&self, now_ms: u64) -> bool {
+        self.ramp_due_ms.is_some_and(|t| now_ms >= t)
+    }
+
+    /// The selector of `cfg`, whose backends are `backends`: while some backend is in
+    /// its slow start, at that step's weight (see `health::ramp`).
+    fn selector(
+        &mut self,
+        cfg: &crate::config::ServiceConfig,
+        backends: &[Arc<Backend>],
+        now: u64,
+    ) -> Selector {
+        let build = |list: &[crate::config::BackendConfig]| {
+            Selector::build(list, cfg.balance, cfg.hash, cfg.table_size)
+        };
+        let slowstart = cfg.health.as_ref().map_or(0, |h| h.slowstart_ms);
+        if slowstart == 0 {
+            return build(&cfg.backends);
+        }
+        use crate::health::ramp;
+        let mut steps = Vec::with_capacity(backends.len());
+        for b in backends {
+            let since = b.health.up_since_ms.load(Ordering::Relaxed);
+            steps.push(ramp::step(now, since, slowstart));
+            if let Some(t) = ramp::next_step_ms(now, since, slowstart) {
+                self.ramp_due_ms = Some(self.ramp_due_ms.map_or(t, |d| d.min(t)));
+            }
+        }
+        let configured: Vec<u32> = cfg.backends.iter().map(|b| b.weight).collect();
+        match ramp::weights(&configured, &steps) {
+            None => build(&cfg.backends),
+            Some(w) => {
+                let list: Vec<_> = cfg
+                    .backends
+                    .iter()
+                    .zip(w)
+                    .map(|(b, weight)| crate::config::BackendConfig { weight, ..*b })
+                    .collect();
+                build(&list)
+            }
         }
     }
 
@@ -199,6 +247,8 @@ impl Registry {
         }
         self.listeners.extend(fresh);
         self.generation += 1;
+        self.ramp_due_ms = None;
+        let now = crate::snapshot::clock_ms();
         let mut services = Vec::with_capacity(config.services.len());
         let mut listeners = Vec::with_capacity(config.services.len() + 1);
         let mut fronts = Vec::with_capacity(config.services.len() + 1);
@@ -230,7 +280,7 @@ impl Registry {
                 })
                 .collect();
             let counters = Arc::clone(&kept.counters);
-            let selector = Selector::build(&cfg.backends, cfg.balance, cfg.hash, cfg.table_size);
+            let selector = self.selector(&cfg, &backends, now);
             let l = ListenKey::of(svc).map(|k| Arc::clone(&self.listeners[&k]));
             let draining = cfg
                 .backends
@@ -563,6 +613,45 @@ mod tests {
         .expect("valid config")
     }
 
+    /// A backend that came up with a slow start is built at a quarter of the weight
+    /// (the others scaled to keep their shares), and the registry says when the next
+    /// step is due.
+    #[test]
+    fn a_slow_start_builds_at_reduced_weight_until_the_ramp_ends() {
+        let cfg = crate::config::parse(
+            "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
+             backends = [\"127.0.0.1:9\", { addr = \"127.0.0.1:10\", weight = 2 }]\n\
+             [service.health]\nslowstart_ms = 3600000\n",
+        )
+        .expect("valid config");
+        let mut registry = Registry::new(1);
+        let first = registry.build(&cfg).expect("builds");
+        assert_eq!(
+            first.services[0].selector.weights(),
+            [1, 2],
+            "never down: no ramp"
+        );
+        assert!(!registry.ramp_due(u64::MAX));
+        let now = crate::snapshot::clock_ms().max(1);
+        first.services[0].backends[1]
+            .health
+            .up_since_ms
+            .store(now, Ordering::Relaxed);
+        let ramping = registry.build(&cfg).expect("builds");
+        assert_eq!(
+            ramping.services[0].selector.weights(),
+            [4, 2],
+            "a quarter of 2 × 4"
+        );
+        assert!(!registry.ramp_due(now) && registry.ramp_due(now + 900_000));
+        first.services[0].backends[1]
+            .health
+            .up_since_ms
+            .store(0, Ordering::Relaxed);
+        let done = registry.build(&cfg).expect("builds");
+        assert_eq!(done.services[0].selector.weights(), [1, 2], "not ramping");
+    }
+
     #[test]
     fn services_sharing_an_address_share_its_health_not_its_counters() {
         let two = |b: &str| {
@@ -581,7 +670,10 @@ mod tests {
         assert!(!Arc::ptr_eq(a, b), "counters apart");
         assert!(Arc::ptr_eq(&a.health, &b.health), "one health per address");
         a.counters.shard(0).connections.inc();
-        assert!(a.mark_down(0, u64::MAX), "up until now");
+        assert!(
+            a.mark_down(0, u64::MAX, crate::health::Passive::Refused),
+            "up until now"
+        );
         assert_eq!(b.counters.sum(|c| c.connections.get()), 0);
         assert!(
             !b.is_up(0),

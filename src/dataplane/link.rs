@@ -146,7 +146,7 @@ impl ShardCtx {
             c.connect_timeouts.inc();
         }
         tracing::debug!(backend = %backend.addr, timed_out, "backend connect failed, marked down");
-        self.mark_down(&link.service, link.backend);
+        self.mark_down(&link.service, link.backend, timed_out);
     }
 
     pub fn connected(&self, link: &mut Link) {

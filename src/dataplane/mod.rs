@@ -226,10 +226,11 @@ impl ShardCtx {
         let cursor = svc.cursors.shard(self.id);
         let mut c = cursor.load(Relaxed);
         let load = |i: usize| svc.backends[i].counters.active();
-        // Draining backends take no new connection; among the rest, those marked down
-        // are skipped unless all are (then one of them may be back).
-        let open = |i: usize| !svc.draining[i];
-        let up = |i: usize| open(i) && svc.backends[i].is_up(now);
+        // Draining backends take no new connection, nor those their checks (or a hand)
+        // took out; among the rest, those a failed connect marked down are skipped
+        // unless all are (then one of them may be back). One atomic load per backend.
+        let open = |i: usize| !svc.draining[i] && svc.backends[i].health.look().open();
+        let up = |i: usize| !svc.draining[i] && svc.backends[i].is_up(now);
         let all_down = all_down_retries && attempt.tries() == 0 && !(0..svc.backends.len()).any(up);
         let picked = if all_down {
             svc.selector.pick(client, attempt, &mut c, open, load)
@@ -240,19 +241,16 @@ impl ShardCtx {
         picked
     }
 
-    /// Mark backend `i` of `svc` down after a failed connect.
-    /// Logged once per episode (a backend that keeps failing is marked again while
-    /// still down, silently).
-    pub fn mark_down(&self, svc: &Service, i: usize) {
-        let b = &svc.backends[i];
-        if b.mark_down(self.now_ms, self.now_ms + BACKEND_DOWN_MS) {
-            tracing::warn!(
-                service = %svc.config.name,
-                backend = %b.addr,
-                down_ms = BACKEND_DOWN_MS,
-                "backend connect failed: avoided by every service naming this address"
-            );
-        }
+    /// Mark backend `i` of `svc` down after a failed connect: avoided by every service
+    /// naming the address for [`BACKEND_DOWN_MS`]. The health thread logs the change
+    /// (once per episode).
+    pub fn mark_down(&self, svc: &Service, i: usize, timed_out: bool) {
+        let cause = if timed_out {
+            crate::health::Passive::TimedOut
+        } else {
+            crate::health::Passive::Refused
+        };
+        svc.backends[i].mark_down(self.now_ms, self.now_ms + BACKEND_DOWN_MS, cause);
     }
 }
 

@@ -73,6 +73,9 @@ pub struct AppService {
     /// `HAPROXY_{n}_BIND_OPTIONS` with `ssl`: TLS on the service's own port, with the
     /// certificates its `crt` options name (none: `[tls] certificates`).
     pub bind_tls: Option<Vec<PathBuf>>,
+    /// The active check derived from the app's Marathon health check for this port
+    /// (and Marathon-LB's labels): see [`super::health`].
+    pub health: Option<crate::config::HealthCheck>,
     /// `HAPROXY_{n}_BACKEND_SERVER_OPTIONS` with `send-proxy` or `send-proxy-v2`: a
     /// PROXY header before the first byte to every backend.
     pub send_proxy: Option<crate::config::SendProxy>,
@@ -456,6 +459,15 @@ fn translate_app(
             _ if !vhosts.is_empty() || (n == 0 && http_check) => AppMode::Http,
             _ => AppMode::Tcp,
         };
+        let http = mode == AppMode::Http;
+        let mut health = super::health::derive(app, labels, n, Some(service_port), http);
+        if let Some(h) = health
+            .as_mut()
+            .filter(|h| h.kind == crate::config::CheckKind::Http)
+        {
+            // The first exact vhost, as for a `[service.health]` without `host`.
+            h.host = vhosts.iter().find(|v| !v.starts_with("*.")).cloned();
+        }
         let (balance, hash) = match label(labels, &key("BALANCE")) {
             Some("leastconn") => (Balance::Leastconn, HashKey::Tuple),
             Some("source") => (Balance::Maglev, HashKey::Source),
@@ -480,6 +492,7 @@ fn translate_app(
                 .map(crate::config::comma_paths)
                 .unwrap_or_default(),
             bind_tls: label(labels, &key("BIND_OPTIONS")).and_then(bind_tls),
+            health,
             send_proxy: label(labels, &key("BACKEND_SERVER_OPTIONS")).and_then(server_send_proxy),
             backends,
         });

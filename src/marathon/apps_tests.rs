@@ -366,6 +366,27 @@ fn tls_labels() {
     );
 }
 
+/// The recorded bodies' HTTP health checks (`path` "/", every 3 s, 15 s timeout, 10
+/// failures tolerated) become HTTP checks of the same port, in both Marathon shapes.
+#[test]
+fn marathon_health_checks_become_active_checks() {
+    for body in ["zdd_apps.json", "zdd_app_blue_marathon1.5.json"] {
+        let t = run(&fixture(body), "*");
+        assert!(!t.services.is_empty(), "{body}");
+        for s in &t.services {
+            let h = s
+                .health
+                .as_ref()
+                .unwrap_or_else(|| panic!("{body}: {}", s.name));
+            assert_eq!(h.kind, crate::config::CheckKind::Http, "{body}");
+            assert_eq!((h.method.as_str(), h.path.as_str()), ("GET", "/"));
+            assert_eq!((h.interval_ms, h.timeout_ms), (3_000, 15_000));
+            assert_eq!((h.rise, h.fall), (2, 11), "maxConsecutiveFailures + 1");
+            assert_eq!(s.mode, AppMode::Http, "an HTTP check makes an HTTP service");
+        }
+    }
+}
+
 /// `HAPROXY_{n}_BACKEND_SERVER_OPTIONS` with `send-proxy` or `send-proxy-v2` makes the
 /// service send a PROXY header to its backends (the last one named wins, as in
 /// HAProxy); other server options send none.

@@ -3,4 +3,5 @@
 pub mod apps;
 pub mod client;
 pub mod events;
+pub mod health;
 pub mod poller;

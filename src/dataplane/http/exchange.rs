@@ -234,7 +234,7 @@ impl<S> HttpConn<S> {
                     }
                     Err(_) => {
                         bc.connect_errors.inc();
-                        ctx.mark_down(&ex.service, i);
+                        ctx.mark_down(&ex.service, i, false);
                         continue;
                     }
                 },
@@ -345,7 +345,7 @@ impl<S> HttpConn<S> {
                 bc.connect_timeouts.inc();
             }
             tracing::debug!(backend = %ex.service.backends[ex.backend].addr, timed_out, "backend connect failed, marked down");
-            ctx.mark_down(&ex.service, ex.backend);
+            ctx.mark_down(&ex.service, ex.backend, timed_out);
         }
     }
 
