@@ -127,7 +127,10 @@ fn two_thousand_concurrent_connections(io: &str) {
         c.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty());
     }
-    assert_eq!(b.accepted(), 2000);
+    // One backend connection per client — or more, when a loaded machine lets the
+    // backend's accept queue overflow and a connect is retried after its timeout (the
+    // abandoned attempt is then accepted too, and closed).
+    assert!(b.accepted() >= 2000, "{}", b.accepted());
 }
 
 fn dead_backend_costs_no_connection(io: &str) {
