@@ -254,6 +254,12 @@ fn dcos_tutorial_scale_up_and_down_under_load(io: &str) {
     wait_for("the second server to drain", || {
         (servers(admin, &px).get(&s2).map(String::as_str) == Some("DRAIN")).then_some(())
     });
+    // The load's request in flight when the drain was published may still reach the
+    // second server; the ones after it may not.
+    let r0 = requests.load(Ordering::Relaxed);
+    wait_for("the load to go on", || {
+        (requests.load(Ordering::Relaxed) >= r0 + 2).then_some(())
+    });
     let before = two.accepted();
     for _ in 0..20 {
         assert_eq!(
