@@ -117,6 +117,18 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // TERM, so that nginx's master stops its worker too (a KILLed master leaves
+        // the worker running); KILL if it has not gone within the bound.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = std::time::Instant::now();
+        while start.elapsed() < PATIENCE {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
