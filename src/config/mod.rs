@@ -9,6 +9,7 @@ mod marathon;
 mod parse;
 mod proxy;
 mod routes;
+mod service;
 mod tls;
 
 pub use health::{parse_expect, CheckKind, HealthCheck};

@@ -1,6 +1,7 @@
 //! The control thread: loads the config, builds and publishes snapshots, handles
 //! signals. It is the only thread that binds sockets or builds tables.
 
+mod listeners;
 mod merge;
 mod registry;
 mod tls;

@@ -1,78 +1,27 @@
-//! What outlives one snapshot: listening sockets, backend states and counters, keyed so
-//! that a reload re-uses them. Re-using a listening socket is what lets a reload keep
-//! every queued and established connection.
+//! What outlives one snapshot: listening sockets (held in [`Sockets`]), backend states
+//! and counters, keyed so that a reload re-uses them. Re-using a listening socket is
+//! what lets a reload keep every queued and established connection.
 //!
 //! Counters are keyed by service name, a backend's by (service name, address): two
 //! services naming one address count their traffic apart. A backend address's
 //! [`Health`] (down-marks, drain deadline) is keyed by the address alone and shared.
 
+use super::listeners::{Sockets, HTTPS_FRONT, HTTP_FRONT};
 use crate::balance::Selector;
 use crate::config::{self, Config, Mode};
 use crate::http::route::Router;
-use crate::io::sys;
-use crate::snapshot::{
-    Backend, Front, Health, HttpFront, HttpsFront, Listeners, Service, Snapshot,
-};
+use crate::snapshot::{Backend, Front, Health, HttpFront, HttpsFront, Service, Snapshot};
 use crate::stats::{PerShard, ServiceCounters};
-use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// Listen backlog asked for; the kernel caps it at `net.core.somaxconn`.
-const BACKLOG: i32 = 65_535;
-
-/// What identifies a listening socket across reloads: its configured address, except
-/// that port 0 gets a port of its own for each service (kept by name) and one for the
-/// shared HTTP listener.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ListenKey {
-    Addr(SocketAddr),
-    /// A service's port 0, by the service's name.
-    Ephemeral(String, IpAddr),
-    /// `[http] listen` on port 0.
-    HttpEphemeral(IpAddr),
-    /// `[https] listen` on port 0.
-    HttpsEphemeral(IpAddr),
-}
-
-/// How `[http] listen` is named in errors and logs.
-const HTTP_FRONT: &str = "[http] listen";
-const HTTPS_FRONT: &str = "[https] listen";
-
-impl ListenKey {
-    fn of(svc: &crate::config::ServiceConfig) -> Option<ListenKey> {
-        let addr = svc.listen?;
-        Some(if addr.port() == 0 {
-            ListenKey::Ephemeral(svc.name.clone(), addr.ip())
-        } else {
-            ListenKey::Addr(addr)
-        })
-    }
-
-    fn http(addr: SocketAddr) -> ListenKey {
-        if addr.port() == 0 {
-            ListenKey::HttpEphemeral(addr.ip())
-        } else {
-            ListenKey::Addr(addr)
-        }
-    }
-
-    fn https(addr: SocketAddr) -> ListenKey {
-        if addr.port() == 0 {
-            ListenKey::HttpsEphemeral(addr.ip())
-        } else {
-            ListenKey::Addr(addr)
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Registry {
     shards: usize,
     generation: u64,
-    listeners: HashMap<ListenKey, Arc<Listeners>>,
+    sockets: Sockets,
     health: HashMap<SocketAddr, Arc<Health>>,
     services: HashMap<String, Kept>,
     tls: super::tls::TlsRegistry,
@@ -92,7 +41,7 @@ impl Registry {
         Registry {
             shards,
             generation: 0,
-            listeners: HashMap::new(),
+            sockets: Sockets::new(shards),
             health: HashMap::new(),
             services: HashMap::new(),
             tls: super::tls::TlsRegistry::default(),
@@ -166,86 +115,19 @@ impl Registry {
         config: &Config,
         strict: bool,
     ) -> Result<(Snapshot, Vec<String>), Vec<String>> {
-        let mut fresh = HashMap::new();
-        // Sockets in use now change only once the new configuration is accepted.
-        let mut retune = Vec::new();
-        let mut errors = Vec::new();
-        // Services left out for an address that does not bind, by name; and whether the
-        // shared HTTP listener is.
-        let mut unbound = HashSet::new();
-        // The shared fronts left out: `[http] listen`, `[https] listen`.
-        let mut fronts_unbound: HashSet<&str> = HashSet::new();
-        let wanted = config
-            .services
-            .iter()
-            .filter_map(|s| {
-                let http = s.mode == Mode::Http;
-                Some((Some(s.name.as_str()), ListenKey::of(s)?, s.listen?, http))
-            })
-            .chain(
-                config
-                    .http
-                    .listen
-                    .map(|a| (None, ListenKey::http(a), a, true)),
-            )
-            .chain(config.https.map(|a| (None, ListenKey::https(a), a, true)));
-        for (service, key, addr, http) in wanted {
-            let name = service.unwrap_or(match key {
-                ListenKey::HttpsEphemeral(_) => HTTPS_FRONT,
-                _ if Some(addr) == config.https => HTTPS_FRONT,
-                _ => HTTP_FRONT,
-            });
-            if let Some(l) = self.listeners.get(&key) {
-                retune.push((Arc::clone(l), http, name, addr));
-                continue;
-            }
-            // An address sluice holds already (or one overlapping it, as a reload moving
-            // a port from a wildcard to one address does) would fail the probe.
-            let ours =
-                |key: &ListenKey| matches!(key, ListenKey::Addr(a) if config::overlap(*a, addr));
-            let held = self.listeners.keys().chain(fresh.keys()).any(ours);
-            let bound = if held { Ok(()) } else { probe(addr) };
-            match bound
-                .and_then(|()| bind_all(addr, self.shards))
-                .and_then(|l| tune(&l, http).map(|()| l))
-            {
-                Ok(l) => {
-                    fresh.insert(key, Arc::new(l));
-                }
-                Err(e) => {
-                    let at = config
-                        .origin
-                        .listen(name)
-                        .map_or_else(String::new, |at| format!("{at}: "));
-                    errors.push(format!("{at}{name}: cannot listen on {addr}: {e}"));
-                    match service {
-                        Some(s) => {
-                            unbound.insert(s.to_owned());
-                        }
-                        None => {
-                            fronts_unbound.insert(name);
-                        }
-                    }
-                }
-            }
-        }
+        let (binding, mut unbound) = self.sockets.plan(config);
         let (service_tls, https_tls) = self.tls_configs(
             config,
             strict,
-            &mut unbound,
-            &mut fronts_unbound,
-            &mut errors,
+            &mut unbound.services,
+            &mut unbound.fronts,
+            &mut unbound.errors,
         );
-        if strict && !errors.is_empty() {
-            return Err(errors);
+        if strict && !unbound.errors.is_empty() {
+            return Err(unbound.errors);
         }
         self.tls.sweep();
-        for (l, http, name, addr) in retune {
-            if let Err(e) = tune(&l, http) {
-                tracing::warn!(service = name, %addr, error = %e, "cannot tune listening socket");
-            }
-        }
-        self.listeners.extend(fresh);
+        self.sockets.commit(binding);
         self.generation += 1;
         self.ramp_due_ms = None;
         let now = crate::snapshot::clock_ms();
@@ -255,55 +137,11 @@ impl Registry {
         for svc in config
             .services
             .iter()
-            .filter(|s| !unbound.contains(&s.name))
+            .filter(|s| !unbound.services.contains(&s.name))
         {
-            let mut cfg = svc.clone();
-            cfg.backends.sort_by_key(|b| b.addr);
-            let shards = self.shards;
-            let kept = self
-                .services
-                .entry(cfg.name.clone())
-                .or_insert_with(|| Kept {
-                    counters: Arc::new(PerShard::new(shards)),
-                    backends: HashMap::new(),
-                });
-            let backends: Box<[Arc<Backend>]> = cfg
-                .backends
-                .iter()
-                .map(|b| {
-                    let health = self.health.entry(b.addr).or_default();
-                    let backend = kept.backends.entry(b.addr).or_insert_with(|| {
-                        Arc::new(Backend::new(b.addr, Arc::clone(health), shards))
-                    });
-                    debug_assert!(Arc::ptr_eq(&backend.health, health));
-                    Arc::clone(backend)
-                })
-                .collect();
-            let counters = Arc::clone(&kept.counters);
-            let selector = self.selector(&cfg, &backends, now);
-            let l = ListenKey::of(svc).map(|k| Arc::clone(&self.listeners[&k]));
-            let draining = cfg
-                .backends
-                .iter()
-                .map(|b| cfg.draining.contains(&b.addr))
-                .collect();
-            let mut sticky_ids: Vec<(u64, u16)> = backends
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (crate::snapshot::sticky_id(b.addr), i as u16))
-                .collect();
-            sticky_ids.sort_unstable();
-            let service = Arc::new(Service {
-                local: l.as_ref().map(|l| l.local),
-                config: cfg,
-                backends,
-                selector,
-                counters,
-                draining,
-                cursors: PerShard::new(self.shards),
-                sticky_ids: sticky_ids.into(),
-                tls: service_tls.get(&svc.name).cloned(),
-            });
+            let l = self.sockets.service(svc);
+            let tls = service_tls.get(&svc.name).cloned();
+            let service = self.service(svc, l.as_ref().map(|l| l.local), tls, now);
             if let Some(l) = l {
                 listeners.push(l);
                 fronts.push(Front::Service(Arc::clone(&service)));
@@ -313,13 +151,13 @@ impl Registry {
         if let Some(addr) = config
             .http
             .listen
-            .filter(|_| !fronts_unbound.contains(HTTP_FRONT))
+            .filter(|_| !unbound.fronts.contains(HTTP_FRONT))
         {
-            listeners.push(Arc::clone(&self.listeners[&ListenKey::http(addr)]));
+            listeners.push(self.sockets.http(addr));
             fronts.push(Front::Http);
         }
         let https = config.https.zip(https_tls).map(|(addr, tls)| {
-            listeners.push(Arc::clone(&self.listeners[&ListenKey::https(addr)]));
+            listeners.push(self.sockets.https(addr));
             fronts.push(Front::Https);
             let passthrough = crate::tls::SniRoutes::build(
                 services
@@ -359,13 +197,6 @@ impl Registry {
         // Forget what the new config no longer names; old snapshots and live
         // connections keep their own references until they end.
         // (Sets first: a thousand-app cluster has thousands of services and backends.)
-        let keys: HashSet<ListenKey> = config
-            .services
-            .iter()
-            .filter_map(ListenKey::of)
-            .chain(config.http.listen.map(ListenKey::http))
-            .chain(config.https.map(ListenKey::https))
-            .collect();
         let addrs: HashSet<SocketAddr> = config
             .services
             .iter()
@@ -376,7 +207,7 @@ impl Registry {
             .iter()
             .map(|s| (s.name.as_str(), s))
             .collect();
-        self.listeners.retain(|key, _| keys.contains(key));
+        self.sockets.keep_only(config);
         self.health.retain(|addr, _| addrs.contains(addr));
         self.services.retain(|name, kept| {
             let Some(svc) = named.get(name.as_str()) else {
@@ -397,7 +228,64 @@ impl Registry {
             certificates: self.tls.in_use().into(),
             draining: false,
         };
-        Ok((snapshot, errors))
+        Ok((snapshot, unbound.errors))
+    }
+
+    /// The service `svc` listening on `local`, with the counters and backends it kept
+    /// from the last build (or new ones).
+    fn service(
+        &mut self,
+        svc: &config::ServiceConfig,
+        local: Option<SocketAddr>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        now: u64,
+    ) -> Arc<Service> {
+        let mut cfg = svc.clone();
+        cfg.backends.sort_by_key(|b| b.addr);
+        let shards = self.shards;
+        let kept = self
+            .services
+            .entry(cfg.name.clone())
+            .or_insert_with(|| Kept {
+                counters: Arc::new(PerShard::new(shards)),
+                backends: HashMap::new(),
+            });
+        let backends: Box<[Arc<Backend>]> =
+            cfg.backends
+                .iter()
+                .map(|b| {
+                    let health = self.health.entry(b.addr).or_default();
+                    let backend = kept.backends.entry(b.addr).or_insert_with(|| {
+                        Arc::new(Backend::new(b.addr, Arc::clone(health), shards))
+                    });
+                    debug_assert!(Arc::ptr_eq(&backend.health, health));
+                    Arc::clone(backend)
+                })
+                .collect();
+        let counters = Arc::clone(&kept.counters);
+        let selector = self.selector(&cfg, &backends, now);
+        let draining = cfg
+            .backends
+            .iter()
+            .map(|b| cfg.draining.contains(&b.addr))
+            .collect();
+        let mut sticky_ids: Vec<(u64, u16)> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (crate::snapshot::sticky_id(b.addr), i as u16))
+            .collect();
+        sticky_ids.sort_unstable();
+        Arc::new(Service {
+            local,
+            config: cfg,
+            backends,
+            selector,
+            counters,
+            draining,
+            cursors: PerShard::new(self.shards),
+            sticky_ids: sticky_ids.into(),
+            tls,
+        })
     }
 
     /// The TLS configuration of each `tls = true` service (by name) and of `[https]
@@ -482,7 +370,7 @@ impl Registry {
     /// A snapshot that tells every shard to stop accepting; the registry lets go of
     /// every listening socket so the ports close once the shards drop theirs.
     pub fn draining(&mut self, last: &Snapshot) -> Snapshot {
-        self.listeners.clear();
+        self.sockets.clear();
         self.generation += 1;
         Snapshot {
             generation: self.generation,
@@ -498,85 +386,6 @@ impl Registry {
     }
 }
 
-/// One SO_REUSEPORT listening socket per shard on `addr`. Port 0 is resolved by the
-/// first bind and the others join it.
-fn bind_all(addr: SocketAddr, shards: usize) -> std::io::Result<Listeners> {
-    let mut sockets = Vec::with_capacity(shards);
-    let mut local = addr;
-    for _ in 0..shards {
-        let l = bind_one(local)?;
-        local = l.local_addr()?;
-        sockets.push(l);
-    }
-    Ok(Listeners {
-        local,
-        sockets: sockets.into_boxed_slice(),
-        http: AtomicBool::new(false),
-    })
-}
-
-/// Tune `l`'s sockets for HTTP, or back to plain TCP, when that changed. For HTTP:
-/// - `TCP_DEFER_ACCEPT`: a connection is accepted when its first bytes arrive (an
-///   HTTP client always speaks first), so accepting and reading the request head take
-///   one wake-up, and a client that connects and says nothing costs the kernel a
-///   half-open entry rather than a connection. After a second the kernel hands over
-///   the silent ones too, and `header_timeout_ms` deals with them.
-/// - `TCP_QUICKACK` off: the response acknowledges the request, instead of a
-///   segment of its own. Set after `listen`, which resets it; accepted sockets
-///   inherit it.
-///
-/// Neither suits L4, where the server may speak first and every segment is relayed.
-fn tune(l: &Listeners, http: bool) -> std::io::Result<()> {
-    if l.http.load(Ordering::Relaxed) == http {
-        return Ok(());
-    }
-    for s in l.sockets.iter() {
-        sys::set_tcp_defer_accept(s, u32::from(http))?;
-        socket2::SockRef::from(s).set_tcp_quickack(!http)?;
-    }
-    l.http.store(http, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Fails with `AddrInUse` when another process listens on `addr` (port 0 never does).
-/// The per-shard sockets are bound with `SO_REUSEPORT`, which would silently join
-/// another sluice's sockets on the same address and let the kernel split the clients
-/// between the two; this bind, without it, fails as any other program's would.
-/// `SO_REUSEADDR` lets a port whose only sockets are in TIME_WAIT pass.
-fn probe(addr: SocketAddr) -> std::io::Result<()> {
-    if addr.port() == 0 {
-        return Ok(());
-    }
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into()).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            std::io::Error::new(e.kind(), "address already in use (by another process)")
-        } else {
-            e
-        }
-    })
-}
-
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    // Accepted sockets inherit TCP_NODELAY: one system call here instead of one per
-    // connection.
-    s.set_tcp_nodelay(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(BACKLOG)?;
-    Ok(s.into())
-}
-
 /// `file:line:column: ` of the certificate list of `owner`, when the file wrote one:
 /// where to look when its certificates cannot be used.
 fn at_certificates(config: &Config, owner: &str) -> String {
@@ -589,29 +398,6 @@ fn at_certificates(config: &Config, owner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `(TCP_DEFER_ACCEPT, TCP_QUICKACK)` of each socket of the snapshot's one listener.
-    fn options(snap: &Snapshot) -> Vec<(i32, i32)> {
-        assert_eq!(snap.listeners.len(), 1);
-        snap.listeners[0]
-            .sockets
-            .iter()
-            .map(|s| {
-                let defer = sys::tcp_defer_accept(s).expect("TCP_DEFER_ACCEPT");
-                let quickack = socket2::SockRef::from(s)
-                    .tcp_quickack()
-                    .expect("TCP_QUICKACK");
-                (defer, i32::from(quickack))
-            })
-            .collect()
-    }
-
-    fn config(mode: &str) -> Config {
-        crate::config::parse(&format!(
-            "[[service]]\nname = \"web\"\nmode = \"{mode}\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n"
-        ))
-        .expect("valid config")
-    }
 
     /// A backend that came up with a slow start is built at a quarter of the weight
     /// (the others scaled to keep their shares), and the registry says when the next
@@ -694,136 +480,5 @@ mod tests {
             "b's counters for the address start again"
         );
         assert!(Arc::ptr_eq(&b2.health, &a.health));
-    }
-
-    #[test]
-    fn http_listeners_defer_accept_and_delay_acks_and_lose_both_when_tcp_again() {
-        let mut registry = Registry::new(2);
-        let tcp = registry.build(&config("tcp")).expect("builds");
-        assert_eq!(options(&tcp), vec![(0, 1); 2]);
-        let http = registry.build(&config("http")).expect("builds");
-        let tuned = options(&http);
-        assert!(
-            tuned
-                .iter()
-                .all(|&(defer, quickack)| defer > 0 && quickack == 0),
-            "{tuned:?}"
-        );
-        // The same sockets, re-tuned: a mode change does not re-bind.
-        assert!(Arc::ptr_eq(&tcp.listeners[0], &http.listeners[0]));
-        let back = registry.build(&config("tcp")).expect("builds");
-        assert_eq!(options(&back), vec![(0, 1); 2]);
-    }
-
-    #[test]
-    fn a_rejected_reload_leaves_the_listening_sockets_as_they_were() {
-        let mut registry = Registry::new(2);
-        let tcp = registry.build(&config("tcp")).expect("builds");
-        // A second service on a port something else holds: the reload fails.
-        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = taken.local_addr().expect("address").port();
-        let mut failing = config("http");
-        let blocked = crate::config::parse(&format!(
-            "[[service]]\nname = \"blocked\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"127.0.0.1:9\"]\n"
-        ))
-        .expect("valid config");
-        failing.services.extend(blocked.services);
-        let errors = registry.build(&failing).expect_err("the port is taken");
-        assert!(
-            errors[0].starts_with("blocked: cannot listen"),
-            "{errors:?}"
-        );
-        assert_eq!(options(&tcp), vec![(0, 1); 2], "still tuned for TCP");
-        assert!(!tcp.listeners[0].http.load(Ordering::Relaxed));
-        // Accepted, the same change re-tunes the same sockets.
-        let http = registry.build(&config("http")).expect("builds");
-        assert!(Arc::ptr_eq(&tcp.listeners[0], &http.listeners[0]));
-        assert!(options(&http)
-            .iter()
-            .all(|&(defer, quickack)| defer > 0 && quickack == 0));
-    }
-
-    /// A free fixed port on loopback (free when asked; tests take it at once).
-    fn free_port() -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("address").port()
-    }
-
-    #[test]
-    fn a_fixed_port_another_registry_holds_is_refused_with_its_place() {
-        let port = free_port();
-        let text = format!(
-            "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\nbackends = [\"127.0.0.1:9\"]\n"
-        );
-        let cfg = crate::config::parse(&text).expect("valid config");
-        let mut first = Registry::new(2);
-        let held = first.build(&cfg).expect("builds");
-        // What a second sluice process does: its SO_REUSEPORT sockets would join.
-        let errors = Registry::new(2).build(&cfg).expect_err("the port is taken");
-        assert_eq!(
-            errors,
-            [format!(
-                "3:10: web: cannot listen on 127.0.0.1:{port}: address already in use (by another process)"
-            )]
-        );
-        // The registry holding it rebuilds as before, on the same sockets.
-        let again = first.build(&cfg).expect("builds");
-        assert!(Arc::ptr_eq(&held.listeners[0], &again.listeners[0]));
-    }
-
-    #[test]
-    fn a_reload_may_narrow_a_wildcard_it_holds_to_one_address() {
-        let port = free_port();
-        let on = |ip: &str| {
-            crate::config::parse(&format!(
-                "[[service]]\nname = \"web\"\nlisten = \"{ip}:{port}\"\nbackends = [\"127.0.0.1:9\"]\n"
-            ))
-            .expect("valid config")
-        };
-        let mut registry = Registry::new(1);
-        registry.build(&on("0.0.0.0")).expect("builds");
-        let narrowed = registry.build(&on("127.0.0.1")).expect("builds");
-        assert_eq!(narrowed.listeners[0].local.port(), port);
-    }
-
-    /// `[http] listen` and one HTTP service named after the key the shared listener
-    /// was once kept under, both on `listen`.
-    fn named_like_the_http_front(listen: &str) -> Config {
-        crate::config::parse(&format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n\
-             [[service]]\nname = \"[http] listen\"\nmode = \"http\"\nlisten = \"{listen}\"\n\
-             backends = [\"127.0.0.1:9\"]\n"
-        ))
-        .expect("valid config")
-    }
-
-    #[test]
-    fn a_service_named_like_the_http_front_gets_a_port_of_its_own() {
-        let mut registry = Registry::new(1);
-        let snap = registry
-            .build(&named_like_the_http_front("127.0.0.1:0"))
-            .expect("builds");
-        assert_eq!(snap.listeners.len(), 2);
-        assert!(matches!(snap.fronts[0], Front::Service(_)));
-        assert!(matches!(snap.fronts[1], Front::Http));
-        assert_ne!(snap.listeners[0].local, snap.listeners[1].local);
-        let again = registry
-            .build(&named_like_the_http_front("127.0.0.1:0"))
-            .expect("builds");
-        assert!(Arc::ptr_eq(&snap.listeners[0], &again.listeners[0]));
-        assert!(Arc::ptr_eq(&snap.listeners[1], &again.listeners[1]));
-    }
-
-    #[test]
-    fn a_service_named_like_the_http_front_that_cannot_bind_leaves_the_front_alone() {
-        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = taken.local_addr().expect("address").port();
-        let cfg = named_like_the_http_front(&format!("127.0.0.1:{port}"));
-        let mut registry = Registry::new(1);
-        let (snap, unbound) = registry.build_lenient(&cfg);
-        assert_eq!(unbound.len(), 1, "{unbound:?}");
-        assert!(snap.services.is_empty());
-        assert_eq!(snap.listeners.len(), 1);
-        assert!(matches!(snap.fronts[0], Front::Http));
     }
 }
