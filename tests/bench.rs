@@ -289,34 +289,12 @@ fn tls_server(pki: &Pki, body_bytes: usize, served: Arc<AtomicUsize>) -> Backend
 /// Answer requests on `s` with `response` until the client closes or asks to.
 fn serve_http(s: &mut (impl Read + Write), response: &[u8], served: &AtomicUsize) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    continue;
-                }
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        while buf.len() < end + 4 + length {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..end + 4 + length);
+    while let Some(head) = read_request(s, &mut buf) {
         served.fetch_add(1, Ordering::Relaxed);
         if s.write_all(response).is_err() || s.flush().is_err() {
             return;
         }
-        if head.contains("connection: close") {
+        if head.to_ascii_lowercase().contains("connection: close") {
             return;
         }
     }

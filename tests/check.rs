@@ -2,26 +2,30 @@
 
 mod common;
 
-use common::BIN;
+use common::{sluice_check as check, BIN};
 use std::process::Command;
 
-/// Run `sluice check` on `text`; returns (exit code, stdout, stderr with the temp path
-/// replaced by `FILE`).
-fn check(text: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let p = path.display().to_string();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap().replace(&p, "FILE"),
-    )
+/// Every one of `lines` is a line of `out` (leading indentation aside).
+fn assert_prints<S: AsRef<str>>(out: &str, lines: impl IntoIterator<Item = S>) {
+    for line in lines {
+        let line = line.as_ref();
+        assert!(
+            out.lines().any(|l| l.trim() == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+}
+
+/// The effective config `check` printed (after its first line) is itself a valid
+/// config, which prints the same.
+fn assert_reprints(out: &str) {
+    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    let (code, again, err) = check(&body);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        again.lines().skip(1).collect::<Vec<_>>(),
+        body.lines().collect::<Vec<_>>()
+    );
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -44,29 +48,21 @@ fn valid_file_prints_the_effective_config() {
          backends = [\"127.0.0.1:9002\", { addr = \"127.0.0.1:9001\", weight = 3 }]\n",
     );
     assert_eq!(code, 0, "{err}");
-    for line in [
-        "workers = 2",
-        "io = \"auto\"",
-        "max_connections = 100000",
-        "balance = \"maglev\"",
-        "hash = \"tuple\"",
-        "table_size = 65537",
-        "{ addr = \"127.0.0.1:9001\", weight = 3 },",
-        "{ addr = \"127.0.0.1:9002\", weight = 1 },",
-    ] {
-        assert!(
-            out.lines().any(|l| l.trim() == line),
-            "missing {line:?} in:\n{out}"
-        );
-    }
-    // The effective config is itself a valid config that prints the same.
-    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
-    let (code2, out2, _) = check(&body);
-    assert_eq!(code2, 0);
-    assert_eq!(
-        out2.lines().skip(1).collect::<Vec<_>>(),
-        body.lines().collect::<Vec<_>>()
+    assert_prints(
+        &out,
+        [
+            "workers = 2",
+            "io = \"auto\"",
+            "max_connections = 100000",
+            "balance = \"maglev\"",
+            "hash = \"tuple\"",
+            "table_size = 65537",
+            "{ addr = \"127.0.0.1:9001\", weight = 3 },",
+            "{ addr = \"127.0.0.1:9002\", weight = 1 },",
+        ],
     );
+    // The effective config is itself a valid config that prints the same.
+    assert_reprints(&out);
 }
 
 #[test]
@@ -246,22 +242,20 @@ fn help_and_version() {
 fn marathon_section() {
     let (code, out, err) = check("[marathon]\nurls = [\"http://127.0.0.1:8080\", \"http://127.0.0.2:8080/\"]\ngroup = \"*\"\n");
     assert_eq!(code, 0, "{err}");
-    for line in [
-        "urls = [\"http://127.0.0.1:8080\", \"http://127.0.0.2:8080\"]",
-        "group = \"*\"",
-        "poll_interval_ms = 1000",
-        "events = true",
-        "events_silence_ms = 30000",
-        "bind_address = \"0.0.0.0\"",
-        "vip_cidr = \"127.11.0.0/16\"",
-        "health_check = true",
-        "drain_timeout_ms = 30000",
-    ] {
-        assert!(
-            out.lines().any(|l| l == line),
-            "missing {line:?} in:\n{out}"
-        );
-    }
+    assert_prints(
+        &out,
+        [
+            "urls = [\"http://127.0.0.1:8080\", \"http://127.0.0.2:8080\"]",
+            "group = \"*\"",
+            "poll_interval_ms = 1000",
+            "events = true",
+            "events_silence_ms = 30000",
+            "bind_address = \"0.0.0.0\"",
+            "vip_cidr = \"127.11.0.0/16\"",
+            "health_check = true",
+            "drain_timeout_ms = 30000",
+        ],
+    );
     assert_eq!(
         errors("[marathon]\nurls = [\"127.0.0.1:8080\"]\nvip_cidr = \"10.0.0.0/33\"\nbind_address = \"any\"\n"),
         [
@@ -309,25 +303,17 @@ fn http_effective_config_round_trips() {
          sticky = true\nbackends = [\"127.0.0.1:9001\"]\n",
     );
     assert_eq!(code, 0, "{err}");
-    for line in [
-        "listen = \"127.0.0.1:8080\"",
-        "max_header_bytes = 16384",
-        "hash = \"cookie:session\"",
-        "vhosts = [\"web.example\"]",
-        "sticky_cookie = \"mesosphere_server_id\"",
-    ] {
-        assert!(
-            out.lines().any(|l| l.trim() == line),
-            "missing {line:?} in:\n{out}"
-        );
-    }
-    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
-    let (code2, out2, _) = check(&body);
-    assert_eq!(code2, 0);
-    assert_eq!(
-        out.lines().skip(1).collect::<Vec<_>>(),
-        out2.lines().skip(1).collect::<Vec<_>>()
+    assert_prints(
+        &out,
+        [
+            "listen = \"127.0.0.1:8080\"",
+            "max_header_bytes = 16384",
+            "hash = \"cookie:session\"",
+            "vhosts = [\"web.example\"]",
+            "sticky_cookie = \"mesosphere_server_id\"",
+        ],
     );
+    assert_reprints(&out);
 }
 
 #[test]
@@ -632,27 +618,19 @@ fn tls_settings_print_back_as_themselves() {
          [[service]]\nname = \"pass\"\nsni = [\"DB.example\"]\nbackends = [\"127.0.0.1:2\"]\n",
     ));
     assert_eq!(code, 0, "{err}");
-    for line in [
-        "listen = \"127.0.0.1:8443\"".to_owned(),
-        format!("certificates = [\"{a}\", \"{dir}\"]"),
-        "min_version = \"1.2\"".to_owned(),
-        "alpn = [\"http/1.1\"]".to_owned(),
-        "tls = true".to_owned(),
-        format!("certificates = [\"{own}\"]"),
-        "sni = [\"db.example\"]".to_owned(),
-    ] {
-        assert!(
-            out.lines().any(|l| l == line),
-            "missing {line:?} in:\n{out}"
-        );
-    }
-    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
-    let (code2, out2, err2) = check(&body);
-    assert_eq!(code2, 0, "{err2}");
-    assert_eq!(
-        out2.lines().skip(1).collect::<Vec<_>>(),
-        body.lines().collect::<Vec<_>>()
+    assert_prints(
+        &out,
+        [
+            "listen = \"127.0.0.1:8443\"".to_owned(),
+            format!("certificates = [\"{a}\", \"{dir}\"]"),
+            "min_version = \"1.2\"".to_owned(),
+            "alpn = [\"http/1.1\"]".to_owned(),
+            "tls = true".to_owned(),
+            format!("certificates = [\"{own}\"]"),
+            "sni = [\"db.example\"]".to_owned(),
+        ],
     );
+    assert_reprints(&out);
 }
 
 /// `[service.health]`: printed with every default filled in, and its errors at their
@@ -666,23 +644,21 @@ fn health_checks_are_printed_and_their_errors_located() {
     ));
     assert_eq!(code, 0, "{err}");
     let printed = out.split("[service.health]").nth(1).expect("printed");
-    for line in [
-        "kind = \"http\"",
-        "method = \"GET\"",
-        "path = \"/health\"",
-        "host = \"web.example\"",
-        "expect = \"200-399\"",
-        "interval_ms = 2000",
-        "timeout_ms = 1000",
-        "rise = 2",
-        "fall = 3",
-        "slowstart_ms = 0",
-    ] {
-        assert!(
-            printed.lines().any(|l| l.trim() == line),
-            "missing {line:?} in:\n{out}"
-        );
-    }
+    assert_prints(
+        printed,
+        [
+            "kind = \"http\"",
+            "method = \"GET\"",
+            "path = \"/health\"",
+            "host = \"web.example\"",
+            "expect = \"200-399\"",
+            "interval_ms = 2000",
+            "timeout_ms = 1000",
+            "rise = 2",
+            "fall = 3",
+            "slowstart_ms = 0",
+        ],
+    );
     assert_eq!(
         errors(&format!(
             "{service}[service.health]\nkind = \"http\"\nexpect = \"2xx\"\nrise = 0\n"

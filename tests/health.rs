@@ -119,51 +119,40 @@ fn serve(
     status: &AtomicU16,
 ) {
     let mut chunk = [0u8; 4096];
-    loop {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match c.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    continue;
-                }
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end + 4);
-        let path = head.split(' ').nth(1).unwrap_or("");
-        let resp = if path == CHECK_PATH {
-            assert!(
-                head.to_ascii_lowercase().contains("\r\nhost: "),
-                "a check always carries Host: {head}"
-            );
-            checks.fetch_add(1, Ordering::SeqCst);
-            let s = status.load(Ordering::SeqCst);
-            if hang {
-                // Accepts, reads, never answers: until the checker gives up.
-                let _ = c.read(&mut chunk);
-                return;
-            }
-            if s != 200 {
-                failed.fetch_add(1, Ordering::SeqCst);
-            }
-            format!("HTTP/1.1 {s} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        } else {
-            clients.fetch_add(1, Ordering::SeqCst);
-            if hang {
-                let _ = c.read(&mut chunk);
-                return;
-            }
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-                name.len()
-            )
-        };
-        // One request per connection: clients say `Connection: close`, and an L4
-        // client reads to the end.
-        let _ = c.write_all(resp.as_bytes());
+    let Some(head) = read_request(&mut c, &mut buf) else {
         return;
-    }
+    };
+    let path = head.split(' ').nth(1).unwrap_or("");
+    let resp = if path == CHECK_PATH {
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nhost: "),
+            "a check always carries Host: {head}"
+        );
+        checks.fetch_add(1, Ordering::SeqCst);
+        let s = status.load(Ordering::SeqCst);
+        if hang {
+            // Accepts, reads, never answers: until the checker gives up.
+            let _ = c.read(&mut chunk);
+            return;
+        }
+        if s != 200 {
+            failed.fetch_add(1, Ordering::SeqCst);
+        }
+        format!("HTTP/1.1 {s} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    } else {
+        clients.fetch_add(1, Ordering::SeqCst);
+        if hang {
+            let _ = c.read(&mut chunk);
+            return;
+        }
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+            name.len()
+        )
+    };
+    // One request per connection: clients say `Connection: close`, and an L4
+    // client reads to the end.
+    let _ = c.write_all(resp.as_bytes());
 }
 
 /// One request on a new connection through sluice: the status and the body.

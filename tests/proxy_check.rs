@@ -3,26 +3,7 @@
 
 mod common;
 
-use common::BIN;
-use std::process::Command;
-
-/// Run `sluice check` on `text`: (exit code, stdout, stderr with the path as `FILE`).
-fn check(text: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let p = path.display().to_string();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap().replace(&p, "FILE"),
-    )
-}
+use common::sluice_check as check;
 
 #[test]
 fn the_effective_config_prints_the_proxy_keys() {

@@ -197,6 +197,18 @@ fn recv(rx: &mpsc::Receiver<Arrived>) -> Arrived {
 
 const TRUSTED: &str = "accept_proxy = true\nproxy_trusted = [\"127.0.0.0/8\"]\n";
 
+/// `GET url` with `Host: web.example` from 127.0.0.2: the body.
+fn web_from_2(url: &str) -> String {
+    curl(&[
+        "-s",
+        "--interface",
+        "127.0.0.2",
+        "-H",
+        "Host: web.example",
+        url,
+    ])
+}
+
 fn haproxy_in_front(to: SocketAddr, option: &str) -> Peer {
     Peer::haproxy(&format!(
         "frontend f\n  mode tcp\n  bind 127.0.0.1:{{port}}\n  default_backend b\n\
@@ -219,14 +231,7 @@ fn haproxy_in_front_of_http(io: &str) {
     for option in ["send-proxy-v2", "send-proxy"] {
         let front = haproxy_in_front(sluice.http(), option);
         let url = format!("http://{}/", front.addr);
-        let body = curl(&[
-            "-s",
-            "--interface",
-            "127.0.0.2",
-            "-H",
-            "Host: web.example",
-            &url,
-        ]);
+        let body = web_from_2(&url);
         assert_eq!(body, "web", "{option}");
         let seen = web.requests().pop().unwrap();
         assert!(
@@ -399,14 +404,7 @@ fn send_proxy_to_haproxy(io: &str) {
     );
     let sluice = Sluice::start(&cfg);
     let url = format!("http://{}/", sluice.http());
-    let body = curl(&[
-        "-s",
-        "--interface",
-        "127.0.0.2",
-        "-H",
-        "Host: web.example",
-        &url,
-    ]);
+    let body = web_from_2(&url);
     assert_eq!(body, "src=127.0.0.2");
     let url = format!("http://{}/", sluice.addr("tcp"));
     let body = curl(&["-s", "--interface", "127.0.0.3", &url]);

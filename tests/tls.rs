@@ -36,11 +36,7 @@ both_io!(
 /// (rustls never renegotiates; the client gives up with "no renegotiation"), and
 /// nothing stays open behind it; the next client is served.
 fn renegotiation_is_refused_and_the_connection_ends(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (pki, _shop, lb) = shop(io, "");
     // Without -ign_eof (which turns s_client's command letters off), stdin kept open
     // until the refusal is read.
     let mut child = Command::new("openssl")
@@ -136,12 +132,7 @@ fn an_ecdsa_and_an_rsa_certificate_for_one_name(io: &str) {
 /// when it stopped. Its receive buffer is small, so that the response backs up into
 /// sluice; sizes from one that fits the socket buffers to one that cannot.
 fn a_slow_reader_gets_every_response_whole_in_clear_and_over_tls(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let http = "keepalive_timeout_ms = 200\nheader_timeout_ms = 500";
-    let lb = Sluice::start(&config(io, &[&cert], http, &services));
+    let (pki, _shop, lb) = shop(io, "keepalive_timeout_ms = 200\nheader_timeout_ms = 500");
     let script = r#"
 import socket, ssl, sys, time
 port, tls, ca, mode, size = int(sys.argv[1]), sys.argv[2] == "tls", sys.argv[3], sys.argv[4], int(sys.argv[5])
@@ -240,23 +231,13 @@ except OSError:
 assert b"BACKEND-IN-CLEAR" not in wire, wire[-200:]
 print("ok", len(wire))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &lb.https().port().to_string()])
-        .arg(&pki.ca_file)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("ok"), "{text}");
+    let (ok, text) = python_tls(script, lb.https().port(), &pki);
+    assert!(ok && text.contains("ok"), "{text}");
 }
 
 /// wrk over HTTPS, keep-alive: every request answered, one handshake per connection.
 fn wrk_over_https_has_no_errors(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (_pki, a, lb) = shop(io, "");
     let url = format!("https://127.0.0.1:{}/", lb.https().port());
     let (text, requests) = wrk(&["-t1", "-c8", "-d2s", "-H", "Host: shop.example", &url]);
     // How many requests fit in the run depends on the machine (a debug build's
@@ -280,6 +261,30 @@ fn config(io: &str, certs: &[&Path], http_extra: &str, services: &str) -> String
         + "[https]\nlisten = \"127.0.0.1:0\"\n"
         + &format!("[tls]\ncertificates = [{}]\n", list.join(", "))
         + services
+}
+
+/// sluice terminating TLS for `shop.example` (with `http_extra` in `[http]`) in front
+/// of one HTTP backend answering `shop`: the PKI, the backend, sluice.
+fn shop(io: &str, http_extra: &str) -> (Pki, HttpServer, Sluice) {
+    let pki = Pki::new();
+    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
+    let a = HttpServer::start("shop");
+    let services = routed("shop", &["shop.example"], "", a.addr);
+    let lb = Sluice::start(&config(io, &[&cert], http_extra, &services));
+    (pki, a, lb)
+}
+
+/// Runs `script` in python3 with the TLS port and the CA file as arguments: whether it
+/// exited 0, and what it printed (stdout then stderr).
+fn python_tls(script: &str, port: u16, pki: &Pki) -> (bool, String) {
+    let out = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .arg(&pki.ca_file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// An HTTP service routed by `vhosts` on the shared listeners.
@@ -331,11 +336,7 @@ fn https_routes_by_host_like_http_and_says_so_to_the_backend(io: &str) {
 /// TLS 1.2 and 1.3 each on request, ALPN http/1.1, and a session resumed from its
 /// ticket (`-sess_out` / `-sess_in`): counted as such on `/metrics`.
 fn versions_alpn_and_resumption_with_openssl(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (pki, _shop, lb) = shop(io, "");
     let tls = lb.https();
     let get = "GET / HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n";
     let ca = pki.ca_file.display().to_string();
@@ -407,11 +408,7 @@ fn versions_alpn_and_resumption_with_openssl(io: &str) {
 /// Python's `ssl` through sluice: two requests pipelined in one write, a 4 MiB upload
 /// echoed back (large bodies both ways through the TLS layer), then a clean close.
 fn python_ssl_pipelining_and_large_bodies(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (pki, _shop, lb) = shop(io, "");
     let tls = lb.https();
     let script = r#"
 import socket, ssl, sys, hashlib
@@ -434,14 +431,8 @@ assert parts[1].endswith(b"shop") and parts[2].endswith(b"shop"), got[:300]
 assert parts[3].endswith(body), len(parts[3])
 print("ok", hashlib.sha256(parts[3][-len(body):]).hexdigest()[:8])
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &tls.port().to_string()])
-        .arg(&pki.ca_file)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.starts_with("ok"), "{text}");
+    let (ok, text) = python_tls(script, tls.port(), &pki);
+    assert!(ok && text.starts_with("ok"), "{text}");
 }
 
 /// What is not TLS on the TLS port ends in a close, never an answer in clear text or
@@ -449,11 +440,7 @@ print("ok", hashlib.sha256(parts[3][-len(body):]).hexdigest()[:8])
 /// handshake that stops halfway (closed at `header_timeout_ms`), one cut by the
 /// client's FIN. A ClientHello trickling in byte by byte still completes.
 fn clients_that_do_not_speak_tls_are_closed_and_counted(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let lb = Sluice::start(&config(io, &[&cert], "header_timeout_ms = 500", &services));
+    let (_pki, _shop, lb) = shop(io, "header_timeout_ms = 500");
     let tls = lb.https();
     let admin = lb.admin();
     let failures = |reason: &str| {
@@ -558,11 +545,7 @@ sys.stdout.buffer.write(out.read())
 /// A certificate file replaced while curl loops: every request succeeds, and the new
 /// certificate is served within a few seconds (the once-a-second check).
 fn a_certificate_replaced_under_load_fails_no_request(io: &str) {
-    let pki = Pki::new();
-    let cert = pki.write_leaf("shop.pem", &["shop.example"]);
-    let a = HttpServer::start("shop");
-    let services = routed("shop", &["shop.example"], "", a.addr);
-    let lb = Sluice::start(&config(io, &[&cert], "", &services));
+    let (pki, _shop, lb) = shop(io, "");
     let tls = lb.https();
     let served = |pki: &Pki| {
         let (ok, out, err) = curl_https(pki, tls, "shop.example", "/", &["-w", "%{certs}"]);
@@ -595,6 +578,7 @@ fn a_certificate_replaced_under_load_fails_no_request(io: &str) {
         })
     };
     let (new_cert, new_key) = pki.leaf(&["shop.example"]);
+    let cert = pki.dir.path().join("shop.pem");
     write_atomically(&cert, &(new_cert.clone() + &new_key));
     let first_line = new_cert.lines().nth(1).unwrap().to_owned();
     wait_for("the new certificate served", || {
@@ -744,18 +728,8 @@ fn bad_certificates_are_refused_with_their_file() {
     let a = HttpServer::start("shop");
     let services = routed("shop", &["shop.example"], "", a.addr);
     let check = |cert: &Path| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sluice.toml");
-        std::fs::write(&path, config("epoll", &[cert], "", &services)).unwrap();
-        let out = Command::new(BIN)
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let (code, _, err) = sluice_check(&config("epoll", &[cert], "", &services));
+        (Some(code), err)
     };
     assert_eq!(check(&good).0, Some(0), "{}", check(&good).1);
     for bad in [&mismatched, &expired] {

@@ -549,11 +549,11 @@ fn proxy_families(shards: &PerShard<ShardCounters>) -> [Family; 2] {
             let l = format!("shard=\"{i}\",version=\"{v}\"");
             headers.samples.push((l, p.headers[k].get() as i64));
         }
-        for f in crate::stats::proxy::ProxyFailure::ALL {
+        for f in crate::stats::proxy::ProxyFailure::all() {
             let l = format!("shard=\"{i}\",reason=\"{}\"", f.name());
             errors
                 .samples
-                .push((l, p.failures[f as usize].get() as i64));
+                .push((l, p.failures[f.index()].get() as i64));
         }
     }
     [headers, errors]

@@ -2,6 +2,7 @@
 //! reason (each refusal is a closed connection).
 
 use super::Counter;
+use crate::proxy::Error;
 
 #[derive(Debug, Default)]
 pub struct ProxyCounters {
@@ -17,12 +18,8 @@ pub struct ProxyCounters {
 /// Why a connection to an `accept_proxy` listener was closed before its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyFailure {
-    Malformed,
-    Oversized,
-    LeadingZero,
-    Version,
-    Command,
-    Family,
+    /// The header did not parse: the parser's own reason.
+    Header(Error),
     /// The source is not in `proxy_trusted`.
     Untrusted,
     /// No whole header within `[http] header_timeout_ms`.
@@ -31,29 +28,36 @@ pub enum ProxyFailure {
     Closed,
 }
 
+/// How many reasons the parser has; the connection's own follow them.
+const PARSE: usize = Error::ALL.len();
+
 impl ProxyFailure {
-    pub const COUNT: usize = 9;
-    pub const ALL: [ProxyFailure; ProxyFailure::COUNT] = [
-        ProxyFailure::Malformed,
-        ProxyFailure::Oversized,
-        ProxyFailure::LeadingZero,
-        ProxyFailure::Version,
-        ProxyFailure::Command,
-        ProxyFailure::Family,
-        ProxyFailure::Untrusted,
-        ProxyFailure::Timeout,
-        ProxyFailure::Closed,
-    ];
+    pub const COUNT: usize = PARSE + 3;
+
+    /// Every reason, in counter order.
+    pub fn all() -> impl Iterator<Item = ProxyFailure> {
+        let own = [
+            ProxyFailure::Untrusted,
+            ProxyFailure::Timeout,
+            ProxyFailure::Closed,
+        ];
+        Error::ALL.into_iter().map(ProxyFailure::Header).chain(own)
+    }
+
+    /// The reason's counter in [`ProxyCounters::failures`].
+    pub fn index(self) -> usize {
+        match self {
+            ProxyFailure::Header(e) => e as usize,
+            ProxyFailure::Untrusted => PARSE,
+            ProxyFailure::Timeout => PARSE + 1,
+            ProxyFailure::Closed => PARSE + 2,
+        }
+    }
 
     /// The label on `/metrics`.
     pub fn name(self) -> &'static str {
         match self {
-            ProxyFailure::Malformed => "malformed",
-            ProxyFailure::Oversized => "oversized",
-            ProxyFailure::LeadingZero => "leading_zero",
-            ProxyFailure::Version => "version",
-            ProxyFailure::Command => "command",
-            ProxyFailure::Family => "family",
+            ProxyFailure::Header(e) => e.reason(),
             ProxyFailure::Untrusted => "untrusted",
             ProxyFailure::Timeout => "timeout",
             ProxyFailure::Closed => "closed",
@@ -61,22 +65,32 @@ impl ProxyFailure {
     }
 }
 
-impl From<crate::proxy::Error> for ProxyFailure {
-    fn from(e: crate::proxy::Error) -> ProxyFailure {
-        use crate::proxy::Error;
-        match e {
-            Error::Malformed => ProxyFailure::Malformed,
-            Error::Oversized => ProxyFailure::Oversized,
-            Error::LeadingZero => ProxyFailure::LeadingZero,
-            Error::Version => ProxyFailure::Version,
-            Error::Command => ProxyFailure::Command,
-            Error::Family => ProxyFailure::Family,
-        }
+impl From<Error> for ProxyFailure {
+    fn from(e: Error) -> ProxyFailure {
+        ProxyFailure::Header(e)
     }
 }
 
 impl ProxyCounters {
     pub fn failure(&self, why: ProxyFailure) {
-        self.failures[why as usize].inc();
+        self.failures[why.index()].inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter_and_label() {
+        let all: Vec<ProxyFailure> = ProxyFailure::all().collect();
+        assert_eq!(all.len(), ProxyFailure::COUNT);
+        for (i, f) in all.iter().enumerate() {
+            assert_eq!(f.index(), i, "{f:?}");
+        }
+        let mut names: Vec<&str> = all.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ProxyFailure::COUNT);
     }
 }

@@ -499,40 +499,68 @@ macro_rules! both_io {
     };
 }
 
+/// Runs `sluice check` on `text`: (exit code, stdout, stderr with the file's temporary
+/// path replaced by `FILE`).
+pub fn sluice_check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let p = path.display().to_string();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap().replace(&p, "FILE"),
+    )
+}
+
+/// Reads one request from `s`: its head, and a body of `Content-Length` bytes, both
+/// taken off `buf` (which keeps what came after). The head without its blank line, or
+/// `None` once the peer closes or the read fails.
+pub fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 16 * 1024];
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let length: usize = head
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < end + 4 + length {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf.drain(..end + 4 + length);
+    Some(head)
+}
+
 /// A minimal HTTP/1.1 server: answers every request with `body`, keeps the connection
 /// open unless the request says `Connection: close`; counts requests in `served`.
 pub fn http_backend(body: &'static str, served: Arc<AtomicUsize>) -> Backend {
     Backend::spawn(move |mut c| {
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match c.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        continue;
-                    }
-                }
-            };
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            while buf.len() < end + 4 + length {
-                match c.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            buf.drain(..end + 4 + length);
+        while let Some(head) = read_request(&mut c, &mut buf) {
             served.fetch_add(1, Ordering::Relaxed);
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
-            if c.write_all(resp.as_bytes()).is_err() || head.contains("connection: close") {
+            let close = head.to_ascii_lowercase().contains("connection: close");
+            if c.write_all(resp.as_bytes()).is_err() || close {
                 return;
             }
         }
