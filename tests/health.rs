@@ -23,6 +23,8 @@ both_io!(
     marathon_health_checks_are_derived_and_run,
     a_backend_back_up_ramps_up_its_weight,
     checks_send_the_proxy_header_a_send_proxy_backend_expects,
+    maint_and_drain_by_hand_take_an_http_backend_out_until_ready,
+    maint_and_drain_by_hand_take_an_l4_backend_out_until_ready,
 );
 
 const CHECK_PATH: &str = "/health";
@@ -586,4 +588,89 @@ fn checks_send_the_proxy_header_a_send_proxy_backend_expects(io: &str) {
     assert_eq!(server_field(admin, "web", only.addr(), "status"), "UP");
     assert_eq!(request(web), Some((200, "only".to_owned())));
     assert_eq!(changes(&lb, only.addr(), "UP → DOWN"), 0);
+}
+
+/// `POST /haproxy?stats` with the stats page's admin form: the status line and the
+/// `Location` it redirects to (empty when none).
+fn admin_action(admin: SocketAddr, form: &str, extra: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "-d", form])
+        .args(extra)
+        .arg(format!("http://{admin}/haproxy?stats"))
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text.lines().next().unwrap_or("").trim().to_owned();
+    let location = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    (status, location)
+}
+
+fn maint_and_drain_by_hand_take_an_http_backend_out_until_ready(io: &str) {
+    by_hand(io, "http");
+}
+
+fn maint_and_drain_by_hand_take_an_l4_backend_out_until_ready(io: &str) {
+    by_hand(io, "tcp");
+}
+
+/// The stats page's admin actions, as HAProxy's page posts them: `maint` and `drain`
+/// take a backend out of rotation (no check needed) and `ready` brings it back, each
+/// change logged once; a form for a server the backend does not have, or with an
+/// unknown action, or from another site, changes nothing. No client request fails.
+fn by_hand(io: &str, mode: &str) {
+    let a = Checked::start("127.0.0.1", "a", false);
+    let b = Checked::start("127.0.0.1", "b", false);
+    let lb = Sluice::start(&config(io, mode, &[a.addr(), b.addr()], ""));
+    let (admin, web) = (lb.admin(), lb.addr("web"));
+    let svname = a.addr().to_string().replace(['.', ':'], "_");
+    let clients = Clients::start(web);
+    clients.more(10);
+    for (action, status) in [("maint", "MAINT"), ("drain", "DRAIN")] {
+        let (line, location) =
+            admin_action(admin, &format!("s={svname}&action={action}&b=web"), &[]);
+        assert!(line.contains(" 303 "), "{line}");
+        assert_eq!(location, "/haproxy?stats;st=DONE");
+        wait_status(admin, "web", a.addr(), status);
+        let served = a.clients();
+        clients.more(20);
+        assert!(a.clients() <= served + 1, "a is out of rotation ({status})");
+        // By its address too, as an operator would type it.
+        let form = format!("s={}&action=ready&b=web", a.addr());
+        assert_eq!(admin_action(admin, &form, &[]).1, "/haproxy?stats;st=DONE");
+        wait_status(admin, "web", a.addr(), "UP");
+        let served = a.clients();
+        wait_for("a back in rotation", || {
+            thread::sleep(Duration::from_millis(20));
+            (a.clients() > served).then_some(())
+        });
+        assert_eq!(changes(&lb, a.addr(), &format!("UP → {status}")), 1);
+        assert_eq!(changes(&lb, a.addr(), &format!("{status} → UP")), 1);
+    }
+    // Changes nothing: a server not in the backend, a backend that does not exist, an
+    // action HAProxy has and sluice does not, and a request from another site.
+    let refused = [
+        ("s=127_0_0_9_1&action=maint&b=web".to_owned(), "st=NONE"),
+        (format!("s={svname}&action=maint&b=nope"), "st=NONE"),
+        (format!("s={svname}&action=shutdown&b=web"), "st=ERRP"),
+    ];
+    for (form, st) in refused {
+        let (line, location) = admin_action(admin, &form, &[]);
+        assert!(
+            line.contains(" 303 ") && location.ends_with(st),
+            "{form}: {line} {location}"
+        );
+    }
+    let form = format!("s={svname}&action=maint&b=web");
+    let (line, _) = admin_action(admin, &form, &["-H", "Origin: http://evil.example"]);
+    assert!(line.contains(" 403 "), "{line}");
+    let served = a.clients();
+    clients.more(20);
+    assert!(a.clients() > served, "a still in rotation");
+    assert_eq!(server_field(admin, "web", a.addr(), "status"), "UP");
+    assert_eq!(clients.stop(), 0, "no client request failed");
 }

@@ -551,9 +551,7 @@ fn proxy_families(shards: &PerShard<ShardCounters>) -> [Family; 2] {
         }
         for f in crate::stats::proxy::ProxyFailure::all() {
             let l = format!("shard=\"{i}\",reason=\"{}\"", f.name());
-            errors
-                .samples
-                .push((l, p.failures[f.index()].get() as i64));
+            errors.samples.push((l, p.failures[f.index()].get() as i64));
         }
     }
     [headers, errors]

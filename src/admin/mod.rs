@@ -5,6 +5,7 @@
 //! `server.rs` holds the connections (bounded, with deadlines); `guard.rs` decides who
 //! may ask (the bearer token, cross-site requests); this file picks the page.
 
+mod actions;
 mod chart;
 mod csv;
 mod figures;
@@ -119,11 +120,14 @@ impl Page {
     fn into_bytes(self) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
+            303 => "See Other",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            411 => "Length Required",
+            413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
             _ => "Error",
         };
@@ -149,14 +153,16 @@ struct Pages {
 }
 
 impl server::Answer for Pages {
-    fn answer(&self, head: &[u8], local: SocketAddr) -> Page {
+    fn answer(&self, request: &[u8], local: SocketAddr) -> Page {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        let Ok(httparse::Status::Complete(head)) = req.parse(request) else {
             return Page::text(400, "bad request\n");
         };
         let method = req.method.unwrap_or("");
-        let mut page = self.route(method, req.path.unwrap_or(""), req.headers, local);
+        let path = req.path.unwrap_or("");
+        let body = &request[head..];
+        let mut page = self.route(method, path, req.headers, body, local);
         page.head_only = method == "HEAD";
         page
     }
@@ -178,6 +184,7 @@ impl Pages {
         method: &str,
         path: &str,
         headers: &[httparse::Header],
+        body: &[u8],
         local: SocketAddr,
     ) -> Page {
         let view = &self.view;
@@ -193,8 +200,17 @@ impl Pages {
                 }
             }
         }
+        let stats = query::parse(path).is_some();
+        if method == "POST" && stats {
+            return self.admin_action(headers, body, local);
+        }
         if method != "GET" && method != "HEAD" {
-            return Page::text(405, "only GET\n").with_headers("Allow: GET, HEAD\r\n");
+            let allow = if stats {
+                "Allow: GET, HEAD, POST\r\n"
+            } else {
+                "Allow: GET, HEAD\r\n"
+            };
+            return Page::text(405, "only GET\n").with_headers(allow);
         }
         if SIGNALS.contains(&path) {
             if let Err(why) = guard::same_origin(headers, local) {
@@ -245,6 +261,18 @@ impl Pages {
 }
 
 impl Pages {
+    /// A stats page admin action (`POST /haproxy?stats`, see `actions.rs`): refused
+    /// to cross-site requests, as the signals are.
+    fn admin_action(&self, headers: &[httparse::Header], body: &[u8], local: SocketAddr) -> Page {
+        if let Err(why) = guard::same_origin(headers, local) {
+            self.counters.denied.inc();
+            tracing::debug!(reason = why, "admin port: cross-site action refused");
+            return Page::text(403, "cross-site requests may not change a backend\n");
+        }
+        let (outcome, line) = actions::apply(&self.view.published.load(), body);
+        Page::new(303, "text/plain", line).with_headers(outcome.location())
+    }
+
     /// `/haproxy?stats` in the format asked for.
     fn stats(&self, q: &query::StatsQuery) -> Page {
         let snap = self.view.published.load();

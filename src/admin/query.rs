@@ -86,7 +86,7 @@ pub fn link(q: &StatsQuery) -> String {
 }
 
 /// A query value: `+` is a space, `%XX` a byte; what is not UTF-8 is replaced.
-fn decode(v: &str) -> String {
+pub(super) fn decode(v: &str) -> String {
     let hex = |c: u8| char::from(c).to_digit(16);
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -24,6 +24,8 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(15);
 /// The largest request head read.
 pub const MAX_HEAD: usize = 8192;
+/// The largest request body read (a form of the stats page's admin actions).
+pub const MAX_BODY: usize = 4096;
 /// How long accepting waits after a failed accept (out of descriptors, typically).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const LISTENER: Token = Token(usize::MAX);
@@ -43,9 +45,10 @@ pub struct AdminCounters {
     pub evicted: Counter,
 }
 
-/// What the loop asks of the pages: an answer for a complete request head.
+/// What the loop asks of the pages: an answer for a complete request, its head and
+/// (with `Content-Length`) its body.
 pub trait Answer {
-    fn answer(&self, head: &[u8], local: SocketAddr) -> Page;
+    fn answer(&self, request: &[u8], local: SocketAddr) -> Page;
     fn counters(&self) -> &AdminCounters;
 }
 
@@ -257,7 +260,7 @@ impl<A: Answer> Server<A> {
     }
 }
 
-/// Read what the client sent; once the head is complete, render the answer.
+/// Read what the client sent; once the request is complete, render the answer.
 fn read_head(conn: &mut Conn, pages: &impl Answer) -> Next {
     let mut buf = [0u8; 2048];
     loop {
@@ -268,20 +271,53 @@ fn read_head(conn: &mut Conn, pages: &impl Answer) -> Next {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return Next::Close,
         }
-        let complete = conn.head.windows(4).any(|w| w == b"\r\n\r\n");
-        if complete || conn.head.len() > MAX_HEAD {
-            let page = if complete {
-                pages.answer(&conn.head, conn.local)
-            } else {
-                Page::text(431, "request head too large\n")
-            };
-            pages.counters().requests.inc();
-            conn.response = Some(page.into_bytes());
-            conn.head = Vec::new();
-            // Anything more the client sends is not read: one request per connection.
-            return Next::Wait;
-        }
+        let page = match request_len(&conn.head) {
+            Ok(None) => continue,
+            Ok(Some(len)) => pages.answer(&conn.head[..len], conn.local),
+            Err((status, why)) => Page::text(status, why),
+        };
+        pages.counters().requests.inc();
+        conn.response = Some(page.into_bytes());
+        conn.head = Vec::new();
+        // Anything more the client sends is not read: one request per connection.
+        return Next::Wait;
     }
+}
+
+/// How long the request at the start of `buf` is, head and body, once all of it is
+/// there; the status to refuse it with when it cannot be read.
+fn request_len(buf: &[u8]) -> Result<Option<usize>, (u16, &'static str)> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err((431, "request head too large\n"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err((431, "too many headers\n")),
+        Err(_) => return Err((400, "bad request\n")),
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    if header("transfer-encoding").is_some() {
+        return Err((411, "a body needs Content-Length\n"));
+    }
+    let body = match header("content-length") {
+        None => 0,
+        Some(h) => match std::str::from_utf8(h.value)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+        {
+            Some(n) if n > MAX_BODY => return Err((413, "request body too large\n")),
+            Some(n) => n,
+            None => return Err((400, "bad Content-Length\n")),
+        },
+    };
+    Ok((buf.len() >= head + body).then_some(head + body))
 }
 
 fn write_response(conn: &mut Conn) -> Next {

@@ -5,7 +5,7 @@
 //! drains into the state word the shards read, and logs every change once.
 
 use super::probe::{Probe, Spec};
-use super::state::{CheckResult, Health, Passive, State};
+use super::state::{Admin, CheckResult, Health, Passive, State};
 use crate::config::{HealthCheck, SendProxy};
 use crate::snapshot::{clock_ms, Published, Snapshot};
 use mio::{Events, Interest, Poll, Token};
@@ -371,7 +371,10 @@ impl Checker {
             return;
         };
         let checked_down = w.check.as_ref().is_some_and(|c| !c.up);
-        let word_state = if w.drain {
+        let admin = w.health.admin();
+        let word_state = if admin == Admin::Maint {
+            State::Maint
+        } else if w.drain || admin == Admin::Drain {
             State::Drain
         } else if checked_down {
             State::Down
@@ -454,8 +457,20 @@ fn reason(w: &Watched, old: State, new: State, passive_before: bool) -> String {
     };
     let spec = w.check.as_ref().map(|c| &c.spec.check);
     match new {
+        State::Drain if w.health.admin() == Admin::Drain => {
+            "drained by hand on the admin port: no new connections".into()
+        }
         State::Drain => "draining: no new connections".into(),
-        State::Maint => "taken out by hand".into(),
+        State::Maint => "maintenance set by hand on the admin port".into(),
+        State::Up | State::Down if matches!(old, State::Maint | State::Drain) => {
+            let what = if old == State::Maint {
+                "maintenance"
+            } else {
+                "drain"
+            };
+            let now = if new == State::Up { "serving" } else { "down" };
+            format!("{what} ended, {now}")
+        }
         State::Down if w.check.as_ref().is_some_and(|c| !c.up) => {
             check("failed", spec.map_or(0, |s| s.fall))
         }

@@ -16,4 +16,4 @@ mod state;
 
 pub use checker::{spawn, RampNotify};
 pub use probe::{status_line, StatusLine};
-pub use state::{CheckResult, CheckStatus, Health, Look, Passive, Record, State};
+pub use state::{Admin, CheckResult, CheckStatus, Health, Look, Passive, Record, State};

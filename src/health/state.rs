@@ -5,8 +5,9 @@
 //! overwrites the other:
 //! - shards, after a refused or timed-out connect: the passive down-mark, a time
 //!   until which new connections avoid the address (the low 62 bits);
-//! - the health thread ([`super::checker`]): the state its checks and the control
-//!   thread's drain marks give (the top 2 bits).
+//! - the health thread ([`super::checker`]): the state its checks, the control
+//!   thread's drain marks and the operator's hand ([`Health::set_admin`]) give (the
+//!   top 2 bits).
 //!
 //! The record (state as last logged, when and why it changed, the last check's
 //! result, HAProxy's `chkfail`, `chkdown`, `downtime`) is written by the health thread
@@ -63,6 +64,38 @@ impl State {
     }
 }
 
+/// What the operator set by hand on the admin port (HAProxy's `ready`, `drain`,
+/// `maint` actions): it outranks what the checks say until set back to `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admin {
+    /// Nothing set by hand: the checks, passive marks and Marathon decide.
+    #[default]
+    Ready,
+    /// No new connections; established ones continue.
+    Drain,
+    /// No new connections; established ones continue; shown as MAINT.
+    Maint,
+}
+
+impl Admin {
+    /// HAProxy's action word for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Admin::Ready => "ready",
+            Admin::Drain => "drain",
+            Admin::Maint => "maint",
+        }
+    }
+
+    fn from_u8(v: u8) -> Admin {
+        match v {
+            1 => Admin::Drain,
+            2 => Admin::Maint,
+            _ => Admin::Ready,
+        }
+    }
+}
+
 const STATE_SHIFT: u32 = 62;
 const UNTIL_MASK: u64 = (1 << STATE_SHIFT) - 1;
 
@@ -83,12 +116,13 @@ impl Look {
         self.0 & UNTIL_MASK
     }
 
-    /// Not taken out by its checks or by hand. A draining backend is open here: drains
-    /// are per service, in the snapshot (`Service::draining`); the word's DRAIN is for
-    /// the record.
+    /// Takes new connections: not taken out by its checks, drained (by Marathon or by
+    /// hand) or in maintenance. A snapshot's drain (`Service::draining`) closes the
+    /// address at once; the health thread's DRAIN follows it for every service naming
+    /// the address, since it is one task going away.
     #[inline]
     pub fn open(self) -> bool {
-        matches!(self.state(), State::Up | State::Drain)
+        self.state() == State::Up
     }
 
     /// Open, and not avoided after a failed connect at `now_ms`.
@@ -229,6 +263,9 @@ pub struct Health {
     pub drain_deadline_ms: AtomicU64,
     /// The cause of the last passive mark: 1 refused, 2 timed out.
     passive: std::sync::atomic::AtomicU8,
+    /// What the operator set by hand ([`Admin`] as `u8`); the health thread folds it
+    /// into the word.
+    admin: std::sync::atomic::AtomicU8,
     /// When the address last came up after being down (ms, process clock): the start
     /// of its slow start; 0 when never.
     pub up_since_ms: AtomicU64,
@@ -243,6 +280,7 @@ impl Default for Health {
             word: AtomicU64::new(0),
             drain_deadline_ms: AtomicU64::new(u64::MAX),
             passive: std::sync::atomic::AtomicU8::new(0),
+            admin: std::sync::atomic::AtomicU8::new(0),
             up_since_ms: AtomicU64::new(0),
             record: Box::new(Mutex::new(Record::default())),
         }
@@ -290,6 +328,22 @@ impl Health {
             2 => Some(Passive::TimedOut),
             _ => None,
         }
+    }
+
+    /// What the operator set by hand.
+    pub fn admin(&self) -> Admin {
+        Admin::from_u8(self.admin.load(Relaxed))
+    }
+
+    /// Set by hand (the admin port); the health thread applies it to the word within
+    /// its next look (100 ms) and logs the change.
+    pub fn set_admin(&self, admin: Admin) {
+        let v = match admin {
+            Admin::Ready => 0,
+            Admin::Drain => 1,
+            Admin::Maint => 2,
+        };
+        self.admin.store(v, Relaxed);
     }
 
     /// Set the state part of the word (the health thread's), keeping the down-mark.
@@ -352,11 +406,11 @@ mod tests {
     }
 
     #[test]
-    fn drain_is_open_in_the_word_and_maint_and_down_are_not() {
+    fn only_up_is_open_in_the_word() {
         let h = Health::default();
         for (s, open) in [
             (State::Up, true),
-            (State::Drain, true),
+            (State::Drain, false),
             (State::Down, false),
             (State::Maint, false),
         ] {
