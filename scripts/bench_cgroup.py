@@ -8,6 +8,7 @@ controller's mount and named `<prefix>-<instance>`; `cleanup PREFIX` (what bench
 trap runs) stops whatever is left in them and removes them.
 
     python3 scripts/bench_cgroup.py cleanup sluice-bench-1234
+    python3 scripts/bench_cgroup.py limit-thread sluice-bench-1234-a 0.3 TID
 """
 
 import os, signal, sys, time
@@ -103,6 +104,14 @@ class Group:
         for d in self.dirs:
             _write(os.path.join(d, "cgroup.procs"), str(pid))
 
+    def move_thread(self, tid):
+        """Move one thread of a process into the group, its other threads staying
+        where they are (cgroup v1's `tasks`; v2 would need a threaded subtree)."""
+        if self.version != 1:
+            raise RuntimeError("moving a single thread needs cgroup v1 here")
+        for d in self.dirs:
+            _write(os.path.join(d, "tasks"), str(tid))
+
     def procs(self):
         return [int(x) for x in _read(self._f("cgroup.procs")).split()]
 
@@ -183,7 +192,16 @@ def cleanup(prefix):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "cleanup" or not sys.argv[2].startswith("sluice-bench-"):
-        sys.exit("usage: bench_cgroup.py cleanup sluice-bench-<id>")
-    for d in cleanup(sys.argv[2]):
-        print(f"removed cgroup {d}", file=sys.stderr)
+    usage = ("usage: bench_cgroup.py cleanup sluice-bench-<id>\n"
+             "       bench_cgroup.py limit-thread sluice-bench-<id>-<name> CPUS TID")
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "cleanup" and args[1].startswith("sluice-bench-"):
+        for d in cleanup(args[1]):
+            print(f"removed cgroup {d}", file=sys.stderr)
+    elif len(args) == 4 and args[0] == "limit-thread" and args[1].startswith("sluice-bench-"):
+        g = Group(args[1])
+        g.set_quota(float(args[2]))
+        g.move_thread(int(args[3]))
+        print(g.quota_text())
+    else:
+        sys.exit(usage)

@@ -119,6 +119,24 @@ pub(super) struct RawHealth {
     slowstart_ms: Option<Spanned<i64>>,
 }
 
+/// A check's method: an upper-case token, as HTTP methods are written.
+pub fn is_check_method(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A check's path: absolute, printable ASCII, no space (it goes on the request line).
+pub fn is_check_path(v: &str) -> bool {
+    v.starts_with('/') && v.len() <= 1024 && v.bytes().all(|b| b > b' ' && b < 0x7f)
+}
+
+/// A check's `Host`: a host name or address, with an optional port.
+pub fn is_check_host(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 255
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+}
+
 /// An hour: the longest interval, timeout or slow start accepted.
 const HOUR_MS: i64 = 3_600_000;
 
@@ -140,7 +158,7 @@ pub(super) fn validate(
     if let Some(m) = &r.method {
         http_only("method", m.span(), errs);
         let v = m.get_ref();
-        if v.is_empty() || v.len() > 16 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+        if !is_check_method(v) {
             let msg = format!("health method must be a method name like GET or HEAD, got {v:?}");
             errs.push(ConfigError::at(m.span(), msg));
         }
@@ -149,7 +167,7 @@ pub(super) fn validate(
     if let Some(p) = &r.path {
         http_only("path", p.span(), errs);
         let v = p.get_ref();
-        if !v.starts_with('/') || v.len() > 1024 || !v.bytes().all(|b| b > b' ' && b < 0x7f) {
+        if !is_check_path(v) {
             let msg = format!("health path must start with / and hold no space, got {v:?}");
             errs.push(ConfigError::at(p.span(), msg));
         }
@@ -158,11 +176,7 @@ pub(super) fn validate(
     if let Some(h) = &r.host {
         http_only("host", h.span(), errs);
         let v = h.get_ref();
-        let ok = !v.is_empty()
-            && v.len() <= 255
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
-        if !ok {
+        if !is_check_host(v) {
             let msg =
                 format!("health host must be a host name (with an optional :port), got {v:?}");
             errs.push(ConfigError::at(h.span(), msg));

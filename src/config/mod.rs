@@ -12,7 +12,9 @@ mod routes;
 mod service;
 mod tls;
 
-pub use health::{parse_expect, CheckKind, HealthCheck};
+pub use health::{
+    is_check_host, is_check_method, is_check_path, parse_expect, CheckKind, HealthCheck,
+};
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 pub use proxy::{AcceptProxy, Cidr, SendProxy, ServiceProxy};

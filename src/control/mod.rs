@@ -279,7 +279,9 @@ impl Running {
         let counters = &self.control_counters;
         if let Some(t) = &self.marathon {
             let (services, conflicts) = merge::merge(&self.file.services, t);
-            for c in &conflicts {
+            // A slow start's step rebuilds what was applied already: what it left out
+            // was logged and counted then.
+            for c in conflicts.iter().filter(|_| !slow_start) {
                 tracing::error!("Marathon service left out: {c}");
                 counters.marathon_conflicts.inc();
             }
@@ -291,7 +293,7 @@ impl Running {
         }
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
-        for e in &unbound {
+        for e in unbound.iter().filter(|_| !slow_start) {
             tracing::error!("{e}");
             counters.bind_failures.inc();
         }

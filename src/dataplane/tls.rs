@@ -225,9 +225,11 @@ impl TlsSide {
 
     /// Take plaintext for the client: how much rustls accepted. Before the handshake
     /// ends (a 408 to a client that never finished it) there is no one to send it to:
-    /// it is taken and dropped.
+    /// it is taken and dropped, and reported sent as the rest is (else the session
+    /// would wait for it).
     pub fn write_plain(&mut self, data: &[u8]) -> usize {
         if !self.established {
+            self.unsent += data.len();
             return data.len();
         }
         if self.closing || self.failed.is_some() {

@@ -176,6 +176,7 @@ impl Checker {
             });
             if !Arc::ptr_eq(&w.health, &health) {
                 // A new Health for the address (it left every service and came back).
+                self.drop_probe(&mut w);
                 w.state = health.record().state;
                 w.health = health;
                 w.check = None;
@@ -265,8 +266,7 @@ impl Checker {
         let Some(c) = self.watched.get_mut(&addr).and_then(|w| w.check.as_mut()) else {
             return;
         };
-        let timeout = c.spec.check.timeout_ms;
-        match Probe::connect(addr, now, timeout) {
+        match Probe::connect(addr, Arc::clone(&c.spec), now) {
             Ok(mut p) => {
                 let token = Token(self.next_token);
                 self.next_token = self.next_token.wrapping_add(1);
@@ -300,11 +300,10 @@ impl Checker {
         let Some(c) = self.watched.get_mut(&addr).and_then(|w| w.check.as_mut()) else {
             return;
         };
-        let spec = Arc::clone(&c.spec);
         let Some((_, p)) = c.probe.as_mut() else {
             return;
         };
-        if let Some(r) = p.advance(&spec, now) {
+        if let Some(r) = p.advance(now) {
             self.finish(addr, r, now);
         }
     }
@@ -388,12 +387,15 @@ impl Checker {
             s => s,
         };
         let old = w.state;
+        // Whether a DOWN is the passive mark's, kept current while the state holds: a
+        // passive DOWN the checks then confirm is theirs when it ends.
+        let passive_before = w.passive_down;
+        w.passive_down = state == State::Down && !checked_down;
         if old == state {
             return;
         }
-        let reason = reason(w, old, state, w.passive_down);
+        let reason = reason(w, old, state, passive_before);
         w.state = state;
-        w.passive_down = state == State::Down && !checked_down;
         tracing::info!(
             service = %w.services,
             backend = %addr,
@@ -414,7 +416,10 @@ impl Checker {
             r.since_ms = now;
             r.reason = reason;
         });
-        if old == State::Down && state == State::Up {
+        // Slow start, as HAProxy's: after the checks bring a backend back, or it leaves
+        // maintenance; not when a failed connect's mark merely expires.
+        let recovered = (old == State::Down && !passive_before) || old == State::Maint;
+        if recovered && state == State::Up {
             w.health
                 .up_since_ms
                 .store(now.max(1), std::sync::atomic::Ordering::Relaxed);

@@ -88,9 +88,11 @@ pub fn status_line(buf: &[u8]) -> StatusLine {
     }
 }
 
-/// A check in flight.
+/// A check in flight, with the spec it started with: a reload that changes the check
+/// meanwhile applies from the next one, never halfway through a request.
 pub struct Probe {
     pub stream: mio::net::TcpStream,
+    spec: std::sync::Arc<Spec>,
     pub started_ms: u64,
     pub deadline_ms: u64,
     connected: bool,
@@ -101,13 +103,18 @@ pub struct Probe {
 impl Probe {
     /// Start connecting to `addr`. The socket closes with a reset when dropped, as
     /// HAProxy's checks do: a check leaves no TIME_WAIT behind on either side.
-    pub fn connect(addr: SocketAddr, now_ms: u64, timeout_ms: u64) -> std::io::Result<Probe> {
+    pub fn connect(
+        addr: SocketAddr,
+        spec: std::sync::Arc<Spec>,
+        now_ms: u64,
+    ) -> std::io::Result<Probe> {
         let stream = mio::net::TcpStream::connect(addr)?;
         socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO))?;
         Ok(Probe {
             stream,
+            deadline_ms: now_ms + spec.check.timeout_ms,
+            spec,
             started_ms: now_ms,
-            deadline_ms: now_ms + timeout_ms,
             connected: false,
             sent: 0,
             buf: Vec::new(),
@@ -115,7 +122,8 @@ impl Probe {
     }
 
     /// Move on after a readiness event; the result once the check is decided.
-    pub fn advance(&mut self, spec: &Spec, now_ms: u64) -> Option<CheckResult> {
+    pub fn advance(&mut self, now_ms: u64) -> Option<CheckResult> {
+        let spec = std::sync::Arc::clone(&self.spec);
         let result = |status, code| {
             Some(CheckResult {
                 status,

@@ -298,13 +298,6 @@ impl Health {
     /// avoided at `now_ms`.
     pub fn mark_down(&self, now_ms: u64, until_ms: u64, cause: Passive) -> bool {
         let until_ms = until_ms.min(UNTIL_MASK);
-        self.passive.store(
-            match cause {
-                Passive::Refused => 1,
-                Passive::TimedOut => 2,
-            },
-            Relaxed,
-        );
         let mut before = self.word.load(Relaxed);
         loop {
             if before & UNTIL_MASK >= until_ms {
@@ -315,7 +308,15 @@ impl Health {
                 .word
                 .compare_exchange_weak(before, next, Relaxed, Relaxed)
             {
-                Ok(_) => return (before & UNTIL_MASK) <= now_ms,
+                Ok(_) => {
+                    // The cause of the mark that stands: a mark that lost says nothing.
+                    let code = match cause {
+                        Passive::Refused => 1,
+                        Passive::TimedOut => 2,
+                    };
+                    self.passive.store(code, Relaxed);
+                    return (before & UNTIL_MASK) <= now_ms;
+                }
                 Err(actual) => before = actual,
             }
         }
@@ -389,8 +390,13 @@ mod tests {
         assert!(h.look().up(0));
         assert!(h.mark_down(100, 5_100, Passive::Refused), "up until now");
         assert!(
-            !h.mark_down(200, 5_000, Passive::Refused),
+            !h.mark_down(200, 5_000, Passive::TimedOut),
             "an earlier mark loses"
+        );
+        assert_eq!(
+            h.passive_cause(),
+            Some(Passive::Refused),
+            "and says nothing"
         );
         assert_eq!(h.look().down_until_ms(), 5_100);
         h.set_state(State::Down);

@@ -466,7 +466,13 @@ fn translate_app(
             .filter(|h| h.kind == crate::config::CheckKind::Http)
         {
             // The first exact vhost, as for a `[service.health]` without `host`.
-            h.host = vhosts.iter().find(|v| !v.starts_with("*.")).cloned();
+            // A label is anyone's text: one that is no host name leaves the check
+            // on the backend's address, as a service without vhosts.
+            h.host = vhosts
+                .iter()
+                .find(|v| !v.starts_with("*."))
+                .filter(|v| crate::config::is_check_host(v))
+                .cloned();
         }
         let (balance, hash) = match label(labels, &key("BALANCE")) {
             Some("leastconn") => (Balance::Leastconn, HashKey::Tuple),

@@ -418,3 +418,28 @@ fn send_proxy_labels() {
         ]
     );
 }
+
+/// A check's `Host` is the first vhost only when it is a host name: a label carrying a
+/// line break or a space would put a header of its own into every check, or fail it.
+#[test]
+fn a_vhost_that_is_no_host_name_leaves_the_check_on_the_address() {
+    let with_vhost = |vhost: &str| {
+        json!({"apps": [{
+            "id": "/web",
+            "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": vhost},
+            "portDefinitions": [{"port": 10000}],
+            "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0}],
+            "tasks": [task("web.1", "9.0.0.1", "TASK_RUNNING", Some(true))],
+        }]})
+        .to_string()
+        .into_bytes()
+    };
+    let host = |vhost: &str| {
+        let t = run(&with_vhost(vhost), "external");
+        let h = t.services[0].health.as_ref().expect("checked");
+        h.host.clone()
+    };
+    assert_eq!(host("web.example"), Some("web.example".to_owned()));
+    assert_eq!(host("web.example\r\nX-Injected: 1"), None);
+    assert_eq!(host("web example"), None);
+}

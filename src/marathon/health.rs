@@ -28,6 +28,8 @@ use serde_json::Value;
 const MARATHON_INTERVAL_S: u64 = 60;
 const MARATHON_TIMEOUT_S: u64 = 20;
 const MARATHON_MAX_FAILURES: u64 = 3;
+/// The longest interval or timeout taken from Marathon, as from a file.
+const HOUR_S: u64 = 3600;
 
 /// The check of service port `n` (service port `service_port`) of `app`, an HTTP
 /// service when `http`.
@@ -45,20 +47,21 @@ pub fn derive(
         "TCP" | "MESOS_TCP" => CheckKind::Tcp,
         _ => return None,
     };
-    let secs = |k: &str, d: u64| hc.get(k).and_then(Value::as_u64).unwrap_or(d);
+    // Bounded as a file's `[service.health]` is: Marathon's numbers are anyone's.
+    let secs = |k: &str, d: u64| hc.get(k).and_then(Value::as_u64).unwrap_or(d).min(HOUR_S);
     let interval_s = secs("intervalSeconds", MARATHON_INTERVAL_S);
     let timeout_s = secs("timeoutSeconds", MARATHON_TIMEOUT_S);
-    let max_failures = secs("maxConsecutiveFailures", MARATHON_MAX_FAILURES);
+    let max_failures = secs("maxConsecutiveFailures", MARATHON_MAX_FAILURES).min(98);
     let path = hc
         .get("path")
         .and_then(Value::as_str)
-        .filter(|p| p.starts_with('/') && !p.bytes().any(|b| b <= b' ' || b == 0x7f))
+        .filter(|p| crate::config::is_check_path(p))
         .unwrap_or("/");
     let mut check = HealthCheck::new(kind);
     check.path = path.to_owned();
     check.interval_ms = (interval_s * 1000).clamp(100, 3_600_000);
     check.timeout_ms = (timeout_s * 1000).clamp(1, 3_600_000);
-    check.fall = (max_failures + 1).min(99) as u32;
+    check.fall = (max_failures + 1) as u32;
     let fill = |template: &str| {
         template
             .replace("{healthCheckPath}", path)
@@ -134,11 +137,10 @@ fn backend_options(text: &str, check: &mut HealthCheck) {
             _ => {}
         }
     }
-    let path_ok = check.path.starts_with('/') && !check.path.bytes().any(|b| b <= b' ');
-    if !path_ok {
+    if !crate::config::is_check_path(&check.path) {
         check.path = "/".into();
     }
-    if !check.method.bytes().all(|b| b.is_ascii_uppercase()) || check.method.is_empty() {
+    if !crate::config::is_check_method(&check.method) {
         check.method = "GET".into();
     }
 }
@@ -262,6 +264,25 @@ mod tests {
             derive(&a, &off, 0, Some(10000), true).is_none(),
             "no `check`: not checked"
         );
+    }
+
+    /// Numbers from Marathon are bounded as a file's are: no overflow, fall at most 99.
+    #[test]
+    fn huge_numbers_from_marathon_are_bounded() {
+        let a = app(json!([{
+            "path": "/health", "protocol": "HTTP", "portIndex": 0,
+            "intervalSeconds": u64::MAX / 10, "timeoutSeconds": u64::MAX,
+            "maxConsecutiveFailures": u64::MAX
+        }]));
+        let labels = json!({
+            "HAPROXY_0_BACKEND_SERVER_HTTP_HEALTHCHECK_OPTIONS":
+                "  check inter {healthCheckIntervalSeconds}s fall {healthCheckFalls}\n"
+        });
+        for l in [Value::Null, labels] {
+            let c = derive(&a, &l, 0, Some(10000), true).expect("checked");
+            assert_eq!((c.interval_ms, c.timeout_ms), (3_600_000, 3_600_000));
+            assert_eq!(c.fall, 99);
+        }
     }
 
     #[test]

@@ -479,9 +479,33 @@ pub fn encode_v2(
     out[fam_at + 1..fam_at + 3].copy_from_slice(&len.to_be_bytes());
 }
 
-/// Both addresses in one family: IPv6 (IPv4-mapped) when they differ.
+/// The header a `send_proxy` service puts before a backend connection's first byte:
+/// `version`, from the client `src` to the address it reached, `dst`; v2 names
+/// `authority` (the TLS server name, terminated or passed through) in an AUTHORITY TLV.
+pub fn encode(
+    version: crate::config::SendProxy,
+    src: SocketAddr,
+    dst: SocketAddr,
+    authority: Option<&str>,
+    out: &mut Vec<u8>,
+) {
+    match version {
+        crate::config::SendProxy::V1 => encode_v1(Some((src, dst)), out),
+        crate::config::SendProxy::V2 => {
+            let tlvs: &[(u8, &[u8])] = match authority {
+                Some(name) => &[(TLV_AUTHORITY, name.as_bytes())],
+                None => &[],
+            };
+            encode_v2(Command::Proxy, Some((src, dst)), tlvs, out);
+        }
+    }
+}
+
+/// Both addresses in one family: IPv4 when both are (an IPv4 client of a dual-stack
+/// listener arrives IPv4-mapped, and is sent as the IPv4 client it is), else IPv6
+/// (IPv4-mapped) when they differ.
 fn same_family(src: SocketAddr, dst: SocketAddr) -> (IpAddr, IpAddr) {
-    match (src.ip(), dst.ip()) {
+    match (src.ip().to_canonical(), dst.ip().to_canonical()) {
         (s @ IpAddr::V4(_), d @ IpAddr::V4(_)) | (s @ IpAddr::V6(_), d @ IpAddr::V6(_)) => (s, d),
         (s, d) => (IpAddr::V6(v6(s)), IpAddr::V6(v6(d))),
     }

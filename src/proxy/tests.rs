@@ -289,3 +289,23 @@ proptest! {
         }
     }
 }
+
+/// An IPv4 client of a dual-stack listener arrives IPv4-mapped: it is sent as IPv4
+/// when the address it reached is IPv4 too, in both versions.
+#[test]
+fn ipv4_mapped_clients_are_sent_as_ipv4() {
+    let src: SocketAddr = "[::ffff:192.0.2.7]:4000".parse().unwrap();
+    let dst: SocketAddr = "[::ffff:198.51.100.1]:443".parse().unwrap();
+    let mut v1 = Vec::new();
+    encode_v1(Some((src, dst)), &mut v1);
+    assert_eq!(v1, b"PROXY TCP4 192.0.2.7 198.51.100.1 4000 443\r\n");
+    let mut v2 = Vec::new();
+    encode_v2(Command::Proxy, Some((src, dst)), &[], &mut v2);
+    match parse(&v2) {
+        Parsed::Header(h) => {
+            let plain: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+            assert_eq!(h.client(dst), plain);
+        }
+        other => panic!("{other:?}"),
+    }
+}

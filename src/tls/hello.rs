@@ -47,7 +47,8 @@ pub const MAX_RECORD_BYTES: usize = (1 << 14) + 256;
 
 /// [`peek`] decides within this many bytes of the stream: a hello not complete by
 /// then is [`Reason::TooFragmented`]. Twice [`MAX_HELLO_BYTES`] lets a large hello
-/// span many records, and a common one (2 KB) arrive in one-byte records.
+/// span several records with their headers. A hello in more than [`MAX_RECORDS`]
+/// records is not peeked at all: its callers leave it to rustls.
 pub const MAX_PEEK_BYTES: usize = 32 * 1024;
 
 /// Handshake records an incomplete ClientHello may come in before a caller stops

@@ -10,7 +10,7 @@ use crate::dataplane::keys::Io;
 use crate::dataplane::reactor::Reactor;
 use crate::dataplane::tls::{Count, TlsSide};
 use crate::dataplane::ShardCtx;
-use crate::proxy::{self, Command, TLV_AUTHORITY};
+use crate::proxy;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 
@@ -91,17 +91,8 @@ pub(super) fn preamble<R: Reactor>(
         .or_else(|| r.local_addr(client).ok())
         .unwrap_or_else(|| proxy::unspecified(peer));
     let mut out = Vec::with_capacity(64);
-    match version {
-        SendProxy::V1 => proxy::encode_v1(Some((peer, dst)), &mut out),
-        SendProxy::V2 => {
-            let sni = tls.and_then(|t| t.server_name());
-            let tlvs: &[(u8, &[u8])] = match sni {
-                Some(name) => &[(TLV_AUTHORITY, name.as_bytes())],
-                None => &[],
-            };
-            proxy::encode_v2(Command::Proxy, Some((peer, dst)), tlvs, &mut out);
-        }
-    }
+    let sni = tls.and_then(|t| t.server_name());
+    proxy::encode(version, peer, dst, sni, &mut out);
     out
 }
 

@@ -75,8 +75,15 @@ pub(super) fn accepts<'a>(snap: &'a Snapshot, front: &'a Front) -> Option<&'a Ac
 impl<R: Reactor> Shard<R> {
     /// A source not in `proxy_trusted`: closed before it is admitted, counted.
     pub(super) fn untrusted(&mut self, sock: R::Sock, peer: SocketAddr) {
-        self.ctx.stats().proxy.failure(ProxyFailure::Untrusted);
-        tracing::debug!(client = %peer, "PROXY header from an untrusted source: closed");
+        // A client reset in the accept queue comes without its address (see the
+        // io_uring reactor): it left before its header, as epoll's first read finds.
+        let why = if peer.ip().is_unspecified() && peer.port() == 0 {
+            ProxyFailure::Closed
+        } else {
+            tracing::debug!(client = %peer, "PROXY header from an untrusted source: closed");
+            ProxyFailure::Untrusted
+        };
+        self.ctx.stats().proxy.failure(why);
         self.io.close(sock, false);
     }
 
@@ -210,25 +217,19 @@ impl<R: Reactor> Shard<R> {
             .local
             .or_else(|| self.io.local_addr(&c.client).ok())
             .unwrap_or_else(|| proxy::unspecified(c.link.client));
-        let addrs = Some((c.link.client, dst));
         let mut header = std::mem::take(&mut self.header_buf);
         header.clear();
-        match version {
-            SendProxy::V1 => proxy::encode_v1(addrs, &mut header),
-            SendProxy::V2 => {
-                let mut scratch = Vec::new();
-                let passthrough = !c.link.service.config.tls.sni.is_empty();
-                let sni = match hello::peek(c.up.pending(), &mut scratch) {
-                    Peek::Hello(h) if passthrough => h.server_name,
-                    _ => None,
-                };
-                let tlvs: &[(u8, &[u8])] = match sni {
-                    Some(name) => &[(proxy::TLV_AUTHORITY, name.as_bytes())],
-                    None => &[],
-                };
-                proxy::encode_v2(Command::Proxy, addrs, tlvs, &mut header);
-            }
-        }
+        // v2 names a passed-through hello's server.
+        let mut scratch = Vec::new();
+        let passthrough = !c.link.service.config.tls.sni.is_empty();
+        let sni = match version {
+            SendProxy::V2 if passthrough => match hello::peek(c.up.pending(), &mut scratch) {
+                Peek::Hello(h) => h.server_name,
+                _ => None,
+            },
+            _ => None,
+        };
+        proxy::encode(version, c.link.client, dst, sni, &mut header);
         let bufs = &mut self.bufs;
         c.up.prepend(&header, || bufs.pop().unwrap_or_default());
         header.clear();
