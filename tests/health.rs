@@ -23,6 +23,7 @@ both_io!(
     marathon_health_checks_are_derived_and_run,
     a_backend_back_up_ramps_up_its_weight,
     checks_send_the_proxy_header_a_send_proxy_backend_expects,
+    broken_check_answers_are_told_as_haproxy_tells_them,
 );
 
 const CHECK_PATH: &str = "/health";
@@ -597,4 +598,75 @@ fn checks_send_the_proxy_header_a_send_proxy_backend_expects(io: &str) {
     assert_eq!(server_field(admin, "web", only.addr(), "status"), "UP");
     assert_eq!(request(web), Some((200, "only".to_owned())));
     assert_eq!(changes(&lb, only.addr(), "UP → DOWN"), 0);
+}
+
+/// A backend that reads a check's request and answers it as `how` says.
+fn answering(how: &'static str) -> Backend {
+    Backend::spawn(move |mut c| {
+        let mut req = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => req.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let reset = |c: TcpStream| {
+            socket2::SockRef::from(&c)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        };
+        match how {
+            "status line, FIN" => {
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nA: b\r\n");
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = c.read(&mut chunk);
+            }
+            "status line, reset" => {
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\n");
+                reset(c);
+            }
+            "reset" => reset(c),
+            "1 MiB of headers" => {
+                let big = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; 1 << 20]].concat();
+                let _ = c.write_all(&big);
+                let _ = c.write_all(b"\r\n\r\n");
+            }
+            _ => {
+                let _ = c.write_all(b"HTTP/1.0 200 OK\nA: b\n\n");
+            }
+        }
+    })
+}
+
+/// What a check makes of broken answers, as HAProxy 2.6's `option httpchk` does: the
+/// check passes on a whole response head only — a status line cut by a FIN, or a head
+/// past 16 KiB, is an invalid response (L7RSP); a reset once connected is a socket
+/// error (SOCKERR), with or without part of a response before it; a whole head with
+/// bare LFs from an HTTP/1.0 server that closes is good.
+fn broken_check_answers_are_told_as_haproxy_tells_them(io: &str) {
+    let cases = [
+        ("status line, FIN", "DOWN", "L7RSP"),
+        ("status line, reset", "DOWN", "SOCKERR"),
+        ("reset", "DOWN", "SOCKERR"),
+        ("1 MiB of headers", "DOWN", "L7RSP"),
+        ("HTTP/1.0 with LFs", "UP", "L7OK"),
+    ];
+    let backends: Vec<Backend> = cases.iter().map(|(how, _, _)| answering(how)).collect();
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let health = "[service.health]\nkind = \"http\"\ninterval_ms = 200\nfall = 2\n";
+    let lb = Sluice::start(&config(io, "http", &addrs, health));
+    let admin = lb.admin();
+    for ((how, status, check), addr) in cases.iter().zip(&addrs) {
+        let got = wait_for(&format!("{how}: {status} {check}"), || {
+            let now = (
+                server_field(admin, "web", *addr, "status"),
+                server_field(admin, "web", *addr, "check_status"),
+            );
+            (now.0 == *status && now.1 == *check).then_some(now)
+        });
+        assert_eq!(got, (status.to_string(), check.to_string()), "{how}");
+    }
+    let ok = addrs[cases.len() - 1];
+    assert_eq!(server_field(admin, "web", ok, "chkfail"), "0");
 }
