@@ -149,7 +149,7 @@ pub(super) fn validate(
     if let Some(p) = &r.path {
         http_only("path", p.span(), errs);
         let v = p.get_ref();
-        if !v.starts_with('/') || v.len() > 1024 || !v.bytes().all(|b| b > b' ' && b < 0x7f) {
+        if !check_path_ok(v) {
             let msg = format!("health path must start with / and hold no space, got {v:?}");
             errs.push(ConfigError::at(p.span(), msg));
         }
@@ -199,6 +199,13 @@ pub(super) fn validate(
     hc.rise = int_in(&r.rise, i64::from(hc.rise), 1..100, "health rise", errs) as u32;
     hc.fall = int_in(&r.fall, i64::from(hc.fall), 1..100, "health fall", errs) as u32;
     hc
+}
+
+/// A path a check's request line can carry as it is: `/` first, at most 1,024 bytes,
+/// visible ASCII only (no space, CR, LF, DEL or byte past ASCII). The one rule for a
+/// path from the file and from Marathon (an app's check, a label's `option httpchk`).
+pub fn check_path_ok(v: &str) -> bool {
+    v.starts_with('/') && v.len() <= 1024 && v.bytes().all(|b| b > b' ' && b < 0x7f)
 }
 
 /// `"200"` or `"200-399"`, statuses 100 to 599, low first.

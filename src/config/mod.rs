@@ -11,7 +11,7 @@ mod proxy;
 mod routes;
 mod tls;
 
-pub use health::{parse_expect, CheckKind, HealthCheck};
+pub use health::{check_path_ok, parse_expect, CheckKind, HealthCheck};
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 pub use proxy::{AcceptProxy, Cidr, SendProxy, ServiceProxy};

@@ -52,7 +52,7 @@ pub fn derive(
     let path = hc
         .get("path")
         .and_then(Value::as_str)
-        .filter(|p| p.starts_with('/') && !p.bytes().any(|b| b <= b' ' || b == 0x7f))
+        .filter(|p| crate::config::check_path_ok(p))
         .unwrap_or("/");
     let mut check = HealthCheck::new(kind);
     check.path = path.to_owned();
@@ -134,8 +134,7 @@ fn backend_options(text: &str, check: &mut HealthCheck) {
             _ => {}
         }
     }
-    let path_ok = check.path.starts_with('/') && !check.path.bytes().any(|b| b <= b' ');
-    if !path_ok {
+    if !crate::config::check_path_ok(&check.path) {
         check.path = "/".into();
     }
     if !check.method.bytes().all(|b| b.is_ascii_uppercase()) || check.method.is_empty() {
@@ -238,6 +237,28 @@ mod tests {
         );
         let http = derive(&a, &Value::Null, 2, Some(10002), true).expect("port 10002");
         assert_eq!(http.kind, CheckKind::Http);
+    }
+
+    /// A path from the app or from a label that a request line cannot carry as it is
+    /// (a DEL, a byte past ASCII, a space or a CR/LF) falls back to `/`, by the file's
+    /// rule.
+    #[test]
+    fn paths_a_request_line_cannot_carry_fall_back_to_the_root() {
+        for bad in ["/a\u{7f}b", "/caf\u{e9}", "/a b", "/a\r\nX: y", "relative"] {
+            let a = app(json!([{"protocol": "HTTP", "path": bad}]));
+            let c = derive(&a, &Value::Null, 0, Some(10000), true).expect("checked");
+            assert_eq!(c.path, "/", "app path {bad:?}");
+            let labels = json!({
+                "HAPROXY_0_BACKEND_HTTP_HEALTHCHECK_OPTIONS": format!("  option httpchk GET {bad}\n")
+            });
+            let a = app(json!([{"protocol": "HTTP", "path": "/ok"}]));
+            let c = derive(&a, &labels, 0, Some(10000), true).expect("checked");
+            assert!(
+                crate::config::check_path_ok(&c.path),
+                "label path {bad:?}: {:?}",
+                c.path
+            );
+        }
     }
 
     #[test]
