@@ -25,6 +25,7 @@ both_io!(
     checks_send_the_proxy_header_a_send_proxy_backend_expects,
     maint_and_drain_by_hand_take_an_http_backend_out_until_ready,
     maint_and_drain_by_hand_take_an_l4_backend_out_until_ready,
+    broken_check_answers_are_told_as_haproxy_tells_them,
 );
 
 const CHECK_PATH: &str = "/health";
@@ -673,4 +674,75 @@ fn by_hand(io: &str, mode: &str) {
     assert!(a.clients() > served, "a still in rotation");
     assert_eq!(server_field(admin, "web", a.addr(), "status"), "UP");
     assert_eq!(clients.stop(), 0, "no client request failed");
+}
+
+/// A backend that reads a check's request and answers it as `how` says.
+fn answering(how: &'static str) -> Backend {
+    Backend::spawn(move |mut c| {
+        let mut req = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => req.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let reset = |c: TcpStream| {
+            socket2::SockRef::from(&c)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        };
+        match how {
+            "status line, FIN" => {
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nA: b\r\n");
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = c.read(&mut chunk);
+            }
+            "status line, reset" => {
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\n");
+                reset(c);
+            }
+            "reset" => reset(c),
+            "1 MiB of headers" => {
+                let big = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; 1 << 20]].concat();
+                let _ = c.write_all(&big);
+                let _ = c.write_all(b"\r\n\r\n");
+            }
+            _ => {
+                let _ = c.write_all(b"HTTP/1.0 200 OK\nA: b\n\n");
+            }
+        }
+    })
+}
+
+/// What a check makes of broken answers, as HAProxy 2.6's `option httpchk` does: the
+/// check passes on a whole response head only — a status line cut by a FIN, or a head
+/// past 16 KiB, is an invalid response (L7RSP); a reset once connected is a socket
+/// error (SOCKERR), with or without part of a response before it; a whole head with
+/// bare LFs from an HTTP/1.0 server that closes is good.
+fn broken_check_answers_are_told_as_haproxy_tells_them(io: &str) {
+    let cases = [
+        ("status line, FIN", "DOWN", "L7RSP"),
+        ("status line, reset", "DOWN", "SOCKERR"),
+        ("reset", "DOWN", "SOCKERR"),
+        ("1 MiB of headers", "DOWN", "L7RSP"),
+        ("HTTP/1.0 with LFs", "UP", "L7OK"),
+    ];
+    let backends: Vec<Backend> = cases.iter().map(|(how, _, _)| answering(how)).collect();
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let health = "[service.health]\nkind = \"http\"\ninterval_ms = 200\nfall = 2\n";
+    let lb = Sluice::start(&config(io, "http", &addrs, health));
+    let admin = lb.admin();
+    for ((how, status, check), addr) in cases.iter().zip(&addrs) {
+        let got = wait_for(&format!("{how}: {status} {check}"), || {
+            let now = (
+                server_field(admin, "web", *addr, "status"),
+                server_field(admin, "web", *addr, "check_status"),
+            );
+            (now.0 == *status && now.1 == *check).then_some(now)
+        });
+        assert_eq!(got, (status.to_string(), check.to_string()), "{how}");
+    }
+    let ok = addrs[cases.len() - 1];
+    assert_eq!(server_field(admin, "web", ok, "chkfail"), "0");
 }

@@ -668,7 +668,58 @@ fn a_fin_behind_the_header_is_kept(io: &str) {
     }
 }
 
+/// Clients that send part of a header and reset, most of them before sluice accepted
+/// them (an HTTP listener accepts only once bytes arrived): each is counted by what it
+/// did, from the address it connected from, whichever reactor accepted it — `closed`
+/// from a trusted source, `untrusted` from another — and none reaches a backend.
+fn a_client_reset_before_its_accept_keeps_its_address(io: &str) {
+    let (backend, _seen) = proxy_backend();
+    let service = |name: &str, mode: &str, trusted: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nmode = \"{mode}\"\nlisten = \"127.0.0.1:0\"\n\
+             accept_proxy = true\nproxy_trusted = [\"{trusted}\"]\nbackends = [\"{}\"]\n",
+            backend.addr
+        )
+    };
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{}{}{}{}",
+        server(io, ""),
+        service("web", "http", "127.0.0.0/8"),
+        service("strict", "http", "10.0.0.0/8"),
+        service("db", "tcp", "127.0.0.0/8"),
+        service("dbstrict", "tcp", "10.0.0.0/8"),
+    );
+    let sluice = Sluice::start(&cfg);
+    let admin = sluice.admin();
+    const EACH: usize = 20;
+    for name in ["web", "strict", "db", "dbstrict"] {
+        for _ in 0..EACH {
+            let c = socket2::Socket::from(connect(sluice.addr(name)));
+            c.send(b"PROXY TCP4 192.0.2.1").unwrap();
+            c.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+    }
+    let count = |reason: &str| {
+        let labels = format!("reason=\"{reason}\"");
+        metric_where(admin, "sluice_proxy_protocol_errors_total", &labels) as usize
+    };
+    wait_for("every reset counted", || {
+        (count("closed") + count("untrusted") >= 4 * EACH).then_some(())
+    });
+    assert_eq!(
+        (count("closed"), count("untrusted")),
+        (2 * EACH, 2 * EACH),
+        "reset clients counted by their own address"
+    );
+    assert_eq!(
+        backend.accepted(),
+        0,
+        "no backend connection for a reset client"
+    );
+}
+
 both_io!(
+    a_client_reset_before_its_accept_keeps_its_address,
     a_fin_behind_the_header_is_kept,
     source_hash_follows_the_header,
     haproxy_in_front_of_http,

@@ -6,7 +6,7 @@
 //!   admin port shows.
 //! - `checker.rs`: the health thread — one mio loop probing every checked address on
 //!   its own phase, the one place a state changes and is logged.
-//! - `probe.rs`: one check in flight (TCP connect; HTTP request and status line).
+//! - `probe.rs`: one check in flight (TCP connect; HTTP request and response head).
 //! - `ramp.rs`: slow start's steps, for the control thread's table rebuilds.
 
 mod checker;
@@ -15,5 +15,5 @@ pub mod ramp;
 mod state;
 
 pub use checker::{spawn, RampNotify};
-pub use probe::{status_line, StatusLine};
+pub use probe::{response_head, Head};
 pub use state::{Admin, CheckResult, CheckStatus, Health, Look, Passive, Record, State};

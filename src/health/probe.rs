@@ -1,5 +1,5 @@
 //! One check in flight: a non-blocking connect and, for HTTP, one request and the
-//! status line of its response. Driven by the health thread's mio loop; the response
+//! head of its response. Driven by the health thread's mio loop; the response
 //! parsing is pure.
 
 use super::state::{CheckResult, CheckStatus};
@@ -7,8 +7,10 @@ use crate::config::{CheckKind, HealthCheck, SendProxy};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 
-/// The most bytes read looking for the status line.
+/// The longest status line.
 const STATUS_LINE_MAX: usize = 1024;
+/// The most bytes read looking for the end of the response head (HAProxy's buffer).
+pub const HEAD_MAX: usize = 16 * 1024;
 
 /// What an address is checked with: the check and the bytes it sends once connected
 /// (a PROXY header, an HTTP request; a TCP check without PROXY sends none).
@@ -50,41 +52,54 @@ impl Spec {
     }
 }
 
-/// The status line so far.
+/// The response head so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusLine {
+pub enum Head {
     Incomplete,
+    /// A whole head (status line, headers, the empty line), and its status.
     Code(u16),
     Invalid,
 }
 
-/// The status code of `buf`'s first line (`HTTP/1.x NNN ...`).
-pub fn status_line(buf: &[u8]) -> StatusLine {
+/// The status of the response head at the start of `buf`: its first line must be
+/// `HTTP/1.x NNN ...` (else `Invalid` as soon as that is plain), and the check passes
+/// or fails on the status only once the head is whole — a response cut after its
+/// status line is not one a client could use (HAProxy decides so too). A head that
+/// does not end within [`HEAD_MAX`] bytes is `Invalid`, as HAProxy's does past its
+/// buffer.
+pub fn response_head(buf: &[u8]) -> Head {
     let Some(end) = buf.iter().position(|&b| b == b'\n') else {
         return if buf.len() >= STATUS_LINE_MAX || !b"HTTP/1.".starts_with(&buf[..buf.len().min(7)])
         {
-            StatusLine::Invalid
+            Head::Invalid
         } else {
-            StatusLine::Incomplete
+            Head::Incomplete
         };
     };
     let line = &buf[..end];
     let ok = line.len() >= 12
+        && line.len() < STATUS_LINE_MAX
         && line.starts_with(b"HTTP/1.")
         && line[7].is_ascii_digit()
         && line[8] == b' '
         && line[9..12].iter().all(u8::is_ascii_digit)
         && line.get(12).map_or(true, |&b| b == b' ' || b == b'\r');
     if !ok {
-        return StatusLine::Invalid;
+        return Head::Invalid;
     }
     let code = line[9..12]
         .iter()
         .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-    if (100..=599).contains(&code) {
-        StatusLine::Code(code)
-    } else {
-        StatusLine::Invalid
+    if !(100..=599).contains(&code) {
+        return Head::Invalid;
+    }
+    // The empty line that ends the head: CRLF, or a bare LF as HTTP parsers accept.
+    let rest = &buf[end..];
+    let whole = rest.windows(3).any(|w| w == b"\n\r\n") || rest.windows(2).any(|w| w == b"\n\n");
+    match (whole, buf.len() >= HEAD_MAX) {
+        (true, _) => Head::Code(code),
+        (false, true) => Head::Invalid,
+        (false, false) => Head::Incomplete,
     }
 }
 
@@ -142,30 +157,32 @@ impl Probe {
                 Err(_) => return result(CheckStatus::L4CON, None),
             }
         }
-        let tcp = spec.check.kind == CheckKind::Tcp;
+        // Connected: a failure to send or receive from here on is a socket error (a
+        // reset, most often), as HAProxy reports it, not a connect failure nor a
+        // response.
         while self.sent < spec.request.len() {
             match self.stream.write(&spec.request[self.sent..]) {
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) if tcp => return result(CheckStatus::L4CON, None),
-                Err(_) => return result(CheckStatus::L7RSP, None),
+                Err(_) => return result(CheckStatus::SOCKERR, None),
             }
         }
-        if tcp {
+        if spec.check.kind == CheckKind::Tcp {
             return result(CheckStatus::L4OK, None);
         }
-        let mut chunk = [0u8; 512];
+        let mut chunk = [0u8; 4096];
         loop {
             match self.stream.read(&mut chunk) {
+                // The end of the stream before a whole head.
                 Ok(0) => return result(CheckStatus::L7RSP, None),
                 Ok(n) => {
-                    let room = STATUS_LINE_MAX.saturating_sub(self.buf.len());
+                    let room = HEAD_MAX.saturating_sub(self.buf.len());
                     self.buf.extend_from_slice(&chunk[..n.min(room)]);
-                    match status_line(&self.buf) {
-                        StatusLine::Incomplete => {}
-                        StatusLine::Invalid => return result(CheckStatus::L7RSP, None),
-                        StatusLine::Code(c) => {
+                    match response_head(&self.buf) {
+                        Head::Incomplete => {}
+                        Head::Invalid => return result(CheckStatus::L7RSP, None),
+                        Head::Code(c) => {
                             let (lo, hi) = spec.check.expect;
                             let status = if (lo..=hi).contains(&c) {
                                 CheckStatus::L7OK
@@ -178,7 +195,7 @@ impl Probe {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return result(CheckStatus::L7RSP, None),
+                Err(_) => return result(CheckStatus::SOCKERR, None),
             }
         }
     }
@@ -202,21 +219,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_lines() {
-        assert_eq!(status_line(b"HTTP/1.1 200 OK\r\n"), StatusLine::Code(200));
-        assert_eq!(status_line(b"HTTP/1.0 503\r\n"), StatusLine::Code(503));
+    fn response_heads() {
+        let code = |c| Head::Code(c);
+        assert_eq!(response_head(b"HTTP/1.1 200 OK\r\n\r\n"), code(200));
         assert_eq!(
-            status_line(b"HTTP/1.1 204 No Content\n"),
-            StatusLine::Code(204)
+            response_head(b"HTTP/1.0 503\r\nA: b\r\n\r\nbody"),
+            code(503)
         );
-        assert_eq!(status_line(b"HTTP/1.1 20"), StatusLine::Incomplete);
-        assert_eq!(status_line(b"HTT"), StatusLine::Incomplete);
-        assert_eq!(status_line(b"SSH-2.0-OpenSSH"), StatusLine::Invalid);
-        assert_eq!(status_line(b"HTTP/1.1 2000 OK\r\n"), StatusLine::Invalid);
-        assert_eq!(status_line(b"HTTP/1.1 099 x\r\n"), StatusLine::Invalid);
-        assert_eq!(status_line(&[b'H'; 10]), StatusLine::Invalid);
+        assert_eq!(response_head(b"HTTP/1.1 204 No Content\n\n"), code(204));
+        assert_eq!(response_head(b"HTTP/1.1 200 OK\nA: b\n\n"), code(200));
+        // A status line alone, or with headers but no empty line, is not a response yet.
+        assert_eq!(response_head(b"HTTP/1.1 200 OK\r\n"), Head::Incomplete);
+        assert_eq!(
+            response_head(b"HTTP/1.1 200 OK\r\nA: b\r\n"),
+            Head::Incomplete
+        );
+        assert_eq!(response_head(b"HTTP/1.1 20"), Head::Incomplete);
+        assert_eq!(response_head(b"HTT"), Head::Incomplete);
+        assert_eq!(response_head(b"SSH-2.0-OpenSSH"), Head::Invalid);
+        // An invalid status line is told at once, without waiting for the head's end.
+        assert_eq!(response_head(b"HTTP/1.1 2000 OK\r\n"), Head::Invalid);
+        assert_eq!(response_head(b"HTTP/1.1 099 x\r\n"), Head::Invalid);
+        assert_eq!(response_head(b"\x00\xffgarbage\r\n\r\n"), Head::Invalid);
+        assert_eq!(response_head(&[b'H'; 10]), Head::Invalid);
         let long = [b"HTTP/1.1 ".as_slice(), &[b'2'; 2000]].concat();
-        assert_eq!(status_line(&long), StatusLine::Invalid);
+        assert_eq!(response_head(&long), Head::Invalid);
+        // Headers that do not end within the bound.
+        let big = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; HEAD_MAX]].concat();
+        assert_eq!(response_head(&big[..HEAD_MAX - 1]), Head::Incomplete);
+        assert_eq!(response_head(&big[..HEAD_MAX]), Head::Invalid);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! socket2 does what it can (linger, receiving into uninitialised memory, quick ack)
 //! and mio makes the pipes; what is left here needs `unsafe`: `F_SETPIPE_SZ`,
-//! `splice(2)`, `setsockopt` for `TCP_DEFER_ACCEPT` and `IP_BIND_ADDRESS_NO_PORT`, the
-//! length of a `Vec` the kernel filled, and the descriptor limit (`RLIMIT_NOFILE`).
+//! `splice(2)`, `setsockopt` for `TCP_DEFER_ACCEPT` and `IP_BIND_ADDRESS_NO_PORT`,
+//! `SO_PEERNAME` (an accepted client's address, even once it reset), the length of a
+//! `Vec` the kernel filled, and the descriptor limit (`RLIMIT_NOFILE`).
 #![allow(unsafe_code)]
 
 use socket2::SockRef;
@@ -119,6 +120,33 @@ pub fn tcp_defer_accept(sock: &impl AsFd) -> io::Result<libc::c_int> {
     } else {
         Ok(value)
     }
+}
+
+/// The address of the client on an accepted socket, asked as accept(2) asks it
+/// (`SO_PEERNAME`): unlike getpeername(2), it still answers once the client reset, so
+/// an accept that did not ask for the address (io_uring's multishot accept) learns the
+/// same one epoll's accept returns. `v6`: the listening socket's family.
+pub fn accepted_peer(sock: &impl AsFd, v6: bool) -> Option<std::net::SocketAddr> {
+    let fd = sock.as_fd().as_raw_fd();
+    // The kernel refuses a buffer longer than the address: exactly the family's size.
+    let size = match v6 {
+        true => std::mem::size_of::<libc::sockaddr_in6>(),
+        false => std::mem::size_of::<libc::sockaddr_in>(),
+    };
+    // SAFETY: `storage` is a writable `sockaddr_storage` and `len` (set to `size`, which
+    // is no more than its size) bounds what the kernel writes into it.
+    let (_, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            *len = size as libc::socklen_t;
+            let rc = libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERNAME, storage.cast(), len);
+            match rc {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        })
+    }
+    .ok()?;
+    addr.as_socket()
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: bind to a source address now, choose the port at connect

@@ -242,6 +242,28 @@ mod tests {
         assert_eq!(http.kind, CheckKind::Http);
     }
 
+    /// A path from the app or from a label that a request line cannot carry as it is
+    /// (a DEL, a byte past ASCII, a space or a CR/LF) falls back to `/`, by the file's
+    /// rule.
+    #[test]
+    fn paths_a_request_line_cannot_carry_fall_back_to_the_root() {
+        for bad in ["/a\u{7f}b", "/caf\u{e9}", "/a b", "/a\r\nX: y", "relative"] {
+            let a = app(json!([{"protocol": "HTTP", "path": bad}]));
+            let c = derive(&a, &Value::Null, 0, Some(10000), true).expect("checked");
+            assert_eq!(c.path, "/", "app path {bad:?}");
+            let labels = json!({
+                "HAPROXY_0_BACKEND_HTTP_HEALTHCHECK_OPTIONS": format!("  option httpchk GET {bad}\n")
+            });
+            let a = app(json!([{"protocol": "HTTP", "path": "/ok"}]));
+            let c = derive(&a, &labels, 0, Some(10000), true).expect("checked");
+            assert!(
+                crate::config::is_check_path(&c.path),
+                "label path {bad:?}: {:?}",
+                c.path
+            );
+        }
+    }
+
     #[test]
     fn marathon_lb_labels_override_in_haproxys_words() {
         let a = app(

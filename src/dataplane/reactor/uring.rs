@@ -189,11 +189,13 @@ impl Uring {
         match c.take_accepted() {
             Some(fd) if !retired => {
                 let sock = Socket::from(fd);
-                // A client reset before its address was asked has none any more; epoll's
-                // accept returns it with the socket. Reported all the same, under the
-                // unspecified address, so that both reactors count the accept and the
-                // reset that the first read meets.
-                let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+                // Asked as epoll's accept asks it, so that a client reset before its
+                // address was asked is still named (a PROXY listener's trust, a source
+                // hash, the log see the same address under both reactors). Should even
+                // that fail, it is reported all the same, under the unspecified address,
+                // so that both reactors count the accept and the reset the first read
+                // meets.
+                let peer = sys::accepted_peer(&sock, listening_v6(&sock));
                 let peer = peer.unwrap_or_else(|| unknown_peer(&sock));
                 let sock = self.adopt(sock);
                 out.push(Event::Accepted {
@@ -325,15 +327,18 @@ impl Uring {
     }
 }
 
-/// The address of a client gone before it could be asked: unspecified, in the
-/// listening socket's family.
-fn unknown_peer(sock: &Socket) -> SocketAddr {
-    let v6 = sock
-        .local_addr()
+/// Whether an accepted socket is IPv6 (its listener's family).
+fn listening_v6(sock: &Socket) -> bool {
+    sock.local_addr()
         .ok()
         .and_then(|a| a.as_socket())
-        .is_some_and(|a| a.is_ipv6());
-    match v6 {
+        .is_some_and(|a| a.is_ipv6())
+}
+
+/// The address of a client the kernel no longer names: unspecified, in the
+/// listening socket's family.
+fn unknown_peer(sock: &Socket) -> SocketAddr {
+    match listening_v6(sock) {
         true => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         false => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
     }
