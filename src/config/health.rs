@@ -294,4 +294,43 @@ mod tests {
             assert!(errs[0].message.contains(message), "{health}: {errs:?}");
         }
     }
+
+    /// `[service.health]` written before its `[[service]]`, or as `[[service.health]]`:
+    /// TOML reads them as something else ("duplicate key", "unknown variant `kind`"),
+    /// so the error names the table and says where it goes.
+    #[test]
+    fn a_misplaced_health_table_is_named() {
+        let service = "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
+                       backends = [\"127.0.0.1:9\"]\n";
+        let cases = [
+            (
+                format!("[server]\n\n [service.health]\nkind = \"tcp\"\n{service}"),
+                3,
+                2,
+                "[service.health] belongs to the [[service]] above it",
+            ),
+            (
+                "[ service . health ]\nkind = \"tcp\"\n".to_string(),
+                1,
+                1,
+                "[service.health] belongs to the [[service]] above it",
+            ),
+            (
+                format!("{service}[[service.health]]\nkind = \"tcp\"\n"),
+                5,
+                1,
+                "[[service.health]] is an array of tables",
+            ),
+        ];
+        for (text, line, column, message) in cases {
+            let errs = parse(&text).expect_err(&text);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            let at = errs[0].locate(&text);
+            assert_eq!((at.line, at.column), (line, column), "{text}: {errs:?}");
+            assert!(errs[0].message.starts_with(message), "{text}: {errs:?}");
+        }
+        // After its service, the same table is what it should be.
+        let text = format!("{service}[service.health]\nkind = \"tcp\"\n");
+        assert!(parse(&text).expect("valid").services[0].health.is_some());
+    }
 }
