@@ -111,7 +111,8 @@ pub(super) struct RawHealth {
     method: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
     host: Option<Spanned<String>>,
-    expect: Option<Spanned<String>>,
+    /// A string (`"200-399"`, `"200"`) or a bare status (`200`).
+    expect: Option<Spanned<toml::Value>>,
     interval_ms: Option<Spanned<i64>>,
     timeout_ms: Option<Spanned<i64>>,
     rise: Option<Spanned<i64>>,
@@ -173,11 +174,16 @@ pub(super) fn validate(
     }
     if let Some(e) = &r.expect {
         http_only("expect", e.span(), errs);
-        match parse_expect(e.get_ref()) {
+        let text = match e.get_ref() {
+            toml::Value::String(v) => Some(v.clone()),
+            toml::Value::Integer(n) => Some(n.to_string()),
+            _ => None,
+        };
+        match text.as_deref().and_then(parse_expect) {
             Some(range) => hc.expect = range,
             None => {
                 let msg = format!(
-                    "health expect must be a status or a range like \"200-399\" (100 to 599), got {:?}",
+                    "health expect must be a status or a range like \"200-399\" (100 to 599), got {}",
                     e.get_ref()
                 );
                 errs.push(ConfigError::at(e.span(), msg));
@@ -241,6 +247,14 @@ mod tests {
         assert_eq!(h.slowstart_ms, 0);
     }
 
+    /// `expect = 200`, a bare status as HAProxy's `http-check expect status 200` reads:
+    /// the same as `expect = "200"`.
+    #[test]
+    fn expect_may_be_a_bare_status() {
+        let cfg = parse(&with_health("kind = \"http\"\nexpect = 204\n")).expect("valid");
+        assert_eq!(cfg.services[0].health.as_ref().unwrap().expect, (204, 204));
+    }
+
     #[test]
     fn the_effective_config_parses_back_to_the_same_check() {
         let cfg = parse(&with_health(
@@ -283,6 +297,8 @@ mod tests {
                 "health method",
             ),
             ("interval_ms = 10\n", 8, 15, "between 100 and"),
+            ("kind = \"http\"\nexpect = 600\n", 9, 10, "got 600"),
+            ("kind = \"http\"\nexpect = true\n", 9, 10, "got true"),
             ("fall = 0\n", 8, 8, "health fall must be between 1"),
             ("colour = 1\n", 8, 1, "unknown field `colour`"),
         ];
