@@ -26,6 +26,7 @@ both_io!(
     maint_and_drain_by_hand_take_an_http_backend_out_until_ready,
     maint_and_drain_by_hand_take_an_l4_backend_out_until_ready,
     broken_check_answers_are_told_as_haproxy_tells_them,
+    a_backend_failing_from_the_start_is_down_at_its_first_failed_check,
 );
 
 const CHECK_PATH: &str = "/health";
@@ -428,7 +429,9 @@ fn a_hung_backend_is_found_by_the_check_timeout(io: &str) {
         server_field(admin, "web", hung.addr(), "check_status"),
         "L7TOUT"
     );
-    assert!(hung.checks() >= 2, "two checks timed out");
+    // Hung from the start: DOWN at its first timed-out check, as HAProxy's.
+    assert!(hung.checks() >= 1, "a check timed out");
+    assert_eq!(server_field(admin, "web", hung.addr(), "chkfail"), "1");
     assert_eq!(hung.clients(), 0, "found without a client request");
     for _ in 0..10 {
         assert_eq!(request(web), Some((200, "a".to_owned())));
@@ -463,6 +466,42 @@ fn every_backend_down_http_answers_503_and_tcp_refuses(io: &str) {
         }
         assert_eq!(only.clients(), 0, "{mode}: no request reached the backend");
     }
+}
+
+/// As HAProxy starts a checked server (UP, "going down": `check_health` = rise), a
+/// backend failing from the start is DOWN at its first failed check, not after `fall`,
+/// and the log says how many checks it took; one that passes is fully UP.
+fn a_backend_failing_from_the_start_is_down_at_its_first_failed_check(io: &str) {
+    let bad = Checked::start("127.0.0.1", "bad", false);
+    bad.answer_checks_with(500);
+    let good = Checked::start("127.0.0.1", "good", false);
+    let lb = Sluice::start(&config(
+        io,
+        "http",
+        &[bad.addr(), good.addr()],
+        &health_table(""),
+    ));
+    let admin = lb.admin();
+    wait_status(admin, "web", bad.addr(), "DOWN");
+    let field = |c: &Checked, col: &str| server_field(admin, "web", c.addr(), col);
+    assert_eq!(field(&bad, "chkfail"), "1", "one failed check while UP");
+    assert_eq!(field(&bad, "chkdown"), "1");
+    assert_eq!(field(&bad, "check_health"), "0");
+    assert_eq!(changes(&lb, bad.addr(), "UP → DOWN"), 1);
+    let said = lb.count_log(|l| {
+        l.contains(&bad.addr().to_string()) && l.contains("1 check failed, last L7STS")
+    });
+    assert_eq!(said, 1, "the log line counts the one check");
+    wait_for("the good backend checked", || {
+        (field(&good, "check_status") == "L7OK").then_some(())
+    });
+    assert_eq!(field(&good, "status"), "UP");
+    assert_eq!(
+        field(&good, "check_health"),
+        "4",
+        "rise + fall - 1: fully UP"
+    );
+    assert_eq!(changes(&lb, good.addr(), "UP → DOWN"), 0);
 }
 
 /// An app's Marathon HTTP health check, with Marathon-LB's labels speeding it up,
@@ -522,7 +561,9 @@ fn marathon_health_checks_are_derived_and_run(io: &str) {
         (server_field(admin, &px, good.addr(), "check_status") == "L7OK").then_some(())
     });
     assert_eq!(server_field(admin, &px, good.addr(), "status"), "UP");
-    assert!(good.checks() >= 1 && bad.checks() >= 2);
+    // Failing from the start: DOWN at its first failed check, as HAProxy's.
+    assert!(good.checks() >= 1 && bad.checks() >= 1);
+    assert_eq!(server_field(admin, &px, bad.addr(), "chkfail"), "1");
     let svc: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     for _ in 0..6 {
         assert_eq!(request(svc), Some((200, "good".to_owned())));

@@ -86,7 +86,8 @@ backends = [\"127.0.0.1:9001\"]
             "FILE:13:32: prefix length must be 0 to 32, got \"10.0.0.0/33\"",
             "FILE:13:47: proxy_trusted entries are CIDRs (10.0.0.0/8, 2001:db8::/32) or \
              addresses, got \"nope\"",
-            "FILE:14:14: send_proxy must be \"v1\" or \"v2\", got \"v3\"",
+            "FILE:14:14: send_proxy must be \"v1\" (HAProxy's send-proxy) or \"v2\" \
+             (send-proxy-v2), got \"v3\"",
             "FILE:21:16: accept_proxy needs listen: a service without one is reached through \
              [http] or [https] listen, whose accept_proxy applies",
             "FILE:28:17: proxy_trusted needs accept_proxy = true",

@@ -111,7 +111,8 @@ pub(super) struct RawHealth {
     method: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
     host: Option<Spanned<String>>,
-    expect: Option<Spanned<String>>,
+    /// A string (`"200-399"`, `"200"`) or a bare status (`200`).
+    expect: Option<Spanned<toml::Value>>,
     interval_ms: Option<Spanned<i64>>,
     timeout_ms: Option<Spanned<i64>>,
     rise: Option<Spanned<i64>>,
@@ -187,11 +188,16 @@ pub(super) fn validate(
     }
     if let Some(e) = &r.expect {
         http_only("expect", e.span(), errs);
-        match parse_expect(e.get_ref()) {
+        let text = match e.get_ref() {
+            toml::Value::String(v) => Some(v.clone()),
+            toml::Value::Integer(n) => Some(n.to_string()),
+            _ => None,
+        };
+        match text.as_deref().and_then(parse_expect) {
             Some(range) => hc.expect = range,
             None => {
                 let msg = format!(
-                    "health expect must be a status or a range like \"200-399\" (100 to 599), got {:?}",
+                    "health expect must be a status or a range like \"200-399\" (100 to 599), got {}",
                     e.get_ref()
                 );
                 errs.push(ConfigError::at(e.span(), msg));
@@ -255,6 +261,14 @@ mod tests {
         assert_eq!(h.slowstart_ms, 0);
     }
 
+    /// `expect = 200`, a bare status as HAProxy's `http-check expect status 200` reads:
+    /// the same as `expect = "200"`.
+    #[test]
+    fn expect_may_be_a_bare_status() {
+        let cfg = parse(&with_health("kind = \"http\"\nexpect = 204\n")).expect("valid");
+        assert_eq!(cfg.services[0].health.as_ref().unwrap().expect, (204, 204));
+    }
+
     #[test]
     fn the_effective_config_parses_back_to_the_same_check() {
         let cfg = parse(&with_health(
@@ -297,6 +311,8 @@ mod tests {
                 "health method",
             ),
             ("interval_ms = 10\n", 8, 15, "between 100 and"),
+            ("kind = \"http\"\nexpect = 600\n", 9, 10, "got 600"),
+            ("kind = \"http\"\nexpect = true\n", 9, 10, "got true"),
             ("fall = 0\n", 8, 8, "health fall must be between 1"),
             ("colour = 1\n", 8, 1, "unknown field `colour`"),
         ];
@@ -307,5 +323,44 @@ mod tests {
             assert_eq!((at.line, at.column), (line, column), "{health}: {errs:?}");
             assert!(errs[0].message.contains(message), "{health}: {errs:?}");
         }
+    }
+
+    /// `[service.health]` written before its `[[service]]`, or as `[[service.health]]`:
+    /// TOML reads them as something else ("duplicate key", "unknown variant `kind`"),
+    /// so the error names the table and says where it goes.
+    #[test]
+    fn a_misplaced_health_table_is_named() {
+        let service = "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\n\
+                       backends = [\"127.0.0.1:9\"]\n";
+        let cases = [
+            (
+                format!("[server]\n\n [service.health]\nkind = \"tcp\"\n{service}"),
+                3,
+                2,
+                "[service.health] belongs to the [[service]] above it",
+            ),
+            (
+                "[ service . health ]\nkind = \"tcp\"\n".to_string(),
+                1,
+                1,
+                "[service.health] belongs to the [[service]] above it",
+            ),
+            (
+                format!("{service}[[service.health]]\nkind = \"tcp\"\n"),
+                5,
+                1,
+                "[[service.health]] is an array of tables",
+            ),
+        ];
+        for (text, line, column, message) in cases {
+            let errs = parse(&text).expect_err(&text);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            let at = errs[0].locate(&text);
+            assert_eq!((at.line, at.column), (line, column), "{text}: {errs:?}");
+            assert!(errs[0].message.starts_with(message), "{text}: {errs:?}");
+        }
+        // After its service, the same table is what it should be.
+        let text = format!("{service}[service.health]\nkind = \"tcp\"\n");
+        assert!(parse(&text).expect("valid").services[0].health.is_some());
     }
 }

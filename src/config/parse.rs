@@ -108,14 +108,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 /// mistakes (an admin port reachable from other hosts, a short token).
 pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        if let Some(span) = single_table(text, "service") {
-            // serde's "invalid type: map, expected a sequence" at 1:1 does not say it.
-            return vec![ConfigError {
-                span: Some(span),
-                message: "[service] is one table: each service is an entry of an array of \
-                          tables, written [[service]]"
-                    .into(),
-            }];
+        if let Some(hint) = misplaced_table(text) {
+            return vec![hint];
         }
         vec![ConfigError {
             span: e.span(),
@@ -128,8 +122,52 @@ pub fn parse_with_warnings(text: &str) -> Result<(Config, Vec<ConfigError>), Vec
     validate(raw, text)
 }
 
-/// Where `[name]` (a plain table header, not `[[name]]`) stands in `text`, if it does.
-fn single_table(text: &str, name: &str) -> Option<Range<usize>> {
+/// A table header written where TOML reads something else than meant, which the
+/// parser reports in its own terms ("invalid type: map" at 1:1, "duplicate key" at the
+/// next `[[service]]`, "unknown variant" inside): said in the config's terms instead.
+fn misplaced_table(text: &str) -> Option<ConfigError> {
+    let heads = table_headers(text);
+    let hint = |span: &Range<usize>, message: &str| {
+        Some(ConfigError {
+            span: Some(span.clone()),
+            message: message.into(),
+        })
+    };
+    let first_service = heads
+        .iter()
+        .position(|(name, array, _)| *array && name == "service");
+    for (i, (name, array, span)) in heads.iter().enumerate() {
+        match (name.as_str(), *array) {
+            ("service", false) => {
+                return hint(
+                    span,
+                    "[service] is one table: each service is an entry of an array of \
+                     tables, written [[service]]",
+                )
+            }
+            ("service.health", true) => {
+                return hint(
+                    span,
+                    "[[service.health]] is an array of tables: a service has one check, \
+                     written [service.health] after its [[service]]",
+                )
+            }
+            (n, false) if n.starts_with("service.") && first_service.map_or(true, |f| i < f) => {
+                return hint(
+                    span,
+                    &format!("[{n}] belongs to the [[service]] above it: write it after one"),
+                )
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Every table header in `text`: its name (spaces around dots removed), whether it is
+/// `[[an array of tables]]`, and where it stands.
+fn table_headers(text: &str) -> Vec<(String, bool, Range<usize>)> {
+    let mut out = Vec::new();
     let mut at = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim();
@@ -138,13 +176,18 @@ fn single_table(text: &str, name: &str) -> Option<Range<usize>> {
             .and_then(|t| t.split('#').next())
             .map(str::trim_end)
             .and_then(|t| t.strip_suffix(']'));
-        if header.is_some_and(|h| !h.starts_with('[') && h.trim() == name) {
+        if let Some(h) = header {
+            let (name, array) = match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(inner) => (inner, true),
+                None => (h, false),
+            };
+            let name: Vec<&str> = name.split('.').map(str::trim).collect();
             let start = at + (line.len() - line.trim_start().len());
-            return Some(start..start + trimmed.len());
+            out.push((name.join("."), array, start..start + trimmed.len()));
         }
         at += line.len();
     }
-    None
+    out
 }
 
 /// An integer setting checked against an inclusive range.

@@ -175,17 +175,22 @@ pub(super) fn validate_accept(
     AcceptProxy { enabled, trusted }
 }
 
-/// `send_proxy = "v1" | "v2"`.
+/// `send_proxy = "v1" | "v2"`. Any other value, of any type (`true`, written as
+/// HAProxy's `send-proxy` is a flag), is refused with HAProxy's words for the two.
 pub(super) fn validate_send(
-    raw: Option<&Spanned<String>>,
+    raw: Option<&Spanned<toml::Value>>,
     errs: &mut Vec<ConfigError>,
 ) -> Option<SendProxy> {
     let v = raw?;
     match v.get_ref().as_str() {
-        "v1" => Some(SendProxy::V1),
-        "v2" => Some(SendProxy::V2),
-        other => {
-            let msg = format!("send_proxy must be \"v1\" or \"v2\", got {other:?}");
+        Some("v1") => Some(SendProxy::V1),
+        Some("v2") => Some(SendProxy::V2),
+        _ => {
+            let msg = format!(
+                "send_proxy must be \"v1\" (HAProxy's send-proxy) or \"v2\" (send-proxy-v2), \
+                 got {}",
+                v.get_ref()
+            );
             errs.push(ConfigError::at(v.span(), msg));
             None
         }
@@ -195,6 +200,30 @@ pub(super) fn validate_send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `send_proxy = true` (HAProxy's `send-proxy` is a flag) is refused in the key's
+    /// words at its value, not as serde's "invalid type: boolean".
+    #[test]
+    fn send_proxy_of_another_type_is_named() {
+        for (value, got) in [
+            ("true", "got true"),
+            ("2", "got 2"),
+            ("\"v3\"", "got \"v3\""),
+        ] {
+            let text = format!(
+                "[[service]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\n\
+                 backends = [\"127.0.0.1:9\"]\nsend_proxy = {value}\n"
+            );
+            let errs = super::super::parse(&text).expect_err(value);
+            let at = errs[0].locate(&text);
+            assert_eq!((at.line, at.column), (5, 14), "{errs:?}");
+            assert!(
+                errs[0].message.starts_with("send_proxy must be \"v1\""),
+                "{errs:?}"
+            );
+            assert!(errs[0].message.ends_with(got), "{errs:?}");
+        }
+    }
 
     #[test]
     fn cidrs() {

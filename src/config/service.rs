@@ -32,7 +32,7 @@ pub(super) struct RawService {
     health: Option<Spanned<super::health::RawHealth>>,
     accept_proxy: Option<Spanned<bool>>,
     proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
-    send_proxy: Option<Spanned<String>>,
+    send_proxy: Option<Spanned<toml::Value>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.

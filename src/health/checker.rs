@@ -46,8 +46,14 @@ struct Check {
     spec: Arc<Spec>,
     /// What the checks say: UP until `fall` fail in a row, then DOWN until `rise` pass.
     up: bool,
-    /// Checks passed (while DOWN) or failed (while UP) in a row.
+    /// Checks passed (while DOWN) or failed (while UP) in a row. A new check starts
+    /// at `fall - 1`, as HAProxy's does (UP, "going down"): a backend that fails its
+    /// first check is DOWN at once, one that passes it is fully UP.
     streak: u32,
+    /// Of `streak`, the checks that ran (not the start's head start).
+    ran: u32,
+    /// How many checks in a row made the last change of `up` (for its log line).
+    changed_after: u32,
     next_ms: u64,
     probe: Option<(Token, Probe)>,
     last: Option<CheckResult>,
@@ -195,10 +201,13 @@ impl Checker {
                     ) % s.check.interval_ms.max(1);
                     let next_ms = now + phase;
                     self.timers.push(Reverse((next_ms, addr)));
+                    let head_start = s.check.fall.saturating_sub(1);
                     w.check = Some(Check {
                         spec: Arc::new(s),
                         up: true,
-                        streak: 0,
+                        streak: head_start,
+                        ran: 0,
+                        changed_after: 0,
                         next_ms,
                         probe: None,
                         last: None,
@@ -325,12 +334,16 @@ impl Checker {
         let failed_while_up = c.up && !r.status.passed();
         if r.status.passed() == c.up {
             c.streak = 0;
+            c.ran = 0;
         } else {
             c.streak += 1;
+            c.ran += 1;
             let needed = if c.up { fall } else { rise };
             if c.streak >= needed {
                 c.up = !c.up;
+                c.changed_after = c.ran;
                 c.streak = 0;
+                c.ran = 0;
             }
         }
         c.last = Some(r);
@@ -450,16 +463,20 @@ fn socket_error() -> CheckResult {
 /// Why `w` went from `old` to `new`, in words for the log and the stats page.
 fn reason(w: &Watched, old: State, new: State, passive_before: bool) -> String {
     let last = w.check.as_ref().and_then(|c| c.last);
-    let check = |verb: &str, n: u32| match last {
-        Some(r) => match r.code {
-            Some(code) => format!(
-                "{n} checks {verb}, last {} (status {code})",
-                r.status.word()
-            ),
-            None => format!("{n} checks {verb}, last {}", r.status.word()),
-        },
-        None => format!("checks {verb}"),
+    let check = |verb: &str, n: u32| {
+        let checks = if n == 1 { "check" } else { "checks" };
+        match last {
+            Some(r) => match r.code {
+                Some(code) => format!(
+                    "{n} {checks} {verb}, last {} (status {code})",
+                    r.status.word()
+                ),
+                None => format!("{n} {checks} {verb}, last {}", r.status.word()),
+            },
+            None => format!("checks {verb}"),
+        }
     };
+    let changed_after = w.check.as_ref().map_or(0, |c| c.changed_after);
     let spec = w.check.as_ref().map(|c| &c.spec.check);
     match new {
         State::Drain if w.health.admin() == Admin::Drain => {
@@ -476,15 +493,13 @@ fn reason(w: &Watched, old: State, new: State, passive_before: bool) -> String {
             let now = if new == State::Up { "serving" } else { "down" };
             format!("{what} ended, {now}")
         }
-        State::Down if w.check.as_ref().is_some_and(|c| !c.up) => {
-            check("failed", spec.map_or(0, |s| s.fall))
-        }
+        State::Down if w.check.as_ref().is_some_and(|c| !c.up) => check("failed", changed_after),
         State::Down => match w.health.passive_cause() {
             Some(Passive::TimedOut) => "connect timed out".into(),
             _ => "connect refused".into(),
         },
         State::Up if old == State::Down => match spec {
-            Some(s) if !passive_before => check("passed", s.rise),
+            Some(_) if !passive_before => check("passed", changed_after),
             _ => "connect mark expired".into(),
         },
         State::Up => "serving again".into(),

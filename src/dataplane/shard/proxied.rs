@@ -62,6 +62,17 @@ pub(super) struct ProxyWait<S> {
     pub(super) hup: bool,
 }
 
+/// Why a connection from `peer`, outside `proxy_trusted`, is refused: `Closed` when
+/// the reactor could not read its address any more (the unspecified one), else
+/// `Untrusted`.
+fn refused_source(peer: SocketAddr) -> ProxyFailure {
+    if peer.ip().is_unspecified() {
+        ProxyFailure::Closed
+    } else {
+        ProxyFailure::Untrusted
+    }
+}
+
 /// The PROXY settings of the listener behind `front`, when it accepts the protocol.
 pub(super) fn accepts<'a>(snap: &'a Snapshot, front: &'a Front) -> Option<&'a AcceptProxy> {
     let a = match front {
@@ -73,17 +84,17 @@ pub(super) fn accepts<'a>(snap: &'a Snapshot, front: &'a Front) -> Option<&'a Ac
 }
 
 impl<R: Reactor> Shard<R> {
-    /// A source not in `proxy_trusted`: closed before it is admitted, counted.
+    /// A source not in `proxy_trusted`: closed before it is admitted, counted. A
+    /// client gone before its address could be read (a reactor reports it under the
+    /// unspecified address, which no peer has) is counted as `closed`, not as an
+    /// untrusted source: it is what a front balancer's quick connect-and-reset check
+    /// looks like.
     pub(super) fn untrusted(&mut self, sock: R::Sock, peer: SocketAddr) {
-        // A client reset in the accept queue comes without its address (see the
-        // io_uring reactor): it left before its header, as epoll's first read finds.
-        let why = if peer.ip().is_unspecified() && peer.port() == 0 {
-            ProxyFailure::Closed
-        } else {
+        let reason = refused_source(peer);
+        self.ctx.stats().proxy.failure(reason);
+        if reason == ProxyFailure::Untrusted {
             tracing::debug!(client = %peer, "PROXY header from an untrusted source: closed");
-            ProxyFailure::Untrusted
-        };
-        self.ctx.stats().proxy.failure(why);
+        }
         self.io.close(sock, false);
     }
 
@@ -248,5 +259,28 @@ impl<R: Reactor> Shard<R> {
         }
         self.keys.free(p.ckey);
         self.io.close(p.client, reset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// io_uring reports a client reset before its address was read under the
+    /// unspecified address (a front balancer's connect-and-reset check looks like
+    /// that): counted as a client that left, not as an untrusted source.
+    #[test]
+    fn a_client_gone_before_its_address_is_not_untrusted() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(refused_source(at("0.0.0.0:0")), ProxyFailure::Closed);
+        assert_eq!(refused_source(at("[::]:0")), ProxyFailure::Closed);
+        assert_eq!(
+            refused_source(at("127.0.0.1:4000")),
+            ProxyFailure::Untrusted
+        );
+        assert_eq!(
+            refused_source(at("[2001:db8::1]:4000")),
+            ProxyFailure::Untrusted
+        );
     }
 }
