@@ -190,56 +190,63 @@ impl Checker {
             w.services = services.join(",");
             w.drain = drain;
             let spec = check.map(|(c, send)| Spec::new(c, addr, send));
-            match (&mut w.check, spec) {
-                (Some(c), Some(s)) if *c.spec == s => {}
-                (Some(c), Some(s)) => c.spec = Arc::new(s),
-                (None, Some(s)) => {
-                    // A phase of its own: the first check lands anywhere in one interval.
-                    let phase = crate::balance::hash::hash_bytes(
-                        crate::balance::hash::SEED_FLOW,
-                        addr.to_string().as_bytes(),
-                    ) % s.check.interval_ms.max(1);
-                    let next_ms = now + phase;
-                    self.timers.push(Reverse((next_ms, addr)));
-                    let head_start = s.check.fall.saturating_sub(1);
-                    w.check = Some(Check {
-                        spec: Arc::new(s),
-                        up: true,
-                        streak: head_start,
-                        ran: 0,
-                        changed_after: 0,
-                        next_ms,
-                        probe: None,
-                        last: None,
-                    });
-                    w.health.update(|r| {
-                        r.checked = true;
-                        r.rise = w.check.as_ref().map_or(0, |c| c.spec.check.rise);
-                        r.fall = w.check.as_ref().map_or(0, |c| c.spec.check.fall);
-                    });
-                }
-                (Some(_), None) => {
-                    self.drop_probe(&mut w);
-                    w.check = None;
-                    w.health.update(|r| r.checked = false);
-                }
-                (None, None) => {}
-            }
-            if let Some(c) = &w.check {
-                let (rise, fall) = (c.spec.check.rise, c.spec.check.fall);
-                let health = health_counter(c, rise, fall);
-                w.health.update(|r| {
-                    r.rise = rise;
-                    r.fall = fall;
-                    r.health = health;
-                });
-            }
+            self.set_check(&mut w, addr, spec, now);
             self.watched.insert(addr, w);
         }
         for (_, mut w) in old {
             self.drop_probe(&mut w);
         }
         self.observe(now);
+    }
+
+    /// Give `w` (at `addr`) the check `spec`, or none: a new check starts on its own
+    /// phase; a changed one keeps its streak and applies from its next probe; a removed
+    /// one drops its probe.
+    fn set_check(&mut self, w: &mut Watched, addr: SocketAddr, spec: Option<Spec>, now: u64) {
+        match (&mut w.check, spec) {
+            (Some(c), Some(s)) if *c.spec == s => {}
+            (Some(c), Some(s)) => c.spec = Arc::new(s),
+            (None, Some(s)) => {
+                // A phase of its own: the first check lands anywhere in one interval.
+                let phase = crate::balance::hash::hash_bytes(
+                    crate::balance::hash::SEED_FLOW,
+                    addr.to_string().as_bytes(),
+                ) % s.check.interval_ms.max(1);
+                let next_ms = now + phase;
+                self.timers.push(Reverse((next_ms, addr)));
+                let head_start = s.check.fall.saturating_sub(1);
+                w.check = Some(Check {
+                    spec: Arc::new(s),
+                    up: true,
+                    streak: head_start,
+                    ran: 0,
+                    changed_after: 0,
+                    next_ms,
+                    probe: None,
+                    last: None,
+                });
+                w.health.update(|r| {
+                    r.checked = true;
+                    r.rise = w.check.as_ref().map_or(0, |c| c.spec.check.rise);
+                    r.fall = w.check.as_ref().map_or(0, |c| c.spec.check.fall);
+                });
+            }
+            (Some(_), None) => {
+                self.drop_probe(w);
+                w.check = None;
+                w.health.update(|r| r.checked = false);
+            }
+            (None, None) => {}
+        }
+        if let Some(c) = &w.check {
+            let (rise, fall) = (c.spec.check.rise, c.spec.check.fall);
+            let health = health_counter(c, rise, fall);
+            w.health.update(|r| {
+                r.rise = rise;
+                r.fall = fall;
+                r.health = health;
+            });
+        }
     }
 
     fn drop_probe(&mut self, w: &mut Watched) {

@@ -338,36 +338,7 @@ fn parse_v2(buf: &[u8]) -> Parsed {
     let Some(addr) = body.get(..addr_len) else {
         return Parsed::Error(Error::Malformed);
     };
-    header.addrs = match family {
-        1 => {
-            let ip = |at: usize| {
-                IpAddr::V4(Ipv4Addr::new(
-                    addr[at],
-                    addr[at + 1],
-                    addr[at + 2],
-                    addr[at + 3],
-                ))
-            };
-            let port = |at: usize| u16::from_be_bytes([addr[at], addr[at + 1]]);
-            Some((
-                SocketAddr::new(ip(0), port(8)),
-                SocketAddr::new(ip(4), port(10)),
-            ))
-        }
-        2 => {
-            let ip = |at: usize| {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(&addr[at..at + 16]);
-                IpAddr::V6(Ipv6Addr::from(o))
-            };
-            let port = |at: usize| u16::from_be_bytes([addr[at], addr[at + 1]]);
-            Some((
-                SocketAddr::new(ip(0), port(32)),
-                SocketAddr::new(ip(16), port(34)),
-            ))
-        }
-        _ => None,
-    };
+    header.addrs = v2_addresses(family, addr);
     header.tlvs_at = 16 + addr_len;
     for tlv in Tlvs::new(&buf[header.tlvs_at..total]) {
         let Some((kind, at, len)) = tlv else {
@@ -379,6 +350,40 @@ fn parse_v2(buf: &[u8]) -> Parsed {
         }
     }
     Parsed::Header(header)
+}
+
+/// The (source, destination) of a v2 address block of `family` (1 IPv4, 2 IPv6; none
+/// for UNSPEC and UNIX), `addr` being exactly the block's length for the family.
+fn v2_addresses(family: u8, addr: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
+    let port = |at: usize| u16::from_be_bytes([addr[at], addr[at + 1]]);
+    match family {
+        1 => {
+            let ip = |at: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    addr[at],
+                    addr[at + 1],
+                    addr[at + 2],
+                    addr[at + 3],
+                ))
+            };
+            Some((
+                SocketAddr::new(ip(0), port(8)),
+                SocketAddr::new(ip(4), port(10)),
+            ))
+        }
+        2 => {
+            let ip = |at: usize| {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&addr[at..at + 16]);
+                IpAddr::V6(Ipv6Addr::from(o))
+            };
+            Some((
+                SocketAddr::new(ip(0), port(32)),
+                SocketAddr::new(ip(16), port(34)),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The TLVs of a TLV area: `Some((type, offset of the value, length))` each, and one

@@ -239,55 +239,75 @@ impl<S> HttpConn<S> {
                     }
                 },
             };
-            io.attach(key);
-            // A new connection of a `send_proxy` service starts with its header.
-            let preamble = match send_proxy.filter(|_| !connected) {
-                Some(v) => super::proxied::preamble(
-                    v,
-                    self.peer,
-                    self.local,
-                    &self.client,
-                    self.tls.as_deref(),
-                    io.r,
-                ),
-                None => Vec::new(),
-            };
-            self.backend = Some(BackendSock {
-                sock,
-                key,
-                connected,
-                connect_deadline_ms: now + ctx.snapshot.server.connect_timeout_ms,
-                picked: Instant::now(),
-                proxied: send_proxy,
-                preamble,
-            });
-            if connected {
-                bc.connections.inc();
-                bc.active.inc();
-                ex.counted = true;
-            }
-            // Nothing can be read before the request is sent: wait for readiness.
-            self.ready.backend_read = false;
-            self.ready.backend_hup = false;
-            self.ready.backend_write = connected;
-            let id = ex
-                .set_cookie
-                .then(|| format!("{:016x}", ex.service.sticky_id(i)));
-            let fwd = Forward {
-                client_ip: self.peer.ip(),
-                listen_port: self.local_port,
-                https: self.tls.is_some(),
-                set_cookie: id
-                    .as_deref()
-                    .map(|id| (ex.service.config.http.sticky_cookie.as_str(), id)),
-                reused: connected,
-            };
-            if self.session.phase() == Phase::Route {
-                self.session.attach(fwd, now);
-            } else {
-                self.session.retarget(fwd.set_cookie);
-            }
+            return self.attach_backend(ctx, io, i, sock, key, connected);
+        }
+    }
+
+    /// Backend `i`'s connection (`connected` when it came from a pool) becomes the
+    /// exchange's: its PROXY header when new and the service sends one, its counters,
+    /// and the request forwarded to it.
+    fn attach_backend<R: Reactor<Sock = S>>(
+        &mut self,
+        ctx: &ShardCtx,
+        io: &mut Io<R>,
+        i: usize,
+        sock: S,
+        key: u32,
+        connected: bool,
+    ) {
+        let now = ctx.now_ms;
+        let Some(ex) = self.exchange.as_mut() else {
             return;
+        };
+        let send_proxy = ex.service.config.proxy.send;
+        let bc = ex.service.backends[i].counters.shard(ctx.id);
+        io.attach(key);
+        // A new connection of a `send_proxy` service starts with its header.
+        let preamble = match send_proxy.filter(|_| !connected) {
+            Some(v) => super::proxied::preamble(
+                v,
+                self.peer,
+                self.local,
+                &self.client,
+                self.tls.as_deref(),
+                io.r,
+            ),
+            None => Vec::new(),
+        };
+        self.backend = Some(BackendSock {
+            sock,
+            key,
+            connected,
+            connect_deadline_ms: now + ctx.snapshot.server.connect_timeout_ms,
+            picked: Instant::now(),
+            proxied: send_proxy,
+            preamble,
+        });
+        if connected {
+            bc.connections.inc();
+            bc.active.inc();
+            ex.counted = true;
+        }
+        // Nothing can be read before the request is sent: wait for readiness.
+        self.ready.backend_read = false;
+        self.ready.backend_hup = false;
+        self.ready.backend_write = connected;
+        let id = ex
+            .set_cookie
+            .then(|| format!("{:016x}", ex.service.sticky_id(i)));
+        let fwd = Forward {
+            client_ip: self.peer.ip(),
+            listen_port: self.local_port,
+            https: self.tls.is_some(),
+            set_cookie: id
+                .as_deref()
+                .map(|id| (ex.service.config.http.sticky_cookie.as_str(), id)),
+            reused: connected,
+        };
+        if self.session.phase() == Phase::Route {
+            self.session.attach(fwd, now);
+        } else {
+            self.session.retarget(fwd.set_cookie);
         }
     }
 
