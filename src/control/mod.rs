@@ -67,6 +67,11 @@ pub struct Running {
     wake_rx: Option<crossbeam::channel::Receiver<()>>,
     /// The health thread says a backend with a slow start came up.
     ramp_rx: Option<crossbeam::channel::Receiver<()>>,
+    /// The ACME thread, with `[acme]`, and what it was started with (a reload cannot
+    /// change it).
+    acme: Option<(crate::acme::Handle, config::AcmeConfig)>,
+    /// Set by the ACME thread when it wrote a certificate: built in at the next tick.
+    acme_issued: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the control thread waits for.
@@ -122,6 +127,23 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         }),
     )?;
     let control_counters = Arc::new(ControlCounters::default());
+    let acme_issued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acme = match &cfg.acme {
+        Some(a) => {
+            let flag = Arc::clone(&acme_issued);
+            let handle = crate::acme::spawn(
+                a.clone(),
+                registry.challenges(),
+                Arc::clone(&control_counters.acme),
+                Box::new(move || flag.store(true, Relaxed)),
+            )
+            .map_err(|e| anyhow::anyhow!("[acme] state_dir: {e}"))?;
+            handle.follow(config::vhost_sets(&cfg.services));
+            tracing::info!(directory = %a.directory, challenge = a.challenge.as_str(), "ACME on");
+            Some((handle, a.clone()))
+        }
+        None => None,
+    };
     let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
     let admin_addr = match cfg.admin.listen {
         Some(addr) => {
@@ -161,6 +183,8 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         wake,
         wake_rx: Some(wake_rx),
         ramp_rx: Some(ramp_rx),
+        acme,
+        acme_issued,
     })
 }
 
@@ -215,7 +239,10 @@ impl Running {
             match event {
                 ControlEvent::Signal(SIGHUP) => self.reload(),
                 ControlEvent::Tick => {
-                    if self.registry.certificates_changed() {
+                    if self.acme_issued.swap(false, Relaxed) {
+                        tracing::info!("ACME certificate written: loading it");
+                        self.apply();
+                    } else if self.registry.certificates_changed() {
                         tracing::info!("certificate files changed: loading them");
                         self.apply();
                     } else if self.registry.ramp_due(crate::snapshot::clock_ms()) {
@@ -289,6 +316,7 @@ impl Running {
             cfg.services = services;
             cfg.tls.from_marathon = t.ssl_certs();
         }
+        cfg.acme = self.acme.as_ref().map(|(_, a)| a.clone());
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
         for e in &unbound {
@@ -337,7 +365,12 @@ impl Running {
                 "changed settings keep their start-up values until restart"
             );
         }
+        let started_acme = self.acme.as_ref().map(|(_, a)| a);
+        if cfg.acme.as_ref() != started_acme {
+            tracing::warn!("[acme] changed: it keeps its start-up values until restart");
+        }
         let mut full = cfg.clone();
+        full.acme = started_acme.cloned();
         let mut left_out = 0;
         if let Some(t) = &self.marathon {
             let (services, conflicts) = merge::merge(&cfg.services, t);
@@ -349,6 +382,9 @@ impl Running {
                 let counters = &self.control_counters;
                 counters.marathon_left_out.store(left_out, Relaxed);
                 counters.unbound.store(0, Relaxed);
+                if let Some((acme, _)) = &self.acme {
+                    acme.follow(config::vhost_sets(&full.services));
+                }
                 self.file = cfg;
                 log_services(Some(&self.published.load()), &next);
                 let (generation, services) = (next.generation, next.services.len());

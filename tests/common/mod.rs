@@ -1,6 +1,7 @@
 //! Test harness: real `sluice` processes, real backends, real sockets on loopback.
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod faulty;
 pub mod http;
 pub mod marathon;

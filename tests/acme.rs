@@ -1,0 +1,258 @@
+//! ACME end to end, on both I/O backends, against a real ACME server: pebble, with
+//! pebble-challtestsrv as its DNS, validating for real against sluice's `[http]`
+//! (HTTP-01) and `[https]` (TLS-ALPN-01) listeners on loopback. Then curl, trusting
+//! pebble's root alone, checks the certificate served for the vhost.
+
+mod common;
+
+use common::acme::{curl_trusting, free_port, Pebble};
+use common::http::{raw, status, HttpServer};
+use common::*;
+use std::net::SocketAddr;
+use std::path::Path;
+
+both_io!(
+    http01_first_issuance_then_a_restart_orders_nothing,
+    tls_alpn01_first_issuance,
+    a_challenge_the_server_cannot_reach_names_the_vhost_and_the_challenge,
+    pebble_unavailable_keeps_the_certificate_and_retries_with_backoff,
+    renewal_at_two_thirds_of_the_lifetime_fails_no_request,
+);
+
+/// sluice's ports, chosen before pebble's config names them.
+struct Ports {
+    http: u16,
+    https: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports {
+            http: free_port(),
+            https: free_port(),
+        }
+    }
+
+    fn https(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.https))
+    }
+}
+
+fn config(
+    io: &str,
+    ports: &Ports,
+    pebble: &Pebble,
+    state: &Path,
+    challenge: &str,
+    backend: SocketAddr,
+) -> String {
+    server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n"
+        + &format!("[http]\nlisten = \"127.0.0.1:{}\"\n", ports.http)
+        + &format!("[https]\nlisten = \"127.0.0.1:{}\"\nacme = true\n", ports.https)
+        + &format!(
+            "[acme]\ndirectory = {:?}\ncontact = [\"mailto:ops@shop.example\"]\nstate_dir = {:?}\n\
+             challenge = \"{challenge}\"\nca_bundle = {:?}\nretry_initial_ms = 300\nretry_max_ms = 2000\n",
+            pebble.directory,
+            state.display().to_string(),
+            pebble.listener_ca.display().to_string(),
+        )
+        + &format!(
+            "[[service]]\nname = \"shop\"\nmode = \"http\"\nvhosts = [\"shop.example\"]\nbackends = [\"{backend}\"]\n"
+        )
+}
+
+fn orders(lb: &Sluice, result: &str) -> f64 {
+    metric_where(
+        lb.admin(),
+        "sluice_acme_orders_total",
+        &format!("result=\"{result}\""),
+    )
+}
+
+/// Wait until curl, trusting pebble's root alone, is served by the shop backend.
+fn trusted(root: &Path, addr: SocketAddr) {
+    wait_for("the ACME certificate to be served", || {
+        let (ok, body, _) = curl_trusting(root, addr, "shop.example");
+        (ok && body == "shop").then_some(())
+    });
+}
+
+/// HTTP-01: pebble asks sluice's `[http]` listener for the token; the certificate is
+/// obtained, written to `state_dir` (0600) and served without a restart; its expiry
+/// is on `/metrics`; a token not pending falls through to routing (404). A restart
+/// serves the certificate from `state_dir` and places no order.
+fn http01_first_issuance_then_a_restart_orders_nothing(io: &str) {
+    let ports = Ports::new();
+    let pebble = Pebble::start(ports.http, ports.https, None);
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let cfg = config(io, &ports, &pebble, state.path(), "http-01", shop.addr);
+    let lb = Sluice::start(&cfg);
+    let root = pebble.root();
+    trusted(&root, ports.https());
+    lb.wait_log("obtained", |l| {
+        l.contains("certificate obtained") && l.contains("shop.example") && l.contains("http-01")
+    });
+    assert_eq!(orders(&lb, "success"), 1.0);
+    assert_eq!(orders(&lb, "failure"), 0.0);
+    let expiry = metric_where(
+        lb.admin(),
+        "sluice_acme_certificate_expiry_seconds",
+        "names=\"shop.example\"",
+    );
+    assert!(expiry > 1.7e9, "expiry gauge: {expiry}");
+    let file = state.path().join("certs/shop.example.pem");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // A token that is not pending is routed like any path: no service has it.
+    let http = SocketAddr::from(([127, 0, 0, 1], ports.http));
+    let stray = raw(
+        http,
+        b"GET /.well-known/acme-challenge/nothing HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status(&stray), 404, "{stray}");
+    let first = std::fs::read(&file).unwrap();
+    drop(lb);
+
+    let lb = Sluice::start(&cfg);
+    trusted(&root, ports.https());
+    // The certificate due in years stays; nothing is ordered.
+    assert_eq!(orders(&lb, "success"), 0.0);
+    assert_eq!(std::fs::read(&file).unwrap(), first);
+    assert_eq!(lb.count_log(|l| l.contains("ordering")), 0);
+}
+
+/// TLS-ALPN-01: pebble connects to sluice's `[https]` listener offering only
+/// `acme-tls/1` and gets the challenge certificate; the issued one is then served.
+fn tls_alpn01_first_issuance(io: &str) {
+    let ports = Ports::new();
+    let pebble = Pebble::start(ports.http, ports.https, None);
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let lb = Sluice::start(&config(
+        io,
+        &ports,
+        &pebble,
+        state.path(),
+        "tls-alpn-01",
+        shop.addr,
+    ));
+    trusted(&pebble.root(), ports.https());
+    lb.wait_log("obtained", |l| {
+        l.contains("certificate obtained") && l.contains("tls-alpn-01")
+    });
+    assert_eq!(orders(&lb, "success"), 1.0);
+}
+
+/// pebble validates HTTP-01 on a port where nothing listens: the order fails with an
+/// error naming the vhost and the challenge, counted, and is retried (back-off).
+fn a_challenge_the_server_cannot_reach_names_the_vhost_and_the_challenge(io: &str) {
+    let ports = Ports::new();
+    let pebble = Pebble::start(free_port(), ports.https, None);
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let lb = Sluice::start(&config(
+        io,
+        &ports,
+        &pebble,
+        state.path(),
+        "http-01",
+        shop.addr,
+    ));
+    let line = lb.wait_log("the failed validation", |l| {
+        l.contains("certificate not obtained")
+    });
+    assert!(
+        line.contains("the http-01 challenge for shop.example failed"),
+        "{line}"
+    );
+    wait_for("a retry after the back-off", || {
+        (orders(&lb, "failure") >= 2.0).then_some(())
+    });
+    assert_eq!(orders(&lb, "success"), 0.0);
+    assert!(!state.path().join("certs/shop.example.pem").exists());
+}
+
+/// pebble stops while a certificate is due for renewal: every renewal fails, is
+/// counted and retried after a growing wait, and the certificate in use keeps being
+/// served (it is still valid).
+fn pebble_unavailable_keeps_the_certificate_and_retries_with_backoff(io: &str) {
+    let ports = Ports::new();
+    // Renewal due 8 s in; valid 4 s past that.
+    let mut pebble = Pebble::start(ports.http, ports.https, Some(12));
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let lb = Sluice::start(&config(
+        io,
+        &ports,
+        &pebble,
+        state.path(),
+        "http-01",
+        shop.addr,
+    ));
+    let root = pebble.root();
+    trusted(&root, ports.https());
+    let file = state.path().join("certs/shop.example.pem");
+    let issued = std::fs::read(&file).unwrap();
+    pebble.stop();
+    wait_for("renewals to fail and be retried", || {
+        (orders(&lb, "failure") >= 2.0).then_some(())
+    });
+    let line = lb.wait_log("the failure", |l| l.contains("certificate not obtained"));
+    assert!(
+        line.contains("shop.example") && line.contains("retry_in_ms"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        issued,
+        "the certificate in use stays"
+    );
+    let (ok, body, err) = curl_trusting(&root, ports.https(), "shop.example");
+    assert!(ok && body == "shop", "{err}");
+}
+
+/// Certificates valid 9 s are renewed 6 s in, while a client loops over HTTPS: every
+/// request succeeds, and after the renewal the new certificate is served.
+fn renewal_at_two_thirds_of_the_lifetime_fails_no_request(io: &str) {
+    let ports = Ports::new();
+    let pebble = Pebble::start(ports.http, ports.https, Some(9));
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let lb = Sluice::start(&config(
+        io,
+        &ports,
+        &pebble,
+        state.path(),
+        "http-01",
+        shop.addr,
+    ));
+    let root = pebble.root();
+    trusted(&root, ports.https());
+    let file = state.path().join("certs/shop.example.pem");
+    let first = std::fs::read(&file).unwrap();
+    let mut requests = 0;
+    wait_for("a renewal served", || {
+        let (ok, body, err) = curl_trusting(&root, ports.https(), "shop.example");
+        assert!(ok && body == "shop", "request {requests} failed: {err}");
+        requests += 1;
+        (orders(&lb, "success") >= 2.0 && std::fs::read(&file).unwrap() != first).then_some(())
+    });
+    lb.wait_log("the renewal", |l| l.contains("due for renewal"));
+    // The new certificate is the one served: loaded within the control thread's tick.
+    let renewed = common::tls::s_client(
+        ports.https(),
+        &[
+            "-servername",
+            "shop.example",
+            "-CAfile",
+            &root.display().to_string(),
+        ],
+        "",
+    );
+    assert!(renewed.contains("Verify return code: 0"), "{renewed}");
+    assert!(requests > 1);
+    assert_eq!(orders(&lb, "failure"), 0.0);
+}
