@@ -37,7 +37,7 @@ pub enum OrderError {
         challenge: &'static str,
         detail: String,
     },
-    #[error("{names}: the order ended {status}")]
+    #[error("{names}: the order did not become ready: {status}")]
     Order { names: String, status: String },
     #[error("{names}: the certificate request cannot be made: {reason}")]
     Csr { names: String, reason: String },
@@ -148,19 +148,26 @@ async fn run(
         challenges.set(pending.clone());
         challenge.set_ready().await.map_err(server)?;
     }
-    let status = order.poll_ready(&policy()).await.map_err(server)?;
-    if status != OrderStatus::Ready {
-        return Err(failure(&mut order, &set, kind, status).await);
+    // An order whose validation failed comes back as an error or as `invalid`: the
+    // failed challenge says which name, and why.
+    match order.poll_ready(&policy()).await {
+        Ok(OrderStatus::Ready) => {}
+        Ok(status) => {
+            let status = format!("{status:?}").to_lowercase();
+            return Err(failure(&mut order, &set, kind, status).await);
+        }
+        Err(e) => return Err(failure(&mut order, &set, kind, server(e).to_string()).await),
     }
     finalize(&mut order, names, &set).await
 }
 
-/// Why an order did not become ready: the first failed challenge, by name.
+/// Why an order did not become ready: the first failed challenge, by name; else
+/// `otherwise` (its status, or the server's error).
 async fn failure(
     order: &mut instant_acme::Order,
     set: &str,
     kind: ChallengeKind,
-    status: OrderStatus,
+    otherwise: String,
 ) -> OrderError {
     let mut authzs = order.authorizations();
     while let Some(Ok(authz)) = authzs.next().await {
@@ -180,7 +187,7 @@ async fn failure(
     }
     OrderError::Order {
         names: set.to_owned(),
-        status: format!("{status:?}").to_lowercase(),
+        status: otherwise,
     }
 }
 
