@@ -17,6 +17,7 @@ both_io!(
     a_challenge_the_server_cannot_reach_names_the_vhost_and_the_challenge,
     pebble_unavailable_keeps_the_certificate_and_retries_with_backoff,
     renewal_at_two_thirds_of_the_lifetime_fails_no_request,
+    two_hosts_sharing_state_dir_order_once_and_either_answers,
 );
 
 /// sluice's ports, chosen before pebble's config names them.
@@ -87,8 +88,14 @@ fn http01_first_issuance_then_a_restart_orders_nothing(io: &str) {
     let pebble = Pebble::start(ports.http, ports.https, None);
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let cfg = config(io, &ports, &pebble, state.path(), "http-01", shop.addr);
-    let lb = Sluice::start(&cfg);
+    let lb = Sluice::start(&config(
+        io,
+        &ports,
+        &pebble,
+        state.path(),
+        "http-01",
+        shop.addr,
+    ));
     let root = pebble.root();
     trusted(&root, ports.https());
     lb.wait_log("obtained", |l| {
@@ -116,8 +123,18 @@ fn http01_first_issuance_then_a_restart_orders_nothing(io: &str) {
     let first = std::fs::read(&file).unwrap();
     drop(lb);
 
-    let lb = Sluice::start(&cfg);
-    trusted(&root, ports.https());
+    // No validation is needed now: ports the OS chooses (the ones pebble knows may
+    // have been taken by another test since).
+    let anywhere = Ports { http: 0, https: 0 };
+    let lb = Sluice::start(&config(
+        io,
+        &anywhere,
+        &pebble,
+        state.path(),
+        "http-01",
+        shop.addr,
+    ));
+    trusted(&root, lb.https());
     // The certificate due in years stays; nothing is ordered.
     assert_eq!(orders(&lb, "success"), 0.0);
     assert_eq!(std::fs::read(&file).unwrap(), first);
@@ -255,4 +272,35 @@ fn renewal_at_two_thirds_of_the_lifetime_fails_no_request(io: &str) {
     assert!(renewed.contains("Verify return code: 0"), "{renewed}");
     assert!(requests > 1);
     assert_eq!(orders(&lb, "failure"), 0.0);
+}
+
+/// Two edge hosts share `state_dir`, and pebble validates HTTP-01 on the second
+/// host's port only. pebble is down when they start (each fails once); the first
+/// host retries first (the second waits far longer), takes the order lock and
+/// orders: the second answers the validation from the tokens shared in `state_dir`.
+/// One certificate is ordered in all, and both serve it.
+fn two_hosts_sharing_state_dir_order_once_and_either_answers(io: &str) {
+    let (a, b) = (Ports::new(), Ports::new());
+    let mut pebble = Pebble::prepare(b.http, b.https, None);
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let cfg_a = config(io, &a, &pebble, state.path(), "http-01", shop.addr);
+    let cfg_b = config(io, &b, &pebble, state.path(), "http-01", shop.addr)
+        .replace("retry_initial_ms = 300", "retry_initial_ms = 60000")
+        .replace("retry_max_ms = 2000", "retry_max_ms = 60000");
+    let host_b = Sluice::start(&cfg_b);
+    let host_a = Sluice::start(&cfg_a);
+    for host in [&host_a, &host_b] {
+        wait_for("pebble unavailable", || {
+            (orders(host, "failure") == 1.0).then_some(())
+        });
+    }
+    pebble.run();
+    let root = pebble.root();
+    trusted(&root, a.https());
+    trusted(&root, b.https());
+    host_a.wait_log("obtained", |l| l.contains("certificate obtained"));
+    assert_eq!(orders(&host_a, "success"), 1.0);
+    assert_eq!(orders(&host_b, "success"), 0.0);
+    assert_eq!(orders(&host_b, "failure"), 1.0, "no retry yet");
 }

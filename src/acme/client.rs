@@ -49,6 +49,10 @@ pub enum OrderError {
 /// in this time is a failure, tried again later.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long the HTTP-01 tokens are shared before the server is told to look: longer
+/// than the second in which every host sharing `state_dir` reads them.
+const SHARED_SETTLE: Duration = Duration::from_millis(1500);
+
 fn policy() -> RetryPolicy {
     RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
@@ -88,23 +92,30 @@ pub async fn account(cfg: &AcmeConfig) -> Result<Account, OrderError> {
 
 /// Order a certificate for `names`, answering `kind` challenges through
 /// `challenges`: the PEM to store (chain, then key).
+/// HTTP-01 tokens are also written to `state_dir` for the hosts sharing it.
 pub async fn order(
     account: &Account,
     names: &[String],
-    kind: ChallengeKind,
+    cfg: &AcmeConfig,
     challenges: &Challenges,
 ) -> Result<String, OrderError> {
-    let result = run(account, names, kind, challenges).await;
+    let mut shared = Vec::new();
+    let result = run(account, names, cfg, challenges, &mut shared).await;
     challenges.set(Pending::default());
+    for token in &shared {
+        store::unshare_token(&cfg.state_dir, token);
+    }
     result
 }
 
 async fn run(
     account: &Account,
     names: &[String],
-    kind: ChallengeKind,
+    cfg: &AcmeConfig,
     challenges: &Challenges,
+    shared: &mut Vec<String>,
 ) -> Result<String, OrderError> {
+    let kind = cfg.challenge;
     let set = names.join(",");
     let server = |e: instant_acme::Error| OrderError::Server {
         names: set.clone(),
@@ -123,7 +134,7 @@ async fn run(
             continue;
         }
         let name = authz.identifier().to_string();
-        let Some(mut challenge) = authz.challenge(challenge_type(kind)) else {
+        let Some(challenge) = authz.challenge(challenge_type(kind)) else {
             return Err(OrderError::NoChallenge {
                 names: set.clone(),
                 name,
@@ -132,7 +143,11 @@ async fn run(
         };
         let key_auth = challenge.key_authorization();
         match kind {
-            ChallengeKind::Http01 => pending.add_http(&challenge.token, key_auth.as_str()),
+            ChallengeKind::Http01 => {
+                pending.add_http(&challenge.token, key_auth.as_str());
+                store::share_token(&cfg.state_dir, &challenge.token, key_auth.as_str())?;
+                shared.push(challenge.token.clone());
+            }
             ChallengeKind::TlsAlpn01 => {
                 let key =
                     alpn_certificate(&name, key_auth.digest().as_ref()).map_err(|reason| {
@@ -144,9 +159,22 @@ async fn run(
                 pending.add_alpn(&name, key);
             }
         }
-        // Published before the server is told to look.
-        challenges.set(pending.clone());
-        challenge.set_ready().await.map_err(server)?;
+    }
+    // Published before the server is told to look, here at once and on the hosts
+    // sharing `state_dir` within their next read of it.
+    challenges.set(pending);
+    if kind == ChallengeKind::Http01 && !shared.is_empty() {
+        tokio::time::sleep(SHARED_SETTLE).await;
+    }
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let mut authz = authz.map_err(server)?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        if let Some(mut c) = authz.challenge(challenge_type(kind)) {
+            c.set_ready().await.map_err(server)?;
+        }
     }
     // An order whose validation failed comes back as an error or as `invalid`: the
     // failed challenge says which name, and why.

@@ -82,6 +82,7 @@ pub fn spawn(
         issued,
         plans: Vec::new(),
         account: None,
+        shared: None,
     };
     std::thread::Builder::new()
         .name("sluice-acme".into())
@@ -98,6 +99,8 @@ struct Plan {
     names: Vec<String>,
     due: Instant,
     failures: u32,
+    /// What the last look found (`None`: not looked at yet).
+    seen: Option<Option<store::Held>>,
 }
 
 struct Worker {
@@ -107,11 +110,18 @@ struct Worker {
     issued: Box<dyn Fn() + Send>,
     plans: Vec<Plan>,
     account: Option<instant_acme::Account>,
+    /// The shared HTTP-01 tokens last published (`None`: publish again).
+    shared: Option<Vec<(String, String)>>,
 }
 
 /// The longest sleep between looks: a certificate another host wrote into a shared
 /// `state_dir` is seen within it.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often the HTTP-01 tokens other hosts sharing `state_dir` wrote are read (a
+/// validation is retried by the ACME server for longer than this), and how soon a
+/// host that found another ordering looks again.
+const SHARED_POLL: Duration = Duration::from_secs(1);
 
 impl Worker {
     fn run(mut self, rx: Receiver<Vec<Vec<String>>>) {
@@ -126,6 +136,9 @@ impl Worker {
             Err(e) => return tracing::error!("ACME disabled: no runtime: {e}"),
         };
         loop {
+            if self.cfg.challenge == crate::config::ChallengeKind::Http01 {
+                self.share();
+            }
             let now = Instant::now();
             for i in 0..self.plans.len() {
                 if self.plans[i].due <= now {
@@ -136,12 +149,26 @@ impl Worker {
             let wait = next.map_or(LOOK_AT_MOST_EVERY, |d| {
                 d.saturating_duration_since(Instant::now())
             });
-            match rx.recv_timeout(wait.min(LOOK_AT_MOST_EVERY)) {
+            match rx.recv_timeout(wait.min(SHARED_POLL)) {
                 Ok(sets) => self.follow(sets),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+
+    /// Publish the HTTP-01 tokens in the shared directory when they changed.
+    fn share(&mut self) {
+        let tokens = store::shared_tokens(&self.cfg.state_dir);
+        if self.shared.as_ref() == Some(&tokens) {
+            return;
+        }
+        let mut pending = Pending::default();
+        for (token, key_auth) in &tokens {
+            pending.add_http(token, key_auth);
+        }
+        self.challenges.set(pending);
+        self.shared = Some(tokens);
     }
 
     fn follow(&mut self, sets: Vec<Vec<String>>) {
@@ -152,6 +179,7 @@ impl Worker {
                     names,
                     due: Instant::now(),
                     failures: 0,
+                    seen: None,
                 });
             }
         }
@@ -160,45 +188,73 @@ impl Worker {
     /// Look at one set: schedule its renewal, or order it now.
     fn look(&mut self, i: usize, rt: &tokio::runtime::Runtime) {
         let names = self.plans[i].names.clone();
-        let joined = names.join(",");
-        if let Some(held) = store::held(&self.cfg.state_dir, &names) {
-            self.stats.set_expiry(&joined, held.not_after);
-            let left = held.renew_at() - unix_now();
-            if left > 0 {
-                self.plans[i].due = Instant::now() + Duration::from_secs(left as u64);
+        if self.schedule(i, true) {
+            return;
+        }
+        let lock = match store::lock_order(&self.cfg.state_dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                // Another host is ordering: its certificate is looked for soon.
+                self.plans[i].due = Instant::now() + SHARED_POLL;
                 return;
             }
-            tracing::info!(vhosts = %joined, "certificate due for renewal: ordering");
+            Err(e) => return self.failed(i, &client::OrderError::Store(e)),
+        };
+        // A host that held the lock until now may have just written it.
+        if self.schedule(i, false) {
+            return;
         }
-        let challenge = self.cfg.challenge.as_str();
-        match rt.block_on(self.issue(&names)) {
+        let result = rt.block_on(self.issue(&names));
+        drop(lock);
+        self.shared = None;
+        match result {
             Ok(()) => {
                 self.stats.orders_ok.inc();
                 self.plans[i].failures = 0;
-                tracing::info!(vhosts = %joined, challenge, "certificate obtained");
+                let challenge = self.cfg.challenge.as_str();
+                tracing::info!(vhosts = %names.join(","), challenge, "certificate obtained");
                 (self.issued)();
-                // Looked at again at once: schedules the renewal of the new one.
-                self.plans[i].due = Instant::now();
-                if let Some(held) = store::held(&self.cfg.state_dir, &names) {
-                    self.stats.set_expiry(&joined, held.not_after);
-                    let left = (held.renew_at() - unix_now()).max(1);
-                    self.plans[i].due += Duration::from_secs(left as u64);
-                }
+                self.schedule(i, false);
             }
-            Err(e) => {
-                self.stats.orders_failed.inc();
-                let p = &mut self.plans[i];
-                p.failures += 1;
-                let wait = backoff(&self.cfg, p.failures);
-                p.due = Instant::now() + wait;
-                tracing::error!(
-                    vhosts = %joined,
-                    challenge,
-                    retry_in_ms = wait.as_millis() as u64,
-                    "certificate not obtained (the one in use, if any, stays): {e}"
-                );
-            }
+            Err(e) => self.failed(i, &e),
         }
+    }
+
+    /// Look at the certificate held for plan `i`: `true` when it is not due (the
+    /// plan is scheduled at its renewal). One another host wrote is built in.
+    fn schedule(&mut self, i: usize, say: bool) -> bool {
+        let plan = &mut self.plans[i];
+        let joined = plan.names.join(",");
+        let held = store::held(&self.cfg.state_dir, &plan.names);
+        let before = plan.seen.replace(held);
+        if before.is_some_and(|b| b != held) && held.is_some() {
+            (self.issued)();
+        }
+        let Some(held) = held else { return false };
+        self.stats.set_expiry(&joined, held.not_after);
+        let left = held.renew_at() - unix_now();
+        if left > 0 {
+            plan.due = Instant::now() + Duration::from_secs(left as u64);
+            return true;
+        }
+        if say {
+            tracing::info!(vhosts = %joined, "certificate due for renewal: ordering");
+        }
+        false
+    }
+
+    fn failed(&mut self, i: usize, e: &client::OrderError) {
+        self.stats.orders_failed.inc();
+        let p = &mut self.plans[i];
+        p.failures += 1;
+        let wait = backoff(&self.cfg, p.failures);
+        p.due = Instant::now() + wait;
+        tracing::error!(
+            vhosts = %p.names.join(","),
+            challenge = self.cfg.challenge.as_str(),
+            retry_in_ms = wait.as_millis() as u64,
+            "certificate not obtained (the one in use, if any, stays): {e}"
+        );
     }
 
     async fn issue(&mut self, names: &[String]) -> Result<(), client::OrderError> {
@@ -210,7 +266,7 @@ impl Worker {
                 a
             }
         };
-        let pem = client::order(&account, names, self.cfg.challenge, &self.challenges).await?;
+        let pem = client::order(&account, names, &self.cfg, &self.challenges).await?;
         store::write_atomic(
             &store::cert_file(&self.cfg.state_dir, names),
             pem.as_bytes(),

@@ -4,9 +4,11 @@
 //! skips), synced, renamed over the old one — and readable by its owner only: a
 //! restart, or a crash mid-write, finds the old file or the new one, never half.
 //!
-//! Several edge hosts may share the directory (NFS, a synced volume): a host reads
+//! Several edge hosts may share the directory (NFS, a shared volume): a host reads
 //! the certificates another obtained as its own, at start and whenever the files
-//! change, so only a host that finds none (or one due) orders.
+//! change; only a host that finds none (or one due) orders, and only while it holds
+//! `order.lock`; the HTTP-01 tokens of its order are written to `http-01/`, where
+//! every host sharing the directory finds them (within a second) and answers.
 
 use crate::tls::certs;
 use instant_acme::AccountCredentials;
@@ -57,16 +59,20 @@ pub fn has_certificates(dir: &Path) -> bool {
     })
 }
 
-/// Make `state_dir` and its `certs/` (owner only), and remove what a write cut
-/// short by a crash left.
+/// Make `state_dir`, its `certs/` and `http-01/` (owner only), and remove what a
+/// write or an order cut short by a crash or a restart left.
 pub fn prepare(state_dir: &Path) -> Result<(), StoreError> {
     let certs = certs_dir(state_dir);
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&certs)
-        .map_err(io_at(&certs))?;
-    for dir in [state_dir, &certs] {
+    let tokens = tokens_dir(state_dir);
+    for dir in [&certs, &tokens] {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_at(dir))?;
+    }
+    release_own_lock(state_dir);
+    for dir in [state_dir, &certs, &tokens] {
         for e in fs::read_dir(dir).map_err(io_at(dir))?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -164,6 +170,117 @@ pub fn held(state_dir: &Path, names: &[String]) -> Option<Held> {
         })
 }
 
+/// `state_dir/http-01/`: the key authorizations of the HTTP-01 challenges pending,
+/// one file per token, so that a validation reaching any host sharing `state_dir`
+/// is answered, whichever host placed the order.
+pub fn tokens_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("http-01")
+}
+
+/// Tokens are base64url (RFC 8555, section 8.1): anything else in the directory is
+/// not one.
+fn is_token(s: &str) -> bool {
+    (1..=MAX_TOKEN_BYTES).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+const MAX_TOKEN_BYTES: usize = 128;
+/// Tokens read from the shared directory, at most: a few orders' worth.
+const MAX_SHARED_TOKENS: usize = 64;
+
+pub fn share_token(state_dir: &Path, token: &str, key_auth: &str) -> Result<(), StoreError> {
+    write_atomic(&tokens_dir(state_dir).join(token), key_auth.as_bytes())
+}
+
+pub fn unshare_token(state_dir: &Path, token: &str) {
+    let _ = fs::remove_file(tokens_dir(state_dir).join(token));
+}
+
+/// The tokens pending in the shared directory, with their key authorizations, in
+/// name order (so that an unchanged directory reads the same).
+pub fn shared_tokens(state_dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = fs::read_dir(tokens_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let token = e.file_name().into_string().ok().filter(|t| is_token(t))?;
+            let key_auth = fs::read_to_string(e.path()).ok()?;
+            (key_auth.len() <= 2 * MAX_TOKEN_BYTES && key_auth.starts_with(&token))
+                .then_some((token, key_auth))
+        })
+        .take(MAX_SHARED_TOKENS)
+        .collect();
+    out.sort();
+    out
+}
+
+/// The right to order, among the hosts sharing `state_dir`: `order.lock`, made
+/// exclusively and removed when dropped. A lock older than [`LOCK_STALE`] is a
+/// crashed host's, and taken over; at start a host removes the one it left itself.
+#[derive(Debug)]
+pub struct OrderLock {
+    path: PathBuf,
+}
+
+impl Drop for OrderLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Longer than an order may take (polling included).
+pub const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn lock_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("order.lock")
+}
+
+/// This host's name, written in the lock.
+fn host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Take the lock; `Ok(None)` while another host holds it.
+pub fn lock_order(state_dir: &Path) -> Result<Option<OrderLock>, StoreError> {
+    let path = lock_file(state_dir);
+    let stale = fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > LOCK_STALE));
+    if stale {
+        tracing::warn!(file = %path.display(), "an order lock older than 5 minutes: taken over");
+        let _ = fs::remove_file(&path);
+    }
+    let made = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path);
+    match made {
+        Ok(mut f) => {
+            let _ = writeln!(f, "{} {}", host(), std::process::id());
+            Ok(Some(OrderLock { path }))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(error) => Err(StoreError::Io { path, error }),
+    }
+}
+
+/// At start: the lock this host left when it stopped mid-order is removed (the
+/// order is placed again).
+fn release_own_lock(state_dir: &Path) {
+    let path = lock_file(state_dir);
+    let mine = fs::read_to_string(&path)
+        .is_ok_and(|s| s.split_whitespace().next() == Some(host().as_str()));
+    if mine {
+        let _ = fs::remove_file(&path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +303,30 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert!(has_certificates(&certs_dir(dir.path())));
         assert!(held(dir.path(), &names).is_none(), "not a certificate");
+    }
+
+    #[test]
+    fn one_host_orders_at_a_time_and_tokens_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path()).unwrap();
+        let lock = lock_order(dir.path()).unwrap().expect("free");
+        assert!(lock_order(dir.path()).unwrap().is_none(), "held");
+        drop(lock);
+        let again = lock_order(dir.path()).unwrap().expect("released");
+        // A restart of this host finds its own lock and removes it.
+        std::mem::forget(again);
+        prepare(dir.path()).unwrap();
+        assert!(lock_order(dir.path()).unwrap().is_some());
+        share_token(dir.path(), "tok_1-A", "tok_1-A.thumb").unwrap();
+        fs::write(tokens_dir(dir.path()).join("not a token"), "x").unwrap();
+        fs::write(tokens_dir(dir.path()).join("other"), "unrelated").unwrap();
+        let shared = shared_tokens(dir.path());
+        assert_eq!(
+            shared,
+            vec![("tok_1-A".to_string(), "tok_1-A.thumb".to_string())]
+        );
+        unshare_token(dir.path(), "tok_1-A");
+        assert!(shared_tokens(dir.path()).is_empty());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Registry {
     /// The ACME challenges pending: in every snapshot, for `[http] listen`, and read
     /// by `[https] listen`'s certificate choice.
     challenges: Arc<crate::acme::Challenges>,
+    /// `[acme]`'s certificate directory, and whether the last build read it.
+    acme_dir: Option<(std::path::PathBuf, bool)>,
 }
 
 /// What a service keeps across reloads: its counters and its backends' (by address).
@@ -51,6 +53,7 @@ impl Registry {
             tls: super::tls::TlsRegistry::new(Arc::clone(&challenges)),
             ramp_due_ms: None,
             challenges,
+            acme_dir: None,
         }
     }
 
@@ -363,11 +366,16 @@ impl Registry {
         strict: bool,
     ) -> Result<Arc<rustls::ServerConfig>, String> {
         let tls = &config.tls;
-        let acme_dir = config
-            .acme
+        self.acme_dir = config.acme.as_ref().map(|a| {
+            let dir = crate::acme::store::certs_dir(&a.state_dir);
+            let read = crate::acme::store::has_certificates(&dir);
+            (dir, read)
+        });
+        let acme_dir = self
+            .acme_dir
             .as_ref()
-            .map(|a| crate::acme::store::certs_dir(&a.state_dir))
-            .filter(|d| crate::acme::store::has_certificates(d));
+            .filter(|(_, read)| *read)
+            .map(|(dir, _)| dir.clone());
         let alpn01 = config
             .acme
             .as_ref()
@@ -388,8 +396,14 @@ impl Registry {
 
     /// Whether a certificate file in use changed since it was read: the caller builds
     /// again (a reload of the certificates alone).
+    /// So is `[acme]`'s certificate directory gaining its first certificate (or
+    /// losing its last), which the last build did not read.
     pub fn certificates_changed(&self) -> bool {
-        self.tls.stale()
+        let acme = self
+            .acme_dir
+            .as_ref()
+            .is_some_and(|(dir, read)| crate::acme::store::has_certificates(dir) != *read);
+        acme || self.tls.stale()
     }
 
     /// A snapshot that tells every shard to stop accepting; the registry lets go of

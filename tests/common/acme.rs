@@ -34,6 +34,7 @@ fn installed(bin: &str) {
 pub struct Pebble {
     pebble: Option<Child>,
     dns: Child,
+    dns_port: u16,
     pub dir: tempfile::TempDir,
     /// The directory URL for `[acme] directory`.
     pub directory: String,
@@ -47,6 +48,14 @@ impl Pebble {
     /// Start pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`
     /// of 127.0.0.1; certificates valid `validity_secs` (pebble's default: 5 years).
     pub fn start(http_port: u16, tls_port: u16, validity_secs: Option<u64>) -> Pebble {
+        let mut p = Pebble::prepare(http_port, tls_port, validity_secs);
+        p.run();
+        p
+    }
+
+    /// [`Pebble::start`] without running pebble yet: its directory URL is known (and
+    /// unavailable) until [`Pebble::run`].
+    pub fn prepare(http_port: u16, tls_port: u16, validity_secs: Option<u64>) -> Pebble {
         installed("pebble");
         installed("pebble-challtestsrv");
         let dir = tempfile::tempdir().unwrap();
@@ -81,11 +90,11 @@ impl Pebble {
             cert_file.display().to_string(),
             key_file.display().to_string(),
         );
-        let config_file = dir.path().join("pebble.json");
-        std::fs::write(&config_file, config).unwrap();
-        let mut p = Pebble {
+        std::fs::write(dir.path().join("pebble.json"), config).unwrap();
+        let p = Pebble {
             pebble: None,
             dns,
+            dns_port,
             directory: format!("https://{listen}/dir"),
             listener_ca,
             listen,
@@ -95,16 +104,15 @@ impl Pebble {
         wait_for("pebble-challtestsrv to listen", || {
             TcpStream::connect(("127.0.0.1", dns_mgmt)).ok()
         });
-        p.pebble = Some(p.spawn(&config_file, dns_port));
-        wait_for("pebble to listen", || TcpStream::connect(p.listen).ok());
         p
     }
 
-    fn spawn(&self, config: &std::path::Path, dns_port: u16) -> Child {
-        Command::new("pebble")
+    /// Run pebble; returns once it listens.
+    pub fn run(&mut self) {
+        let child = Command::new("pebble")
             .arg("-config")
-            .arg(config)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .arg(self.dir.path().join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns_port)])
             // Validation at once, and no nonce refused at random: the tests wait
             // on outcomes, not on pebble's simulated delays.
             .env("PEBBLE_VA_NOSLEEP", "1")
@@ -112,7 +120,9 @@ impl Pebble {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.pebble = Some(child);
+        wait_for("pebble to listen", || TcpStream::connect(self.listen).ok());
     }
 
     /// pebble's issuing root (made at its start), as a PEM file for `curl --cacert`.
