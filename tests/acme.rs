@@ -161,6 +161,19 @@ fn tls_alpn01_first_issuance(io: &str) {
         l.contains("certificate obtained") && l.contains("tls-alpn-01")
     });
     assert_eq!(orders(&lb, "success"), 1.0);
+    // With nothing pending, a validation-like hello gets no certificate at all (not
+    // the served one), counted as such; other clients are served as before.
+    let refused = || metric_where(lb.admin(), "sluice_tls_failures_total", "no_certificate");
+    let before = refused();
+    let out = common::tls::s_client(
+        ports.https(),
+        &["-servername", "shop.example", "-alpn", "acme-tls/1"],
+        "",
+    );
+    assert!(!out.contains("BEGIN CERTIFICATE"), "{out}");
+    wait_for("the refusal counted", || (refused() > before).then_some(()));
+    let (ok, body, err) = curl_trusting(&pebble.root(), ports.https(), "shop.example");
+    assert!(ok && body == "shop", "{err}");
 }
 
 /// pebble validates HTTP-01 on a port where nothing listens: the order fails with an

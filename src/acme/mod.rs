@@ -66,7 +66,8 @@ impl Handle {
     }
 }
 
-/// Start the ACME thread. `issued` is called after a certificate is written.
+/// Start the ACME thread (after making `state_dir` and reading `ca_bundle`: either
+/// failing fails the start). `issued` is called after a certificate is written.
 pub fn spawn(
     cfg: AcmeConfig,
     challenges: Arc<Challenges>,
@@ -74,6 +75,9 @@ pub fn spawn(
     issued: Box<dyn Fn() + Send>,
 ) -> Result<Handle, store::StoreError> {
     store::prepare(&cfg.state_dir)?;
+    if let Some(pem) = &cfg.ca_bundle {
+        store::check_root(pem)?;
+    }
     let (tx, rx) = crossbeam::channel::unbounded();
     let worker = Worker {
         cfg,

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub enum StoreError {
     #[error("{}: {error}", path.display())]
     Io { path: PathBuf, error: io::Error },
+    #[error("{}: holds no PEM certificate to trust", path.display())]
+    NoRoot { path: PathBuf },
     #[error("{}: not an ACME account this version wrote: {error}", path.display())]
     Account {
         path: PathBuf,
@@ -104,6 +106,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_at(dir))
+}
+
+/// `ca_bundle` is readable and starts with a PEM certificate (the one the ACME
+/// client trusts).
+pub fn check_root(path: &Path) -> Result<(), StoreError> {
+    let text = fs::read_to_string(path).map_err(io_at(path))?;
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        return Ok(());
+    }
+    Err(StoreError::NoRoot {
+        path: path.to_path_buf(),
+    })
 }
 
 fn account_file(state_dir: &Path) -> PathBuf {
@@ -327,6 +341,19 @@ mod tests {
         );
         unshare_token(dir.path(), "tok_1-A");
         assert!(shared_tokens(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_ca_bundle_without_a_certificate_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.pem");
+        fs::write(&path, "not pem").unwrap();
+        let e = check_root(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("root.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        assert!(check_root(&dir.path().join("missing.pem")).is_err());
     }
 
     #[test]
