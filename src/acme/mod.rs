@@ -118,10 +118,6 @@ struct Worker {
     shared: Option<Vec<(String, String)>>,
 }
 
-/// The longest sleep between looks: a certificate another host wrote into a shared
-/// `state_dir` is seen within it.
-const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
-
 /// How often the HTTP-01 tokens other hosts sharing `state_dir` wrote are read (a
 /// validation is retried by the ACME server for longer than this), and how soon a
 /// host that found another ordering looks again.
@@ -150,9 +146,7 @@ impl Worker {
                 }
             }
             let next = self.plans.iter().map(|p| p.due).min();
-            let wait = next.map_or(LOOK_AT_MOST_EVERY, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let wait = next.map_or(SHARED_POLL, |d| d.saturating_duration_since(Instant::now()));
             match rx.recv_timeout(wait.min(SHARED_POLL)) {
                 Ok(sets) => self.follow(sets),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -313,6 +307,7 @@ mod tests {
             ca_bundle: None,
             retry_initial_ms: 60_000,
             retry_max_ms: 3_600_000,
+            all_vhosts: false,
         };
         for (failures, full) in [(1, 60_000), (2, 120_000), (3, 240_000), (20, 3_600_000)] {
             let ms = backoff(&cfg, failures).as_millis() as u64;

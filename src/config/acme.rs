@@ -27,6 +27,8 @@ pub struct AcmeConfig {
     /// `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// `[https] acme = true`: every HTTP service's vhosts, Marathon's included.
+    pub all_vhosts: bool,
 }
 
 /// How the ACME server checks that this host serves a name.
@@ -139,6 +141,7 @@ pub(super) fn validate(
         ca_bundle: r.ca_bundle.map(|c| PathBuf::from(c.into_inner())),
         retry_initial_ms,
         retry_max_ms,
+        all_vhosts: at.https_acme.is_some(),
     })
 }
 
@@ -185,13 +188,24 @@ pub(super) fn validate_service(
     wanted && !vhosts.is_empty()
 }
 
-/// The vhost sets to obtain certificates for: one per service asking, its vhosts in
-/// its order, a set listed once.
-pub fn vhost_sets(services: &[ServiceConfig]) -> Vec<Vec<String>> {
+/// The vhost sets to obtain certificates for: one per service asking (its own
+/// `acme`, or any HTTP service with `[https] acme`), its exact vhosts in its order
+/// (a Marathon app's wildcard vhost cannot be proven, and is left to its own
+/// certificates), a set listed once.
+pub fn vhost_sets(services: &[ServiceConfig], acme: &AcmeConfig) -> Vec<Vec<String>> {
     let mut sets: Vec<Vec<String>> = Vec::new();
-    for s in services.iter().filter(|s| s.tls.acme) {
-        let set = s.http.vhosts.clone();
-        if !sets.contains(&set) {
+    let asking = services
+        .iter()
+        .filter(|s| s.tls.acme || (acme.all_vhosts && s.mode == Mode::Http));
+    for s in asking {
+        let set: Vec<String> = s
+            .http
+            .vhosts
+            .iter()
+            .filter(|v| !v.starts_with("*."))
+            .cloned()
+            .collect();
+        if !set.is_empty() && !sets.contains(&set) {
             sets.push(set);
         }
     }
@@ -228,8 +242,9 @@ state_dir = "/var/lib/sluice/acme"
         let acme = cfg.acme.as_ref().expect("[acme]");
         assert_eq!(acme.challenge, ChallengeKind::Http01);
         assert_eq!(acme.retry_initial_ms, 60_000);
+        assert!(acme.all_vhosts);
         assert_eq!(
-            super::vhost_sets(&cfg.services),
+            super::vhost_sets(&cfg.services, acme),
             vec![vec!["shop.example".to_string(), "www.shop.example".into()]]
         );
     }

@@ -138,7 +138,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                 Box::new(move || flag.store(true, Relaxed)),
             )
             .map_err(|e| anyhow::anyhow!("[acme] state_dir: {e}"))?;
-            handle.follow(config::vhost_sets(&cfg.services));
+            handle.follow(config::vhost_sets(&cfg.services, a));
             tracing::info!(directory = %a.directory, challenge = a.challenge.as_str(), "ACME on");
             Some((handle, a.clone()))
         }
@@ -317,6 +317,9 @@ impl Running {
             cfg.tls.from_marathon = t.ssl_certs();
         }
         cfg.acme = self.acme.as_ref().map(|(_, a)| a.clone());
+        if let Some((acme, a)) = &self.acme {
+            acme.follow(config::vhost_sets(&cfg.services, a));
+        }
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
         for e in &unbound {
@@ -367,7 +370,9 @@ impl Running {
         }
         let started_acme = self.acme.as_ref().map(|(_, a)| a);
         if cfg.acme.as_ref() != started_acme {
-            tracing::warn!("[acme] changed: it keeps its start-up values until restart");
+            tracing::warn!(
+                "[acme] or [https] acme changed: they keep their start-up values until restart"
+            );
         }
         let mut full = cfg.clone();
         full.acme = started_acme.cloned();
@@ -382,8 +387,8 @@ impl Running {
                 let counters = &self.control_counters;
                 counters.marathon_left_out.store(left_out, Relaxed);
                 counters.unbound.store(0, Relaxed);
-                if let Some((acme, _)) = &self.acme {
-                    acme.follow(config::vhost_sets(&full.services));
+                if let Some((acme, a)) = &self.acme {
+                    acme.follow(config::vhost_sets(&full.services, a));
                 }
                 self.file = cfg;
                 log_services(Some(&self.published.load()), &next);
