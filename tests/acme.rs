@@ -18,6 +18,7 @@ both_io!(
     pebble_unavailable_keeps_the_certificate_and_retries_with_backoff,
     renewal_at_two_thirds_of_the_lifetime_fails_no_request,
     two_hosts_sharing_state_dir_order_once_and_either_answers,
+    https_acme_obtains_a_certificate_for_a_marathon_apps_vhost,
 );
 
 /// sluice's ports, chosen before pebble's config names them.
@@ -318,4 +319,40 @@ fn two_hosts_sharing_state_dir_order_once_and_either_answers(io: &str) {
     assert_eq!(orders(&host_a, "success"), 1.0);
     assert_eq!(orders(&host_b, "success"), 0.0);
     assert_eq!(orders(&host_b, "failure"), 1.0, "no retry yet");
+}
+
+/// `[https] acme = true` and no service in the file: a Marathon app labelled
+/// `HAPROXY_0_VHOST=shop.example` gets its certificate once Marathon reports it.
+fn https_acme_obtains_a_certificate_for_a_marathon_apps_vhost(io: &str) {
+    use common::marathon::{apps_body, Answer, Marathon, Task};
+    let ports = Ports::new();
+    let pebble = Pebble::start(ports.http, ports.https, None);
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    let task = Task {
+        id: "shop.1",
+        backend: shop.addr,
+        state: "TASK_RUNNING",
+        alive: true,
+    };
+    let body = apps_body("/shop", "external", free_port(), "", &[task]);
+    let mut apps: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let app = &mut apps["apps"][0];
+    app["labels"] =
+        serde_json::json!({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example"});
+    app["container"]["portMappings"][0]["labels"] = serde_json::json!({});
+    let marathon = Marathon::start(Answer::Apps(apps.to_string()));
+    let file = config(io, &ports, &pebble, state.path(), "http-01", shop.addr);
+    let cfg = file[..file.find("[[service]]").unwrap()].to_string()
+        + &format!(
+            "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = 100\n\
+             bind_address = \"127.0.0.1\"\n",
+            marathon.url()
+        );
+    let lb = Sluice::start(&cfg);
+    trusted(&pebble.root(), ports.https());
+    lb.wait_log("obtained", |l| {
+        l.contains("certificate obtained") && l.contains("shop.example")
+    });
+    assert_eq!(orders(&lb, "success"), 1.0);
 }
