@@ -22,7 +22,7 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// What is pending now: tokens with their key authorizations, and server names with
 /// their challenge certificates. A handful at most (one per name of the orders in
 /// progress): a scan beats a map.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Pending {
     http: Vec<(Box<str>, Arc<str>)>,
     alpn: Vec<(Box<str>, Arc<CertifiedKey>)>,

@@ -126,44 +126,11 @@ async fn run(
         .new_order(&NewOrder::new(&ids))
         .await
         .map_err(server)?;
-    let mut pending = Pending::default();
-    let mut authzs = order.authorizations();
-    while let Some(authz) = authzs.next().await {
-        let mut authz = authz.map_err(server)?;
-        if authz.status != AuthorizationStatus::Pending {
-            continue;
-        }
-        let name = authz.identifier().to_string();
-        let Some(challenge) = authz.challenge(challenge_type(kind)) else {
-            return Err(OrderError::NoChallenge {
-                names: set.clone(),
-                name,
-                challenge: kind.as_str(),
-            });
-        };
-        let key_auth = challenge.key_authorization();
-        match kind {
-            ChallengeKind::Http01 => {
-                pending.add_http(&challenge.token, key_auth.as_str());
-                store::share_token(&cfg.state_dir, &challenge.token, key_auth.as_str())?;
-                shared.push(challenge.token.clone());
-            }
-            ChallengeKind::TlsAlpn01 => {
-                let key =
-                    alpn_certificate(&name, key_auth.digest().as_ref()).map_err(|reason| {
-                        OrderError::Csr {
-                            names: set.clone(),
-                            reason,
-                        }
-                    })?;
-                pending.add_alpn(&name, key);
-            }
-        }
-    }
+    let pending = prepare(&mut order, &set, cfg, shared).await?;
     // Published before the server is told to look, here at once and on the hosts
     // sharing `state_dir` within their next read of it.
     challenges.set(pending);
-    if kind == ChallengeKind::Http01 && !shared.is_empty() {
+    if !shared.is_empty() {
         tokio::time::sleep(SHARED_SETTLE).await;
     }
     let mut authzs = order.authorizations();
@@ -187,6 +154,55 @@ async fn run(
         Err(e) => return Err(failure(&mut order, &set, kind, server(e).to_string()).await),
     }
     finalize(&mut order, names, &set).await
+}
+
+/// The answer to each pending authorization's challenge: HTTP-01 tokens (also
+/// written to `state_dir`, listed in `shared`), or TLS-ALPN-01 certificates.
+async fn prepare(
+    order: &mut instant_acme::Order,
+    set: &str,
+    cfg: &AcmeConfig,
+    shared: &mut Vec<String>,
+) -> Result<Pending, OrderError> {
+    let kind = cfg.challenge;
+    let mut pending = Pending::default();
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let mut authz = authz.map_err(|e| OrderError::Server {
+            names: set.to_owned(),
+            error: e.to_string(),
+        })?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let name = authz.identifier().to_string();
+        let Some(challenge) = authz.challenge(challenge_type(kind)) else {
+            return Err(OrderError::NoChallenge {
+                names: set.to_owned(),
+                name,
+                challenge: kind.as_str(),
+            });
+        };
+        let key_auth = challenge.key_authorization();
+        match kind {
+            ChallengeKind::Http01 => {
+                pending.add_http(&challenge.token, key_auth.as_str());
+                store::share_token(&cfg.state_dir, &challenge.token, key_auth.as_str())?;
+                shared.push(challenge.token.clone());
+            }
+            ChallengeKind::TlsAlpn01 => {
+                let key =
+                    alpn_certificate(&name, key_auth.digest().as_ref()).map_err(|reason| {
+                        OrderError::Csr {
+                            names: set.to_owned(),
+                            reason,
+                        }
+                    })?;
+                pending.add_alpn(&name, key);
+            }
+        }
+    }
+    Ok(pending)
 }
 
 /// Why an order did not become ready: the first failed challenge, by name; else
