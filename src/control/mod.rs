@@ -70,8 +70,8 @@ pub struct Running {
     /// The ACME thread, with `[acme]`, and what it was started with (a reload cannot
     /// change it).
     acme: Option<(crate::acme::Handle, config::AcmeConfig)>,
-    /// Set by the ACME thread when it wrote a certificate: built in at the next tick.
-    acme_issued: Arc<std::sync::atomic::AtomicBool>,
+    /// The ACME thread says it wrote a certificate (or found one another host wrote).
+    acme_rx: Option<crossbeam::channel::Receiver<()>>,
 }
 
 /// What the control thread waits for.
@@ -83,6 +83,8 @@ enum ControlEvent {
     Tick,
     /// A backend with a slow start came up: rebuild its service's table.
     Ramp,
+    /// The ACME thread wrote a certificate: build it in.
+    Acme,
 }
 
 /// How often certificate files are looked at for a change.
@@ -127,15 +129,17 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         }),
     )?;
     let control_counters = Arc::new(ControlCounters::default());
-    let acme_issued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One pending notice at most: a build reads every certificate there is.
+    let (acme_tx, acme_rx) = crossbeam::channel::bounded::<()>(1);
     let acme = match &cfg.acme {
         Some(a) => {
-            let flag = Arc::clone(&acme_issued);
             let handle = crate::acme::spawn(
                 a.clone(),
                 registry.challenges(),
                 Arc::clone(&control_counters.acme),
-                Box::new(move || flag.store(true, Relaxed)),
+                Box::new(move || {
+                    let _ = acme_tx.try_send(());
+                }),
             )
             .map_err(|e| anyhow::anyhow!("[acme] state_dir: {e}"))?;
             handle.follow(config::vhost_sets(&cfg.services, a));
@@ -184,7 +188,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         wake_rx: Some(wake_rx),
         ramp_rx: Some(ramp_rx),
         acme,
-        acme_issued,
+        acme_rx: Some(acme_rx),
     })
 }
 
@@ -225,6 +229,18 @@ impl Running {
                     }
                 })?;
         }
+        if let Some(acme_rx) = self.acme_rx.take() {
+            let acme_tx = tx.clone();
+            std::thread::Builder::new()
+                .name("sluice-acme-notice".into())
+                .spawn(move || {
+                    for () in acme_rx.iter() {
+                        if acme_tx.send(ControlEvent::Acme).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+        }
         let tick_tx = tx.clone();
         std::thread::Builder::new()
             .name("sluice-tick".into())
@@ -239,10 +255,7 @@ impl Running {
             match event {
                 ControlEvent::Signal(SIGHUP) => self.reload(),
                 ControlEvent::Tick => {
-                    if self.acme_issued.swap(false, Relaxed) {
-                        tracing::info!("ACME certificate written: loading it");
-                        self.apply();
-                    } else if self.registry.certificates_changed() {
+                    if self.registry.certificates_changed() {
                         tracing::info!("certificate files changed: loading them");
                         self.apply();
                     } else if self.registry.ramp_due(crate::snapshot::clock_ms()) {
@@ -250,6 +263,10 @@ impl Running {
                     }
                 }
                 ControlEvent::Ramp => self.apply_quietly(),
+                ControlEvent::Acme => {
+                    tracing::info!("ACME certificate written: loading it");
+                    self.apply();
+                }
                 ControlEvent::Signal(sig) => {
                     tracing::info!(signal = sig, "stopping: no new connections, draining");
                     break;

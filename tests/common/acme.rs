@@ -47,10 +47,18 @@ pub struct Pebble {
 impl Pebble {
     /// Start pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`
     /// of 127.0.0.1; certificates valid `validity_secs` (pebble's default: 5 years).
+    /// A port another process took between [`free_port`] and pebble's start makes
+    /// pebble exit: it is started again on new ports of its own (twice at most).
     pub fn start(http_port: u16, tls_port: u16, validity_secs: Option<u64>) -> Pebble {
-        let mut p = Pebble::prepare(http_port, tls_port, validity_secs);
-        p.run();
-        p
+        let mut attempts = 0;
+        loop {
+            let mut p = Pebble::prepare(http_port, tls_port, validity_secs);
+            match p.try_run() {
+                Ok(()) => return p,
+                Err(log) if attempts == 2 => panic!("pebble did not start: {log}"),
+                Err(_) => attempts += 1,
+            }
+        }
     }
 
     /// [`Pebble::start`] without running pebble yet: its directory URL is known (and
@@ -109,6 +117,14 @@ impl Pebble {
 
     /// Run pebble; returns once it listens.
     pub fn run(&mut self) {
+        if let Err(log) = self.try_run() {
+            panic!("pebble did not start: {log}");
+        }
+    }
+
+    /// Run pebble: `Err` with its log when it exits before it listens.
+    fn try_run(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("pebble.log");
         let child = Command::new("pebble")
             .arg("-config")
             .arg(self.dir.path().join("pebble.json"))
@@ -117,12 +133,24 @@ impl Pebble {
             // on outcomes, not on pebble's simulated delays.
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(self.dir.path().join("pebble.err")).unwrap())
             .spawn()
             .unwrap();
-        self.pebble = Some(child);
-        wait_for("pebble to listen", || TcpStream::connect(self.listen).ok());
+        let child = self.pebble.insert(child);
+        let exited = wait_for("pebble to listen", || {
+            if TcpStream::connect(self.listen).is_ok() {
+                return Some(false);
+            }
+            child.try_wait().unwrap().map(|_| true)
+        });
+        if !exited {
+            return Ok(());
+        }
+        self.pebble = None;
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        let err = std::fs::read_to_string(self.dir.path().join("pebble.err")).unwrap_or_default();
+        Err(out + &err)
     }
 
     /// pebble's issuing root (made at its start), as a PEM file for `curl --cacert`.
