@@ -64,6 +64,40 @@ fn config(
         )
 }
 
+/// What a test runs: pebble validating on sluice's ports, and sluice.
+struct Setup {
+    pebble: Pebble,
+    lb: Sluice,
+    ports: Ports,
+}
+
+/// Start pebble, then sluice on the ports pebble validates (chosen before either
+/// starts). A port another process took meanwhile makes sluice exit: both start
+/// again on new ports (twice at most). With `reachable` false, pebble validates
+/// HTTP-01 on a port where nothing listens. `edit` changes the config written.
+fn start(
+    io: &str,
+    validity_secs: Option<u64>,
+    challenge: &str,
+    reachable: bool,
+    state: &Path,
+    backend: SocketAddr,
+    edit: impl Fn(String) -> String,
+) -> Setup {
+    for attempt in 0.. {
+        let ports = Ports::new();
+        let http = if reachable { ports.http } else { free_port() };
+        let pebble = Pebble::start(http, ports.https, validity_secs);
+        let cfg = edit(config(io, &ports, &pebble, state, challenge, backend));
+        match Sluice::try_start(&cfg) {
+            Ok(lb) => return Setup { pebble, lb, ports },
+            Err(log) if attempt < 2 && log.contains("address already in use") => continue,
+            Err(log) => panic!("sluice exited: {log}"),
+        }
+    }
+    unreachable!()
+}
+
 fn orders(lb: &Sluice, result: &str) -> f64 {
     metric_where(
         lb.admin(),
@@ -85,18 +119,10 @@ fn trusted(root: &Path, addr: SocketAddr) {
 /// is on `/metrics`; a token not pending falls through to routing (404). A restart
 /// serves the certificate from `state_dir` and places no order.
 fn http01_first_issuance_then_a_restart_orders_nothing(io: &str) {
-    let ports = Ports::new();
-    let pebble = Pebble::start(ports.http, ports.https, None);
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let lb = Sluice::start(&config(
-        io,
-        &ports,
-        &pebble,
-        state.path(),
-        "http-01",
-        shop.addr,
-    ));
+    let Setup { pebble, lb, ports } =
+        start(io, None, "http-01", true, state.path(), shop.addr, |c| c);
     let root = pebble.root();
     trusted(&root, ports.https());
     lb.wait_log("obtained", |l| {
@@ -145,18 +171,17 @@ fn http01_first_issuance_then_a_restart_orders_nothing(io: &str) {
 /// TLS-ALPN-01: pebble connects to sluice's `[https]` listener offering only
 /// `acme-tls/1` and gets the challenge certificate; the issued one is then served.
 fn tls_alpn01_first_issuance(io: &str) {
-    let ports = Ports::new();
-    let pebble = Pebble::start(ports.http, ports.https, None);
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let lb = Sluice::start(&config(
+    let Setup { pebble, lb, ports } = start(
         io,
-        &ports,
-        &pebble,
-        state.path(),
+        None,
         "tls-alpn-01",
+        true,
+        state.path(),
         shop.addr,
-    ));
+        |c| c,
+    );
     trusted(&pebble.root(), ports.https());
     lb.wait_log("obtained", |l| {
         l.contains("certificate obtained") && l.contains("tls-alpn-01")
@@ -180,18 +205,13 @@ fn tls_alpn01_first_issuance(io: &str) {
 /// pebble validates HTTP-01 on a port where nothing listens: the order fails with an
 /// error naming the vhost and the challenge, counted, and is retried (back-off).
 fn a_challenge_the_server_cannot_reach_names_the_vhost_and_the_challenge(io: &str) {
-    let ports = Ports::new();
-    let pebble = Pebble::start(free_port(), ports.https, None);
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let lb = Sluice::start(&config(
-        io,
-        &ports,
-        &pebble,
-        state.path(),
-        "http-01",
-        shop.addr,
-    ));
+    let Setup {
+        lb,
+        pebble: _pebble, // running until the test ends
+        ..
+    } = start(io, None, "http-01", false, state.path(), shop.addr, |c| c);
     let line = lb.wait_log("the failed validation", |l| {
         l.contains("certificate not obtained")
     });
@@ -210,19 +230,22 @@ fn a_challenge_the_server_cannot_reach_names_the_vhost_and_the_challenge(io: &st
 /// counted and retried after a growing wait, and the certificate in use keeps being
 /// served (it is still valid).
 fn pebble_unavailable_keeps_the_certificate_and_retries_with_backoff(io: &str) {
-    let ports = Ports::new();
-    // Renewal due 10 s in; valid 5 s past that.
-    let mut pebble = Pebble::start(ports.http, ports.https, Some(15));
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let lb = Sluice::start(&config(
+    // Renewal due 10 s in; valid 5 s past that.
+    let Setup {
+        mut pebble,
+        lb,
+        ports,
+    } = start(
         io,
-        &ports,
-        &pebble,
-        state.path(),
+        Some(15),
         "http-01",
+        true,
+        state.path(),
         shop.addr,
-    ));
+        |c| c,
+    );
     let root = pebble.root();
     trusted(&root, ports.https());
     let file = state.path().join("certs/shop.example.pem");
@@ -250,18 +273,17 @@ fn pebble_unavailable_keeps_the_certificate_and_retries_with_backoff(io: &str) {
 /// 5 s left cover the order — 1.5 s of it for hosts sharing `state_dir` to read the
 /// token — and the control thread's next tick.)
 fn renewal_at_two_thirds_of_the_lifetime_fails_no_request(io: &str) {
-    let ports = Ports::new();
-    let pebble = Pebble::start(ports.http, ports.https, Some(15));
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let lb = Sluice::start(&config(
+    let Setup { pebble, lb, ports } = start(
         io,
-        &ports,
-        &pebble,
-        state.path(),
+        Some(15),
         "http-01",
+        true,
+        state.path(),
         shop.addr,
-    ));
+        |c| c,
+    );
     let root = pebble.root();
     trusted(&root, ports.https());
     let file = state.path().join("certs/shop.example.pem");
@@ -296,12 +318,13 @@ fn renewal_at_two_thirds_of_the_lifetime_fails_no_request(io: &str) {
 /// orders: the second answers the validation from the tokens shared in `state_dir`.
 /// One certificate is ordered in all, and both serve it.
 fn two_hosts_sharing_state_dir_order_once_and_either_answers(io: &str) {
-    let (a, b) = (Ports::new(), Ports::new());
-    let mut pebble = Pebble::prepare(b.http, b.https, None);
+    // The hosts listen on ports of their own choosing, which pebble is then told.
+    let mut pebble = Pebble::prepare(0, 0, None);
+    let anywhere = Ports { http: 0, https: 0 };
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
-    let cfg_a = config(io, &a, &pebble, state.path(), "http-01", shop.addr);
-    let cfg_b = config(io, &b, &pebble, state.path(), "http-01", shop.addr)
+    let cfg_a = config(io, &anywhere, &pebble, state.path(), "http-01", shop.addr);
+    let cfg_b = config(io, &anywhere, &pebble, state.path(), "http-01", shop.addr)
         .replace("retry_initial_ms = 300", "retry_initial_ms = 60000")
         .replace("retry_max_ms = 2000", "retry_max_ms = 60000");
     let host_b = Sluice::start(&cfg_b);
@@ -311,10 +334,11 @@ fn two_hosts_sharing_state_dir_order_once_and_either_answers(io: &str) {
             (orders(host, "failure") == 1.0).then_some(())
         });
     }
+    pebble.validate_on(host_b.http().port(), host_b.https().port());
     pebble.run();
     let root = pebble.root();
-    trusted(&root, a.https());
-    trusted(&root, b.https());
+    trusted(&root, host_a.https());
+    trusted(&root, host_b.https());
     host_a.wait_log("obtained", |l| l.contains("certificate obtained"));
     assert_eq!(orders(&host_a, "success"), 1.0);
     assert_eq!(orders(&host_b, "success"), 0.0);
@@ -325,8 +349,6 @@ fn two_hosts_sharing_state_dir_order_once_and_either_answers(io: &str) {
 /// `HAPROXY_0_VHOST=shop.example` gets its certificate once Marathon reports it.
 fn https_acme_obtains_a_certificate_for_a_marathon_apps_vhost(io: &str) {
     use common::marathon::{apps_body, Answer, Marathon, Task};
-    let ports = Ports::new();
-    let pebble = Pebble::start(ports.http, ports.https, None);
     let state = tempfile::tempdir().unwrap();
     let shop = HttpServer::start("shop");
     let task = Task {
@@ -342,14 +364,23 @@ fn https_acme_obtains_a_certificate_for_a_marathon_apps_vhost(io: &str) {
         serde_json::json!({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example"});
     app["container"]["portMappings"][0]["labels"] = serde_json::json!({});
     let marathon = Marathon::start(Answer::Apps(apps.to_string()));
-    let file = config(io, &ports, &pebble, state.path(), "http-01", shop.addr);
-    let cfg = file[..file.find("[[service]]").unwrap()].to_string()
-        + &format!(
-            "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = 100\n\
-             bind_address = \"127.0.0.1\"\n",
-            marathon.url()
-        );
-    let lb = Sluice::start(&cfg);
+    let no_service = |file: String| {
+        file[..file.find("[[service]]").unwrap()].to_string()
+            + &format!(
+                "[marathon]\nurls = [\"{}\"]\ngroup = \"external\"\npoll_interval_ms = 100\n\
+                 bind_address = \"127.0.0.1\"\n",
+                marathon.url()
+            )
+    };
+    let Setup { pebble, lb, ports } = start(
+        io,
+        None,
+        "http-01",
+        true,
+        state.path(),
+        shop.addr,
+        no_service,
+    );
     trusted(&pebble.root(), ports.https());
     lb.wait_log("obtained", |l| {
         l.contains("certificate obtained") && l.contains("shop.example")

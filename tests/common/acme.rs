@@ -35,6 +35,8 @@ pub struct Pebble {
     pebble: Option<Child>,
     dns: Child,
     dns_port: u16,
+    /// Where it validates HTTP-01 and TLS-ALPN-01.
+    validate: (u16, u16),
     pub dir: tempfile::TempDir,
     /// The directory URL for `[acme] directory`.
     pub directory: String,
@@ -103,6 +105,7 @@ impl Pebble {
             pebble: None,
             dns,
             dns_port,
+            validate: (http_port, tls_port),
             directory: format!("https://{listen}/dir"),
             listener_ca,
             listen,
@@ -113,6 +116,25 @@ impl Pebble {
             TcpStream::connect(("127.0.0.1", dns_mgmt)).ok()
         });
         p
+    }
+
+    /// Validate on these ports instead (before [`Pebble::run`]): sluice's, once it
+    /// listens on ports of its own choosing.
+    pub fn validate_on(&mut self, http_port: u16, tls_port: u16) {
+        let path = self.dir.path().join("pebble.json");
+        let (http, tls) = self.validate;
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(
+                &format!("\"httpPort\": {http},"),
+                &format!("\"httpPort\": {http_port},"),
+            )
+            .replace(
+                &format!("\"tlsPort\": {tls},"),
+                &format!("\"tlsPort\": {tls_port},"),
+            );
+        std::fs::write(&path, text).unwrap();
+        self.validate = (http_port, tls_port);
     }
 
     /// Run pebble; returns once it listens.
