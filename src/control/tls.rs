@@ -170,8 +170,9 @@ impl TlsRegistry {
         }
         let set = Arc::new(certs::self_signed(&[]).map_err(|e| e.to_string())?);
         tracing::warn!(
-            "no certificate configured: TLS is served with a generated self-signed \
-             certificate that no client trusts; set [tls] certificates"
+            "no certificate configured (or none obtained from [acme] yet): TLS is served \
+             with a generated self-signed certificate that no client trusts; set [tls] \
+             certificates, or wait for [acme]'s first"
         );
         self.self_signed = Some(Arc::clone(&set));
         Ok(set)
