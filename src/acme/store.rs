@@ -78,12 +78,20 @@ pub fn prepare(state_dir: &Path) -> Result<(), StoreError> {
         for e in fs::read_dir(dir).map_err(io_at(dir))?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            // A token older than any order is one an order cut short left.
+            let stale_token = dir == tokens.as_path() && is_older(&e.path(), LOCK_STALE);
+            if (name.starts_with('.') && name.ends_with(".tmp")) || stale_token {
                 let _ = fs::remove_file(e.path());
             }
         }
     }
     Ok(())
+}
+
+fn is_older(path: &Path, age: std::time::Duration) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age))
 }
 
 /// Write `bytes` to `path` atomically, mode 0600.
@@ -262,10 +270,7 @@ fn host() -> String {
 /// Take the lock; `Ok(None)` while another host holds it.
 pub fn lock_order(state_dir: &Path) -> Result<Option<OrderLock>, StoreError> {
     let path = lock_file(state_dir);
-    let stale = fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > LOCK_STALE));
-    if stale {
+    if is_older(&path, LOCK_STALE) {
         tracing::warn!(file = %path.display(), "an order lock older than 5 minutes: taken over");
         let _ = fs::remove_file(&path);
     }
@@ -341,6 +346,19 @@ mod tests {
         );
         unshare_token(dir.path(), "tok_1-A");
         assert!(shared_tokens(dir.path()).is_empty());
+        // A token an order cut short left is removed at the next start; a fresh one
+        // (another host's order in progress) stays.
+        share_token(dir.path(), "old", "old.thumb").unwrap();
+        share_token(dir.path(), "new", "new.thumb").unwrap();
+        let old = File::options()
+            .write(true)
+            .open(tokens_dir(dir.path()).join("old"))
+            .unwrap();
+        let past = std::time::SystemTime::now() - LOCK_STALE * 2;
+        old.set_modified(past).unwrap();
+        prepare(dir.path()).unwrap();
+        let left: Vec<String> = shared_tokens(dir.path()).into_iter().map(|t| t.0).collect();
+        assert_eq!(left, ["new"]);
     }
 
     #[test]
