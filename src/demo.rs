@@ -56,6 +56,7 @@ pub fn run(
         https: Some(https),
         https_proxy: Default::default(),
         tls: TlsConfig::default(),
+        acme: None,
         marathon: None,
         origin: Origin::default(),
         services: vec![

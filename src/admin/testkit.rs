@@ -46,6 +46,7 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         https: None,
         https_proxy: Default::default(),
         tls: Default::default(),
+        acme: None,
         marathon: None,
         services,
         origin: Default::default(),

@@ -3,6 +3,7 @@
 //! Parsing is a pure function of the file's text ([`parse`]); every error carries
 //! the line and column of the offending value so `sluice check` can point at it.
 
+mod acme;
 mod health;
 mod listen;
 mod marathon;
@@ -12,6 +13,7 @@ mod routes;
 mod service;
 mod tls;
 
+pub use acme::{vhost_sets, AcmeConfig, ChallengeKind};
 pub use health::{
     is_check_host, is_check_method, is_check_path, parse_expect, CheckKind, HealthCheck,
 };
@@ -36,6 +38,9 @@ pub struct Config {
     /// `[https] accept_proxy` and `proxy_trusted`.
     pub https_proxy: AcceptProxy,
     pub tls: TlsConfig,
+    /// `[acme]`: certificates obtained and renewed for the services asking (a
+    /// service's `acme`, or `[https] acme` for all).
+    pub acme: Option<AcmeConfig>,
     /// Absent: services come from the file alone.
     #[serde(skip)]
     pub marathon: Option<MarathonConfig>,
@@ -230,6 +235,9 @@ pub struct ServiceTls {
     /// ClientHello names one of these (exact, or `*.` one label) pass through to the
     /// service untouched. Lower-case.
     pub sni: Vec<String>,
+    /// Its vhosts' certificate comes from `[acme]` (its own `acme = true`, or
+    /// `[https] acme = true`).
+    pub acme: bool,
 }
 
 /// `[admin]`: the stats and metrics port. Absent means no admin port.
