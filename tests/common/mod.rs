@@ -21,13 +21,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Poll `f` until it returns `Some`, or panic with `what` after [`PATIENCE`].
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_for_within(what, PATIENCE, f)
+}
+
+/// [`wait_for`] with a bound of its own, for what is due only later (a renewal).
+pub fn wait_for_within<T>(what: &str, patience: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        assert!(start.elapsed() < patience, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(10));
     }
 }
