@@ -14,6 +14,7 @@ mod html;
 mod json;
 mod metrics;
 mod metrics_health;
+mod metrics_tls;
 mod query;
 mod rates;
 mod server;
