@@ -56,6 +56,7 @@ pub fn run(
         https: Some(https),
         https_proxy: Default::default(),
         tls: TlsConfig::default(),
+        anycast: Default::default(),
         marathon: None,
         origin: Origin::default(),
         services: vec![
@@ -72,6 +73,7 @@ pub fn run(
                 tls: ServiceTls::default(),
                 health: None,
                 proxy: Default::default(),
+                anycast: false,
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -90,6 +92,7 @@ pub fn run(
                 tls: ServiceTls::default(),
                 health: None,
                 proxy: Default::default(),
+                anycast: false,
             },
         ],
     };

@@ -1,6 +1,7 @@
 //! sluice: a TCP load balancer for edge hosts. See ARCHITECTURE.md for the map.
 
 pub mod admin;
+pub mod anycast;
 pub mod balance;
 pub mod bench;
 pub mod cli;

@@ -41,6 +41,8 @@ pub struct View {
     pub process: Process,
     /// Whether services come from Marathon too (the page then says how that goes).
     pub marathon: bool,
+    /// The anycast VIPs' verdicts (`/v1/anycast`).
+    pub anycast: Arc<crate::anycast::Board>,
 }
 
 /// What the stats page says about the process: settings fixed at start.
@@ -221,7 +223,9 @@ impl Pages {
         }
         match path {
             // Shutting down: upstream balancers stop sending before the listeners go.
-            HEALTH_CHECK if view.published.load().draining => Page::text(503, "draining\n"),
+            HEALTH_CHECK if view.published.load().draining || view.anycast.leaving() => {
+                Page::text(503, "draining\n")
+            }
             HEALTH_CHECK => Page::text(200, "OK\n"),
             "/_mlb_signal/hup" if view.marathon => {
                 // A full channel means a re-fetch is already pending: same outcome.
@@ -240,6 +244,7 @@ impl Pages {
                 "application/json",
                 json::config(&view.published.load()),
             ),
+            "/v1/anycast" => Page::new(200, "application/json", view.anycast.json()),
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
             _ if path.starts_with("/haproxy?") => match query::parse(path) {
                 Some(q) => self.stats(&q),

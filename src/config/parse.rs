@@ -61,6 +61,7 @@ struct RawFile {
     https: Option<super::tls::RawHttps>,
     tls: Option<super::tls::RawTls>,
     marathon: Option<super::marathon::RawMarathon>,
+    anycast: Option<super::anycast::RawAnycast>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
 }
@@ -262,6 +263,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         certificates_at.push((TLS_CERTIFICATES.to_owned(), at));
     }
     let tls = super::tls::validate_tls(raw.tls, &mut errs);
+    let anycast = super::anycast::validate(raw.anycast, &mut errs);
     let mut services = Vec::with_capacity(raw.service.len());
     // Where each valid service is reported: its name.
     let mut named_at = Vec::with_capacity(raw.service.len());
@@ -317,6 +319,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             https,
             https_proxy,
             tls,
+            anycast,
             marathon,
             services,
             origin,

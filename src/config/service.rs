@@ -33,6 +33,7 @@ pub(super) struct RawService {
     accept_proxy: Option<Spanned<bool>>,
     proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
     send_proxy: Option<Spanned<toml::Value>>,
+    anycast: Option<Spanned<bool>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -181,6 +182,7 @@ pub(super) fn validate_service(
         Some(l) => Some(l?),
         None => None,
     };
+    let anycast = super::anycast::validate_service(s.anycast.as_ref(), listen, errs);
     (errs.len() == before).then_some(ServiceConfig {
         name,
         mode,
@@ -198,6 +200,7 @@ pub(super) fn validate_service(
         },
         health,
         proxy,
+        anycast,
     })
 }
 

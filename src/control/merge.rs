@@ -62,6 +62,7 @@ pub fn merge(
                 accept: Default::default(),
                 send: s.send_proxy,
             },
+            anycast: false,
         };
         push(svc, &mut out);
     }
@@ -84,6 +85,7 @@ pub fn merge(
             tls: ServiceTls::default(),
             health: None,
             proxy: Default::default(),
+            anycast: false,
         };
         push(svc, &mut out);
     }

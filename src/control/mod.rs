@@ -1,6 +1,7 @@
 //! The control thread: loads the config, builds and publishes snapshots, handles
 //! signals. It is the only thread that binds sockets or builds tables.
 
+mod anycast;
 mod listeners;
 mod merge;
 mod registry;
@@ -67,6 +68,9 @@ pub struct Running {
     wake_rx: Option<crossbeam::channel::Receiver<()>>,
     /// The health thread says a backend with a slow start came up.
     ramp_rx: Option<crossbeam::channel::Receiver<()>>,
+    /// The anycast VIPs' verdicts, and `[anycast]` as read at start.
+    anycast: Arc<crate::anycast::Board>,
+    started_anycast: crate::config::AnycastConfig,
 }
 
 /// What the control thread waits for.
@@ -121,6 +125,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
             let _ = ramp_tx.try_send(());
         }),
     )?;
+    let anycast = anycast::start(&published, &cfg)?;
     let control_counters = Arc::new(ControlCounters::default());
     let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
     let admin_addr = match cfg.admin.listen {
@@ -138,6 +143,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                     max_connections: cfg.server.max_connections,
                 },
                 marathon: cfg.marathon.is_some(),
+                anycast: Arc::clone(&anycast),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -155,12 +161,14 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         started: cfg.server.clone(),
         started_admin: cfg.admin.clone(),
         signals: Some(signals),
-        file: cfg,
         marathon: None,
         control_counters,
         wake,
         wake_rx: Some(wake_rx),
         ramp_rx: Some(ramp_rx),
+        anycast,
+        started_anycast: cfg.anycast,
+        file: cfg,
     })
 }
 
@@ -224,6 +232,7 @@ impl Running {
                 }
                 ControlEvent::Ramp => self.apply_quietly(),
                 ControlEvent::Signal(sig) => {
+                    self.leave_anycast(sig, &rx);
                     tracing::info!(signal = sig, "stopping: no new connections, draining");
                     break;
                 }
