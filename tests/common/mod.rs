@@ -60,7 +60,7 @@ impl Sluice {
         Sluice::start_cmd(config, cmd)
     }
 
-    fn start_cmd(config: &str, mut cmd: Command) -> Sluice {
+    pub fn start_cmd(config: &str, mut cmd: Command) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
