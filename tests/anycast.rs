@@ -221,33 +221,26 @@ impl Lab {
 
     /// Backends of edge `i`: two HTTP servers on its loopback answering its name.
     fn backends(&mut self, i: usize) {
-        let www = self.path(&format!("www{i}"));
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(format!("{www}/index.html"), format!("edge{}\n", i + 1)).unwrap();
-        let edge = self.edge(i).to_owned();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/anycast/backend.py");
+        let script = script.display().to_string();
+        let (edge, name) = (self.edge(i).to_owned(), format!("edge{}", i + 1));
         for port in ["8081", "8082"] {
-            let args = [
-                "python3",
-                "-m",
-                "http.server",
-                "-b",
-                "127.0.0.1",
-                "-d",
-                &www,
-                port,
-            ];
+            let args = ["python3", &script, "127.0.0.1", port, &name];
             self.spawn(&edge, &args, &format!("backend{i}-{port}.log"));
         }
     }
 
-    /// Stop edge `i`'s backends (the last two started there).
+    /// Stop edge `i`'s backends.
     fn stop_backends(&mut self, i: usize) {
-        let name = format!("www{i}");
+        let name = format!("edge{}", i + 1);
         let mut kept = Vec::new();
         for mut c in self.children.drain(..) {
-            let cmdline =
-                std::fs::read_to_string(format!("/proc/{}/cmdline", c.id())).unwrap_or_default();
-            if cmdline.contains("http.server") && cmdline.contains(&name) {
+            // The process `ip netns exec` became: python3 backend.py ADDR PORT NAME.
+            let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", c.id()))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            if cmdline.contains("backend.py") && cmdline.trim_end().ends_with(&name) {
                 let _ = c.kill();
                 let _ = c.wait();
             } else {
@@ -265,7 +258,7 @@ impl Lab {
              [anycast]\nrise = 2\nfall = 2\ninterval_ms = 100\nadmin_timeout_ms = {ADMIN_TIMEOUT_MS}\n\
              [[service]]\nname = \"web\"\nlisten = \"{VIP}:80\"\nanycast = true\n\
              backends = [\"127.0.0.1:8081\", \"127.0.0.1:8082\"]\n\
-             [service.health]\ninterval_ms = 100\nrise = 1\nfall = 1\n"
+             [service.health]\ninterval_ms = 100\nrise = 1\nfall = 2\n"
         );
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.edge(i), BIN]);
@@ -471,4 +464,102 @@ fn anycast(io: &str) {
     eprintln!("withdrawn {took:?} after SIGKILL");
 }
 
-both_io!(anycast);
+/// `GET path` on the admin port: (status line, body).
+fn admin_get(admin: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::Read;
+    let mut s = common::connect(admin);
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// Without namespaces or a router: `sluice announce` against one sluice on loopback,
+/// through start, announcement and SIGTERM (withdrawn while still accepting, then
+/// drained); the announcer withdraws and exits once the admin port is gone.
+fn announce_on_loopback(io: &str) {
+    use std::io::BufRead;
+    let backend = common::Backend::named("a");
+    let config = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [anycast]\nrise = 2\nfall = 2\ninterval_ms = 50\nadmin_timeout_ms = 500\n\
+         [[service]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nanycast = true\n\
+         backends = [\"{}\"]\n[service.health]\ninterval_ms = 100\n",
+        common::server(io, ""),
+        backend.addr
+    );
+    let mut sluice = Sluice::start(&config);
+    let (admin, web) = (sluice.admin(), sluice.addr("web"));
+    let mut announcer = Command::new(BIN)
+        .args([
+            "announce",
+            "--admin",
+            &format!("http://{admin}"),
+            "--interval-ms",
+            "50",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = std::io::BufReader::new(announcer.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(common::PATIENCE)
+            .expect("a line from the announcer")
+    };
+    let (announce, withdraw) = (
+        "announce route 127.0.0.1/32 next-hop self",
+        "withdraw route 127.0.0.1/32 next-hop self",
+    );
+    // The whole state at the first answer (withdrawn until `rise` checks passed, or
+    // announced already), then the announcement.
+    let first = next();
+    if first != announce {
+        assert_eq!(first, withdraw);
+        assert_eq!(next(), announce);
+    }
+    let (status, body) = admin_get(admin, "/v1/anycast");
+    assert!(status.contains(" 200 "), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["prefix"], "127.0.0.1/32");
+    assert_eq!(v[0]["service"], "web");
+    assert_eq!(v[0]["announce"], true);
+    assert_eq!(v[0]["reason"], "1 of 1 backends up");
+
+    sluice.signal("TERM");
+    assert_eq!(next(), withdraw);
+    // Withdrawn, and still accepting: the drain has not begun.
+    assert_eq!(common::fetch(web).unwrap(), "a");
+    let (status, _) = admin_get(admin, "/_haproxy_health_check");
+    assert!(status.contains(" 503 "), "{status}");
+    let (_, body) = admin_get(admin, "/v1/anycast");
+    assert!(
+        body.contains("shutting down: withdrawn before draining"),
+        "{body}"
+    );
+    assert_eq!(
+        sluice.count_log(|l| l.contains("stopping: no new connections")),
+        0,
+        "the drain began before the grace ended"
+    );
+    assert!(sluice.wait_exit().success());
+    let status = common::wait_for("the announcer to exit", || announcer.try_wait().unwrap());
+    assert!(
+        !status.success(),
+        "the announcer exits with an error once sluice is gone"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut announcer.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("every route withdrawn"), "{err}");
+}
+
+both_io!(anycast, announce_on_loopback);

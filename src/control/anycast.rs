@@ -16,6 +16,11 @@ pub(super) fn start(published: &Arc<Published>, cfg: &Config) -> anyhow::Result<
 }
 
 impl Running {
+    /// `[anycast]` when a reload changed it: its settings are read at start.
+    pub(super) fn anycast_changed(&self, cfg: &Config) -> Option<String> {
+        (cfg.anycast != self.started_anycast).then(|| "[anycast]".to_owned())
+    }
+
     /// SIGTERM with anycast VIPs: report them withdrawn, then keep accepting for
     /// `[anycast] withdraw_grace_ms` while the routers converge, so that no new
     /// connection meets a closed port. A second signal ends the wait (and the process)

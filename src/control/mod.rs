@@ -336,12 +336,13 @@ impl Running {
                 return;
             }
         };
-        let changed = restart_only_changes(
+        let mut changed = restart_only_changes(
             &self.started,
             &self.started_admin,
             self.file.marathon.as_ref(),
             &cfg,
         );
+        changed.extend(self.anycast_changed(&cfg));
         if !changed.is_empty() {
             tracing::warn!(
                 changed = %changed.join(", "),
