@@ -534,6 +534,11 @@ fn announce_on_loopback(io: &str) {
     assert_eq!(v[0]["service"], "web");
     assert_eq!(v[0]["announce"], true);
     assert_eq!(v[0]["reason"], "1 of 1 backends up");
+    let (_, metrics) = admin_get(admin, "/metrics");
+    assert!(
+        metrics.contains("sluice_anycast_announced{prefix=\"127.0.0.1/32\",service=\"web\"} 1"),
+        "{metrics}"
+    );
 
     sluice.signal("TERM");
     assert_eq!(next(), withdraw);

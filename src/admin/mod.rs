@@ -250,16 +250,16 @@ impl Pages {
                 Some(q) => self.stats(&q),
                 None => Page::text(404, "not found\n"),
             },
-            "/metrics" => Page::new(
-                200,
-                "text/plain; version=0.0.4",
-                metrics::render(
+            "/metrics" => {
+                let mut body = metrics::render(
                     &view.published.load(),
                     &view.shards,
                     &view.control,
                     &self.counters,
-                ),
-            ),
+                );
+                metrics::anycast(&mut body, &view.anycast);
+                Page::new(200, "text/plain; version=0.0.4", body)
+            }
             _ => Page::text(404, "not found\n"),
         }
     }
