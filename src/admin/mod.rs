@@ -131,6 +131,7 @@ impl Page {
             411 => "Length Required",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
             _ => "Error",
         };
         let mut out = format!(
@@ -244,7 +245,10 @@ impl Pages {
                 "application/json",
                 json::config(&view.published.load()),
             ),
-            "/v1/anycast" => Page::new(200, "application/json", view.anycast.json()),
+            "/v1/anycast" => match view.anycast.json() {
+                Some(body) => Page::new(200, "application/json", body),
+                None => Page::text(503, "anycast: the first check is not done yet\n"),
+            },
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
             _ if path.starts_with("/haproxy?") => match query::parse(path) {
                 Some(q) => self.stats(&q),

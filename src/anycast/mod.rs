@@ -120,6 +120,9 @@ pub struct Report {
 #[derive(Debug, Default)]
 pub struct Board {
     reports: Mutex<Vec<Report>>,
+    /// The first check is done: until then an empty list would say "no VIP", and an
+    /// announcer would withdraw what it had announced.
+    checked: AtomicBool,
     leaving: AtomicBool,
 }
 
@@ -134,6 +137,7 @@ impl Board {
             withdraw(&mut reports);
         }
         *held = reports;
+        self.checked.store(true, Relaxed);
     }
 
     /// SIGTERM: report every VIP withdrawn from now on, while still accepting.
@@ -154,9 +158,13 @@ impl Board {
             .clone()
     }
 
-    /// `/v1/anycast`: a JSON array, one object per anycast VIP.
-    pub fn json(&self) -> String {
-        serde_json::to_string(&self.reports()).unwrap_or_else(|_| "[]".into())
+    /// `/v1/anycast`: a JSON array, one object per anycast VIP; `None` before the
+    /// first check.
+    pub fn json(&self) -> Option<String> {
+        if !self.checked.load(Relaxed) {
+            return None;
+        }
+        Some(serde_json::to_string(&self.reports()).unwrap_or_else(|_| "[]".into()))
     }
 }
 
@@ -254,6 +262,7 @@ mod tests {
     #[test]
     fn leaving_withdraws_what_is_and_what_comes() {
         let board = Board::default();
+        assert_eq!(board.json(), None, "nothing to say before the first check");
         let report = |announce| Report {
             prefix: "192.0.2.10/32".into(),
             service: "web".into(),
@@ -269,7 +278,7 @@ mod tests {
         board.set(vec![report(true)]);
         let r = &board.reports()[0];
         assert_eq!((r.announce, r.reason.as_str()), (false, LEAVING));
-        let parsed: Vec<Report> = serde_json::from_str(&board.json()).unwrap();
+        let parsed: Vec<Report> = serde_json::from_str(&board.json().unwrap()).unwrap();
         assert_eq!(parsed, board.reports());
     }
 }
