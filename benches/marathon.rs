@@ -50,6 +50,7 @@ fn refresh(c: &mut Criterion) {
         https_proxy: Default::default(),
         tls: Default::default(),
         anycast: Default::default(),
+        acme: None,
         marathon: Some(m),
         origin: Default::default(),
         services: Vec::new(),

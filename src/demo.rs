@@ -57,6 +57,7 @@ pub fn run(
         https_proxy: Default::default(),
         tls: TlsConfig::default(),
         anycast: Default::default(),
+        acme: None,
         marathon: None,
         origin: Origin::default(),
         services: vec![

@@ -1,5 +1,6 @@
 //! sluice: a TCP load balancer for edge hosts. See ARCHITECTURE.md for the map.
 
+pub mod acme;
 pub mod admin;
 pub mod anycast;
 pub mod balance;

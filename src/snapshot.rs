@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub https: Option<Arc<HttpsFront>>,
     /// The certificates served, for their expiry on `/metrics`.
     pub certificates: Arc<[CertExpiry]>,
+    /// The ACME challenges pending (HTTP-01 tokens answered on `[http] listen`).
+    pub acme: Arc<crate::acme::Challenges>,
     /// Set on SIGTERM/SIGINT: stop accepting, finish what is established.
     pub draining: bool,
 }

@@ -721,3 +721,34 @@ fn redirect_to_https_without_https_listen_warns() {
     ));
     assert_eq!((code, err.as_str()), (0, "warning: no certificate configured: TLS would be served with a generated self-signed certificate that no client trusts; set [tls] certificates\n"));
 }
+
+/// `[acme]` without `[tls] certificates`: the self-signed certificate is served only
+/// until the first one is obtained, and `check` says that; a wildcard vhost ACME
+/// cannot prove is refused at its place.
+#[test]
+fn acme_is_checked_and_its_first_certificate_awaited() {
+    let head = "[http]\nlisten = \"127.0.0.1:8080\"\n[https]\nlisten = \"127.0.0.1:8443\"\n\
+                acme = true\n[acme]\ndirectory = \"https://acme.example/dir\"\n\
+                state_dir = \"/var/lib/sluice/acme\"\n";
+    let service = |vhost: &str| {
+        format!(
+            "[[service]]\nname = \"shop\"\nmode = \"http\"\nvhosts = [\"{vhost}\"]\n\
+             backends = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    let (code, _, err) = check(&format!("{head}{}", service("shop.example")));
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            0,
+            "warning: [tls] certificates is empty: until [acme] obtains the first certificate, \
+             [https] listen serves a generated self-signed one\n"
+        )
+    );
+    let (code, _, err) = check(&format!("{head}{}", service("*.shop.example")));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("sluice: FILE:12:11: ACME cannot prove a wildcard vhost (*.shop.example)"),
+        "{err}"
+    );
+}

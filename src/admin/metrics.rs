@@ -259,6 +259,7 @@ pub fn render(
         expiry.samples.push((l, c.not_after_unix));
     }
     tls.push(expiry);
+    tls.extend(acme_families(&control.acme));
     tls.extend(proxy_families(shards));
     let health = super::metrics_health::families(snap, now);
     let mut out = String::with_capacity(4096);
@@ -573,4 +574,31 @@ fn proxy_families(shards: &PerShard<ShardCounters>) -> [Family; 2] {
         }
     }
     [headers, errors]
+}
+
+/// ACME: orders by outcome, and when each vhost set's certificate ends.
+fn acme_families(acme: &crate::acme::AcmeStats) -> [Family; 2] {
+    let mut orders = Family::new(
+        "sluice_acme_orders_total",
+        "counter",
+        "ACME orders by result: success (a certificate written) or failure (the one in use stays).",
+    );
+    orders
+        .samples
+        .push(("result=\"success\"".into(), acme.orders_ok.get() as i64));
+    orders
+        .samples
+        .push(("result=\"failure\"".into(), acme.orders_failed.get() as i64));
+    let mut expiry = Family::new(
+        "sluice_acme_certificate_expiry_seconds",
+        "gauge",
+        "When the certificate ACME obtained for each vhost set ends (Unix time).",
+    );
+    if let Ok(list) = acme.expiry.lock() {
+        for (names, not_after) in list.iter() {
+            let l = format!("names=\"{}\"", esc(names));
+            expiry.samples.push((l, *not_after));
+        }
+    }
+    [orders, expiry]
 }

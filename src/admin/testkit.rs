@@ -48,6 +48,7 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         https_proxy: Default::default(),
         tls: Default::default(),
         anycast: Default::default(),
+        acme: None,
         marathon: None,
         services,
         origin: Default::default(),

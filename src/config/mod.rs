@@ -3,6 +3,7 @@
 //! Parsing is a pure function of the file's text ([`parse`]); every error carries
 //! the line and column of the offending value so `sluice check` can point at it.
 
+mod acme;
 mod anycast;
 mod health;
 mod listen;
@@ -13,6 +14,7 @@ mod routes;
 mod service;
 mod tls;
 
+pub use acme::{vhost_sets, AcmeConfig, ChallengeKind};
 pub use health::{
     is_check_host, is_check_method, is_check_path, parse_expect, CheckKind, HealthCheck,
 };
@@ -39,6 +41,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[anycast]`: when the VIPs of `anycast = true` services are announced.
     pub anycast: AnycastConfig,
+    /// `[acme]`: certificates obtained and renewed for the services asking (a
+    /// service's `acme`, or `[https] acme` for all).
+    pub acme: Option<AcmeConfig>,
     /// Absent: services come from the file alone.
     #[serde(skip)]
     pub marathon: Option<MarathonConfig>,
@@ -233,6 +238,9 @@ pub struct ServiceTls {
     /// ClientHello names one of these (exact, or `*.` one label) pass through to the
     /// service untouched. Lower-case.
     pub sni: Vec<String>,
+    /// Its vhosts' certificate comes from `[acme]` (its own `acme = true`, or
+    /// `[https] acme = true`).
+    pub acme: bool,
 }
 
 /// `[admin]`: the stats and metrics port. Absent means no admin port.

@@ -62,6 +62,7 @@ struct RawFile {
     tls: Option<super::tls::RawTls>,
     marathon: Option<super::marathon::RawMarathon>,
     anycast: Option<super::anycast::RawAnycast>,
+    acme: Option<super::acme::RawAcme>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
 }
@@ -264,6 +265,22 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
     }
     let tls = super::tls::validate_tls(raw.tls, &mut errs);
     let anycast = super::anycast::validate(raw.anycast, &mut errs);
+    let https_acme = raw
+        .https
+        .as_ref()
+        .and_then(|h| h.acme.as_ref())
+        .filter(|a| *a.get_ref())
+        .map(Spanned::span);
+    let acme_table = raw.acme.is_some();
+    let acme = super::acme::validate(
+        raw.acme,
+        super::acme::Listeners {
+            http: http.listen.is_some(),
+            https: https.is_some(),
+            https_acme: https_acme.clone(),
+        },
+        &mut errs,
+    );
     let mut services = Vec::with_capacity(raw.service.len());
     // Where each valid service is reported: its name.
     let mut named_at = Vec::with_capacity(raw.service.len());
@@ -291,8 +308,14 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
                 warnings.push(ConfigError::at(r.span(), msg));
             }
         }
+        if let Some(a) = s.acme.as_ref().filter(|a| *a.get_ref() && !acme_table) {
+            errs.push(ConfigError::at(
+                a.span(),
+                "acme = true needs an [acme] table",
+            ));
+        }
         let name_span = s.name.span();
-        if let Some(svc) = validate_service(s, &mut errs) {
+        if let Some(svc) = validate_service(s, https_acme.is_some(), &mut errs) {
             services.push(svc);
             named_at.push(name_span);
         }
@@ -320,6 +343,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             https_proxy,
             tls,
             anycast,
+            acme,
             marathon,
             services,
             origin,

@@ -22,6 +22,7 @@ pub(super) struct RawService {
     table_size: Option<Spanned<i64>>,
     backends: Spanned<Vec<Spanned<RawBackend>>>,
     vhosts: Option<Vec<Spanned<String>>>,
+    pub(super) acme: Option<Spanned<bool>>,
     path_prefix: Option<Spanned<String>>,
     sticky: Option<Spanned<bool>>,
     sticky_cookie: Option<Spanned<String>>,
@@ -75,6 +76,7 @@ impl<'de> Deserialize<'de> for RawBackend {
 
 pub(super) fn validate_service(
     s: RawService,
+    https_acme: bool,
     errs: &mut Vec<ConfigError>,
 ) -> Option<ServiceConfig> {
     let before = errs.len();
@@ -117,6 +119,13 @@ pub(super) fn validate_service(
             certificates: s.certificates.as_ref(),
             sni: s.sni.as_ref(),
         },
+        errs,
+    );
+    let acme = super::acme::validate_service(
+        s.acme.as_ref(),
+        https_acme,
+        mode,
+        s.vhosts.as_deref().unwrap_or_default(),
         errs,
     );
     let routed = match mode {
@@ -197,6 +206,7 @@ pub(super) fn validate_service(
             terminate,
             certificates,
             sni,
+            acme,
         },
         health,
         proxy,

@@ -15,6 +15,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttps {
     pub listen: Spanned<String>,
+    pub acme: Option<Spanned<bool>>,
     pub accept_proxy: Option<Spanned<bool>>,
     pub proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }

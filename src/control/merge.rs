@@ -56,6 +56,7 @@ pub fn merge(
                 terminate: s.bind_tls.is_some() && mode == Mode::Http,
                 certificates: s.bind_tls.clone().unwrap_or_default(),
                 sni: Vec::new(),
+                acme: false,
             },
             health: s.health.clone(),
             proxy: crate::config::ServiceProxy {

@@ -68,6 +68,11 @@ pub struct Running {
     wake_rx: Option<crossbeam::channel::Receiver<()>>,
     /// The health thread says a backend with a slow start came up.
     ramp_rx: Option<crossbeam::channel::Receiver<()>>,
+    /// The ACME thread, with `[acme]`, and what it was started with (a reload cannot
+    /// change it).
+    acme: Option<(crate::acme::Handle, config::AcmeConfig)>,
+    /// The ACME thread says it wrote a certificate (or found one another host wrote).
+    acme_rx: Option<crossbeam::channel::Receiver<()>>,
     /// The anycast VIPs' verdicts, and `[anycast]` as read at start.
     anycast: Arc<crate::anycast::Board>,
     started_anycast: crate::config::AnycastConfig,
@@ -82,6 +87,8 @@ enum ControlEvent {
     Tick,
     /// A backend with a slow start came up: rebuild its service's table.
     Ramp,
+    /// The ACME thread wrote a certificate: build it in.
+    Acme,
 }
 
 /// How often certificate files are looked at for a change.
@@ -127,6 +134,25 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     )?;
     let anycast = anycast::start(&published, &cfg)?;
     let control_counters = Arc::new(ControlCounters::default());
+    // One pending notice at most: a build reads every certificate there is.
+    let (acme_tx, acme_rx) = crossbeam::channel::bounded::<()>(1);
+    let acme = match &cfg.acme {
+        Some(a) => {
+            let handle = crate::acme::spawn(
+                a.clone(),
+                registry.challenges(),
+                Arc::clone(&control_counters.acme),
+                Box::new(move || {
+                    let _ = acme_tx.try_send(());
+                }),
+            )
+            .map_err(|e| anyhow::anyhow!("[acme] state_dir: {e}"))?;
+            handle.follow(config::vhost_sets(&cfg.services, a));
+            tracing::info!(directory = %a.directory, challenge = a.challenge.as_str(), "ACME on");
+            Some((handle, a.clone()))
+        }
+        None => None,
+    };
     let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
     let admin_addr = match cfg.admin.listen {
         Some(addr) => {
@@ -161,14 +187,16 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         started: cfg.server.clone(),
         started_admin: cfg.admin.clone(),
         signals: Some(signals),
+        anycast,
+        started_anycast: cfg.anycast,
+        file: cfg,
         marathon: None,
         control_counters,
         wake,
         wake_rx: Some(wake_rx),
         ramp_rx: Some(ramp_rx),
-        anycast,
-        started_anycast: cfg.anycast,
-        file: cfg,
+        acme,
+        acme_rx: Some(acme_rx),
     })
 }
 
@@ -209,6 +237,18 @@ impl Running {
                     }
                 })?;
         }
+        if let Some(acme_rx) = self.acme_rx.take() {
+            let acme_tx = tx.clone();
+            std::thread::Builder::new()
+                .name("sluice-acme-notice".into())
+                .spawn(move || {
+                    for () in acme_rx.iter() {
+                        if acme_tx.send(ControlEvent::Acme).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+        }
         let tick_tx = tx.clone();
         std::thread::Builder::new()
             .name("sluice-tick".into())
@@ -231,6 +271,10 @@ impl Running {
                     }
                 }
                 ControlEvent::Ramp => self.apply_quietly(),
+                ControlEvent::Acme => {
+                    tracing::info!("ACME certificate written: loading it");
+                    self.apply();
+                }
                 ControlEvent::Signal(sig) => {
                     self.leave_anycast(sig, &rx);
                     tracing::info!(signal = sig, "stopping: no new connections, draining");
@@ -300,6 +344,10 @@ impl Running {
             cfg.services = services;
             cfg.tls.from_marathon = t.ssl_certs();
         }
+        cfg.acme = self.acme.as_ref().map(|(_, a)| a.clone());
+        if let Some((acme, a)) = &self.acme {
+            acme.follow(config::vhost_sets(&cfg.services, a));
+        }
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
         for e in unbound.iter().filter(|_| !slow_start) {
@@ -349,7 +397,14 @@ impl Running {
                 "changed settings keep their start-up values until restart"
             );
         }
+        let started_acme = self.acme.as_ref().map(|(_, a)| a);
+        if cfg.acme.as_ref() != started_acme {
+            tracing::warn!(
+                "[acme] or [https] acme changed: they keep their start-up values until restart"
+            );
+        }
         let mut full = cfg.clone();
+        full.acme = started_acme.cloned();
         let mut left_out = 0;
         if let Some(t) = &self.marathon {
             let (services, conflicts) = merge::merge(&cfg.services, t);
@@ -361,6 +416,9 @@ impl Running {
                 let counters = &self.control_counters;
                 counters.marathon_left_out.store(left_out, Relaxed);
                 counters.unbound.store(0, Relaxed);
+                if let Some((acme, a)) = &self.acme {
+                    acme.follow(config::vhost_sets(&full.services, a));
+                }
                 self.file = cfg;
                 log_services(Some(&self.published.load()), &next);
                 let (generation, services) = (next.generation, next.services.len());

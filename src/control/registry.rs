@@ -27,6 +27,11 @@ pub struct Registry {
     tls: super::tls::TlsRegistry,
     /// When a slow start in the last snapshot built reaches its next step.
     ramp_due_ms: Option<u64>,
+    /// The ACME challenges pending: in every snapshot, for `[http] listen`, and read
+    /// by `[https] listen`'s certificate choice.
+    challenges: Arc<crate::acme::Challenges>,
+    /// `[acme]`'s certificate directory, and whether the last build read it.
+    acme_dir: Option<(std::path::PathBuf, bool)>,
 }
 
 /// What a service keeps across reloads: its counters and its backends' (by address).
@@ -38,15 +43,23 @@ struct Kept {
 
 impl Registry {
     pub fn new(shards: usize) -> Self {
+        let challenges = Arc::new(crate::acme::Challenges::default());
         Registry {
             shards,
             generation: 0,
             sockets: Sockets::new(shards),
             health: HashMap::new(),
             services: HashMap::new(),
-            tls: super::tls::TlsRegistry::default(),
+            tls: super::tls::TlsRegistry::new(Arc::clone(&challenges)),
             ramp_due_ms: None,
+            challenges,
+            acme_dir: None,
         }
+    }
+
+    /// The cell the ACME thread publishes its pending challenges in.
+    pub fn challenges(&self) -> Arc<crate::acme::Challenges> {
+        Arc::clone(&self.challenges)
     }
 
     /// Whether a slow start reached its next step since the last build: time to build
@@ -226,6 +239,7 @@ impl Registry {
             http,
             https,
             certificates: self.tls.in_use().into(),
+            acme: Arc::clone(&self.challenges),
             draining: false,
         };
         Ok((snapshot, unbound.errors))
@@ -316,7 +330,7 @@ impl Registry {
                 true => (&config.tls.certificates, config::TLS_CERTIFICATES),
                 false => (&svc.tls.certificates, svc.name.as_str()),
             };
-            match self.tls.config(paths, &config.tls, !strict) {
+            match self.tls.config(paths, &config.tls, !strict, false) {
                 Ok(c) => {
                     of_service.insert(svc.name.clone(), c);
                 }
@@ -330,7 +344,7 @@ impl Registry {
         let https = config
             .https
             .filter(|_| !fronts_unbound.contains(HTTPS_FRONT));
-        let https = https.and_then(|_| match self.https_config(&config.tls, strict) {
+        let https = https.and_then(|_| match self.https_config(config, strict) {
             Ok(c) => Some(c),
             Err(e) => {
                 let at = at_certificates(config, config::TLS_CERTIFICATES);
@@ -344,18 +358,37 @@ impl Registry {
 
     /// `[https] listen`'s configuration: `[tls] certificates` and those Marathon labels
     /// add. When the labels' cannot be used (and the build is lenient), the file's
-    /// alone: one app's bad certificate does not take the TLS port down.
+    /// alone: one app's bad certificate does not take the TLS port down. The
+    /// certificates `[acme]` obtained come last, once there is one.
     fn https_config(
         &mut self,
-        tls: &config::TlsConfig,
+        config: &Config,
         strict: bool,
     ) -> Result<Arc<rustls::ServerConfig>, String> {
+        let tls = &config.tls;
+        self.acme_dir = config.acme.as_ref().map(|a| {
+            let dir = crate::acme::store::certs_dir(&a.state_dir);
+            let read = crate::acme::store::has_certificates(&dir);
+            (dir, read)
+        });
+        let acme_dir = self
+            .acme_dir
+            .as_ref()
+            .filter(|(_, read)| *read)
+            .map(|(dir, _)| dir.clone());
+        let alpn01 = config
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.challenge == config::ChallengeKind::TlsAlpn01);
         let mut paths = tls.certificates.clone();
         paths.extend(tls.from_marathon.iter().cloned());
-        match self.tls.config(&paths, tls, !strict) {
+        paths.extend(acme_dir.clone());
+        match self.tls.config(&paths, tls, !strict, alpn01) {
             Err(e) if !strict && !tls.from_marathon.is_empty() => {
                 tracing::error!("{e}; [https] listen serves [tls] certificates alone");
-                self.tls.config(&tls.certificates, tls, false)
+                let mut paths = tls.certificates.clone();
+                paths.extend(acme_dir);
+                self.tls.config(&paths, tls, false, alpn01)
             }
             r => r,
         }
@@ -363,8 +396,14 @@ impl Registry {
 
     /// Whether a certificate file in use changed since it was read: the caller builds
     /// again (a reload of the certificates alone).
+    /// So is `[acme]`'s certificate directory gaining its first certificate (or
+    /// losing its last), which the last build did not read.
     pub fn certificates_changed(&self) -> bool {
-        self.tls.stale()
+        let acme = self
+            .acme_dir
+            .as_ref()
+            .is_some_and(|(dir, read)| crate::acme::store::has_certificates(dir) != *read);
+        acme || self.tls.stale()
     }
 
     /// A snapshot that tells every shard to stop accepting; the registry lets go of
@@ -381,6 +420,7 @@ impl Registry {
             http: Arc::clone(&last.http),
             https: None,
             certificates: Arc::clone(&last.certificates),
+            acme: Arc::clone(&last.acme),
             draining: true,
         }
     }

@@ -17,6 +17,8 @@ struct Key {
     /// Empty: the generated self-signed certificate.
     paths: Vec<PathBuf>,
     tls: TlsConfig,
+    /// TLS-ALPN-01 challenges are answered (`[acme] challenge = "tls-alpn-01"`).
+    alpn01: bool,
 }
 
 struct Built {
@@ -32,6 +34,8 @@ pub struct TlsRegistry {
     tickets: Option<Arc<dyn ProducesTickets>>,
     built: HashMap<Key, Built>,
     self_signed: Option<Arc<certs::CertSet>>,
+    /// The ACME challenges pending, for a configuration answering TLS-ALPN-01.
+    challenges: Arc<crate::acme::Challenges>,
 }
 
 impl std::fmt::Debug for TlsRegistry {
@@ -43,15 +47,25 @@ impl std::fmt::Debug for TlsRegistry {
 }
 
 impl TlsRegistry {
+    /// A registry whose configurations answering TLS-ALPN-01 read `challenges`.
+    pub fn new(challenges: Arc<crate::acme::Challenges>) -> Self {
+        TlsRegistry {
+            challenges,
+            ..TlsRegistry::default()
+        }
+    }
+
     /// The server configuration for the certificates at `paths` (none: a generated
     /// self-signed one) with `tls`'s settings. When the files cannot be read or are
     /// wrong: with `keep_old`, the configuration built from them before, if there is
-    /// one (the error is logged); else the error, naming the file.
+    /// one (the error is logged); else the error, naming the file. With `alpn01`,
+    /// TLS-ALPN-01 validations get the pending challenge certificate.
     pub fn config(
         &mut self,
         paths: &[PathBuf],
         tls: &TlsConfig,
         keep_old: bool,
+        alpn01: bool,
     ) -> Result<Arc<ServerConfig>, String> {
         // The settings that shape a configuration; the lists of paths are `paths`.
         let settings = TlsConfig {
@@ -62,6 +76,7 @@ impl TlsRegistry {
         let key = Key {
             paths: paths.to_vec(),
             tls: settings,
+            alpn01,
         };
         match self.read(&key) {
             Ok(Some((fingerprint, config, certs))) => {
@@ -124,8 +139,17 @@ impl TlsRegistry {
             set
         };
         let tickets = self.tickets()?;
-        let config = crate::tls::server::server_config(set.clone(), &key.tls, &tickets)
-            .map_err(|e| format!("TLS settings: {e}"))?;
+        let config = match key.alpn01 {
+            false => crate::tls::server::server_config(set.clone(), &key.tls, &tickets),
+            true => {
+                let resolver = Arc::new(crate::acme::AlpnResolver {
+                    certs: set.clone(),
+                    challenges: Arc::clone(&self.challenges),
+                });
+                crate::tls::server::server_config_alpn01(resolver, &key.tls, &tickets)
+            }
+        }
+        .map_err(|e| format!("TLS settings: {e}"))?;
         Ok(Some((fingerprint, config, set)))
     }
 
@@ -146,8 +170,9 @@ impl TlsRegistry {
         }
         let set = Arc::new(certs::self_signed(&[]).map_err(|e| e.to_string())?);
         tracing::warn!(
-            "no certificate configured: TLS is served with a generated self-signed \
-             certificate that no client trusts; set [tls] certificates"
+            "no certificate configured (or none obtained from [acme] yet): TLS is served \
+             with a generated self-signed certificate that no client trusts; set [tls] \
+             certificates, or wait for [acme]'s first"
         );
         self.self_signed = Some(Arc::clone(&set));
         Ok(set)

@@ -269,6 +269,8 @@ pub struct ControlCounters {
     pub bind_failures: Counter,
     /// Reloads (signal or admin) rejected: the previous configuration kept serving.
     pub reload_failures: Counter,
+    /// Written by the ACME thread.
+    pub acme: std::sync::Arc<crate::acme::AcmeStats>,
 }
 
 impl PerShard<ServiceCounters> {

@@ -36,6 +36,14 @@ pub fn check(config: &crate::config::Config) -> (Vec<String>, Vec<String>) {
     sets.dedup_by(|a, b| a.1 == b.1);
     let now = std::time::SystemTime::now();
     for (owner, paths) in sets {
+        if paths.is_empty() && owner == TLS_CERTIFICATES && config.acme.is_some() {
+            warnings.push(
+                "warning: [tls] certificates is empty: until [acme] obtains the first \
+                 certificate, [https] listen serves a generated self-signed one"
+                    .to_owned(),
+            );
+            continue;
+        }
         if paths.is_empty() {
             warnings.push(
                 "warning: no certificate configured: TLS would be served with a generated self-signed \

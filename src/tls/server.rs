@@ -37,3 +37,18 @@ pub fn server_config(
     c.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(c))
 }
+
+/// [`server_config`] for a port answering ACME's TLS-ALPN-01 (RFC 8737): `acme-tls/1`
+/// is accepted after the configured protocols (a client offering others gets one of
+/// those), and `certs` is expected to serve the challenge certificate to a
+/// validation ([`crate::acme::AlpnResolver`]); such a connection then carries no
+/// application data (`dataplane::tls`).
+pub fn server_config_alpn01(
+    certs: Arc<dyn ResolvesServerCert>,
+    tls: &TlsConfig,
+    tickets: &Arc<dyn ProducesTickets>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut c = Arc::unwrap_or_clone(server_config(certs, tls, tickets)?);
+    c.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+    Ok(Arc::new(c))
+}

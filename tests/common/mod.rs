@@ -1,6 +1,7 @@
 //! Test harness: real `sluice` processes, real backends, real sockets on loopback.
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod faulty;
 pub mod http;
 pub mod marathon;
@@ -60,7 +61,17 @@ impl Sluice {
         Sluice::start_cmd(config, cmd)
     }
 
-    pub fn start_cmd(config: &str, mut cmd: Command) -> Sluice {
+    pub fn start_cmd(config: &str, cmd: Command) -> Sluice {
+        Sluice::try_start_cmd(config, cmd).unwrap_or_else(|log| panic!("sluice exited: {log}"))
+    }
+
+    /// [`Sluice::start`], or the log of a process that exited while starting (a
+    /// listen address another process took, say).
+    pub fn try_start(config: &str) -> Result<Sluice, String> {
+        Sluice::try_start_cmd(config, Command::new(BIN))
+    }
+
+    fn try_start_cmd(config: &str, mut cmd: Command) -> Result<Sluice, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
@@ -76,24 +87,34 @@ impl Sluice {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[sluice] {line}");
                 sink.lock().unwrap().push(line);
             }
         });
-        let s = Sluice {
+        let mut s = Sluice {
             child,
             dir,
             config: path,
             log,
         };
         let services = config.matches("[[service]]").count();
-        s.wait_log("shards started", |l| l.contains("starting shards"));
+        let exited = wait_for("shards started", || {
+            if s.count_log(|l| l.contains("starting shards")) > 0 {
+                return Some(false);
+            }
+            s.child.try_wait().unwrap().map(|_| true)
+        });
+        if exited {
+            // Its log read to the end (the pipe closed with the process).
+            let _ = reader.join();
+            return Err(s.log_lines().join("\n"));
+        }
         wait_for("services to listen", || {
             (s.count_log(|l| l.contains("service listening")) >= services).then_some(())
         });
-        s
+        Ok(s)
     }
 
     pub fn log_lines(&self) -> Vec<String> {

@@ -95,7 +95,13 @@ impl<S> HttpConn<S> {
         let snap = &ctx.snapshot;
         let service = match self.front(snap) {
             Some(Front::Service(s)) => Arc::clone(s),
-            Some(Front::Http | Front::Https) => {
+            Some(front @ (Front::Http | Front::Https)) => {
+                // An ACME HTTP-01 validation, before routing: pending tokens only.
+                if matches!(front, Front::Http) {
+                    if let Some(answer) = snap.acme.http01(self.session.path()) {
+                        return self.session.answer(&answer, now);
+                    }
+                }
                 let found = snap
                     .http
                     .router

@@ -697,6 +697,17 @@ impl Session {
         );
         self.finish_with(301, now_ms);
     }
+
+    /// Answer the request with `body` (200, as bytes) and close: what sluice serves
+    /// itself, an ACME HTTP-01 key authorization.
+    pub fn answer(&mut self, body: &str, now_ms: u64) {
+        let _ = write!(
+            self.to_client,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.finish_with(200, now_ms);
+    }
 }
 
 /// Bytes a buffer may keep allocated once empty: a connection between requests holds
