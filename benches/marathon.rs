@@ -49,6 +49,7 @@ fn refresh(c: &mut Criterion) {
         https: None,
         https_proxy: Default::default(),
         tls: Default::default(),
+        anycast: Default::default(),
         acme: None,
         marathon: Some(m),
         origin: Default::default(),

@@ -64,6 +64,24 @@ pub enum Command {
     },
     /// Load generator: HTTP/1.1 requests against a target, with latency percentiles.
     Bench(crate::bench::BenchArgs),
+    /// Drive a BGP speaker as an ExaBGP API process: print `announce route P next-hop
+    /// self` / `withdraw route P next-hop self` as the anycast VIPs of the admin port's
+    /// /v1/anycast change; withdraw everything and exit when it stops answering for
+    /// `[anycast] admin_timeout_ms`.
+    Announce(AnnounceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AnnounceArgs {
+    /// The admin port's URL.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    admin: String,
+    /// How often to ask it, in ms.
+    #[arg(long, default_value_t = 200)]
+    interval_ms: u64,
+    /// A file holding `[admin] token`, when the admin port needs it.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,6 +115,7 @@ pub fn main() -> ExitCode {
             io,
         } => crate::demo::run(listen, admin, http, https, io.into()),
         Command::Bench(args) => bench(&args),
+        Command::Announce(args) => announce(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +158,23 @@ fn resolve(config: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             config::DEFAULT_PATHS.join(", ")
         ),
     }
+}
+
+fn announce(args: &AnnounceArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    crate::anycast::announce::run(&crate::anycast::announce::Settings {
+        admin: args.admin.clone(),
+        interval: std::time::Duration::from_millis(args.interval_ms.max(10)),
+        token,
+    })
 }
 
 fn run(config: Option<PathBuf>) -> anyhow::Result<()> {

@@ -56,6 +56,7 @@ pub fn run(
         https: Some(https),
         https_proxy: Default::default(),
         tls: TlsConfig::default(),
+        anycast: Default::default(),
         acme: None,
         marathon: None,
         origin: Origin::default(),
@@ -73,6 +74,7 @@ pub fn run(
                 tls: ServiceTls::default(),
                 health: None,
                 proxy: Default::default(),
+                anycast: false,
             },
             ServiceConfig {
                 name: "app2-web".into(),
@@ -91,6 +93,7 @@ pub fn run(
                 tls: ServiceTls::default(),
                 health: None,
                 proxy: Default::default(),
+                anycast: false,
             },
         ],
     };

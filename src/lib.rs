@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod anycast;
 pub mod balance;
 pub mod bench;
 pub mod cli;

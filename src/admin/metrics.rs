@@ -39,6 +39,24 @@ pub(super) fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `sluice_anycast_announced`: each anycast VIP's verdict, as `/v1/anycast` gives it.
+pub fn anycast(out: &mut String, board: &crate::anycast::Board) {
+    let mut f = Family::new(
+        "sluice_anycast_announced",
+        "gauge",
+        "1 while the anycast VIP is to be announced over BGP, else 0 (see /v1/anycast).",
+    );
+    for r in board.reports() {
+        let l = format!(
+            "prefix=\"{}\",service=\"{}\"",
+            esc(&r.prefix),
+            esc(&r.service)
+        );
+        f.samples.push((l, i64::from(r.announce)));
+    }
+    f.write(out);
+}
+
 pub fn render(
     snap: &Snapshot,
     shards: &PerShard<ShardCounters>,

@@ -42,6 +42,8 @@ pub struct View {
     pub process: Process,
     /// Whether services come from Marathon too (the page then says how that goes).
     pub marathon: bool,
+    /// The anycast VIPs' verdicts (`/v1/anycast`).
+    pub anycast: Arc<crate::anycast::Board>,
 }
 
 /// What the stats page says about the process: settings fixed at start.
@@ -130,6 +132,7 @@ impl Page {
             411 => "Length Required",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
             _ => "Error",
         };
         let mut out = format!(
@@ -222,7 +225,9 @@ impl Pages {
         }
         match path {
             // Shutting down: upstream balancers stop sending before the listeners go.
-            HEALTH_CHECK if view.published.load().draining => Page::text(503, "draining\n"),
+            HEALTH_CHECK if view.published.load().draining || view.anycast.leaving() => {
+                Page::text(503, "draining\n")
+            }
             HEALTH_CHECK => Page::text(200, "OK\n"),
             "/_mlb_signal/hup" if view.marathon => {
                 // A full channel means a re-fetch is already pending: same outcome.
@@ -241,21 +246,25 @@ impl Pages {
                 "application/json",
                 json::config(&view.published.load()),
             ),
+            "/v1/anycast" => match view.anycast.json() {
+                Some(body) => Page::new(200, "application/json", body),
+                None => Page::text(503, "anycast: the first check is not done yet\n"),
+            },
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
             _ if path.starts_with("/haproxy?") => match query::parse(path) {
                 Some(q) => self.stats(&q),
                 None => Page::text(404, "not found\n"),
             },
-            "/metrics" => Page::new(
-                200,
-                "text/plain; version=0.0.4",
-                metrics::render(
+            "/metrics" => {
+                let mut body = metrics::render(
                     &view.published.load(),
                     &view.shards,
                     &view.control,
                     &self.counters,
-                ),
-            ),
+                );
+                metrics::anycast(&mut body, &view.anycast);
+                Page::new(200, "text/plain; version=0.0.4", body)
+            }
             _ => Page::text(404, "not found\n"),
         }
     }

@@ -32,6 +32,7 @@ fn service(name: &str, mode: Mode, balance: Balance, backends: &[(&str, u32)]) -
         tls: Default::default(),
         health: None,
         proxy: Default::default(),
+        anycast: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn config(services: Vec<ServiceConfig>) -> Config {
         https: None,
         https_proxy: Default::default(),
         tls: Default::default(),
+        anycast: Default::default(),
         acme: None,
         marathon: None,
         services,
@@ -164,5 +166,6 @@ pub fn view(snap: Snapshot) -> super::View {
             max_connections: 100_000,
         },
         marathon: true,
+        anycast: Default::default(),
     }
 }

@@ -4,6 +4,7 @@
 //! the line and column of the offending value so `sluice check` can point at it.
 
 mod acme;
+mod anycast;
 mod health;
 mod listen;
 mod marathon;
@@ -38,6 +39,8 @@ pub struct Config {
     /// `[https] accept_proxy` and `proxy_trusted`.
     pub https_proxy: AcceptProxy,
     pub tls: TlsConfig,
+    /// `[anycast]`: when the VIPs of `anycast = true` services are announced.
+    pub anycast: AnycastConfig,
     /// `[acme]`: certificates obtained and renewed for the services asking (a
     /// service's `acme`, or `[https] acme` for all).
     pub acme: Option<AcmeConfig>,
@@ -259,6 +262,36 @@ impl std::fmt::Debug for AdminConfig {
     }
 }
 
+/// `[anycast]`: the hysteresis and timers of anycast VIPs' announcement. Read at
+/// start (a change takes a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AnycastConfig {
+    /// Good checks in a row before a withdrawn VIP is announced.
+    pub rise: u32,
+    /// Bad checks (no backend up) in a row before an announced VIP is withdrawn.
+    pub fall: u32,
+    /// How often each VIP is checked.
+    pub interval_ms: u64,
+    /// `sluice announce` withdraws everything and exits when the admin port has not
+    /// answered for this long.
+    pub admin_timeout_ms: u64,
+    /// After SIGTERM, how long the VIPs are reported withdrawn while sluice still
+    /// accepts on them (the routers converge), before draining.
+    pub withdraw_grace_ms: u64,
+}
+
+impl Default for AnycastConfig {
+    fn default() -> Self {
+        AnycastConfig {
+            rise: 3,
+            fall: 2,
+            interval_ms: 1000,
+            admin_timeout_ms: 3000,
+            withdraw_grace_ms: 3000,
+        }
+    }
+}
+
 /// `[server]`: process-wide settings. Only `workers` and `io` need a restart to change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerConfig {
@@ -380,6 +413,9 @@ pub struct ServiceConfig {
     pub health: Option<HealthCheck>,
     /// `accept_proxy`, `proxy_trusted` (on its own `listen`) and `send_proxy`.
     pub proxy: ServiceProxy,
+    /// `anycast = true`: its listen address, a /32 or /128 on the host's loopback, is
+    /// announced over BGP while it is served (see `src/anycast/`).
+    pub anycast: bool,
 }
 
 /// The settings of an HTTP service (ignored in TCP mode).

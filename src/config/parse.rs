@@ -61,6 +61,7 @@ struct RawFile {
     https: Option<super::tls::RawHttps>,
     tls: Option<super::tls::RawTls>,
     marathon: Option<super::marathon::RawMarathon>,
+    anycast: Option<super::anycast::RawAnycast>,
     acme: Option<super::acme::RawAcme>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
@@ -263,6 +264,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         certificates_at.push((TLS_CERTIFICATES.to_owned(), at));
     }
     let tls = super::tls::validate_tls(raw.tls, &mut errs);
+    let anycast = super::anycast::validate(raw.anycast, &mut errs);
     let https_acme = raw
         .https
         .as_ref()
@@ -340,6 +342,7 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
             https,
             https_proxy,
             tls,
+            anycast,
             acme,
             marathon,
             services,

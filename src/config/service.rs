@@ -34,6 +34,7 @@ pub(super) struct RawService {
     accept_proxy: Option<Spanned<bool>>,
     proxy_trusted: Option<Spanned<Vec<Spanned<String>>>>,
     send_proxy: Option<Spanned<toml::Value>>,
+    anycast: Option<Spanned<bool>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -190,6 +191,7 @@ pub(super) fn validate_service(
         Some(l) => Some(l?),
         None => None,
     };
+    let anycast = super::anycast::validate_service(s.anycast.as_ref(), listen, errs);
     (errs.len() == before).then_some(ServiceConfig {
         name,
         mode,
@@ -208,6 +210,7 @@ pub(super) fn validate_service(
         },
         health,
         proxy,
+        anycast,
     })
 }
 

@@ -63,6 +63,7 @@ pub fn merge(
                 accept: Default::default(),
                 send: s.send_proxy,
             },
+            anycast: false,
         };
         push(svc, &mut out);
     }
@@ -85,6 +86,7 @@ pub fn merge(
             tls: ServiceTls::default(),
             health: None,
             proxy: Default::default(),
+            anycast: false,
         };
         push(svc, &mut out);
     }

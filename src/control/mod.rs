@@ -1,6 +1,7 @@
 //! The control thread: loads the config, builds and publishes snapshots, handles
 //! signals. It is the only thread that binds sockets or builds tables.
 
+mod anycast;
 mod listeners;
 mod merge;
 mod registry;
@@ -72,6 +73,9 @@ pub struct Running {
     acme: Option<(crate::acme::Handle, config::AcmeConfig)>,
     /// The ACME thread says it wrote a certificate (or found one another host wrote).
     acme_rx: Option<crossbeam::channel::Receiver<()>>,
+    /// The anycast VIPs' verdicts, and `[anycast]` as read at start.
+    anycast: Arc<crate::anycast::Board>,
+    started_anycast: crate::config::AnycastConfig,
 }
 
 /// What the control thread waits for.
@@ -128,6 +132,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
             let _ = ramp_tx.try_send(());
         }),
     )?;
+    let anycast = anycast::start(&published, &cfg)?;
     let control_counters = Arc::new(ControlCounters::default());
     // One pending notice at most: a build reads every certificate there is.
     let (acme_tx, acme_rx) = crossbeam::channel::bounded::<()>(1);
@@ -164,6 +169,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                     max_connections: cfg.server.max_connections,
                 },
                 marathon: cfg.marathon.is_some(),
+                anycast: Arc::clone(&anycast),
             };
             let local = crate::admin::start(addr, view)
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
@@ -181,6 +187,8 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         started: cfg.server.clone(),
         started_admin: cfg.admin.clone(),
         signals: Some(signals),
+        anycast,
+        started_anycast: cfg.anycast,
         file: cfg,
         marathon: None,
         control_counters,
@@ -268,6 +276,7 @@ impl Running {
                     self.apply();
                 }
                 ControlEvent::Signal(sig) => {
+                    self.leave_anycast(sig, &rx);
                     tracing::info!(signal = sig, "stopping: no new connections, draining");
                     break;
                 }
@@ -375,12 +384,13 @@ impl Running {
                 return;
             }
         };
-        let changed = restart_only_changes(
+        let mut changed = restart_only_changes(
             &self.started,
             &self.started_admin,
             self.file.marathon.as_ref(),
             &cfg,
         );
+        changed.extend(self.anycast_changed(&cfg));
         if !changed.is_empty() {
             tracing::warn!(
                 changed = %changed.join(", "),

@@ -66,7 +66,7 @@ impl Sluice {
         Sluice::start_cmd(config, cmd)
     }
 
-    fn start_cmd(config: &str, cmd: Command) -> Sluice {
+    pub fn start_cmd(config: &str, cmd: Command) -> Sluice {
         Sluice::try_start_cmd(config, cmd).unwrap_or_else(|log| panic!("sluice exited: {log}"))
     }
 

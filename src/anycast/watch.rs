@@ -1,0 +1,94 @@
+//! The anycast thread: every `[anycast] interval_ms`, one check of every anycast VIP
+//! of the published snapshot — is its address listened on, has its service a backend
+//! up — through its [`Vip`], the verdicts stored on the [`Board`]. Changes are logged.
+
+use super::{prefix, Board, Hysteresis, Observation, Report, Vip};
+use crate::config::AnycastConfig;
+use crate::snapshot::{Backend, Published, Service, Snapshot};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Start the thread. It runs for the life of the process.
+pub fn spawn(
+    published: Arc<Published>,
+    board: Arc<Board>,
+    cfg: AnycastConfig,
+) -> std::io::Result<()> {
+    let h = Hysteresis {
+        rise: cfg.rise,
+        fall: cfg.fall,
+    };
+    std::thread::Builder::new()
+        .name("sluice-anycast".into())
+        .spawn(move || {
+            let mut vips = HashMap::new();
+            loop {
+                let reports = check(&published.load(), &mut vips, h, cfg.admin_timeout_ms);
+                board.set(reports);
+                std::thread::sleep(Duration::from_millis(cfg.interval_ms));
+            }
+        })?;
+    Ok(())
+}
+
+/// One check of every anycast VIP of `snap`; VIPs no longer there are forgotten.
+fn check(
+    snap: &Snapshot,
+    vips: &mut HashMap<(String, SocketAddr), Vip>,
+    h: Hysteresis,
+    admin_timeout_ms: u64,
+) -> Vec<Report> {
+    let now = crate::snapshot::clock_ms();
+    let mut reports = Vec::new();
+    let mut seen = HashMap::new();
+    for svc in snap.services.iter().filter(|s| s.config.anycast) {
+        let Some(local) = svc.local else { continue };
+        let key = (svc.config.name.clone(), local);
+        let mut vip = vips.get(&key).copied().unwrap_or_default();
+        let o = Observation {
+            accepting: !snap.draining && snap.listeners.iter().any(|l| l.local == local),
+            backends_up: svc
+                .backends
+                .iter()
+                .zip(svc.draining.iter())
+                .filter(|(b, &draining)| !draining && up(svc, b, now))
+                .count(),
+            backends: svc.backends.len(),
+        };
+        let was = vip.announced;
+        let reason = vip.observe(o, h);
+        let prefix = prefix(local);
+        if vip.announced != was {
+            let verdict = if vip.announced {
+                "announce"
+            } else {
+                "withdraw"
+            };
+            tracing::info!(%prefix, service = %svc.config.name, %reason, "anycast VIP: {verdict}");
+        }
+        reports.push(Report {
+            prefix,
+            service: svc.config.name.clone(),
+            listen: local.to_string(),
+            announce: vip.announced,
+            reason,
+            admin_timeout_ms,
+        });
+        seen.insert(key, vip);
+    }
+    *vips = seen;
+    reports
+}
+
+/// Up for an announcement: taking new connections, and, when checked, checked once
+/// already — a backend starts UP before its first check (HAProxy's way), and a VIP
+/// announced on that alone would be withdrawn at the first failure.
+fn up(svc: &Service, b: &Backend, now_ms: u64) -> bool {
+    if !b.is_up(now_ms) {
+        return false;
+    }
+    let record = b.health.record();
+    !((svc.config.health.is_some() || record.checked) && record.last.is_none())
+}
