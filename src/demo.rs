@@ -69,6 +69,7 @@ pub fn run(
                 table_size: DEFAULT_TABLE_SIZE,
                 backends: list.clone(),
                 draining: Vec::new(),
+                maint: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
                 health: None,
@@ -83,6 +84,7 @@ pub fn run(
                 table_size: DEFAULT_TABLE_SIZE,
                 backends: list,
                 draining: Vec::new(),
+                maint: Vec::new(),
                 http: HttpOptions {
                     vhosts: vec![VHOST.into()],
                     sticky: true,

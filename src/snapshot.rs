@@ -106,8 +106,13 @@ pub struct Service {
     pub backends: Box<[Arc<Backend>]>,
     pub selector: Selector,
     pub counters: Arc<PerShard<ServiceCounters>>,
-    /// `draining[i]`: backend `i` takes no new connections.
+    /// `draining[i]`: backend `i` takes no new connections (a task being killed, or
+    /// kept in maintenance by a blue/green deploy).
     pub draining: Box<[bool]>,
+    /// `maint[i]`: backend `i` is out because a blue/green deploy keeps it in
+    /// maintenance (then also `draining[i]`): MAINT in the stats, and no drain
+    /// deadline on its established connections.
+    pub maint: Box<[bool]>,
     /// Each shard's round-robin / least-connections cursor for this service.
     pub cursors: PerShard<AtomicU32>,
     /// Sticky-session server ids, `(id, backend index)` sorted by id.

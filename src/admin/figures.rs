@@ -11,9 +11,12 @@ use crate::snapshot::{Service, Snapshot};
 use serde::Serialize;
 
 /// A server's status: its address's state (`health::State`, HAProxy's spelling),
-/// DRAIN when this service drains it.
+/// MAINT when a blue/green deploy keeps it in maintenance (Marathon-LB's `disabled`,
+/// which `zdd.py` waits on), DRAIN when this service drains it.
 pub fn server_status(svc: &Service, i: usize, now_ms: u64) -> State {
-    if svc.draining[i] {
+    if svc.maint[i] {
+        State::Maint
+    } else if svc.draining[i] {
         State::Drain
     } else {
         svc.backends[i].health.look().effective(now_ms)

@@ -374,6 +374,12 @@ pub struct ServiceConfig {
     /// established ones finish: tasks Marathon is killing. Not a file setting.
     #[serde(skip)]
     pub draining: Vec<SocketAddr>,
+    /// Backends (among `backends`) a blue/green deploy keeps in maintenance: the old
+    /// colour's tasks beyond those Marathon-LB would keep serving. No new connections,
+    /// established ones continue with no deadline (the task is not going away yet).
+    /// Not a file setting.
+    #[serde(skip)]
+    pub maint: Vec<SocketAddr>,
     pub http: HttpOptions,
     pub tls: ServiceTls,
     /// `[service.health]`: the active check of its backends, when it has one.

@@ -199,6 +199,7 @@ pub(super) fn validate_service(
         table_size,
         backends,
         draining: Vec::new(),
+        maint: Vec::new(),
         http: HttpOptions { hash_name, ..http },
         tls: ServiceTls {
             terminate,

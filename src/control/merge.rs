@@ -43,7 +43,8 @@ pub fn merge(
             hash: s.hash,
             table_size: DEFAULT_TABLE_SIZE,
             backends: backend_list(&s.backends),
-            draining: draining(&s.backends),
+            draining: in_state(&s.backends, TaskState::Draining),
+            maint: in_state(&s.backends, TaskState::Maint),
             http: HttpOptions {
                 vhosts: s.vhosts.clone(),
                 path_prefix: s.path.clone(),
@@ -80,7 +81,8 @@ pub fn merge(
             hash: crate::config::HashKey::Tuple,
             table_size: DEFAULT_TABLE_SIZE,
             backends: backend_list(backends),
-            draining: draining(backends),
+            draining: in_state(backends, TaskState::Draining),
+            maint: in_state(backends, TaskState::Maint),
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
             health: None,
@@ -104,12 +106,13 @@ fn backend_list(tasks: &[TaskBackend]) -> Vec<BackendConfig> {
         .collect()
 }
 
-/// Tasks being killed: in the table (so the others keep their slots) but given no new
+/// Tasks being killed (`Draining`) or kept in maintenance by a blue/green deploy
+/// (`Maint`): in the table (so the others keep their slots) but given no new
 /// connection; established ones continue.
-fn draining(tasks: &[TaskBackend]) -> Vec<std::net::SocketAddr> {
+fn in_state(tasks: &[TaskBackend], state: TaskState) -> Vec<std::net::SocketAddr> {
     tasks
         .iter()
-        .filter(|t| t.state == TaskState::Draining)
+        .filter(|t| t.state == state)
         .map(|t| t.addr)
         .collect()
 }

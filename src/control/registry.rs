@@ -278,10 +278,16 @@ impl Registry {
                 .collect();
         let counters = Arc::clone(&kept.counters);
         let selector = self.selector(&cfg, &backends, now);
+        let maint: Box<[bool]> = cfg
+            .backends
+            .iter()
+            .map(|b| cfg.maint.contains(&b.addr))
+            .collect();
         let draining = cfg
             .backends
             .iter()
-            .map(|b| cfg.draining.contains(&b.addr))
+            .zip(maint.iter())
+            .map(|(b, &m)| m || cfg.draining.contains(&b.addr))
             .collect();
         let mut sticky_ids: Vec<(u64, u16)> = backends
             .iter()
@@ -296,6 +302,7 @@ impl Registry {
             selector,
             counters,
             draining,
+            maint,
             cursors: PerShard::new(self.shards),
             sticky_ids: sticky_ids.into(),
             tls,

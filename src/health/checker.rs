@@ -159,7 +159,8 @@ impl Checker {
                     .entry(b.addr)
                     .or_insert_with(|| (Arc::clone(&b.health), Vec::new(), false, None));
                 e.1.push(&svc.config.name);
-                e.2 |= svc.draining[i];
+                // A deploy's maintenance is the service's alone: the task stays.
+                e.2 |= svc.draining[i] && !svc.maint[i];
                 // The first service (in snapshot order) with a check checks the address.
                 if e.3.is_none() {
                     e.3 = svc
