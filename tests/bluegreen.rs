@@ -246,6 +246,15 @@ fn deploy_under_load(io: &str, binds: &[&str]) {
         marathon.apps(),
         [("/nginx-green".to_owned(), "green".to_owned(), 3, 3)]
     );
+    // Each step was logged once per task as it went into maintenance.
+    let maint_logged =
+        |lb: &Sluice| lb.count_log(|l| l.contains("→ MAINT") && l.contains("blue/green deploy"));
+    for lb in &lbs {
+        wait_for("three MAINT changes logged", || {
+            (maint_logged(lb) >= 3).then_some(())
+        });
+        assert_eq!(maint_logged(lb), 3, "{:?}", lb.log_lines());
+    }
     // Green alone behind every balancer, then the clients stop.
     for lb in &lbs {
         wait_for("green's three tasks alone", || {
