@@ -70,6 +70,7 @@ pub fn run(
                 backends: list.clone(),
                 draining: Vec::new(),
                 maint: Vec::new(),
+                server_names: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
                 health: None,
@@ -85,6 +86,7 @@ pub fn run(
                 backends: list,
                 draining: Vec::new(),
                 maint: Vec::new(),
+                server_names: Vec::new(),
                 http: HttpOptions {
                     vhosts: vec![VHOST.into()],
                     sticky: true,

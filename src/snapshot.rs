@@ -113,6 +113,8 @@ pub struct Service {
     /// maintenance (then also `draining[i]`): MAINT in the stats, and no drain
     /// deadline on its established connections.
     pub maint: Box<[bool]>,
+    /// `svnames[i]`: backend `i`'s name in the stats, as Marathon-LB names servers.
+    pub svnames: Box<[Box<str>]>,
     /// Each shard's round-robin / least-connections cursor for this service.
     pub cursors: PerShard<AtomicU32>,
     /// Sticky-session server ids, `(id, backend index)` sorted by id.
@@ -243,4 +245,12 @@ pub fn clock_ms() -> u64 {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_millis() as u64
+}
+
+/// A server's name as Marathon-LB writes it in HAProxy's config for a backend reached
+/// at the agent's own address: the address with `_` for `.` and `:`.
+pub fn server_name(addr: SocketAddr) -> String {
+    addr.to_string()
+        .replace(['.', ':'], "_")
+        .replace(['[', ']'], "")
 }

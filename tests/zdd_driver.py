@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import math
+import socket
 import sys
 import time
 import urllib.error
@@ -133,10 +134,16 @@ def listeners(args, app):
 
 
 def svnames(app):
-    # Tasks reached at their agent's address (BRIDGE): `<host>_<port>`.
+    # Tasks reached at their agent's address (BRIDGE): `<host>_<port>` when the agent
+    # is named by that address, else `<host>_<ip>_<port>`.
     for task in app['tasks']:
+        prefix = task['host'].replace('.', '_')
+        ip = socket.gethostbyname(task['host'])
         for port in task['ports']:
-            yield task['id'], '{}_{}'.format(task['host'].replace('.', '_'), port)
+            if ip == task['host']:
+                yield task['id'], '{}_{}'.format(prefix, port)
+            else:
+                yield task['id'], '{}_{}_{}'.format(prefix, ip.replace('.', '_'), port)
 
 
 def drained(row):

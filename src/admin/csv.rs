@@ -165,13 +165,6 @@ impl Row {
     }
 }
 
-/// HAProxy's server names in Marathon-LB configs: the address with `_` for `.`/`:`.
-pub fn server_name(addr: std::net::SocketAddr) -> String {
-    addr.to_string()
-        .replace(['.', ':'], "_")
-        .replace(['[', ']'], "")
-}
-
 pub fn render(snap: &Snapshot, tracks: &Tracks) -> String {
     let mut out = String::from("# ");
     out.push_str(&COLUMNS.join(","));
@@ -369,7 +362,7 @@ mod tests {
             [
                 ("10_0_0_1_80", "MAINT"),
                 ("10_0_0_2_80", "UP"),
-                ("10_0_0_3_80", "DRAIN")
+                ("agent-3_10_0_0_3_80", "DRAIN")
             ]
         );
     }
@@ -377,7 +370,7 @@ mod tests {
     #[test]
     fn server_names_like_marathon_lb() {
         assert_eq!(
-            server_name("10.0.1.215:31458".parse().unwrap()),
+            crate::snapshot::server_name("10.0.1.215:31458".parse().unwrap()),
             "10_0_1_215_31458"
         );
     }

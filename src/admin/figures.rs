@@ -365,7 +365,7 @@ fn server(svc: &Service, i: usize, tracks: &Tracks, now_ms: u64) -> Row {
     });
     let scur = i64::from(bc.active());
     Row {
-        svname: super::csv::server_name(b.addr),
+        svname: svc.svnames[i].to_string(),
         addr: Some(b.addr.to_string()),
         status: status.word(),
         lastchg: Some(record.lastchg_s(now_ms)),

@@ -380,6 +380,11 @@ pub struct ServiceConfig {
     /// Not a file setting.
     #[serde(skip)]
     pub maint: Vec<SocketAddr>,
+    /// Server names for the stats where the address alone does not give the one
+    /// Marathon-LB writes (`<host>_<task ip>_<port>` for a task whose agent's name or
+    /// address differs from the address it is reached at). Not a file setting.
+    #[serde(skip)]
+    pub server_names: Vec<(SocketAddr, String)>,
     pub http: HttpOptions,
     pub tls: ServiceTls,
     /// `[service.health]`: the active check of its backends, when it has one.

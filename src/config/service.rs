@@ -200,6 +200,7 @@ pub(super) fn validate_service(
         backends,
         draining: Vec::new(),
         maint: Vec::new(),
+        server_names: Vec::new(),
         http: HttpOptions { hash_name, ..http },
         tls: ServiceTls {
             terminate,

@@ -45,6 +45,7 @@ pub fn merge(
             backends: backend_list(&s.backends),
             draining: in_state(&s.backends, TaskState::Draining),
             maint: in_state(&s.backends, TaskState::Maint),
+            server_names: server_names(&s.backends),
             http: HttpOptions {
                 vhosts: s.vhosts.clone(),
                 path_prefix: s.path.clone(),
@@ -83,6 +84,7 @@ pub fn merge(
             backends: backend_list(backends),
             draining: in_state(backends, TaskState::Draining),
             maint: in_state(backends, TaskState::Maint),
+            server_names: server_names(backends),
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
             health: None,
@@ -103,6 +105,16 @@ fn backend_list(tasks: &[TaskBackend]) -> Vec<BackendConfig> {
             addr: t.addr,
             weight: 1,
         })
+        .collect()
+}
+
+/// The tasks whose server name is not the one their address gives, once each.
+fn server_names(tasks: &[TaskBackend]) -> Vec<(std::net::SocketAddr, String)> {
+    let mut seen = HashSet::new();
+    tasks
+        .iter()
+        .filter(|t| seen.insert(t.addr) && t.name != crate::snapshot::server_name(t.addr))
+        .map(|t| (t.addr, t.name.clone()))
         .collect()
 }
 

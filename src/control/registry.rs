@@ -278,6 +278,16 @@ impl Registry {
                 .collect();
         let counters = Arc::clone(&kept.counters);
         let selector = self.selector(&cfg, &backends, now);
+        let svnames = cfg
+            .backends
+            .iter()
+            .map(|b| {
+                let named = cfg.server_names.iter().find(|(a, _)| *a == b.addr);
+                named
+                    .map_or_else(|| crate::snapshot::server_name(b.addr), |(_, n)| n.clone())
+                    .into_boxed_str()
+            })
+            .collect();
         let maint: Box<[bool]> = cfg
             .backends
             .iter()
@@ -303,6 +313,7 @@ impl Registry {
             counters,
             draining,
             maint,
+            svnames,
             cursors: PerShard::new(self.shards),
             sticky_ids: sticky_ids.into(),
             tls,

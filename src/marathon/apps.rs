@@ -49,6 +49,30 @@ pub struct TaskBackend {
     pub task_id: String,
     pub addr: SocketAddr,
     pub state: TaskState,
+    /// Its server name as Marathon-LB writes it (and `zdd.py` looks it up): see
+    /// [`task_server_name`].
+    pub name: String,
+}
+
+/// The server name Marathon-LB gives a task's backend: `<ip>_<port>`, or
+/// `<host>_<ip>_<port>` when the task's agent (`host`: a name, or another address,
+/// IP-per-task) is not the address the task is reached at; every character but
+/// letters, digits and `-` written `_`.
+pub fn task_server_name(host: Option<&str>, addr: SocketAddr) -> String {
+    let ip = addr.ip().to_string();
+    match host.filter(|h| *h != ip) {
+        Some(h) => format!("{h}_{ip}_{}", addr.port())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+        None => crate::snapshot::server_name(addr),
+    }
 }
 
 /// One service port of one app.
@@ -430,12 +454,12 @@ fn translate_app(
     let labels = app.get("labels").unwrap_or(&Value::Null);
     let per_task = ip_per_task(app);
     let entries = port_entries(app);
-    let tasks: Vec<(&str, IpAddr, Vec<u16>, TaskState)> = tasks
+    let tasks: Vec<(&Task, IpAddr, Vec<u16>, TaskState)> = tasks
         .iter()
         .filter_map(|t| {
             let state = deploy_state(app, t, opts, health)?;
             let (ip, ports) = task_endpoint(app, t, per_task)?;
-            Some((t.id.as_str(), ip, ports, state))
+            Some((t, ip, ports, state))
         })
         .collect();
     let http_check = app
@@ -452,11 +476,13 @@ fn translate_app(
     for (n, (service_port, entry)) in entries.iter().enumerate() {
         let backends: Vec<TaskBackend> = tasks
             .iter()
-            .filter_map(|(id, ip, ports, state)| {
+            .filter_map(|(t, ip, ports, state)| {
+                let addr = SocketAddr::new(*ip, *ports.get(n)?);
                 Some(TaskBackend {
-                    task_id: (*id).to_owned(),
-                    addr: SocketAddr::new(*ip, *ports.get(n)?),
+                    task_id: t.id.clone(),
+                    addr,
                     state: *state,
+                    name: task_server_name(t.host.as_deref(), addr),
                 })
             })
             .collect();

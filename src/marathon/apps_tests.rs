@@ -540,3 +540,26 @@ fn hybrid_deploys_take_the_colour_scaled_last_as_new() {
         .collect();
     assert_eq!(out, ["10.0.6.25:31184"]);
 }
+
+#[test]
+fn server_names_as_marathon_lb_writes_them() {
+    // Reached at the agent's address: `<ip>_<port>`.
+    let t = run(&fixture("zdd_apps.json"), "external");
+    assert_eq!(t.services[0].backends[0].name, "10_0_6_25_31184");
+    // IP-per-task: the agent, then the task's address (zdd.py's `host_ip_port`).
+    let mut app: Value = serde_json::from_slice(&fixture("app.json")).unwrap();
+    app["tasks"] = json!([{"id": "foo.1", "host": "10.0.0.9", "ports": [31000],
+                           "ipAddresses": [{"ipAddress": "9.1.1.1", "protocol": "IPv4"}],
+                           "healthCheckResults": [{"alive": true}]}]);
+    let body = json!({"apps": [app]}).to_string();
+    let t = run(body.as_bytes(), "*");
+    assert_eq!(t.services[0].backends[0].name, "10_0_0_9_9_1_1_1_80");
+    // An agent known by name: its name, then the address it resolves to.
+    let addr: SocketAddr = "127.0.0.1:31000".parse().unwrap();
+    assert_eq!(
+        task_server_name(Some("agent-1.example"), addr),
+        "agent-1_example_127_0_0_1_31000"
+    );
+    assert_eq!(task_server_name(Some("127.0.0.1"), addr), "127_0_0_1_31000");
+    assert_eq!(task_server_name(None, addr), "127_0_0_1_31000");
+}
