@@ -242,6 +242,12 @@ fn deploy_under_load(io: &str, binds: &[&str]) {
     assert_eq!(second["scaled"], json!([2, 3]));
     assert_eq!(second["deleted"], "/nginx-blue");
     assert!(second["maint_rows_seen"].as_u64().unwrap() >= 3 * binds.len() as u64);
+    assert_eq!(second["maint_not_old"], json!([]), "{second}");
+    assert_eq!(
+        second["old_servers"].as_array().unwrap().len(),
+        3,
+        "{second}"
+    );
     assert_eq!(
         marathon.apps(),
         [("/nginx-green".to_owned(), "green".to_owned(), 3, 3)]

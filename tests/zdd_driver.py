@@ -171,7 +171,12 @@ def find_tasks_to_kill(args, new, old, summary):
             continue
         if not [r for r in rows if drained(r)]:
             continue
-        summary['maint_rows_seen'] += len([r for r in rows if r.status == 'MAINT'])
+        maint = [r.svname for r in rows if r.status == 'MAINT']
+        summary['maint_rows_seen'] += len(maint)
+        # Only the old colour's tasks are ever put in maintenance (a task killed at
+        # an earlier step may still be listed by a balancer that has not caught up).
+        summary['old_servers'].update(sv for _, sv in svnames(old))
+        summary['maint_not_old'] += [sv for sv in maint if sv not in summary['old_servers']]
         return tasks_out(old, rows, count, drained)
     raise SystemExit('timed out waiting for drained listeners')
 
@@ -220,9 +225,11 @@ def main():
     new = prepare(args, previous, app)
     marathon(args, 'POST', '/v2/apps', new)
     summary = {'colour': new['labels']['HAPROXY_DEPLOYMENT_COLOUR'], 'killed': [],
-               'scaled': [], 'deleted': None, 'maint_rows_seen': 0}
+               'scaled': [], 'deleted': None, 'maint_rows_seen': 0,
+               'old_servers': set(), 'maint_not_old': []}
     if previous:
         swap(args, new, previous[0], summary)
+    summary['old_servers'] = sorted(summary['old_servers'])
     json.dump(summary, sys.stdout)
 
 
