@@ -60,7 +60,10 @@ fn merge_two(prev: App, cur: App) -> App {
     let target = match label(&new.0, "HAPROXY_DEPLOYMENT_NEW_INSTANCES") {
         Some(n) => {
             // A hybrid deploy (`zdd.py --new-instances`): the colour scaled last is
-            // the new one.
+            // the new one. Marathon-LB means this test (its code compares the label
+            // text with 0, which is always true, so it also swaps for a plain deploy
+            // between a kill and the next scale, briefly serving the old colour's
+            // kept-out tasks again); sluice swaps for hybrid deploys only.
             if n.trim().parse::<u64>().is_ok_and(|n| n != 0)
                 && last_scaling_at(&old.0) > last_scaling_at(&new.0)
             {
