@@ -70,6 +70,8 @@ pub fn run(
                 table_size: DEFAULT_TABLE_SIZE,
                 backends: list.clone(),
                 draining: Vec::new(),
+                maint: Vec::new(),
+                server_names: Vec::new(),
                 http: HttpOptions::default(),
                 tls: ServiceTls::default(),
                 health: None,
@@ -85,6 +87,8 @@ pub fn run(
                 table_size: DEFAULT_TABLE_SIZE,
                 backends: list,
                 draining: Vec::new(),
+                maint: Vec::new(),
+                server_names: Vec::new(),
                 http: HttpOptions {
                     vhosts: vec![VHOST.into()],
                     sticky: true,

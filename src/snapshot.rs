@@ -106,8 +106,15 @@ pub struct Service {
     pub backends: Box<[Arc<Backend>]>,
     pub selector: Selector,
     pub counters: Arc<PerShard<ServiceCounters>>,
-    /// `draining[i]`: backend `i` takes no new connections.
+    /// `draining[i]`: backend `i` takes no new connections (a task being killed, or
+    /// kept in maintenance by a blue/green deploy).
     pub draining: Box<[bool]>,
+    /// `maint[i]`: backend `i` is out because a blue/green deploy keeps it in
+    /// maintenance (then also `draining[i]`): MAINT in the stats, and no drain
+    /// deadline on its established connections.
+    pub maint: Box<[bool]>,
+    /// `svnames[i]`: backend `i`'s name in the stats, as Marathon-LB names servers.
+    pub svnames: Box<[Box<str>]>,
     /// Each shard's round-robin / least-connections cursor for this service.
     pub cursors: PerShard<AtomicU32>,
     /// Sticky-session server ids, `(id, backend index)` sorted by id.
@@ -238,4 +245,12 @@ pub fn clock_ms() -> u64 {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_millis() as u64
+}
+
+/// A server's name as Marathon-LB writes it in HAProxy's config for a backend reached
+/// at the agent's own address: the address with `_` for `.` and `:`.
+pub fn server_name(addr: SocketAddr) -> String {
+    addr.to_string()
+        .replace(['.', ':'], "_")
+        .replace(['[', ']'], "")
 }

@@ -65,7 +65,9 @@ pub fn apply(snap: &Snapshot, body: &[u8]) -> (Outcome, String) {
         let found = svc
             .backends
             .iter()
-            .find(|b| b.addr.to_string() == *name || super::csv::server_name(b.addr) == *name);
+            .zip(svc.svnames.iter())
+            .find(|(b, n)| b.addr.to_string() == *name || &***n == name.as_str())
+            .map(|(b, _)| b);
         match found {
             Some(b) => {
                 b.health.set_admin(form.action);

@@ -165,13 +165,6 @@ impl Row {
     }
 }
 
-/// HAProxy's server names in Marathon-LB configs: the address with `_` for `.`/`:`.
-pub fn server_name(addr: std::net::SocketAddr) -> String {
-    addr.to_string()
-        .replace(['.', ':'], "_")
-        .replace(['[', ']'], "")
-}
-
 pub fn render(snap: &Snapshot, tracks: &Tracks) -> String {
     let mut out = String::from("# ");
     out.push_str(&COLUMNS.join(","));
@@ -341,10 +334,43 @@ mod tests {
         }
     }
 
+    /// What zdd.py reads of a deploy: MAINT for the servers the deploy keeps out,
+    /// DRAIN for a task being killed, with `scur` and `qcur`.
+    #[test]
+    fn a_deploys_maintenance_is_maint() {
+        let snap = crate::admin::testkit::deploy_in_progress();
+        assert!(snap.services[0].draining[0] && snap.services[0].maint[0]);
+        let csv = render(&snap, &Default::default());
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap()[2..].split(',').collect();
+        let col = |name: &str| head.iter().position(|c| *c == name).unwrap();
+        let rows: Vec<(String, String, String)> = lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|r| r[0] == "web" && !["FRONTEND", "BACKEND"].contains(&r[1]))
+            .map(|r| {
+                let (q, s) = (r[col("qcur")], r[col("scur")]);
+                assert_eq!((q, s), ("0", "0"));
+                (r[1].to_owned(), r[col("status")].to_owned(), s.to_owned())
+            })
+            .collect();
+        let status: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|(n, s, _)| (n.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                ("10_0_0_1_80", "MAINT"),
+                ("10_0_0_2_80", "UP"),
+                ("agent-3_10_0_0_3_80", "DRAIN")
+            ]
+        );
+    }
+
     #[test]
     fn server_names_like_marathon_lb() {
         assert_eq!(
-            server_name("10.0.1.215:31458".parse().unwrap()),
+            crate::snapshot::server_name("10.0.1.215:31458".parse().unwrap()),
             "10_0_1_215_31458"
         );
     }

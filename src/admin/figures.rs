@@ -11,9 +11,12 @@ use crate::snapshot::{Service, Snapshot};
 use serde::Serialize;
 
 /// A server's status: its address's state (`health::State`, HAProxy's spelling),
-/// DRAIN when this service drains it.
+/// MAINT when a blue/green deploy keeps it in maintenance (Marathon-LB's `disabled`,
+/// which `zdd.py` waits on), DRAIN when this service drains it.
 pub fn server_status(svc: &Service, i: usize, now_ms: u64) -> State {
-    if svc.draining[i] {
+    if svc.maint[i] {
+        State::Maint
+    } else if svc.draining[i] {
         State::Drain
     } else {
         svc.backends[i].health.look().effective(now_ms)
@@ -362,7 +365,7 @@ fn server(svc: &Service, i: usize, tracks: &Tracks, now_ms: u64) -> Row {
     });
     let scur = i64::from(bc.active());
     Row {
-        svname: super::csv::server_name(b.addr),
+        svname: svc.svnames[i].to_string(),
         addr: Some(b.addr.to_string()),
         status: status.word(),
         lastchg: Some(record.lastchg_s(now_ms)),

@@ -7,8 +7,15 @@ use serde_json::{json, Value};
 fn backends(svc: &Service) -> Vec<Value> {
     svc.backends
         .iter()
-        .zip(svc.draining.iter())
-        .map(|(b, &draining)| json!({"addr": b.addr.to_string(), "draining": draining}))
+        .enumerate()
+        .map(|(i, b)| {
+            json!({
+                "addr": b.addr.to_string(),
+                "draining": svc.draining[i],
+                // Kept in maintenance by a blue/green deploy (then also draining).
+                "maint": svc.maint[i],
+            })
+        })
         .collect()
 }
 

@@ -1,6 +1,5 @@
 //! `/metrics` in the Prometheus text format.
 
-use super::csv::server_name;
 use crate::snapshot::{clock_ms, Snapshot};
 use crate::stats::{PerShard, ShardCounters};
 use std::fmt::Write;
@@ -162,12 +161,8 @@ fn service_families(snap: &Snapshot, now: u64) -> Vec<Family> {
         for (fam, v) in f.iter_mut().zip(service_values) {
             fam.samples.push((l.clone(), v));
         }
-        for b in svc.backends.iter() {
-            let bl = format!(
-                "{l},backend=\"{}\",server=\"{}\"",
-                b.addr,
-                server_name(b.addr)
-            );
+        for (b, name) in svc.backends.iter().zip(svc.svnames.iter()) {
+            let bl = format!("{l},backend=\"{}\",server=\"{name}\"", b.addr);
             let bc = &b.counters;
             let values = [
                 i64::from(b.is_up(now)),

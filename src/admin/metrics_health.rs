@@ -1,7 +1,6 @@
 //! `/metrics`: each backend's state and active check, as the CSV's `status`,
 //! `check_status`, `check_code`, `chkfail`, `chkdown`, `lastchg` and `downtime`.
 
-use super::csv::server_name;
 use super::figures::server_status;
 use super::metrics::{esc, Family};
 use crate::health::State;
@@ -51,7 +50,7 @@ pub(super) fn families(snap: &Snapshot, now: u64) -> Vec<Family> {
                 "service=\"{}\",backend=\"{}\",server=\"{}\"",
                 esc(&svc.config.name),
                 b.addr,
-                server_name(b.addr)
+                svc.svnames[i]
             );
             let now_state = server_status(svc, i, now);
             for s in STATES {

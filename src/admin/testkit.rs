@@ -25,6 +25,8 @@ fn service(name: &str, mode: Mode, balance: Balance, backends: &[(&str, u32)]) -
             })
             .collect(),
         draining: Vec::new(),
+        maint: Vec::new(),
+        server_names: Vec::new(),
         http: HttpOptions {
             vhosts: vec![format!("{name}.example")],
             ..HttpOptions::default()
@@ -168,4 +170,22 @@ pub fn view(snap: Snapshot) -> super::View {
         marathon: true,
         anycast: Default::default(),
     }
+}
+
+/// `web` mid blue/green deploy: `10.0.0.1:80` kept in maintenance by the deploy,
+/// `10.0.0.3:80` a task being killed (on an agent known by name), `10.0.0.2:80`
+/// serving.
+pub fn deploy_in_progress() -> Snapshot {
+    let mut web = service(
+        "web",
+        Mode::Http,
+        Balance::Roundrobin,
+        &[("10.0.0.1:80", 1), ("10.0.0.2:80", 1), ("10.0.0.3:80", 1)],
+    );
+    web.maint = vec!["10.0.0.1:80".parse().unwrap()];
+    web.draining = vec!["10.0.0.3:80".parse().unwrap()];
+    web.server_names = vec![("10.0.0.3:80".parse().unwrap(), "agent-3_10_0_0_3_80".into())];
+    crate::control::Registry::new(SHARDS)
+        .build(&config(vec![web]))
+        .unwrap()
 }

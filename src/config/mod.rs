@@ -407,6 +407,17 @@ pub struct ServiceConfig {
     /// established ones finish: tasks Marathon is killing. Not a file setting.
     #[serde(skip)]
     pub draining: Vec<SocketAddr>,
+    /// Backends (among `backends`) a blue/green deploy keeps in maintenance: the old
+    /// colour's tasks beyond those Marathon-LB would keep serving. No new connections,
+    /// established ones continue with no deadline (the task is not going away yet).
+    /// Not a file setting.
+    #[serde(skip)]
+    pub maint: Vec<SocketAddr>,
+    /// Server names for the stats where the address alone does not give the one
+    /// Marathon-LB writes (`<host>_<task ip>_<port>` for a task whose agent's name or
+    /// address differs from the address it is reached at). Not a file setting.
+    #[serde(skip)]
+    pub server_names: Vec<(SocketAddr, String)>,
     pub http: HttpOptions,
     pub tls: ServiceTls,
     /// `[service.health]`: the active check of its backends, when it has one.

@@ -201,6 +201,8 @@ pub(super) fn validate_service(
         table_size,
         backends,
         draining: Vec::new(),
+        maint: Vec::new(),
+        server_names: Vec::new(),
         http: HttpOptions { hash_name, ..http },
         tls: ServiceTls {
             terminate,

@@ -43,7 +43,9 @@ pub fn merge(
             hash: s.hash,
             table_size: DEFAULT_TABLE_SIZE,
             backends: backend_list(&s.backends),
-            draining: draining(&s.backends),
+            draining: in_state(&s.backends, TaskState::Draining),
+            maint: in_state(&s.backends, TaskState::Maint),
+            server_names: server_names(&s.backends),
             http: HttpOptions {
                 vhosts: s.vhosts.clone(),
                 path_prefix: s.path.clone(),
@@ -81,7 +83,9 @@ pub fn merge(
             hash: crate::config::HashKey::Tuple,
             table_size: DEFAULT_TABLE_SIZE,
             backends: backend_list(backends),
-            draining: draining(backends),
+            draining: in_state(backends, TaskState::Draining),
+            maint: in_state(backends, TaskState::Maint),
+            server_names: server_names(backends),
             http: HttpOptions::default(),
             tls: ServiceTls::default(),
             health: None,
@@ -106,12 +110,78 @@ fn backend_list(tasks: &[TaskBackend]) -> Vec<BackendConfig> {
         .collect()
 }
 
-/// Tasks being killed: in the table (so the others keep their slots) but given no new
-/// connection; established ones continue.
-fn draining(tasks: &[TaskBackend]) -> Vec<std::net::SocketAddr> {
+/// The tasks whose server name is not the one their address gives, once each.
+fn server_names(tasks: &[TaskBackend]) -> Vec<(std::net::SocketAddr, String)> {
+    let mut seen = HashSet::new();
     tasks
         .iter()
-        .filter(|t| t.state == TaskState::Draining)
+        .filter(|t| seen.insert(t.addr) && t.name != crate::snapshot::server_name(t.addr))
+        .map(|t| (t.addr, t.name.clone()))
+        .collect()
+}
+
+/// Tasks being killed (`Draining`) or kept in maintenance by a blue/green deploy
+/// (`Maint`): in the table (so the others keep their slots) but given no new
+/// connection; established ones continue.
+fn in_state(tasks: &[TaskBackend], state: TaskState) -> Vec<std::net::SocketAddr> {
+    tasks
+        .iter()
+        .filter(|t| t.state == state)
         .map(|t| t.addr)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::marathon::apps::{translate, HealthMemory, Options};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/marathon/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    /// The recorded blue/green pair: one service, the old colour's first task by id
+    /// kept in maintenance (not draining: no deadline), every server named by its
+    /// address (BRIDGE tasks on agents known by address).
+    #[test]
+    fn a_deployment_group_is_one_service_with_its_maintenance() {
+        let opts = Options {
+            group: "external".into(),
+            bind_address: "0.0.0.0".parse().unwrap(),
+            vip_network: ("127.11.0.0".parse().unwrap(), 16),
+            health_check: true,
+        };
+        let t = translate(&fixture("zdd_apps.json"), &opts, &mut HealthMemory::new()).unwrap();
+        let (services, conflicts) = super::merge(&[], &t);
+        assert!(conflicts.is_empty());
+        assert_eq!(services.len(), 1);
+        let s = &services[0];
+        assert_eq!(s.name, "nginx_10000");
+        assert_eq!(s.backends.len(), 4);
+        assert_eq!(s.maint, ["10.0.6.25:31184".parse().unwrap()]);
+        assert!(s.draining.is_empty());
+        assert!(s.server_names.is_empty());
+        // IP-per-task: named `<host>_<ip>_<port>`.
+        let mut app: serde_json::Value = serde_json::from_slice(&fixture("app.json")).unwrap();
+        app["tasks"] = serde_json::json!([{"id": "foo.1", "host": "10.0.0.9", "ports": [31000],
+            "ipAddresses": [{"ipAddress": "9.1.1.1", "protocol": "IPv4"}],
+            "healthCheckResults": [{"alive": true}]}]);
+        let body = serde_json::json!({ "apps": [app] }).to_string();
+        let opts = Options {
+            group: "*".into(),
+            ..opts
+        };
+        let t = translate(body.as_bytes(), &opts, &mut HealthMemory::new()).unwrap();
+        let (services, _) = super::merge(&[], &t);
+        assert_eq!(
+            services[0].server_names,
+            [(
+                "9.1.1.1:80".parse().unwrap(),
+                "10_0_0_9_9_1_1_1_80".to_owned()
+            )]
+        );
+    }
 }

@@ -649,8 +649,9 @@ fn set_drain_deadlines(
 ) {
     let mut serving = std::collections::HashSet::new();
     for svc in &next.services {
-        for (b, &draining) in svc.backends.iter().zip(svc.draining.iter()) {
-            if draining {
+        for (i, b) in svc.backends.iter().enumerate() {
+            // Kept in maintenance by a deploy: its connections finish at their pace.
+            if svc.draining[i] && !svc.maint[i] {
                 b.health.drain_deadline_ms.fetch_min(deadline_ms, Relaxed);
             } else {
                 serving.insert(b.addr);

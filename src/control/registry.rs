@@ -278,10 +278,26 @@ impl Registry {
                 .collect();
         let counters = Arc::clone(&kept.counters);
         let selector = self.selector(&cfg, &backends, now);
+        let svnames = cfg
+            .backends
+            .iter()
+            .map(|b| {
+                let named = cfg.server_names.iter().find(|(a, _)| *a == b.addr);
+                named
+                    .map_or_else(|| crate::snapshot::server_name(b.addr), |(_, n)| n.clone())
+                    .into_boxed_str()
+            })
+            .collect();
+        let maint: Box<[bool]> = cfg
+            .backends
+            .iter()
+            .map(|b| cfg.maint.contains(&b.addr))
+            .collect();
         let draining = cfg
             .backends
             .iter()
-            .map(|b| cfg.draining.contains(&b.addr))
+            .zip(maint.iter())
+            .map(|(b, &m)| m || cfg.draining.contains(&b.addr))
             .collect();
         let mut sticky_ids: Vec<(u64, u16)> = backends
             .iter()
@@ -296,6 +312,8 @@ impl Registry {
             selector,
             counters,
             draining,
+            maint,
+            svnames,
             cursors: PerShard::new(self.shards),
             sticky_ids: sticky_ids.into(),
             tls,

@@ -64,17 +64,25 @@ struct Check {
 type Named<'a> = (
     Arc<Health>,
     Vec<&'a str>,
-    bool,
+    Out,
     Option<(&'a HealthCheck, Option<SendProxy>)>,
 );
+
+/// What the snapshot's services say of an address, besides its checks.
+#[derive(Clone, Copy, Default)]
+struct Out {
+    /// Some service drains it (a task Marathon is killing).
+    drain: bool,
+    /// Some service's blue/green deploy keeps it in maintenance.
+    maint: bool,
+}
 
 /// One backend address, whichever services name it.
 struct Watched {
     health: Arc<Health>,
     /// The services naming it, for the log.
     services: String,
-    /// Some service drains it (a task Marathon is killing).
-    drain: bool,
+    out: Out,
     check: Option<Check>,
     /// The state as last logged (the record's, kept here so that the 100 ms look at
     /// every address takes no lock), and whether a DOWN came from a failed connect.
@@ -157,9 +165,11 @@ impl Checker {
             for (i, b) in svc.backends.iter().enumerate() {
                 let e = next
                     .entry(b.addr)
-                    .or_insert_with(|| (Arc::clone(&b.health), Vec::new(), false, None));
+                    .or_insert_with(|| (Arc::clone(&b.health), Vec::new(), Out::default(), None));
                 e.1.push(&svc.config.name);
-                e.2 |= svc.draining[i];
+                // A deploy's maintenance is no drain: the task stays.
+                e.2.drain |= svc.draining[i] && !svc.maint[i];
+                e.2.maint |= svc.maint[i];
                 // The first service (in snapshot order) with a check checks the address.
                 if e.3.is_none() {
                     e.3 = svc
@@ -171,11 +181,11 @@ impl Checker {
             }
         }
         let mut old = std::mem::take(&mut self.watched);
-        for (addr, (health, services, drain, check)) in next {
+        for (addr, (health, services, out, check)) in next {
             let mut w = old.remove(&addr).unwrap_or_else(|| Watched {
                 health: Arc::clone(&health),
                 services: String::new(),
-                drain: false,
+                out: Out::default(),
                 check: None,
                 state: health.record().state,
                 passive_down: false,
@@ -188,7 +198,7 @@ impl Checker {
                 w.check = None;
             }
             w.services = services.join(",");
-            w.drain = drain;
+            w.out = out;
             let spec = check.map(|(c, send)| Spec::new(c, addr, send));
             self.set_check(&mut w, addr, spec, now);
             self.watched.insert(addr, w);
@@ -391,9 +401,9 @@ impl Checker {
         };
         let checked_down = w.check.as_ref().is_some_and(|c| !c.up);
         let admin = w.health.admin();
-        let word_state = if admin == Admin::Maint {
+        let word_state = if admin == Admin::Maint || w.out.maint {
             State::Maint
-        } else if w.drain || admin == Admin::Drain {
+        } else if w.out.drain || admin == Admin::Drain {
             State::Drain
         } else if checked_down {
             State::Down
@@ -490,6 +500,9 @@ fn reason(w: &Watched, old: State, new: State, passive_before: bool) -> String {
             "drained by hand on the admin port: no new connections".into()
         }
         State::Drain => "draining: no new connections".into(),
+        State::Maint if w.health.admin() != Admin::Maint => {
+            "kept in maintenance by a blue/green deploy: no new connections".into()
+        }
         State::Maint => "maintenance set by hand on the admin port".into(),
         State::Up | State::Down if matches!(old, State::Maint | State::Drain) => {
             let what = if old == State::Maint {

@@ -39,6 +39,9 @@ pub enum TaskState {
     Serving,
     /// Takes no new connections; established ones continue (TASK_KILLING).
     Draining,
+    /// Kept in maintenance by a blue/green deploy (see [`super::bluegreen`]): no new
+    /// connections, established ones continue.
+    Maint,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,30 @@ pub struct TaskBackend {
     pub task_id: String,
     pub addr: SocketAddr,
     pub state: TaskState,
+    /// Its server name as Marathon-LB writes it (and `zdd.py` looks it up): see
+    /// [`task_server_name`].
+    pub name: String,
+}
+
+/// The server name Marathon-LB gives a task's backend: `<ip>_<port>`, or
+/// `<host>_<ip>_<port>` when the task's agent (`host`: a name, or another address,
+/// IP-per-task) is not the address the task is reached at; every character but
+/// letters, digits and `-` written `_`.
+pub fn task_server_name(host: Option<&str>, addr: SocketAddr) -> String {
+    let ip = addr.ip().to_string();
+    match host.filter(|h| *h != ip) {
+        Some(h) => format!("{h}_{ip}_{}", addr.port())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+        None => crate::snapshot::server_name(addr),
+    }
 }
 
 /// One service port of one app.
@@ -140,19 +167,35 @@ struct AppFields {
     ip_address: Option<Value>,
     networks: Option<Value>,
     health_checks: Option<Value>,
+    instances: Option<Value>,
+    version_info: Option<Value>,
     tasks: Option<Vec<Task>>,
 }
 
 /// The fields of a task that matter here.
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct Task {
-    id: String,
+pub(super) struct Task {
+    pub(super) id: String,
     host: Option<String>,
     ports: Option<Vec<Value>>,
     state: Option<String>,
     ip_addresses: Option<Vec<TaskIp>>,
     health_check_results: Option<Vec<HealthResult>>,
+    /// Kept in maintenance by its blue/green deploy (set by the merge, not read).
+    #[serde(skip)]
+    pub(super) maint: bool,
+}
+
+impl Task {
+    /// One of its health check results says alive (Marathon-LB's count of a new
+    /// colour's healthy tasks).
+    pub(super) fn any_alive(&self) -> bool {
+        self.health_check_results
+            .iter()
+            .flatten()
+            .any(|r| r.alive == Some(true))
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -180,6 +223,8 @@ impl AppFields {
             ("ipAddress", self.ip_address),
             ("networks", self.networks),
             ("healthChecks", self.health_checks),
+            ("instances", self.instances),
+            ("versionInfo", self.version_info),
         ];
         let app = fields
             .into_iter()
@@ -206,8 +251,9 @@ pub fn translate(
         _ => AppsError::Json(e.to_string()),
     })?;
     let mut out = Translation::default();
-    for app in parsed.apps.ok_or(AppsError::Shape)? {
-        let (app, tasks) = app.split();
+    let apps = parsed.apps.ok_or(AppsError::Shape)?;
+    let apps = super::bluegreen::merge_groups(apps.into_iter().map(AppFields::split).collect());
+    for (app, tasks) in apps {
         translate_app(&app, &tasks, opts, health, &mut out);
     }
     out.services
@@ -382,6 +428,19 @@ fn task_state(
     alive.then_some(TaskState::Serving)
 }
 
+/// A task's state, with a blue/green deploy's maintenance over serving.
+fn deploy_state(
+    app: &Value,
+    task: &Task,
+    opts: &Options,
+    health: &mut HealthMemory,
+) -> Option<TaskState> {
+    match task_state(app, task, opts, health)? {
+        TaskState::Serving if task.maint => Some(TaskState::Maint),
+        state => Some(state),
+    }
+}
+
 fn translate_app(
     app: &Value,
     tasks: &[Task],
@@ -395,12 +454,12 @@ fn translate_app(
     let labels = app.get("labels").unwrap_or(&Value::Null);
     let per_task = ip_per_task(app);
     let entries = port_entries(app);
-    let tasks: Vec<(&str, IpAddr, Vec<u16>, TaskState)> = tasks
+    let tasks: Vec<(&Task, IpAddr, Vec<u16>, TaskState)> = tasks
         .iter()
         .filter_map(|t| {
-            let state = task_state(app, t, opts, health)?;
+            let state = deploy_state(app, t, opts, health)?;
             let (ip, ports) = task_endpoint(app, t, per_task)?;
-            Some((t.id.as_str(), ip, ports, state))
+            Some((t, ip, ports, state))
         })
         .collect();
     let http_check = app
@@ -417,11 +476,13 @@ fn translate_app(
     for (n, (service_port, entry)) in entries.iter().enumerate() {
         let backends: Vec<TaskBackend> = tasks
             .iter()
-            .filter_map(|(id, ip, ports, state)| {
+            .filter_map(|(t, ip, ports, state)| {
+                let addr = SocketAddr::new(*ip, *ports.get(n)?);
                 Some(TaskBackend {
-                    task_id: (*id).to_owned(),
-                    addr: SocketAddr::new(*ip, *ports.get(n)?),
+                    task_id: t.id.clone(),
+                    addr,
                     state: *state,
+                    name: task_server_name(t.host.as_deref(), addr),
                 })
             })
             .collect();

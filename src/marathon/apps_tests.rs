@@ -25,7 +25,8 @@ fn run(body: &[u8], group: &str) -> Translation {
     translate(body, &opts(group), &mut HealthMemory::new()).unwrap()
 }
 
-/// `name listen mode balance [backends]`, draining backends marked `~`.
+/// `name listen mode balance [backends]`, draining backends marked `~`, those kept in
+/// maintenance by a blue/green deploy `!`.
 fn dump(t: &Translation) -> Vec<String> {
     t.services
         .iter()
@@ -37,10 +38,10 @@ fn dump(t: &Translation) -> Vec<String> {
                     format!(
                         "{}{}",
                         b.addr,
-                        if b.state == TaskState::Draining {
-                            "~"
-                        } else {
-                            ""
+                        match b.state {
+                            TaskState::Draining => "~",
+                            TaskState::Maint => "!",
+                            TaskState::Serving => "",
                         }
                     )
                 })
@@ -59,16 +60,17 @@ fn dump(t: &Translation) -> Vec<String> {
 
 #[test]
 fn bridge_apps_before_marathon_1_5() {
-    // container.docker.portMappings, BRIDGE, tasks without `state`; the blue app's
-    // HAPROXY_0_PORT moves it from its service port 10001 to 10000; the MESOS_HTTP
-    // health check on port index 0 makes both http.
+    // container.docker.portMappings, BRIDGE, tasks without `state`; the MESOS_HTTP
+    // health check on port index 0 makes it http. The two colours of deployment group
+    // `nginx` are one service on the group's HAPROXY_0_PORT, named by the group: the
+    // older (green) deploy's tasks in id order, then blue's. Blue has one healthy task
+    // and no NEW_INSTANCES label (a target of one), so one green task is kept in
+    // maintenance, the first by id — the one Marathon-LB's own test of this fixture
+    // writes `disabled`.
     let t = run(&fixture("zdd_apps.json"), "external");
     assert_eq!(
         dump(&t),
-        [
-            "nginx-blue_10000 0.0.0.0:10000 Http Roundrobin [10.0.1.147:25724]",
-            "nginx-green_10000 0.0.0.0:10000 Http Roundrobin [10.0.6.25:16916 10.0.6.25:31184 10.0.6.25:23336]",
-        ]
+        ["nginx_10000 0.0.0.0:10000 Http Roundrobin [10.0.6.25:31184! 10.0.6.25:16916 10.0.6.25:23336 10.0.1.147:25724]"]
     );
     assert!(run(&fixture("zdd_apps.json"), "internal")
         .services
@@ -113,7 +115,7 @@ fn marathon_1_5_shape() {
     let t = run(&fixture("zdd_app_blue_marathon1.5.json"), "*");
     assert_eq!(
         dump(&t),
-        ["nginx-green_10000 0.0.0.0:10000 Http Roundrobin [10.0.6.25:16916 10.0.6.25:31184 10.0.6.25:23336]"]
+        ["nginx_10000 0.0.0.0:10000 Http Roundrobin [10.0.6.25:16916 10.0.6.25:31184 10.0.6.25:23336]"]
     );
 }
 
@@ -442,4 +444,122 @@ fn a_vhost_that_is_no_host_name_leaves_the_check_on_the_address() {
     assert_eq!(host("web.example"), Some("web.example".to_owned()));
     assert_eq!(host("web.example\r\nX-Injected: 1"), None);
     assert_eq!(host("web example"), None);
+}
+
+/// The recorded pre-1.5 blue/green pair, with blue (the newer deploy) given `blue`
+/// healthy tasks (ports 25001…) of which the first `sick` fail their checks, and
+/// labels and instance counts set as `zdd.py` leaves them mid-deploy.
+fn deploy(green_instances: usize, blue: usize, sick: usize, new_label: Option<&str>) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("zdd_apps.json")).unwrap();
+    let apps = v["apps"].as_array_mut().unwrap();
+    let green = &mut apps[0];
+    green["tasks"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(green_instances);
+    green["instances"] = json!(green_instances);
+    let blue_app = &mut apps[1];
+    let template = blue_app["tasks"][0].clone();
+    blue_app["instances"] = json!(blue);
+    blue_app["labels"]["HAPROXY_DEPLOYMENT_TARGET_INSTANCES"] = json!("3");
+    if let Some(n) = new_label {
+        blue_app["labels"]["HAPROXY_DEPLOYMENT_NEW_INSTANCES"] = json!(n);
+    }
+    blue_app["tasks"] = (0..blue)
+        .map(|i| {
+            let mut t = template.clone();
+            t["id"] = json!(format!("nginx-blue.{i}"));
+            t["ports"] = json!([25001 + i]);
+            t["healthCheckResults"][0]["alive"] = json!(i >= sick);
+            t
+        })
+        .collect();
+    v.to_string().into_bytes()
+}
+
+#[test]
+fn blue_green_steps_keep_old_tasks_in_maintenance() {
+    let maint = |body: Vec<u8>| -> Vec<String> {
+        let t = run(&body, "external");
+        assert_eq!(t.services.len(), 1);
+        assert_eq!(t.services[0].name, "nginx_10000");
+        t.services[0]
+            .backends
+            .iter()
+            .filter(|b| b.state == TaskState::Maint)
+            .map(|b| b.addr.to_string())
+            .collect()
+    };
+    // Green (old, 3 tasks) and blue (new) with zdd.py's NEW_INSTANCES=0 and a target
+    // of 3: one healthy blue task → one green task out, first by id (0dbabba6: 31184).
+    assert_eq!(maint(deploy(3, 1, 0, Some("0"))), ["10.0.6.25:31184"]);
+    // Two healthy blue tasks, three green: 2 + 3 - 3 = 2 may go.
+    assert_eq!(
+        maint(deploy(3, 2, 0, Some("0"))),
+        ["10.0.6.25:31184", "10.0.6.25:16916"]
+    );
+    // Blue's tasks that fail their checks are not counted (nor served).
+    assert_eq!(maint(deploy(3, 2, 1, Some("0"))), ["10.0.6.25:31184"]);
+    assert!(maint(deploy(3, 1, 1, Some("0"))).is_empty());
+    // After two green tasks were killed: 1 green, 2 blue → 2 + 1 - 3 = 0 may go…
+    assert!(maint(deploy(1, 2, 0, Some("0"))).is_empty());
+    // …and once blue is at its target, every green task left goes.
+    assert_eq!(maint(deploy(1, 3, 0, Some("0"))), ["10.0.6.25:16916"]);
+    // Without NEW_INSTANCES the target is one (the recorded fixture's case).
+    assert_eq!(
+        maint(deploy(3, 3, 0, None)),
+        ["10.0.6.25:31184", "10.0.6.25:16916", "10.0.6.25:23336"]
+    );
+}
+
+#[test]
+fn hybrid_deploys_take_the_colour_scaled_last_as_new() {
+    // NEW_INSTANCES=2: blue is newer by its STARTED_AT, but green was scaled last,
+    // so green is the new colour: blue's task goes into maintenance (green has three
+    // healthy tasks, target 3: 3 + 1 - 3 = 1).
+    let mut v: Value = serde_json::from_slice(&deploy(3, 1, 0, Some("2"))).unwrap();
+    v["apps"][0]["labels"]["HAPROXY_DEPLOYMENT_TARGET_INSTANCES"] = json!("3");
+    v["apps"][0]["labels"]["HAPROXY_DEPLOYMENT_NEW_INSTANCES"] = json!("2");
+    v["apps"][0]["versionInfo"]["lastScalingAt"] = json!("2016-02-01T23:00:00.000Z");
+    let t = run(v.to_string().as_bytes(), "external");
+    let b: Vec<_> = t.services[0]
+        .backends
+        .iter()
+        .map(|b| (b.addr.to_string(), b.state))
+        .collect();
+    assert_eq!(b[0], ("10.0.1.147:25001".to_owned(), TaskState::Maint));
+    assert!(b[1..].iter().all(|(_, s)| *s == TaskState::Serving));
+    // Scaled last by blue: blue is new again, one green task out.
+    v["apps"][1]["versionInfo"]["lastScalingAt"] = json!("2016-02-01T23:30:00.000Z");
+    let t = run(v.to_string().as_bytes(), "external");
+    let out: Vec<_> = t.services[0]
+        .backends
+        .iter()
+        .filter(|b| b.state == TaskState::Maint)
+        .map(|b| b.addr.to_string())
+        .collect();
+    assert_eq!(out, ["10.0.6.25:31184"]);
+}
+
+#[test]
+fn server_names_as_marathon_lb_writes_them() {
+    // Reached at the agent's address: `<ip>_<port>`.
+    let t = run(&fixture("zdd_apps.json"), "external");
+    assert_eq!(t.services[0].backends[0].name, "10_0_6_25_31184");
+    // IP-per-task: the agent, then the task's address (zdd.py's `host_ip_port`).
+    let mut app: Value = serde_json::from_slice(&fixture("app.json")).unwrap();
+    app["tasks"] = json!([{"id": "foo.1", "host": "10.0.0.9", "ports": [31000],
+                           "ipAddresses": [{"ipAddress": "9.1.1.1", "protocol": "IPv4"}],
+                           "healthCheckResults": [{"alive": true}]}]);
+    let body = json!({"apps": [app]}).to_string();
+    let t = run(body.as_bytes(), "*");
+    assert_eq!(t.services[0].backends[0].name, "10_0_0_9_9_1_1_1_80");
+    // An agent known by name: its name, then the address it resolves to.
+    let addr: SocketAddr = "127.0.0.1:31000".parse().unwrap();
+    assert_eq!(
+        task_server_name(Some("agent-1.example"), addr),
+        "agent-1_example_127_0_0_1_31000"
+    );
+    assert_eq!(task_server_name(Some("127.0.0.1"), addr), "127_0_0_1_31000");
+    assert_eq!(task_server_name(None, addr), "127_0_0_1_31000");
 }

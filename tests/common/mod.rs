@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod acme;
+pub mod deploy;
 pub mod faulty;
 pub mod http;
 pub mod marathon;
