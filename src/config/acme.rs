@@ -98,6 +98,11 @@ pub(super) fn validate(
             r.state_dir.span(),
             "state_dir may not be empty",
         ));
+    } else if !state_dir.starts_with('/') {
+        // Relative to whatever directory sluice was started in: a restart from
+        // another (a unit without WorkingDirectory) orders every certificate again.
+        let msg = format!("state_dir is an absolute path, got {state_dir:?}");
+        errs.push(ConfigError::at(r.state_dir.span(), msg));
     }
     let challenge = r
         .challenge
@@ -321,6 +326,18 @@ state_dir = "/var/lib/sluice/acme"
         let all: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
         assert!(all.iter().any(|m| m.contains("https:// URL")), "{all:?}");
         assert!(all.iter().any(|m| m.contains("[http] listen")), "{all:?}");
+    }
+
+    #[test]
+    fn a_relative_state_dir_is_refused_at_its_place() {
+        let text = BASE.replace("\"/var/lib/sluice/acme\"", "\"var/acme\"");
+        let errs = parse(&text).expect_err("relative");
+        assert!(
+            errs[0].message.contains("absolute"),
+            "{:?}",
+            errs[0].message
+        );
+        assert_eq!(errs[0].clone().locate(&text).line, 10);
     }
 
     #[test]
