@@ -20,6 +20,7 @@ both_io!(
     renewal_at_two_thirds_of_the_lifetime_fails_no_request,
     two_hosts_sharing_state_dir_order_once_and_either_answers,
     https_acme_obtains_a_certificate_for_a_marathon_apps_vhost,
+    http01_answers_a_get_or_head_of_a_pending_token_exactly_and_nothing_else,
 );
 
 /// sluice's ports, chosen before pebble's config names them.
@@ -388,4 +389,135 @@ fn https_acme_obtains_a_certificate_for_a_marathon_apps_vhost(io: &str) {
         l.contains("certificate obtained") && l.contains("shop.example")
     });
     assert_eq!(orders(&lb, "success"), 1.0);
+}
+
+/// HTTP-01 as an attacker asks it, no ACME server needed: a token pending in the
+/// shared `state_dir/http-01/` (as another host's order leaves it) is answered to a
+/// GET or a HEAD (its head alone) of exactly its path, a query aside, pipelined or
+/// not, HTTP/1.0 or 1.1, whatever the Host; every near miss — another method, a
+/// prefix, a longer token, dot-segments, encodings, a doubled slash, a path into
+/// `state_dir`, a file there that is not a key authorization — is routed as any path
+/// (404 here, the shop backend for its vhost). Withdrawn, it is answered no more.
+fn http01_answers_a_get_or_head_of_a_pending_token_exactly_and_nothing_else(io: &str) {
+    let state = tempfile::tempdir().unwrap();
+    let shop = HttpServer::start("shop");
+    // An ACME server that refuses: the order fails once and waits ten minutes.
+    let cfg = server(io, "")
+        + "[admin]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        + "[https]\nlisten = \"127.0.0.1:0\"\nacme = true\n"
+        + &format!(
+            "[acme]\ndirectory = \"https://127.0.0.1:1/dir\"\nstate_dir = {:?}\n\
+             retry_initial_ms = 600000\nretry_max_ms = 600000\n",
+            state.path().display().to_string()
+        )
+        + &format!(
+            "[[service]]\nname = \"shop\"\nmode = \"http\"\nvhosts = [\"shop.example\"]\nbackends = [\"{}\"]\n",
+            shop.addr
+        );
+    // Made before sluice makes it, so that the test may write there at once.
+    let tokens = state.path().join("http-01");
+    std::fs::create_dir(&tokens).unwrap();
+    let lb = Sluice::start(&cfg);
+    std::fs::write(tokens.join("tok_A-1"), "tok_A-1.thumb").unwrap();
+    std::fs::write(tokens.join("junk"), "junk.thumb\r\nX-Injected: 1").unwrap();
+    std::fs::write(state.path().join("account.json"), "{\"secret\":1}").unwrap();
+    let get = |target: &str, host: &str| {
+        raw(
+            lb.http(),
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    let path = "/.well-known/acme-challenge/tok_A-1";
+    wait_for("the shared token to be answered", || {
+        (status(&get(path, "any.example")) == 200).then_some(())
+    });
+    let ok = get(path, "any.example");
+    assert!(ok.ends_with("\r\n\r\ntok_A-1.thumb"), "{ok}");
+    assert!(ok.contains("Content-Length: 13\r\n"), "{ok}");
+    for (target, host) in [
+        (format!("{path}?x=1"), "any.example"),
+        (path.to_string(), "shop.example"),
+        (format!("http://other.example{path}"), "shop.example"),
+    ] {
+        let r = get(&target, host);
+        assert!(
+            r.ends_with("tok_A-1.thumb") && status(&r) == 200,
+            "{target}: {r}"
+        );
+    }
+    let old = raw(lb.http(), format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+    assert!(
+        old.ends_with("tok_A-1.thumb") && status(&old) == 200,
+        "{old}"
+    );
+    // HEAD: the head alone, Content-Length as for GET.
+    let head = raw(
+        lb.http(),
+        format!("HEAD {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status(&head), 200, "{head}");
+    assert!(
+        head.ends_with("Content-Length: 13\r\nConnection: close\r\n\r\n"),
+        "{head}"
+    );
+    // Pipelined behind a routed request.
+    let both = raw(
+        lb.http(),
+        format!(
+            "GET / HTTP/1.1\r\nHost: shop.example\r\n\r\nGET {path} HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status(&both), 200, "{both}");
+    assert!(both.ends_with("\r\n\r\ntok_A-1.thumb"), "{both}");
+    // Other methods are routed.
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let r = raw(
+            lb.http(),
+            format!("{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(status(&r), 404, "{method}: {r}");
+        assert!(!r.contains("thumb"), "{method}: {r}");
+    }
+    let long = format!("/.well-known/acme-challenge/{}", "A".repeat(6000));
+    let misses = [
+        "/.well-known/acme-challenge/tok_A-",
+        "/.well-known/acme-challenge/tok_A-1x",
+        "/.well-known/acme-challenge/tok_A-1/",
+        "/.well-known/acme-challenge/tok_A-1%00",
+        "/.well-known/acme-challenge/tok_A%2d1",
+        "/.well-known/acme-challenge/",
+        "/.well-known/acme-challenge",
+        "/.well-known/acme-challenge/./tok_A-1",
+        "/.well-known/acme-challenge/../acme-challenge/tok_A-1",
+        "/.well-known/%61cme-challenge/tok_A-1",
+        "//.well-known/acme-challenge/tok_A-1",
+        "/.well-known//acme-challenge/tok_A-1",
+        "/.WELL-KNOWN/acme-challenge/tok_A-1",
+        "/.well-known/acme-challenge/TOK_A-1",
+        "/.well-known/acme-challenge/..%2faccount.json",
+        "/.well-known/acme-challenge/../../account.json",
+        "/.well-known/acme-challenge/junk",
+        "/.well-known/acme-challenge/t\u{f6}k",
+        long.as_str(),
+    ];
+    for target in misses {
+        let r = get(target, "any.example");
+        assert_ne!(status(&r), 200, "{target}: {r}");
+        assert!(
+            !r.contains("thumb") && !r.contains("secret"),
+            "{target}: {r}"
+        );
+    }
+    // For the shop's vhost a miss is the shop's to answer.
+    let shop_miss = get("/.well-known/acme-challenge/tok_A-", "shop.example");
+    assert_eq!(status(&shop_miss), 200, "{shop_miss}");
+    assert!(shop_miss.ends_with("shop"), "{shop_miss}");
+    // Withdrawn: routed again within a second.
+    std::fs::remove_file(tokens.join("tok_A-1")).unwrap();
+    wait_for("the withdrawn token to be routed", || {
+        (status(&get(path, "any.example")) == 404).then_some(())
+    });
 }

@@ -37,6 +37,8 @@ pub enum OrderError {
         challenge: &'static str,
         detail: String,
     },
+    #[error("{names}: the ACME server asks to validate {name}, which was not ordered")]
+    Unasked { names: String, name: String },
     #[error("{names}: the order did not become ready: {status}")]
     Order { names: String, status: String },
     #[error("{names}: the certificate request cannot be made: {reason}")]
@@ -126,7 +128,7 @@ async fn run(
         .new_order(&NewOrder::new(&ids))
         .await
         .map_err(server)?;
-    let pending = prepare(&mut order, &set, cfg, shared).await?;
+    let pending = prepare(&mut order, names, &set, cfg, shared).await?;
     // Published before the server is told to look, here at once and on the hosts
     // sharing `state_dir` within their next read of it.
     challenges.set(pending);
@@ -160,6 +162,7 @@ async fn run(
 /// written to `state_dir`, listed in `shared`), or TLS-ALPN-01 certificates.
 async fn prepare(
     order: &mut instant_acme::Order,
+    names: &[String],
     set: &str,
     cfg: &AcmeConfig,
     shared: &mut Vec<String>,
@@ -176,6 +179,14 @@ async fn prepare(
             continue;
         }
         let name = authz.identifier().to_string();
+        // A challenge certificate is made for the names ordered, never for one the
+        // server slipped in.
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            return Err(OrderError::Unasked {
+                names: set.to_owned(),
+                name,
+            });
+        }
         let Some(challenge) = authz.challenge(challenge_type(kind)) else {
             return Err(OrderError::NoChallenge {
                 names: set.to_owned(),
@@ -186,9 +197,10 @@ async fn prepare(
         let key_auth = challenge.key_authorization();
         match kind {
             ChallengeKind::Http01 => {
-                pending.add_http(&challenge.token, key_auth.as_str());
+                // Refused unless base64url: it names a file, and is served.
                 store::share_token(&cfg.state_dir, &challenge.token, key_auth.as_str())?;
                 shared.push(challenge.token.clone());
+                pending.add_http(&challenge.token, key_auth.as_str());
             }
             ChallengeKind::TlsAlpn01 => {
                 let key =

@@ -202,7 +202,8 @@ impl Worker {
         if self.schedule(i, false) {
             return;
         }
-        let result = rt.block_on(self.issue(&names));
+        let set = names.join(",");
+        let result = rt.block_on(bounded(ISSUE_TIMEOUT, &set, self.issue(&names)));
         drop(lock);
         self.shared = None;
         match result {
@@ -265,12 +266,33 @@ impl Worker {
             }
         };
         let pem = client::order(&account, names, &self.cfg, &self.challenges).await?;
-        store::write_atomic(
-            &store::cert_file(&self.cfg.state_dir, names),
-            pem.as_bytes(),
-        )?;
+        store::install(&self.cfg.state_dir, names, pem.as_bytes(), unix_now())?;
         Ok(())
     }
+}
+
+/// How long one issuance may take in all — the account, every request, the
+/// polling — however slowly the ACME server answers (instant-acme bounds none of its
+/// requests): shorter than [`store::LOCK_STALE`], so another host never takes over
+/// the lock of an order still running, and the thread goes back to the other sets
+/// and the shared tokens.
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// `issue` given at most `limit`: past it, dropped (its connections closed) and a
+/// failure naming the vhosts.
+async fn bounded(
+    limit: Duration,
+    names: &str,
+    issue: impl std::future::Future<Output = Result<(), client::OrderError>>,
+) -> Result<(), client::OrderError> {
+    tokio::time::timeout(limit, issue)
+        .await
+        .unwrap_or_else(|_| {
+            Err(client::OrderError::Server {
+                names: names.to_owned(),
+                error: format!("no answer within {} s", limit.as_secs()),
+            })
+        })
 }
 
 /// `retry_initial_ms` doubled per failure past the first, at most `retry_max_ms`,
@@ -313,5 +335,19 @@ mod tests {
             let ms = backoff(&cfg, failures).as_millis() as u64;
             assert!(ms <= full && ms >= full - full / 4, "{failures}: {ms}");
         }
+    }
+
+    #[test]
+    fn an_issuance_the_server_never_answers_ends_as_a_failure() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let limit = Duration::from_millis(20);
+        let hung = bounded(limit, "shop.example", std::future::pending());
+        let e = rt.block_on(hung).unwrap_err().to_string();
+        assert!(e.contains("shop.example") && e.contains("no answer"), "{e}");
+        let done = bounded(limit, "shop.example", async { Ok(()) });
+        assert!(rt.block_on(done).is_ok());
     }
 }

@@ -29,6 +29,10 @@ pub enum StoreError {
         path: PathBuf,
         error: serde_json::Error,
     },
+    #[error("the ACME server's HTTP-01 token {token:?} is not base64url (RFC 8555, section 8.3): refused, nothing written")]
+    BadToken { token: String },
+    #[error("{names}: the certificate the ACME server issued is refused (the one in use stays): {reason}")]
+    Issued { names: String, reason: String },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -96,20 +100,41 @@ fn is_older(path: &Path, age: std::time::Duration) -> bool {
 
 /// Write `bytes` to `path` atomically, mode 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = write_tmp(path, bytes)?;
+    commit(&tmp, path)
+}
+
+/// `bytes` in `path`'s temporary dot-file (`.NAME.tmp`, beside it), synced: made
+/// anew, owner only — a file left there before (its mode, a link) is removed, not
+/// reused.
+fn write_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&tmp)(e)),
+        _ => {}
+    }
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(io_at(&tmp))?;
-    f.write_all(bytes).map_err(io_at(&tmp))?;
-    f.sync_all().map_err(io_at(&tmp))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
-    fs::rename(&tmp, path).map_err(io_at(path))?;
+    if let Err(e) = written {
+        // A full disk: no half file left behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(io_at(&tmp)(e));
+    }
+    Ok(tmp)
+}
+
+/// Rename the synced `tmp` over `path`, and sync the directory.
+fn commit(tmp: &Path, path: &Path) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::rename(tmp, path).map_err(io_at(path))?;
     // The rename itself is durable once the directory is synced.
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -175,21 +200,69 @@ pub fn held(state_dir: &Path, names: &[String]) -> Option<Held> {
     if !path.exists() {
         return None;
     }
-    let set = match certs::load(std::slice::from_ref(&path)) {
-        Ok(set) => set,
+    match carried(&path, names) {
+        Ok(held) => held,
         Err(e) => {
             tracing::warn!("{e}; ordering a new certificate");
-            return None;
+            None
         }
+    }
+}
+
+/// The certificate file at `path` loaded: its validity when its first certificate
+/// carries every one of `names`, `None` when it does not.
+fn carried(path: &Path, names: &[String]) -> Result<Option<Held>, certs::CertError> {
+    let set = certs::load(std::slice::from_ref(&path.to_path_buf()))?;
+    let Some(c) = set.certificates().first() else {
+        return Ok(None);
     };
-    let c = set.certificates().first()?;
-    names
+    Ok(names
         .iter()
         .all(|n| c.names().iter().any(|m| m.eq_ignore_ascii_case(n)))
         .then(|| Held {
             not_before: c.not_before_unix(),
             not_after: c.not_after_unix(),
-        })
+        }))
+}
+
+/// Write the certificate the ACME server issued for `names` (chain, then the key)
+/// to `certs/`, once it is fit to serve at `now` (Unix seconds): it loads as any
+/// certificate file (PEM, the key its first certificate's), that certificate
+/// carries every name, and it is neither expired nor due for renewal already.
+/// Anything else is refused and nothing is written: one bad file fails the load of
+/// the whole certificate directory (at the next start too), and one due at once
+/// would be ordered again at once, without end.
+pub fn install(
+    state_dir: &Path,
+    names: &[String],
+    pem: &[u8],
+    now: i64,
+) -> Result<Held, StoreError> {
+    let path = cert_file(state_dir, names);
+    let tmp = write_tmp(&path, pem)?;
+    let fit = match carried(&tmp, names) {
+        Err(e) => Err(e.to_string()),
+        Ok(None) => Err(format!(
+            "it does not carry every one of {}",
+            names.join(",")
+        )),
+        Ok(Some(h)) if h.not_after <= now => Err(format!("it expired (at {})", h.not_after)),
+        Ok(Some(h)) if h.renew_at() <= now => Err(format!(
+            "it is due for renewal already (valid from {} to {})",
+            h.not_before, h.not_after
+        )),
+        Ok(Some(h)) => Ok(h),
+    };
+    match fit {
+        Ok(held) => commit(&tmp, &path).map(|()| held),
+        Err(reason) => {
+            let _ = fs::remove_file(&tmp);
+            Err(StoreError::Issued {
+                names: names.join(","),
+                reason,
+            })
+        }
+    }
 }
 
 /// `state_dir/http-01/`: the key authorizations of the HTTP-01 challenges pending,
@@ -210,32 +283,75 @@ fn is_token(s: &str) -> bool {
 const MAX_TOKEN_BYTES: usize = 128;
 /// Tokens read from the shared directory, at most: a few orders' worth.
 const MAX_SHARED_TOKENS: usize = 64;
+/// Entries of the shared directory looked at each second, at most (junk included):
+/// the read is bounded however much the directory holds.
+const MAX_SHARED_ENTRIES: usize = 1024;
+
+/// A key authorization: the token, a dot, the account key's thumbprint (base64url;
+/// RFC 8555, section 8.1). Nothing else is served from the shared directory.
+fn is_key_authorization(token: &str, key_auth: &str) -> bool {
+    key_auth.len() <= 2 * MAX_TOKEN_BYTES
+        && key_auth
+            .strip_prefix(token)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(is_token)
+}
+
+/// `token` is one sluice may serve and name a file after: the ACME server's word
+/// is not trusted with a path (`../certs/x.pem`, `/etc/…`).
+fn check_token(token: &str) -> Result<(), StoreError> {
+    if is_token(token) {
+        return Ok(());
+    }
+    Err(StoreError::BadToken {
+        token: token.chars().take(2 * MAX_TOKEN_BYTES).collect(),
+    })
+}
 
 pub fn share_token(state_dir: &Path, token: &str, key_auth: &str) -> Result<(), StoreError> {
+    check_token(token)?;
     write_atomic(&tokens_dir(state_dir).join(token), key_auth.as_bytes())
 }
 
 pub fn unshare_token(state_dir: &Path, token: &str) {
-    let _ = fs::remove_file(tokens_dir(state_dir).join(token));
+    if is_token(token) {
+        let _ = fs::remove_file(tokens_dir(state_dir).join(token));
+    }
+}
+
+/// The contents of the regular file `path` when it holds at most `max` bytes of
+/// UTF-8 (no more is read).
+fn read_small(path: &Path, max: usize) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    File::open(path)
+        .ok()?
+        .take(max as u64 + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    (text.len() <= max).then_some(text)
 }
 
 /// The tokens pending in the shared directory, with their key authorizations, in
-/// name order (so that an unchanged directory reads the same).
+/// name order (so that an unchanged directory reads the same); regular files only
+/// (a FIFO would block the read), each read only as far as a key authorization
+/// goes.
 pub fn shared_tokens(state_dir: &Path) -> Vec<(String, String)> {
     let Ok(entries) = fs::read_dir(tokens_dir(state_dir)) else {
         return Vec::new();
     };
     let mut out: Vec<(String, String)> = entries
+        .take(MAX_SHARED_ENTRIES)
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let token = e.file_name().into_string().ok().filter(|t| is_token(t))?;
-            let key_auth = fs::read_to_string(e.path()).ok()?;
-            (key_auth.len() <= 2 * MAX_TOKEN_BYTES && key_auth.starts_with(&token))
-                .then_some((token, key_auth))
+            let key_auth = read_small(&e.path(), 2 * MAX_TOKEN_BYTES)?;
+            is_key_authorization(&token, &key_auth).then_some((token, key_auth))
         })
-        .take(MAX_SHARED_TOKENS)
         .collect();
     out.sort();
+    out.truncate(MAX_SHARED_TOKENS);
     out
 }
 
@@ -359,6 +475,155 @@ mod tests {
         prepare(dir.path()).unwrap();
         let left: Vec<String> = shared_tokens(dir.path()).into_iter().map(|t| t.0).collect();
         assert_eq!(left, ["new"]);
+    }
+
+    #[test]
+    fn a_token_that_is_not_base64url_names_no_file_and_removes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        prepare(&state).unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"keep").unwrap();
+        fs::write(state.join("account.json"), b"{}").unwrap();
+        let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        let abs = outside.display().to_string();
+        for token in [
+            "../account.json",
+            "../../outside",
+            abs.as_str(),
+            "a/b",
+            "",
+            ".hidden",
+            "..",
+            "tok%2e",
+            "t\u{f6}k",
+            "tok\0",
+            long.as_str(),
+        ] {
+            let e = share_token(&state, token, &format!("{token}.thumb")).unwrap_err();
+            assert!(matches!(e, StoreError::BadToken { .. }), "{token:?}: {e}");
+            unshare_token(&state, token);
+        }
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+        assert_eq!(fs::read(state.join("account.json")).unwrap(), b"{}");
+        assert_eq!(fs::read_dir(tokens_dir(&state)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn shared_tokens_are_read_bounded_and_only_as_key_authorizations() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path()).unwrap();
+        let tokens = tokens_dir(dir.path());
+        share_token(dir.path(), "good", "good.thumb_-1").unwrap();
+        // Served to anyone as the body: a token, a dot, a thumbprint, nothing more.
+        fs::write(tokens.join("junk"), "junk.thumb\r\n<script>").unwrap();
+        fs::write(tokens.join("nodot"), "nodotthumb").unwrap();
+        // A huge file is not read whole (a sparse gigabyte).
+        let big = File::create(tokens.join("big")).unwrap();
+        big.set_len(1 << 30).unwrap();
+        // A FIFO would block the read for ever.
+        let made = std::process::Command::new("mkfifo")
+            .arg(tokens.join("fifo"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // A link to a file elsewhere is not followed.
+        fs::write(dir.path().join("elsewhere"), "linked.thumb").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), tokens.join("linked")).unwrap();
+        assert_eq!(
+            shared_tokens(dir.path()),
+            vec![("good".to_string(), "good.thumb_-1".to_string())]
+        );
+        // More tokens than an order has: the first by name, the same every read.
+        for i in 0..MAX_SHARED_TOKENS + 10 {
+            let t = format!("t{i:03}");
+            share_token(dir.path(), &t, &format!("{t}.x")).unwrap();
+        }
+        let read = shared_tokens(dir.path());
+        assert_eq!(read.len(), MAX_SHARED_TOKENS);
+        assert_eq!(read[0].0, "good");
+        assert_eq!(read, shared_tokens(dir.path()));
+    }
+
+    #[test]
+    fn an_issued_certificate_is_written_only_when_fit_to_serve() {
+        use crate::tls::certs::testkit::Ca;
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path()).unwrap();
+        let names = vec!["shop.example".to_string(), "www.shop.example".to_string()];
+        let ca = Ca::new("ACME test CA");
+        let now = unix_now_for_tests();
+        let day = 86_400;
+        let good = ca.leaf_valid(
+            &["shop.example", "www.shop.example"],
+            now - day,
+            now + 89 * day,
+        );
+        let other = ca.leaf_valid(&["shop.example", "evil.example"], now - day, now + 89 * day);
+        let expired = ca.leaf_valid(
+            &["shop.example", "www.shop.example"],
+            now - 90 * day,
+            now - day,
+        );
+        let due = ca.leaf_valid(
+            &["shop.example", "www.shop.example"],
+            now - 80 * day,
+            now + 10 * day,
+        );
+        let refused = [
+            ("not PEM".to_string(), "PEM"),
+            (String::new(), "PEM"),
+            (good.cert_pem.clone(), "key"),
+            (
+                format!("{}{}", good.cert_pem, other.key_pem),
+                "does not match",
+            ),
+            (
+                other.pem(),
+                "does not carry every one of shop.example,www.shop.example",
+            ),
+            (expired.pem(), "expired"),
+            (due.pem(), "due for renewal already"),
+        ];
+        for (pem, why) in refused {
+            let e = install(dir.path(), &names, pem.as_bytes(), now).unwrap_err();
+            let e = e.to_string();
+            assert!(e.starts_with("shop.example,www.shop.example: "), "{e}");
+            assert!(e.contains(why), "{why}: {e}");
+            let left: Vec<_> = fs::read_dir(certs_dir(dir.path())).unwrap().collect();
+            assert!(
+                left.is_empty(),
+                "{why}: nothing written, nothing left: {left:?}"
+            );
+        }
+        let held = install(dir.path(), &names, good.pem().as_bytes(), now).unwrap();
+        assert_eq!(held.not_after, now + 89 * day);
+        assert_eq!(super::held(dir.path(), &names), Some(held));
+        // A refused one later keeps the one in use.
+        assert!(install(dir.path(), &names, b"garbage", now).is_err());
+        assert_eq!(super::held(dir.path(), &names), Some(held));
+        assert_eq!(fs::read_dir(certs_dir(dir.path())).unwrap().count(), 1);
+    }
+
+    fn unix_now_for_tests() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[test]
+    fn a_temporary_file_left_before_is_made_anew_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("account.json");
+        let tmp = dir.path().join(".account.json.tmp");
+        fs::write(&tmp, b"left by someone").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&path, b"secret").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!tmp.exists());
     }
 
     #[test]

@@ -98,6 +98,11 @@ pub(super) fn validate(
             r.state_dir.span(),
             "state_dir may not be empty",
         ));
+    } else if !state_dir.starts_with('/') {
+        // Relative to whatever directory sluice was started in: a restart from
+        // another (a unit without WorkingDirectory) orders every certificate again.
+        let msg = format!("state_dir is an absolute path, got {state_dir:?}");
+        errs.push(ConfigError::at(r.state_dir.span(), msg));
     }
     let challenge = r
         .challenge
@@ -184,8 +189,37 @@ pub(super) fn validate_service(
             );
             errs.push(ConfigError::at(v.span(), msg));
         }
+        // Those a vhost's own check lets through ('_', empty labels): a vhost's
+        // characters are refused there already.
+        let odd = vhosts.iter().filter(|v| {
+            let v = v.get_ref().trim();
+            !v.starts_with("*.")
+                && !is_dns_name(v)
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        });
+        for v in odd {
+            let msg = format!(
+                "ACME orders certificates for DNS names (letters, digits, '-' and '.'), got \
+                 vhost {:?}",
+                v.get_ref()
+            );
+            errs.push(ConfigError::at(v.span(), msg));
+        }
     }
     wanted && !vhosts.is_empty()
+}
+
+/// `name` is a DNS name an ACME server can be asked for, and one that may name a
+/// file in `state_dir/certs/` (no '/', no dot-segment).
+pub fn is_dns_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// The vhost sets to obtain certificates for: one per service asking (its own
@@ -202,7 +236,9 @@ pub fn vhost_sets(services: &[ServiceConfig], acme: &AcmeConfig) -> Vec<Vec<Stri
             .http
             .vhosts
             .iter()
-            .filter(|v| !v.starts_with("*."))
+            // A wildcard cannot be proven; a Marathon label that is not a DNS name
+            // cannot be ordered, nor name a file.
+            .filter(|v| is_dns_name(v))
             .cloned()
             .collect();
         if !set.is_empty() && !sets.contains(&set) {
@@ -250,6 +286,25 @@ state_dir = "/var/lib/sluice/acme"
     }
 
     #[test]
+    fn a_vhost_that_is_not_a_dns_name_is_refused_and_never_ordered() {
+        for odd in ["a..b", ".a", "..", "under_score.example", "shop.example."] {
+            let text = format!("{BASE}{}", svc(&format!("[{odd:?}]")));
+            let errs = parse(&text).expect_err(odd);
+            assert!(errs[0].message.contains("DNS names"), "{odd}: {errs:?}");
+            assert_eq!(errs[0].clone().locate(&text).line, 15, "{odd}");
+        }
+        assert!(super::is_dns_name("www.shop-1.example"));
+        let mut cfg = parse(&format!("{BASE}{}", svc(r#"["shop.example"]"#))).expect("valid");
+        // What Marathon's labels may give, unchecked: left out.
+        cfg.services[0].http.vhosts = vec!["../../etc/x".into(), "shop.example".into()];
+        let acme = cfg.acme.clone().expect("[acme]");
+        assert_eq!(
+            super::vhost_sets(&cfg.services, &acme),
+            vec![vec!["shop.example".to_string()]]
+        );
+    }
+
+    #[test]
     fn a_wildcard_vhost_is_refused_at_its_place() {
         let text = format!("{BASE}{}", svc(r#"["*.shop.example"]"#));
         let errs = parse(&text).expect_err("wildcard");
@@ -271,6 +326,18 @@ state_dir = "/var/lib/sluice/acme"
         let all: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
         assert!(all.iter().any(|m| m.contains("https:// URL")), "{all:?}");
         assert!(all.iter().any(|m| m.contains("[http] listen")), "{all:?}");
+    }
+
+    #[test]
+    fn a_relative_state_dir_is_refused_at_its_place() {
+        let text = BASE.replace("\"/var/lib/sluice/acme\"", "\"var/acme\"");
+        let errs = parse(&text).expect_err("relative");
+        assert!(
+            errs[0].message.contains("absolute"),
+            "{:?}",
+            errs[0].message
+        );
+        assert_eq!(errs[0].clone().locate(&text).line, 10);
     }
 
     #[test]

@@ -96,8 +96,9 @@ impl<S> HttpConn<S> {
         let service = match self.front(snap) {
             Some(Front::Service(s)) => Arc::clone(s),
             Some(front @ (Front::Http | Front::Https)) => {
-                // An ACME HTTP-01 validation, before routing: pending tokens only.
-                if matches!(front, Front::Http) {
+                // An ACME HTTP-01 validation, before routing: a GET (or HEAD) of a
+                // pending token only; any other method is routed as usual.
+                if matches!(front, Front::Http) && self.session.is_read() {
                     if let Some(answer) = snap.acme.http01(self.session.path()) {
                         return self.session.answer(&answer, now);
                     }

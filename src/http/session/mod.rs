@@ -698,14 +698,22 @@ impl Session {
         self.finish_with(301, now_ms);
     }
 
-    /// Answer the request with `body` (200, as bytes) and close: what sluice serves
-    /// itself, an ACME HTTP-01 key authorization.
+    /// The request is a GET or a HEAD: one sluice may answer itself.
+    pub fn is_read(&self) -> bool {
+        matches!(self.req.method, Method::Get | Method::Head)
+    }
+
+    /// Answer the request with `body` (200, as bytes; a HEAD its head alone) and
+    /// close: what sluice serves itself, an ACME HTTP-01 key authorization.
     pub fn answer(&mut self, body: &str, now_ms: u64) {
         let _ = write!(
             self.to_client,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
+        if self.req.method != Method::Head {
+            self.to_client.extend_from_slice(body.as_bytes());
+        }
         self.finish_with(200, now_ms);
     }
 }
