@@ -85,6 +85,18 @@ pub async fn account(cfg: &AcmeConfig) -> Result<Account, OrderError> {
         Some(pem) => Account::builder_with_root(pem),
         None => Account::builder(),
     };
+    // An account of another directory (staging's, kept after a switch to
+    // production) would go on ordering from that directory.
+    if let Some(made) = store::account_directory(&cfg.state_dir) {
+        if made != cfg.directory {
+            return Err(OrderError::Account(format!(
+                "{}: made with directory {made}, not {}: give this directory a new, \
+                 empty state_dir",
+                cfg.state_dir.join("account.json").display(),
+                cfg.directory
+            )));
+        }
+    }
     if let Some(creds) = store::load_account(&cfg.state_dir)? {
         return builder()
             .map_err(fail)?
