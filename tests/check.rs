@@ -752,3 +752,36 @@ fn acme_is_checked_and_its_first_certificate_awaited() {
         "{err}"
     );
 }
+
+#[test]
+fn acme_ca_bundle_must_hold_a_certificate_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("root.json");
+    std::fs::write(&not_pem, "{}\n").unwrap();
+    let text = |bundle: &std::path::Path| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:80\"\n[https]\nlisten = \"127.0.0.1:443\"\n\
+             [acme]\ndirectory = \"https://acme.example/dir\"\nstate_dir = \"{}\"\n\
+             ca_bundle = \"{}\"\n",
+            dir.path().display(),
+            bundle.display()
+        )
+    };
+    let e = errors(&text(&missing));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!(
+            "FILE:8:13: [acme] ca_bundle: {}: No such file",
+            missing.display()
+        )),
+        "{e:?}"
+    );
+    assert_eq!(
+        errors(&text(&not_pem)),
+        [format!(
+            "FILE:8:13: [acme] ca_bundle: {}: holds no PEM certificate to trust",
+            not_pem.display()
+        )]
+    );
+}

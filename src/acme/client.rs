@@ -62,13 +62,43 @@ fn policy() -> RetryPolicy {
         .timeout(ORDER_TIMEOUT)
 }
 
+/// An error and its causes, outermost first (`client error (Connect): tcp connect
+/// error: Connection refused (os error 111)`): instant-acme's own message of a
+/// transport error says only which step failed, its sources say why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// The account in `state_dir`, or a new one saved there.
 pub async fn account(cfg: &AcmeConfig) -> Result<Account, OrderError> {
-    let fail = |e: instant_acme::Error| OrderError::Account(format!("{}: {e}", cfg.directory));
+    let fail =
+        |e: instant_acme::Error| OrderError::Account(format!("{}: {}", cfg.directory, chain(&e)));
     let builder = || match &cfg.ca_bundle {
         Some(pem) => Account::builder_with_root(pem),
         None => Account::builder(),
     };
+    // An account of another directory (staging's, kept after a switch to
+    // production) would go on ordering from that directory.
+    if let Some(made) = store::account_directory(&cfg.state_dir) {
+        if made != cfg.directory {
+            return Err(OrderError::Account(format!(
+                "{}: made with directory {made}, not {}: give this directory a new, \
+                 empty state_dir",
+                cfg.state_dir.join("account.json").display(),
+                cfg.directory
+            )));
+        }
+    }
     if let Some(creds) = store::load_account(&cfg.state_dir)? {
         return builder()
             .map_err(fail)?
@@ -121,7 +151,7 @@ async fn run(
     let set = names.join(",");
     let server = |e: instant_acme::Error| OrderError::Server {
         names: set.clone(),
-        error: e.to_string(),
+        error: chain(&e),
     };
     let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut order = account
@@ -173,7 +203,7 @@ async fn prepare(
     while let Some(authz) = authzs.next().await {
         let mut authz = authz.map_err(|e| OrderError::Server {
             names: set.to_owned(),
-            error: e.to_string(),
+            error: chain(&e),
         })?;
         if authz.status != AuthorizationStatus::Pending {
             continue;
@@ -297,4 +327,20 @@ fn alpn_certificate(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, Stri
         vec![cert.der().clone()],
         signer,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_is_told_with_its_causes() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            super::chain(&Outer(refused)),
+            "client error (Connect): refused"
+        );
+    }
 }

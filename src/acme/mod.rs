@@ -213,6 +213,9 @@ impl Worker {
                 let challenge = self.cfg.challenge.as_str();
                 tracing::info!(vhosts = %names.join(","), challenge, "certificate obtained");
                 (self.issued)();
+                // Told once: the look below must not take the new file for one
+                // another host wrote.
+                self.plans[i].seen = None;
                 self.schedule(i, false);
             }
             Err(e) => self.failed(i, &e),

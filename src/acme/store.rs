@@ -169,6 +169,14 @@ pub fn load_account(state_dir: &Path) -> Result<Option<AccountCredentials>, Stor
     }
 }
 
+/// The directory URL the account in `state_dir` was made with, if there is one
+/// that says: an account (and its certificates) belongs to one ACME server.
+pub fn account_directory(state_dir: &Path) -> Option<String> {
+    let bytes = fs::read(account_file(state_dir)).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("directory")?.as_str().map(str::to_owned)
+}
+
 pub fn save_account(state_dir: &Path, creds: &AccountCredentials) -> Result<(), StoreError> {
     let path = account_file(state_dir);
     let json = serde_json::to_vec_pretty(creds).map_err(|error| StoreError::Account {
@@ -420,6 +428,18 @@ fn release_own_lock(state_dir: &Path) {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_accounts_directory_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(account_directory(dir.path()), None);
+        let json = r#"{"id": "x", "key_pkcs8": "y", "directory": "https://a.example/dir"}"#;
+        fs::write(account_file(dir.path()), json).unwrap();
+        assert_eq!(
+            account_directory(dir.path()).as_deref(),
+            Some("https://a.example/dir")
+        );
+    }
 
     #[test]
     fn an_atomic_write_leaves_one_file_owner_only() {

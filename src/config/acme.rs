@@ -31,6 +31,29 @@ pub struct AcmeConfig {
     pub all_vhosts: bool,
 }
 
+impl AcmeConfig {
+    /// The `[acme]` table as `sluice check` prints it, every default filled in.
+    pub(super) fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let contact: Vec<String> = self.contact.iter().map(|c| q(c)).collect();
+        let mut out = format!(
+            "\n[acme]\ndirectory = {}\ncontact = [{}]\nstate_dir = {}\nchallenge = {}\n",
+            q(&self.directory),
+            contact.join(", "),
+            q(&self.state_dir.display().to_string()),
+            q(self.challenge.as_str()),
+        );
+        if let Some(pem) = &self.ca_bundle {
+            out.push_str(&format!("ca_bundle = {}\n", q(&pem.display().to_string())));
+        }
+        out.push_str(&format!(
+            "retry_initial_ms = {}\nretry_max_ms = {}\n",
+            self.retry_initial_ms, self.retry_max_ms
+        ));
+        out
+    }
+}
+
 /// How the ACME server checks that this host serves a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChallengeKind {
@@ -61,6 +84,14 @@ pub(super) struct RawAcme {
     ca_bundle: Option<Spanned<String>>,
     retry_initial_ms: Option<Spanned<i64>>,
     retry_max_ms: Option<Spanned<i64>>,
+}
+
+impl RawAcme {
+    /// Where `ca_bundle` is written: a file read only when it is used, and reported
+    /// there.
+    pub(super) fn ca_bundle_span(&self) -> Option<Range<usize>> {
+        self.ca_bundle.as_ref().map(Spanned::span)
+    }
 }
 
 /// One minute, doubling to an hour: an ACME server that refuses is not hammered,
@@ -302,6 +333,32 @@ state_dir = "/var/lib/sluice/acme"
             super::vhost_sets(&cfg.services, &acme),
             vec![vec!["shop.example".to_string()]]
         );
+    }
+
+    #[test]
+    fn check_prints_acme_and_it_parses_back() {
+        let text = format!(
+            "{BASE}ca_bundle = \"/etc/sluice/acme-root.pem\"\n{}",
+            svc(r#"["shop.example"]"#)
+        );
+        let cfg = parse(&text).expect("valid");
+        let shown = cfg.to_toml();
+        for line in [
+            "acme = true",
+            "[acme]",
+            "directory = \"https://acme.example/dir\"",
+            "contact = [\"mailto:ops@example.com\"]",
+            "state_dir = \"/var/lib/sluice/acme\"",
+            "challenge = \"http-01\"",
+            "ca_bundle = \"/etc/sluice/acme-root.pem\"",
+            "retry_initial_ms = 60000",
+            "retry_max_ms = 3600000",
+        ] {
+            assert!(shown.lines().any(|l| l == line), "{line} not in:\n{shown}");
+        }
+        let again = parse(&shown).expect("to_toml parses");
+        assert_eq!(again.acme, cfg.acme);
+        assert_eq!(again.services[0].tls.acme, cfg.services[0].tls.acme);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Origin {
     /// Each certificate list's place, by owner: a service's name, or `[tls]
     /// certificates`.
     pub(crate) certificates: std::collections::HashMap<String, Located>,
+    /// `[acme] ca_bundle`'s place.
+    pub(crate) acme_ca_bundle: Option<Located>,
 }
 
 impl PartialEq for Origin {
@@ -524,14 +526,24 @@ pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<String>), Vec<Stri
     }
 }
 
-/// The files `[marathon]` names that cannot be read now, each error at its key: what
-/// `run` would fail on, found by `check` too.
+/// The files `[marathon]` and `[acme] ca_bundle` name that cannot be read (or, for
+/// `ca_bundle`, hold no PEM certificate) now, each error at its key: what `run`
+/// would fail on, found by `check` too.
 fn unreadable_files(config: &Config) -> Vec<String> {
-    let Some(m) = &config.marathon else {
-        return Vec::new();
-    };
     let file = config.origin.file.as_deref().unwrap_or("");
     let mut errors = Vec::new();
+    let bundle = config.acme.as_ref().and_then(|a| a.ca_bundle.as_ref());
+    if let (Some(pem), Some(at)) = (bundle, &config.origin.acme_ca_bundle) {
+        if let Err(e) = crate::acme::store::check_root(pem) {
+            errors.push(format!(
+                "{file}:{}:{}: [acme] ca_bundle: {e}",
+                at.line, at.column
+            ));
+        }
+    }
+    let Some(m) = &config.marathon else {
+        return errors;
+    };
     for (key, at) in &config.origin.marathon_files {
         let path = match *key {
             "token_file" => &m.token_file,
@@ -587,6 +599,9 @@ impl Config {
         };
         if let Some(l) = self.https {
             let _ = write!(out, "\n[https]\nlisten = {}\n", q(&l.to_string()));
+            if self.acme.as_ref().is_some_and(|a| a.all_vhosts) {
+                out.push_str("acme = true\n");
+            }
             out.push_str(&self.https_proxy.to_toml());
         }
         let t = &self.tls;
@@ -609,6 +624,9 @@ impl Config {
                     "# token not set: every page is open to whoever reaches listen"
                 );
             }
+        }
+        if let Some(a) = &self.acme {
+            out.push_str(&a.to_toml());
         }
         if let Some(m) = &self.marathon {
             let urls: Vec<String> = m.urls.iter().map(|u| q(u)).collect();
@@ -691,6 +709,9 @@ impl Config {
                     "tls = true\ncertificates = [{}]\n",
                     paths(&s.tls.certificates)
                 );
+            }
+            if s.tls.acme {
+                out.push_str("acme = true\n");
             }
             if !s.tls.sni.is_empty() {
                 let sni: Vec<String> = s.tls.sni.iter().map(|n| q(n)).collect();

@@ -272,6 +272,11 @@ fn validate(raw: RawFile, text: &str) -> Result<(Config, Vec<ConfigError>), Vec<
         .filter(|a| *a.get_ref())
         .map(Spanned::span);
     let acme_table = raw.acme.is_some();
+    origin.acme_ca_bundle = raw
+        .acme
+        .as_ref()
+        .and_then(super::acme::RawAcme::ca_bundle_span)
+        .map(|span| ConfigError::at(span, "").locate(text));
     let acme = super::acme::validate(
         raw.acme,
         super::acme::Listeners {

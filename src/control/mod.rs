@@ -138,6 +138,10 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     let (acme_tx, acme_rx) = crossbeam::channel::bounded::<()>(1);
     let acme = match &cfg.acme {
         Some(a) => {
+            if let Some(pem) = &a.ca_bundle {
+                crate::acme::store::check_root(pem)
+                    .map_err(|e| anyhow::anyhow!("[acme] ca_bundle: {e}"))?;
+            }
             let handle = crate::acme::spawn(
                 a.clone(),
                 registry.challenges(),
