@@ -163,5 +163,6 @@ pub fn view(snap: Snapshot) -> super::View {
             max_connections: 100_000,
         },
         marathon: true,
+        processes: Arc::default(),
     }
 }
