@@ -178,9 +178,20 @@ fn run(
         upgrade,
     };
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), upgrade, "starting");
-    let running = control::start(Source::File(path), lifecycle)?;
-    if let Some(p) = &pidfile {
-        write_pidfile(p)?;
+    // Written before the start, put in place after it: a pidfile that cannot be
+    // written fails the start before a process being replaced hears of it.
+    let pending = pidfile.as_deref().map(Pidfile::write).transpose()?;
+    let running = match control::start(Source::File(path), lifecycle) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = pending {
+                let _ = std::fs::remove_file(p.tmp);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(p) = pending {
+        p.commit()?;
     }
     let served = running.serve_until_signalled();
     if let Some(p) = &pidfile {
@@ -200,13 +211,30 @@ fn successor() -> Option<(PathBuf, Vec<std::ffi::OsString>)> {
     Some((exe, args))
 }
 
-/// Write this process's id to `path` atomically (a reader sees the old id or the
-/// new one, never a part).
-fn write_pidfile(path: &Path) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", path.display()))
+/// This process's id written beside the pidfile, to be renamed over it: a reader
+/// sees the old id or the new one, never a part.
+struct Pidfile {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Pidfile {
+    fn write(path: &Path) -> anyhow::Result<Pidfile> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp.{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", path.display()))?;
+        Ok(Pidfile {
+            tmp,
+            path: path.to_owned(),
+        })
+    }
+
+    fn commit(self) -> anyhow::Result<()> {
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", self.path.display()))
+    }
 }
 
 /// Remove `path` if it still names this process (a successor's stays).

@@ -60,13 +60,41 @@ impl Sluice {
         Sluice::start_cmd(config, cmd)
     }
 
-    fn start_cmd(config: &str, mut cmd: Command) -> Sluice {
+    fn start_cmd(config: &str, cmd: Command) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
+        let s = Sluice::spawn(dir, path, cmd, &[]);
+        s.wait_started(config);
+        s
+    }
+
+    /// Start with `config` and more arguments to `run` (`--pidfile`, …); `{dir}` in
+    /// an argument stands for the process's temporary directory.
+    pub fn start_args(config: &str, args: &[&str]) -> Sluice {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config).unwrap();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
+            .collect();
+        let s = Sluice::spawn(dir, path, Command::new(BIN), &args);
+        s.wait_started(config);
+        s
+    }
+
+    /// Start `sluice run --config <config file> ARGS` without waiting for anything.
+    pub fn spawn_in(config: &std::path::Path, args: &[String]) -> Sluice {
+        let dir = tempfile::tempdir().unwrap();
+        Sluice::spawn(dir, config.to_owned(), Command::new(BIN), args)
+    }
+
+    fn spawn(dir: tempfile::TempDir, path: PathBuf, mut cmd: Command, args: &[String]) -> Sluice {
         let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -82,18 +110,22 @@ impl Sluice {
                 sink.lock().unwrap().push(line);
             }
         });
-        let s = Sluice {
+        Sluice {
             child,
             dir,
             config: path,
             log,
-        };
+        }
+    }
+
+    /// Wait until the shards started and every service of `config` logged that it
+    /// listens.
+    pub fn wait_started(&self, config: &str) {
         let services = config.matches("[[service]]").count();
-        s.wait_log("shards started", |l| l.contains("starting shards"));
+        self.wait_log("shards started", |l| l.contains("starting shards"));
         wait_for("services to listen", || {
-            (s.count_log(|l| l.contains("service listening")) >= services).then_some(())
+            (self.count_log(|l| l.contains("service listening")) >= services).then_some(())
         });
-        s
     }
 
     pub fn log_lines(&self) -> Vec<String> {
