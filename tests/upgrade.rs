@@ -135,12 +135,31 @@ fn held_connection(
         .unwrap()
 }
 
+/// One request to the shared HTTP listener for `web.example`: the response body.
+fn http_get(addr: SocketAddr) -> String {
+    let mut s = connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
 fn upgrade_drops_nothing(io: &str) {
     let backend = Backend::echo();
-    let cfg = config(io, backend.addr);
+    let web = http_backend("web", Arc::default());
+    // The shared HTTP listener too: its sockets are tuned for HTTP, and move as they are.
+    let cfg = format!(
+        "{}[http]\nlisten = \"127.0.0.1:0\"\n[[service]]\nname = \"web\"\nmode = \"http\"\n\
+         vhosts = [\"web.example\"]\nbackends = [\"{}\"]\n",
+        config(io, backend.addr),
+        web.addr
+    );
     let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
     let pidfile = old.dir.path().join("sluice.pid");
-    let (addr, admin) = (old.addr("echo"), old.admin());
+    let (addr, admin, http) = (old.addr("echo"), old.admin(), old.http());
+    assert_eq!(http_get(http), "web");
     let old_pid = old.child.id();
     wait_for("the pidfile", || {
         (read_pidfile(&pidfile) == Some(old_pid)).then_some(())
@@ -174,6 +193,8 @@ fn upgrade_drops_nothing(io: &str) {
     let new_pid = new.child.id();
     assert_eq!(new.addr("echo"), addr, "the same listening address");
     assert_eq!(new.admin(), admin, "the same admin port");
+    assert_eq!(new.http(), http, "the same HTTP listener");
+    assert_eq!(http_get(http), "web");
     // Both serve: the old one its held connections, the new one everything new.
     let mut both = vec![old_pid, new_pid];
     both.sort_unstable();
@@ -234,6 +255,7 @@ fn a_successor_that_cannot_start_leaves_the_old_one_serving(io: &str) {
     let old = Sluice::start_args(&cfg, &["--upgrade-socket", "{dir}/upgrade.sock"]);
     let (addr, admin) = (old.addr("web"), old.admin());
     let socket = old.dir.path().join("upgrade.sock");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -330,7 +352,55 @@ fn sigterm_refuses_new_connects_and_finishes_established_ones(io: &str) {
     assert!(!pidfile.exists(), "the pidfile is removed at exit");
 }
 
+/// Kills a process that is not this test's child (a successor started by sluice).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+fn sigusr2_starts_the_binary_again_and_hands_over(io: &str) {
+    let backend = Backend::named("served");
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        server(io, ""),
+        service("web", "maglev", &[backend.addr])
+    );
+    let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = old.dir.path().join("sluice.pid");
+    let (addr, admin) = (old.addr("web"), old.admin());
+    let old_pid = old.child.id();
+    old.signal("USR2");
+    // The successor logs to the same stderr.
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    let new_pid = wait_for("the successor's pidfile", || {
+        read_pidfile(&pidfile).filter(|&p| p != old_pid)
+    });
+    let _guard = KillOnDrop(new_pid);
+    assert!(old.wait_exit().success());
+    assert_eq!(fetch(addr).unwrap(), "served");
+    wait_for("the old pid to leave the list", || {
+        (pids(admin) == [new_pid]).then_some(())
+    });
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &new_pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    wait_for("the successor to exit and remove its pidfile", || {
+        (!pidfile.exists()).then_some(())
+    });
+}
+
 both_io!(
+    sigusr2_starts_the_binary_again_and_hands_over,
     upgrade_drops_nothing,
     a_successor_that_cannot_start_leaves_the_old_one_serving,
     sigterm_refuses_new_connects_and_finishes_established_ones,

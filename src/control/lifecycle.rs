@@ -7,6 +7,10 @@ use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 
+/// How long a process that handed its sockets over waits for its shards to stop
+/// accepting on them.
+const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How this process takes part in hot upgrades.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
@@ -158,6 +162,23 @@ impl Running {
             self.upgrading.pending = None;
             self.processes.remove(pid);
         }
+    }
+
+    /// Draining after a handover: once no shard accepts on the sockets handed over
+    /// (each reactor let go of them: only `held` is left), tell the successor.
+    /// Bounded: a shard that does not let go within [`STOP_PATIENCE`] is not waited
+    /// for (the successor is told all the same).
+    pub(super) fn stopped_accepting(&self, held: &[std::sync::Arc<crate::snapshot::Listeners>]) {
+        let Some(ch) = &self.upgrading.handed else {
+            return;
+        };
+        let until = std::time::Instant::now() + STOP_PATIENCE;
+        while held.iter().any(|l| std::sync::Arc::strong_count(l) > 1)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        upgrade::stopped(ch);
     }
 
     /// The successor's verdict. True when it serves: this process is to drain.

@@ -124,7 +124,13 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     match start_with(source, lifecycle, signals, listeners, admin) {
         Ok(running) => {
             running.processes.add(old_pid);
-            upgrade::ready(channel, old_pid, Arc::clone(&running.processes))?;
+            let published = Arc::clone(&running.published);
+            upgrade::ready(
+                channel,
+                old_pid,
+                Arc::clone(&running.processes),
+                move || published.rearm_accepts(),
+            )?;
             // systemd follows this process from now on (`NotifyAccess=all`).
             let pid = std::process::id();
             lifecycle::notify_systemd(&format!("MAINPID={pid}\nREADY=1"));
@@ -472,6 +478,8 @@ impl Running {
                 listeners::shut_down(l);
             }
             self.remove_channel();
+        } else {
+            self.stopped_accepting(&held);
         }
         drop(held);
         while self.shards.iter().any(|h| !h.is_finished()) {

@@ -17,8 +17,11 @@
 //! 3. the successor starts as usual, adopting those sockets instead of binding, and
 //!    sends `ready` — or `failed` with its reason, or closes the channel by exiting;
 //! 4. on `ready` the old process drains (its sockets stay open for the successor:
-//!    they are not shut down as on SIGTERM) and exits; the channel stays open until
-//!    then, so its end tells the successor that the old process is gone.
+//!    they are not shut down as on SIGTERM); once none of its shards accepts any
+//!    more it sends `stopped`, and the successor re-arms its accepts (see
+//!    `Published::rearm_accepts`: a wake-up the old process took and did not act on
+//!    must not leave a connection waiting). It exits when drained; the channel stays
+//!    open until then, so its end tells the successor that the old process is gone.
 //!
 //! Anything but `ready` leaves the old process serving as it was, with the reason in
 //! its log.
@@ -39,12 +42,23 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Message {
-    Hello { pid: u32 },
-    Listener { key: ListenKey, http: bool },
+    Hello {
+        pid: u32,
+    },
+    Listener {
+        key: ListenKey,
+        http: bool,
+    },
     Admin,
     End,
-    Ready { pid: u32 },
-    Failed { reason: String },
+    Ready {
+        pid: u32,
+    },
+    Failed {
+        reason: String,
+    },
+    /// The old process's shards no longer accept (sent after `ready`).
+    Stopped,
 }
 
 fn send(ch: &Channel, m: &Message, fds: &[std::os::fd::BorrowedFd]) -> std::io::Result<()> {
@@ -203,9 +217,21 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
     })
 }
 
-/// The successor's side, started: tell the old process, and watch the channel for
-/// its exit (then it no longer serves).
-pub fn ready(channel: Channel, old_pid: u32, processes: Arc<Processes>) -> std::io::Result<()> {
+/// The old side, draining after `ready`: its shards no longer accept.
+pub fn stopped(ch: &Channel) {
+    if let Err(e) = send(ch, &Message::Stopped, &[]) {
+        tracing::warn!(error = %e, "upgrade: cannot tell the successor that accepting stopped");
+    }
+}
+
+/// The successor's side, started: tell the old process, and watch the channel: when
+/// the old process stopped accepting, `on_stopped`; at its exit, it no longer serves.
+pub fn ready(
+    channel: Channel,
+    old_pid: u32,
+    processes: Arc<Processes>,
+    on_stopped: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
     send(
         &channel,
         &Message::Ready {
@@ -216,10 +242,15 @@ pub fn ready(channel: Channel, old_pid: u32, processes: Arc<Processes>) -> std::
     std::thread::Builder::new()
         .name("sluice-upgrade".into())
         .spawn(move || {
-            // Nothing more is sent: the end of the channel is the old process's exit.
-            while let Ok((bytes, _)) = channel.recv() {
-                if bytes.is_empty() {
-                    break;
+            // Then the end of the channel is the old process's exit.
+            loop {
+                match recv(&channel) {
+                    Ok((Message::Stopped, _)) => {
+                        tracing::info!(old_pid, "upgrade: the previous process stopped accepting");
+                        on_stopped();
+                    }
+                    Ok((other, _)) => tracing::warn!(?other, "upgrade: unexpected message"),
+                    Err(_) => break,
                 }
             }
             processes.remove(old_pid);

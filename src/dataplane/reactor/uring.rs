@@ -432,6 +432,14 @@ impl Reactor for Uring {
         }
     }
 
+    fn rearm_accepts(&mut self) {
+        // Cancelled, an accept re-arms at its last completion (unless paused or
+        // retired), and a new accept takes what is queued before it waits.
+        for id in 0..self.listeners.len() {
+            self.disarm_accept(id);
+        }
+    }
+
     fn pause_accepts(&mut self, paused: bool) {
         if self.paused == paused {
             return;

@@ -165,6 +165,9 @@ impl<R: Reactor> Shard<R> {
         if changed {
             self.sync_listeners();
         }
+        if self.ctx.rearm_due() {
+            self.io.rearm_accepts();
+        }
         self.pump_again();
         if self.ctx.accept_paused() {
             self.io.pause_accepts(true);
