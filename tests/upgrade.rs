@@ -158,6 +158,7 @@ fn upgrade_drops_nothing(io: &str) {
     );
     let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
     let pidfile = old.dir.path().join("sluice.pid");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
     let (addr, admin, http) = (old.addr("echo"), old.admin(), old.http());
     assert_eq!(http_get(http), "web");
     let old_pid = old.child.id();
@@ -372,6 +373,7 @@ fn sigusr2_starts_the_binary_again_and_hands_over(io: &str) {
     );
     let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
     let pidfile = old.dir.path().join("sluice.pid");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
     let (addr, admin) = (old.addr("web"), old.admin());
     let old_pid = old.child.id();
     old.signal("USR2");
