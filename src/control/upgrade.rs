@@ -146,13 +146,13 @@ pub fn await_ready(ch: &Channel) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let verdict = match recv(ch) {
         Ok((Message::Ready { .. }, _)) => Ok(()),
-        Ok((Message::Failed { reason }, _)) => Err(format!("it failed to start: {reason}")),
-        Ok((other, _)) => Err(format!("it sent {other:?} instead of ready")),
+        Ok((Message::Failed { reason }, _)) => Err(format!("failed to start: {reason}")),
+        Ok((other, _)) => Err(format!("sent {other:?} instead of ready")),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err("it exited before it was ready".to_owned())
+            Err("exited before it was ready".to_owned())
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(format!(
-            "it was not ready within {} s",
+            "was not ready within {} s",
             READY_TIMEOUT.as_secs()
         )),
         Err(e) => Err(e.to_string()),
