@@ -449,6 +449,65 @@ mod tests {
             .all(|&(defer, quickack)| defer > 0 && quickack == 0));
     }
 
+    /// The kernel's name of the socket behind `s` (`socket:[inode]`): the same for
+    /// every descriptor of one open socket, in any process.
+    fn identity(s: &TcpListener) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).expect("readlink")
+    }
+
+    /// What a process being replaced hands over: a copy of each socket it holds.
+    fn handed(registry: &Registry) -> Vec<HandedOver> {
+        registry
+            .sockets()
+            .handover()
+            .into_iter()
+            .map(|(k, http, l)| {
+                let copies = l.sockets.iter().map(|s| s.try_clone().expect("dup"));
+                (k.clone(), http, copies.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sockets_handed_over_are_adopted_by_key_not_bound_again() {
+        let cfg = config("http");
+        let mut old = Registry::new(2);
+        let before = old.build(&cfg).expect("builds");
+        let ids: Vec<_> = before.listeners[0].sockets.iter().map(identity).collect();
+        // As many shards: the very same sockets, still tuned for HTTP.
+        let mut same = Registry::new(2);
+        same.inherit(handed(&old));
+        let after = same.build(&cfg).expect("builds");
+        assert_eq!(after.listeners[0].local, before.listeners[0].local);
+        let got: Vec<_> = after.listeners[0].sockets.iter().map(identity).collect();
+        assert_eq!(got, ids);
+        assert!(after.listeners[0].http.load(Ordering::Relaxed));
+        // More shards: those, and one more in the same group, on the same port.
+        let mut more = Registry::new(3);
+        more.inherit(handed(&old));
+        let wider = more.build(&cfg).expect("builds");
+        let got: Vec<_> = wider.listeners[0].sockets.iter().map(identity).collect();
+        assert_eq!((&got[..2], got.len()), (&ids[..], 3));
+        assert_eq!(wider.listeners[0].local, before.listeners[0].local);
+        // Fewer: the first ones.
+        let mut fewer = Registry::new(1);
+        fewer.inherit(handed(&old));
+        let narrow = fewer.build(&cfg).expect("builds");
+        let got: Vec<_> = narrow.listeners[0].sockets.iter().map(identity).collect();
+        assert_eq!(got, ids[..1]);
+        // A key no configuration names is let go of at the first build.
+        let mut other = Registry::new(2);
+        other.inherit(handed(&old));
+        let renamed = crate::config::parse(
+            "[[service]]\nname = \"api\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n",
+        )
+        .expect("valid config");
+        let fresh = other.build(&renamed).expect("builds");
+        assert_ne!(fresh.listeners[0].local, before.listeners[0].local);
+        assert!(other.sockets().inherited.is_empty());
+    }
+
     /// A free fixed port on loopback (free when asked; tests take it at once).
     fn free_port() -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");

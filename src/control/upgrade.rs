@@ -261,8 +261,13 @@ pub fn ready(
 
 /// The successor's side, failed: say why, so the old process logs it.
 pub fn failed(channel: &Channel, reason: &str) {
+    // Within one message, whatever the number of errors.
+    let mut end = reason.len().min(crate::io::fdpass::MAX_MESSAGE / 4);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     let m = Message::Failed {
-        reason: reason.to_owned(),
+        reason: reason[..end].to_owned(),
     };
     if let Err(e) = send(channel, &m, &[]) {
         tracing::debug!(error = %e, "upgrade: cannot report the failure");
