@@ -125,6 +125,12 @@ fn the_unit_runs_what_the_package_installs() {
     assert!(postinst.contains(&format!(
         "--group --no-create-home --home /nonexistent {user}"
     )));
+    // cargo-deb replaces every occurrence of the token: once, on a line of its own.
+    let token: Vec<&str> = postinst
+        .lines()
+        .filter(|l| l.contains("#DEBHELPER#"))
+        .collect();
+    assert_eq!(token, ["#DEBHELPER#"]);
 }
 
 #[test]
