@@ -33,6 +33,21 @@ pub enum Command {
         /// The config file (TOML). Default: ./sluice.toml, then /etc/sluice/sluice.toml.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Write this process's id to PATH once it serves (replaced atomically);
+        /// removed at exit unless a successor wrote its own.
+        #[arg(long, value_name = "PATH")]
+        pidfile: Option<PathBuf>,
+        /// The Unix socket through which a successor takes the listening sockets
+        /// (mode 0600). Default with --pidfile: the pidfile's path with the
+        /// extension `.upgrade`; without either, no hot upgrade.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
+        /// Take over from the sluice running at the upgrade socket: receive its
+        /// listening sockets, start, then let it drain. Should this process fail to
+        /// start, the running one keeps serving. (SIGUSR2 to the running process does
+        /// the same with the binary now at its path.)
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -105,7 +120,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run {
+            config,
+            pidfile,
+            upgrade_socket,
+            upgrade,
+        } => run(config, pidfile, upgrade_socket, upgrade),
         Command::Check { config } => return check(config),
         Command::Demo {
             listen,
@@ -177,11 +197,89 @@ fn announce(args: &AnnounceArgs) -> anyhow::Result<()> {
     })
 }
 
-fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(
+    config: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
+    upgrade_socket: Option<PathBuf>,
+    upgrade: bool,
+) -> anyhow::Result<()> {
     let path = resolve(config)?;
-    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
-    let running = control::start(Source::File(path))?;
-    running.serve_until_signalled()
+    let channel = upgrade_socket.or_else(|| pidfile.as_ref().map(|p| p.with_extension("upgrade")));
+    if upgrade && channel.is_none() {
+        anyhow::bail!("--upgrade needs the running process's --pidfile or --upgrade-socket");
+    }
+    let lifecycle = control::Lifecycle {
+        successor: channel.as_ref().and_then(|_| successor()),
+        channel,
+        upgrade,
+    };
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), upgrade, "starting");
+    // Written before the start, put in place after it: a pidfile that cannot be
+    // written fails the start before a process being replaced hears of it.
+    let pending = pidfile.as_deref().map(Pidfile::write).transpose()?;
+    let running = match control::start(Source::File(path), lifecycle) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = pending {
+                let _ = std::fs::remove_file(p.tmp);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(p) = pending {
+        p.commit()?;
+    }
+    let served = running.serve_until_signalled();
+    if let Some(p) = &pidfile {
+        remove_pidfile(p);
+    }
+    served
+}
+
+/// What SIGUSR2 starts: this binary at the path it was started from (the new one,
+/// once a package replaced it) with this process's arguments and `--upgrade`.
+fn successor() -> Option<(PathBuf, Vec<std::ffi::OsString>)> {
+    let exe = std::env::current_exe().ok()?;
+    let mut args: Vec<_> = std::env::args_os().skip(1).collect();
+    if !args.iter().any(|a| a == "--upgrade") {
+        args.push("--upgrade".into());
+    }
+    Some((exe, args))
+}
+
+/// This process's id written beside the pidfile, to be renamed over it: a reader
+/// sees the old id or the new one, never a part.
+struct Pidfile {
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Pidfile {
+    fn write(path: &Path) -> anyhow::Result<Pidfile> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp.{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", path.display()))?;
+        Ok(Pidfile {
+            tmp,
+            path: path.to_owned(),
+        })
+    }
+
+    fn commit(self) -> anyhow::Result<()> {
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", self.path.display()))
+    }
+}
+
+/// Remove `path` if it still names this process (a successor's stays).
+fn remove_pidfile(path: &Path) {
+    let ours =
+        std::fs::read_to_string(path).is_ok_and(|s| s.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn check(config: Option<PathBuf>) -> ExitCode {

@@ -101,7 +101,10 @@ pub fn run(
             },
         ],
     };
-    let running = control::start(Source::Embedded(Box::new(cfg)))?;
+    let running = control::start(
+        Source::Embedded(Box::new(cfg)),
+        control::Lifecycle::default(),
+    )?;
     let snap = running.published.load();
     let vip = snap.services[0].local.expect("the demo VIP listens");
     let front = snap

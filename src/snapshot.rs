@@ -201,6 +201,9 @@ pub struct Published {
     generation: AtomicU64,
     /// When the newest snapshot was stored (ms on the process clock), for the stats page.
     published_ms: AtomicU64,
+    /// Raised when shards are to ask the kernel for their listeners' queues afresh
+    /// (see [`Published::rearm_accepts`]).
+    rearm: AtomicU64,
 }
 
 impl Published {
@@ -210,7 +213,23 @@ impl Published {
             current: ArcSwap::from_pointee(first),
             generation,
             published_ms: AtomicU64::new(clock_ms()),
+            rearm: AtomicU64::new(0),
         }
+    }
+
+    /// Ask every shard to re-arm its accepts. After a hot upgrade the process
+    /// replaced has stopped accepting on sockets this one shares; a wake-up it took
+    /// for a connection it then left in the queue (io_uring's accepts wait as
+    /// exclusive waiters: one connection wakes one) would otherwise leave that
+    /// connection waiting for the next one. A re-armed accept first takes what is
+    /// queued.
+    pub fn rearm_accepts(&self) {
+        self.rearm.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times [`Published::rearm_accepts`] was asked.
+    pub fn rearms(&self) -> u64 {
+        self.rearm.load(Ordering::Acquire)
     }
 
     /// Store `next`; shards see it on their next loop turn.

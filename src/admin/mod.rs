@@ -21,7 +21,9 @@ mod server;
 #[cfg(test)]
 mod testkit;
 
-pub use server::{AdminCounters, HEAD_DEADLINE, MAX_CONNECTIONS, MAX_HEAD, RESPONSE_DEADLINE};
+pub use server::{
+    AdminCounters, Stop, HEAD_DEADLINE, MAX_CONNECTIONS, MAX_HEAD, RESPONSE_DEADLINE,
+};
 
 use crate::snapshot::Published;
 use crate::stats::{PerShard, ShardCounters};
@@ -44,6 +46,9 @@ pub struct View {
     pub marathon: bool,
     /// The anycast VIPs' verdicts (`/v1/anycast`).
     pub anycast: Arc<crate::anycast::Board>,
+    /// The processes serving (`/_haproxy_getpids`), and whether this one handed its
+    /// sockets over.
+    pub processes: Arc<crate::stats::processes::Processes>,
 }
 
 /// What the stats page says about the process: settings fixed at start.
@@ -58,9 +63,10 @@ pub struct Process {
     pub max_connections: u32,
 }
 
-/// Bind the admin port and serve it from a new thread; returns the bound address.
-pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
-    let listener = bind(addr)?;
+/// Serve the admin port on `listener` (from [`bind`], or handed over by the process
+/// this one replaces) from a new thread; returns the bound address and the handle
+/// that stops it accepting.
+pub fn start(listener: TcpListener, view: View) -> std::io::Result<(SocketAddr, Stop)> {
     let local = listener.local_addr()?;
     let history = rates::spawn(Arc::clone(&view.published))?;
     let pages = Pages {
@@ -69,15 +75,16 @@ pub fn start(addr: SocketAddr, view: View) -> std::io::Result<SocketAddr> {
         counters: AdminCounters::default(),
     };
     let server = server::Server::new(listener, pages)?;
+    let stop = server.stopper();
     std::thread::Builder::new()
         .name("sluice-admin".into())
         .spawn(move || server.run())?;
-    Ok(local)
+    Ok((local, stop))
 }
 
 /// The admin port's socket. IPv6 only on an IPv6 address, as the services' sockets
 /// are: `[::]:P` leaves `0.0.0.0:P` free, as `sluice check` assumes.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
@@ -225,7 +232,12 @@ impl Pages {
         }
         match path {
             // Shutting down: upstream balancers stop sending before the listeners go.
-            HEALTH_CHECK if view.published.load().draining || view.anycast.leaving() => {
+            // A process that handed its sockets to a successor drains, but the host
+            // goes on serving; one leaving anycast says so before it drains.
+            HEALTH_CHECK
+                if (view.published.load().draining && !view.processes.handed_over())
+                    || view.anycast.leaving() =>
+            {
                 Page::text(503, "draining\n")
             }
             HEALTH_CHECK => Page::text(200, "OK\n"),
@@ -250,6 +262,12 @@ impl Pages {
                 Some(body) => Page::new(200, "application/json", body),
                 None => Page::text(503, "anycast: the first check is not done yet\n"),
             },
+            // Marathon-LB's: what a deploy waits on while a reload or an upgrade runs.
+            "/_haproxy_getpids" => Page::new(
+                200,
+                "application/json",
+                serde_json::to_string(&view.processes.pids()).unwrap_or_default(),
+            ),
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
             _ if path.starts_with("/haproxy?") => match query::parse(path) {
                 Some(q) => self.stats(&q),

@@ -29,6 +29,24 @@ pub const MAX_BODY: usize = 4096;
 /// How long accepting waits after a failed accept (out of descriptors, typically).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const LISTENER: Token = Token(usize::MAX);
+const WAKE: Token = Token(usize::MAX - 1);
+
+/// Tells the admin port to stop accepting (its process handed the port over to a
+/// successor): connections already accepted are served to their end.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    waker: std::sync::Arc<mio::Waker>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stop {
+    pub fn stop_accepting(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!(error = %e, "admin port: cannot wake its thread");
+        }
+    }
+}
 
 /// The admin port's own counters, shown on `/metrics`.
 #[derive(Debug, Default)]
@@ -81,7 +99,9 @@ enum Next {
 
 pub struct Server<A> {
     poll: Poll,
-    listener: TcpListener,
+    /// `None` once it stopped accepting.
+    listener: Option<TcpListener>,
+    stop: Stop,
     conns: Vec<Option<Conn>>,
     pages: A,
     /// Accepting is retried then (an accept failed).
@@ -97,9 +117,14 @@ impl<A: Answer> Server<A> {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let stop = Stop {
+            waker: std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKE)?),
+            asked: Default::default(),
+        };
         Ok(Server {
             poll,
-            listener,
+            listener: Some(listener),
+            stop,
             conns: (0..MAX_CONNECTIONS).map(|_| None).collect(),
             pages,
             accept_retry: None,
@@ -123,6 +148,7 @@ impl<A: Answer> Server<A> {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
+                    WAKE => self.maybe_stop(),
                     Token(i) => self.drive(i),
                 }
             }
@@ -140,10 +166,29 @@ impl<A: Answer> Server<A> {
             .min()
     }
 
+    /// The handle that stops this server accepting.
+    pub fn stopper(&self) -> Stop {
+        self.stop.clone()
+    }
+
+    fn maybe_stop(&mut self) {
+        if !self.stop.asked.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+            self.accept_retry = None;
+            tracing::info!("admin port: no longer accepting (handed over)");
+        }
+    }
+
     fn accept_all(&mut self) {
         self.accept_retry = None;
         loop {
-            let (stream, _) = match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (stream, _) = match listener.accept() {
                 Ok(c) => c,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,

@@ -169,6 +169,7 @@ pub fn view(snap: Snapshot) -> super::View {
         },
         marathon: true,
         anycast: Default::default(),
+        processes: Arc::default(),
     }
 }
 

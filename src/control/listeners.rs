@@ -19,8 +19,8 @@ const BACKLOG: i32 = 65_535;
 /// What identifies a listening socket across reloads: its configured address, except
 /// that port 0 gets a port of its own for each service (kept by name) and one for the
 /// shared HTTP listener.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ListenKey {
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub(super) enum ListenKey {
     Addr(SocketAddr),
     /// A service's port 0, by the service's name.
     Ephemeral(String, IpAddr),
@@ -66,7 +66,14 @@ impl ListenKey {
 pub(super) struct Sockets {
     shards: usize,
     held: HashMap<ListenKey, Arc<Listeners>>,
+    /// Sockets handed over by the process this one replaces (a hot upgrade), adopted
+    /// by the first plan that names their key instead of binding anew.
+    inherited: HashMap<ListenKey, (bool, Vec<TcpListener>)>,
 }
+
+/// One listening address's sockets as a hot upgrade hands them over: its key, whether
+/// they are tuned for HTTP, one socket per shard.
+pub(super) type HandedOver = (ListenKey, bool, Vec<TcpListener>);
 
 /// What a configuration could not bind: the errors, and the services and shared
 /// fronts (`[http] listen`, `[https] listen`) left out for it.
@@ -89,12 +96,78 @@ impl Sockets {
         Sockets {
             shards,
             held: HashMap::new(),
+            inherited: HashMap::new(),
         }
+    }
+
+    /// Take the sockets a process being replaced handed over: the next plan adopts
+    /// them by key rather than binding (a bind would make a second queue, and the
+    /// probe would refuse the address the other process holds).
+    pub fn inherit(&mut self, sockets: Vec<HandedOver>) {
+        for (key, http, list) in sockets {
+            self.inherited.insert(key, (http, list));
+        }
+    }
+
+    /// Every socket held, by key, for a successor: (key, tuned for HTTP, sockets).
+    pub fn handover(&self) -> Vec<(&ListenKey, bool, &Listeners)> {
+        self.held
+            .iter()
+            .map(|(k, l)| (k, l.http.load(Ordering::Relaxed), &**l))
+            .collect()
+    }
+
+    /// Every listening address held.
+    pub fn held(&self) -> Vec<Arc<Listeners>> {
+        self.held.values().cloned().collect()
+    }
+
+    /// Sockets handed over that no configuration named: closed (their queued
+    /// connections are reset once the process that handed them over exits too).
+    fn drop_unclaimed(&mut self) {
+        for (key, (_, list)) in self.inherited.drain() {
+            let local = list.first().and_then(|l| l.local_addr().ok());
+            tracing::warn!(
+                ?key,
+                ?local,
+                "a listener handed over is not in the configuration: closed"
+            );
+        }
+    }
+
+    /// The sockets handed over for `key`, as this process's shards need them: one per
+    /// shard (more: joined to the same group; fewer: the rest closed, their queued
+    /// connections reset — logged).
+    fn adopt(&mut self, key: &ListenKey) -> Option<std::io::Result<Listeners>> {
+        let (http, mut list) = self.inherited.remove(key)?;
+        Some((|| {
+            let local = list
+                .first()
+                .ok_or_else(|| std::io::Error::other("no socket handed over"))?
+                .local_addr()?;
+            if list.len() > self.shards {
+                tracing::warn!(%local, handed = list.len(), shards = self.shards,
+                    "fewer shards than the process replaced: its extra sockets closed, \
+                     connections queued on them reset");
+                list.truncate(self.shards);
+            }
+            while list.len() < self.shards {
+                list.push(bind_one(local)?);
+            }
+            for l in &list {
+                l.set_nonblocking(true)?;
+            }
+            Ok(Listeners {
+                local,
+                sockets: list.into_boxed_slice(),
+                http: AtomicBool::new(http),
+            })
+        })())
     }
 
     /// Binds every address `config` names that is not held yet. Sockets in use now
     /// change only at [`Sockets::commit`].
-    pub fn plan<'a>(&self, config: &'a Config) -> (Binding<'a>, Unbound) {
+    pub fn plan<'a>(&mut self, config: &'a Config) -> (Binding<'a>, Unbound) {
         let mut binding = Binding {
             fresh: HashMap::new(),
             retune: Vec::new(),
@@ -129,11 +202,12 @@ impl Sockets {
             let ours =
                 |key: &ListenKey| matches!(key, ListenKey::Addr(a) if config::overlap(*a, addr));
             let held = self.held.keys().chain(binding.fresh.keys()).any(ours);
-            let bound = if held { Ok(()) } else { probe(addr) };
-            match bound
-                .and_then(|()| bind_all(addr, self.shards))
-                .and_then(|l| tune(&l, http).map(|()| l))
-            {
+            let listeners = match self.adopt(&key) {
+                Some(adopted) => adopted,
+                None if held => bind_all(addr, self.shards),
+                None => probe(addr).and_then(|()| bind_all(addr, self.shards)),
+            };
+            match listeners.and_then(|l| tune(&l, http).map(|()| l)) {
                 Ok(l) => {
                     binding.fresh.insert(key, Arc::new(l));
                 }
@@ -171,6 +245,7 @@ impl Sockets {
             }
         }
         self.held.extend(binding.fresh);
+        self.drop_unclaimed();
     }
 
     /// The sockets of a service with its own `listen`.
@@ -204,6 +279,18 @@ impl Sockets {
     /// Lets go of every socket: the ports close once the shards drop theirs.
     pub fn clear(&mut self) {
         self.held.clear();
+    }
+}
+
+/// Stop listening on `l`'s sockets: `shutdown(SHUT_RD)` takes a listening socket out
+/// of the kernel's tables whoever else holds its descriptor (a shard's reactor), so a
+/// new connect is refused instead of queueing where nobody will accept it. What was
+/// queued already is reset, as at a close.
+pub(super) fn shut_down(l: &Listeners) {
+    for s in l.sockets.iter() {
+        if let Err(e) = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Read) {
+            tracing::debug!(listen = %l.local, error = %e, "cannot shut a listener down");
+        }
     }
 }
 
@@ -360,6 +447,65 @@ mod tests {
         assert!(options(&http)
             .iter()
             .all(|&(defer, quickack)| defer > 0 && quickack == 0));
+    }
+
+    /// The kernel's name of the socket behind `s` (`socket:[inode]`): the same for
+    /// every descriptor of one open socket, in any process.
+    fn identity(s: &TcpListener) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).expect("readlink")
+    }
+
+    /// What a process being replaced hands over: a copy of each socket it holds.
+    fn handed(registry: &Registry) -> Vec<HandedOver> {
+        registry
+            .sockets()
+            .handover()
+            .into_iter()
+            .map(|(k, http, l)| {
+                let copies = l.sockets.iter().map(|s| s.try_clone().expect("dup"));
+                (k.clone(), http, copies.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sockets_handed_over_are_adopted_by_key_not_bound_again() {
+        let cfg = config("http");
+        let mut old = Registry::new(2);
+        let before = old.build(&cfg).expect("builds");
+        let ids: Vec<_> = before.listeners[0].sockets.iter().map(identity).collect();
+        // As many shards: the very same sockets, still tuned for HTTP.
+        let mut same = Registry::new(2);
+        same.inherit(handed(&old));
+        let after = same.build(&cfg).expect("builds");
+        assert_eq!(after.listeners[0].local, before.listeners[0].local);
+        let got: Vec<_> = after.listeners[0].sockets.iter().map(identity).collect();
+        assert_eq!(got, ids);
+        assert!(after.listeners[0].http.load(Ordering::Relaxed));
+        // More shards: those, and one more in the same group, on the same port.
+        let mut more = Registry::new(3);
+        more.inherit(handed(&old));
+        let wider = more.build(&cfg).expect("builds");
+        let got: Vec<_> = wider.listeners[0].sockets.iter().map(identity).collect();
+        assert_eq!((&got[..2], got.len()), (&ids[..], 3));
+        assert_eq!(wider.listeners[0].local, before.listeners[0].local);
+        // Fewer: the first ones.
+        let mut fewer = Registry::new(1);
+        fewer.inherit(handed(&old));
+        let narrow = fewer.build(&cfg).expect("builds");
+        let got: Vec<_> = narrow.listeners[0].sockets.iter().map(identity).collect();
+        assert_eq!(got, ids[..1]);
+        // A key no configuration names is let go of at the first build.
+        let mut other = Registry::new(2);
+        other.inherit(handed(&old));
+        let renamed = crate::config::parse(
+            "[[service]]\nname = \"api\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n",
+        )
+        .expect("valid config");
+        let fresh = other.build(&renamed).expect("builds");
+        assert_ne!(fresh.listeners[0].local, before.listeners[0].local);
+        assert!(other.sockets().inherited.is_empty());
     }
 
     /// A free fixed port on loopback (free when asked; tests take it at once).

@@ -2,10 +2,14 @@
 //! signals. It is the only thread that binds sockets or builds tables.
 
 mod anycast;
+mod lifecycle;
 mod listeners;
 mod merge;
 mod registry;
 mod tls;
+mod upgrade;
+
+pub use lifecycle::Lifecycle;
 
 pub use merge::merge as merge_services;
 pub use registry::Registry;
@@ -14,7 +18,7 @@ use crate::config::{self, Config};
 use crate::dataplane;
 use crate::snapshot::Published;
 use crate::stats::{ControlCounters, PerShard};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -76,6 +80,15 @@ pub struct Running {
     /// The anycast VIPs' verdicts, and `[anycast]` as read at start.
     anycast: Arc<crate::anycast::Board>,
     started_anycast: crate::config::AnycastConfig,
+    /// The processes serving, for `/_haproxy_getpids`.
+    pub processes: Arc<crate::stats::processes::Processes>,
+    /// Hot upgrades: the channel, the successor's command, the one in progress.
+    lifecycle: Lifecycle,
+    upgrading: lifecycle::Upgrading,
+    /// A copy of the admin port's socket, to hand over; and what stops its thread
+    /// accepting.
+    admin_socket: Option<std::net::TcpListener>,
+    admin_stop: Option<crate::admin::Stop>,
 }
 
 /// What the control thread waits for.
@@ -89,6 +102,10 @@ enum ControlEvent {
     Ramp,
     /// The ACME thread wrote a certificate: build it in.
     Acme,
+    /// A successor connected to the upgrade channel.
+    Upgrade(crate::io::fdpass::Channel),
+    /// The successor given the sockets (its pid) is ready, or failed (why).
+    UpgradeVerdict(u32, crate::io::fdpass::Channel, Result<(), String>),
 }
 
 /// How often certificate files are looked at for a change.
@@ -96,10 +113,55 @@ const CERTIFICATE_CHECK: Duration = Duration::from_secs(1);
 
 /// Load the config, bind every service, start the shards. Errors here are fatal
 /// start-up errors (bad config, a port that cannot be bound, no I/O backend).
-pub fn start(source: Source) -> anyhow::Result<Running> {
+///
+/// With `lifecycle.upgrade`, the listening sockets are those of the running process
+/// at `lifecycle.channel` (see `upgrade.rs`): it is told once this one serves, or why
+/// this one could not start.
+pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     // Handlers first: a SIGHUP or SIGTERM that arrives while starting must not take
     // the default action (terminating the process).
-    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2])?;
+    let Some(path) = lifecycle.channel.as_deref().filter(|_| lifecycle.upgrade) else {
+        let running = start_with(source, lifecycle, signals, Vec::new(), None)?;
+        lifecycle::notify_systemd("READY=1");
+        return Ok(running);
+    };
+    let upgrade::Inheritance {
+        channel,
+        old_pid,
+        listeners,
+        admin,
+    } = upgrade::receive(path)?;
+    match start_with(source, lifecycle, signals, listeners, admin) {
+        Ok(running) => {
+            running.processes.add(old_pid);
+            let published = Arc::clone(&running.published);
+            upgrade::ready(
+                channel,
+                old_pid,
+                Arc::clone(&running.processes),
+                move || published.rearm_accepts(),
+            )?;
+            // systemd follows this process from now on (`NotifyAccess=all`).
+            let pid = std::process::id();
+            lifecycle::notify_systemd(&format!("MAINPID={pid}\nREADY=1"));
+            tracing::info!(old_pid, "upgrade: serving; the previous process drains");
+            Ok(running)
+        }
+        Err(e) => {
+            upgrade::failed(&channel, &format!("{e:#}"));
+            Err(e)
+        }
+    }
+}
+
+fn start_with(
+    source: Source,
+    lifecycle: Lifecycle,
+    signals: Signals,
+    inherited: Vec<listeners::HandedOver>,
+    inherited_admin: Option<std::net::TcpListener>,
+) -> anyhow::Result<Running> {
     let started_ms = crate::snapshot::clock_ms();
     let cfg = source
         .load()
@@ -107,6 +169,7 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
     let workers = cfg.server.effective_workers();
     check_descriptors(&cfg, workers);
     let mut registry = Registry::new(workers);
+    registry.inherit(inherited);
     let snapshot = registry
         .build(&cfg)
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
@@ -157,7 +220,9 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         }
         None => None,
     };
+    let processes = Arc::new(crate::stats::processes::Processes::default());
     let (wake, wake_rx) = crossbeam::channel::bounded::<()>(1);
+    let (mut admin_socket, mut admin_stop) = (None, None);
     let admin_addr = match cfg.admin.listen {
         Some(addr) => {
             let view = crate::admin::View {
@@ -174,9 +239,19 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
                 },
                 marathon: cfg.marathon.is_some(),
                 anycast: Arc::clone(&anycast),
+                processes: Arc::clone(&processes),
             };
-            let local = crate::admin::start(addr, view)
+            let listener = match inherited_admin.filter(|l| lifecycle::same_place(l, addr)) {
+                Some(l) => Ok(l),
+                None => crate::admin::bind(addr),
+            };
+            let (local, stop) = listener
+                .and_then(|l| {
+                    admin_socket = Some(l.try_clone()?);
+                    crate::admin::start(l, view)
+                })
                 .map_err(|e| anyhow::anyhow!("admin port: cannot listen on {addr}: {e}"))?;
+            admin_stop = Some(stop);
             tracing::info!(listen = %local, "admin listening");
             Some(local)
         }
@@ -201,6 +276,11 @@ pub fn start(source: Source) -> anyhow::Result<Running> {
         ramp_rx: Some(ramp_rx),
         acme,
         acme_rx: Some(acme_rx),
+        processes,
+        lifecycle,
+        upgrading: Default::default(),
+        admin_socket,
+        admin_stop,
     })
 }
 
@@ -261,11 +341,20 @@ impl Running {
                     std::thread::sleep(CERTIFICATE_CHECK);
                 }
             })?;
-        drop(tx);
+        self.listen_for_successors(&tx);
         let mut failing = false;
+        let mut upgraded = false;
         for event in rx.iter() {
             match event {
                 ControlEvent::Signal(SIGHUP) => self.reload(),
+                ControlEvent::Signal(SIGUSR2) => self.start_successor(),
+                ControlEvent::Upgrade(ch) => self.hand_over(ch, &tx),
+                ControlEvent::UpgradeVerdict(pid, ch, verdict) => {
+                    if self.upgrade_verdict(pid, ch, verdict) {
+                        upgraded = true;
+                        break;
+                    }
+                }
                 ControlEvent::Tick => {
                     if self.registry.certificates_changed() {
                         tracing::info!("certificate files changed: loading them");
@@ -315,7 +404,8 @@ impl Running {
                 }
             }
         }
-        self.drain(&rx);
+        drop(tx);
+        self.drain(&rx, upgraded);
         Ok(())
     }
 
@@ -441,11 +531,29 @@ impl Running {
 
     /// Stop accepting and wait for the shards to finish their connections (each shard
     /// gives up after `shutdown_grace_ms`). A second signal ends the wait at once.
-    fn drain(mut self, events: &crossbeam::channel::Receiver<ControlEvent>) {
+    ///
+    /// Unless the sockets were handed to a successor (`upgraded`), they stop
+    /// listening too, so that a connect is refused rather than queued where nobody
+    /// accepts it any more; handed over, they are the successor's, and what queues
+    /// there is its to accept.
+    fn drain(mut self, events: &crossbeam::channel::Receiver<ControlEvent>, upgraded: bool) {
+        lifecycle::notify_systemd("STOPPING=1");
+        let held = self.registry.held();
         let last = self.published.load();
         let draining = self.registry.draining(&last);
         drop(last);
         self.published.publish(draining);
+        if !upgraded {
+            // After the draining snapshot: a shard that meets the shut-down socket
+            // (an accept error) has seen the snapshot already, and does not count it.
+            for l in &held {
+                listeners::shut_down(l);
+            }
+            self.remove_channel();
+        } else {
+            self.stopped_accepting(&held);
+        }
+        drop(held);
         while self.shards.iter().any(|h| !h.is_finished()) {
             if let Ok(ControlEvent::Signal(_)) = events.recv_timeout(Duration::from_millis(20)) {
                 tracing::warn!("second signal: exiting without waiting for connections");

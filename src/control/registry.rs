@@ -426,6 +426,22 @@ impl Registry {
 
     /// A snapshot that tells every shard to stop accepting; the registry lets go of
     /// every listening socket so the ports close once the shards drop theirs.
+    /// Adopt, at the next build, the listening sockets a process being replaced
+    /// handed over.
+    pub(super) fn inherit(&mut self, sockets: Vec<super::listeners::HandedOver>) {
+        self.sockets.inherit(sockets);
+    }
+
+    /// The listening sockets held, for a successor.
+    pub(super) fn sockets(&self) -> &Sockets {
+        &self.sockets
+    }
+
+    /// Every listening address held.
+    pub(super) fn held(&self) -> Vec<Arc<crate::snapshot::Listeners>> {
+        self.sockets.held()
+    }
+
     pub fn draining(&mut self, last: &Snapshot) -> Snapshot {
         self.sockets.clear();
         self.generation += 1;

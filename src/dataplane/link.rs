@@ -215,7 +215,9 @@ impl ShardCtx {
     /// for a moment rather than spin on a queue that cannot be drained (connections wait
     /// in the backlog meanwhile).
     pub fn accept_failed(&self, errno: i32) {
-        if errno == libc::ECANCELED {
+        // EINVAL while draining: the control thread stopped the socket listening
+        // (after publishing the draining snapshot, which this shard has seen).
+        if errno == libc::ECANCELED || (errno == libc::EINVAL && self.draining_since_ms.is_some()) {
             return;
         }
         self.stats().accept_errors.inc();

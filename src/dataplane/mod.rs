@@ -93,6 +93,8 @@ pub struct ShardCtx {
     published: Arc<Published>,
     pub snapshot: Arc<Snapshot>,
     generation: u64,
+    /// The last `Published::rearms` acted on.
+    rearms: u64,
     pub now_ms: u64,
     pub counters: Arc<PerShard<ShardCounters>>,
     /// This shard's share of `max_connections`.
@@ -150,12 +152,14 @@ impl ShardCtx {
     ) -> Self {
         let snapshot = published.load();
         let generation = snapshot.generation;
+        let rearms = published.rearms();
         let conn_limit = share(snapshot.server.max_connections as usize, workers, id);
         ShardCtx {
             id,
             published,
             snapshot,
             generation,
+            rearms,
             now_ms: clock_ms(),
             counters,
             conn_limit,
@@ -174,6 +178,13 @@ impl ShardCtx {
 
     /// Pick up a newer snapshot if one was published; true when it changed.
     #[inline]
+    /// Whether the control thread asked for the accepts to be re-armed since the
+    /// last call.
+    pub fn rearm_due(&mut self) -> bool {
+        let r = self.published.rearms();
+        std::mem::replace(&mut self.rearms, r) != r
+    }
+
     pub fn refresh(&mut self) -> bool {
         let g = self.published.generation();
         if g == self.generation {

@@ -1,4 +1,5 @@
 //! The system-call layer: everything `unsafe` in sluice lives under this module.
 
+pub mod fdpass;
 pub mod sys;
 pub mod uring;

@@ -5,6 +5,7 @@
 //! admin port reads them, and none of the three needs the others' modules for that.
 
 pub mod latency;
+pub mod processes;
 pub mod proxy;
 
 use crossbeam::utils::CachePadded;

@@ -77,14 +77,57 @@ impl Sluice {
         Sluice::try_start_cmd(config, Command::new(BIN))
     }
 
-    fn try_start_cmd(config: &str, mut cmd: Command) -> Result<Sluice, String> {
+    fn try_start_cmd(config: &str, cmd: Command) -> Result<Sluice, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
+        let (mut s, reader) = Sluice::spawn(dir, path, cmd, &[]);
+        match s.started(config) {
+            Ok(()) => Ok(s),
+            Err(()) => {
+                // Its log read to the end (the pipe closed with the process).
+                let _ = reader.join();
+                Err(s.log_lines().join("\n"))
+            }
+        }
+    }
+
+    /// Start with `config` and more arguments to `run` (`--pidfile`, …); `{dir}` in
+    /// an argument stands for the process's temporary directory.
+    pub fn start_args(config: &str, args: &[&str]) -> Sluice {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config).unwrap();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
+            .collect();
+        let (mut s, _) = Sluice::spawn(dir, path, Command::new(BIN), &args);
+        s.wait_started(config);
+        s
+    }
+
+    /// Start `sluice run --config <config file> ARGS` without waiting for anything.
+    pub fn spawn_in(config: &std::path::Path, args: &[String]) -> Sluice {
+        let dir = tempfile::tempdir().unwrap();
+        Sluice::spawn(dir, config.to_owned(), Command::new(BIN), args).0
+    }
+
+    /// The process, and the thread collecting its log (it ends with the process).
+    fn spawn(
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        mut cmd: Command,
+        args: &[String],
+    ) -> (Sluice, thread::JoinHandle<()>) {
         let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "info")
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -99,28 +142,39 @@ impl Sluice {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut s = Sluice {
+        let s = Sluice {
             child,
             dir,
             config: path,
             log,
         };
+        (s, reader)
+    }
+
+    /// Wait until the shards started and every service of `config` logged that it
+    /// listens; panics, with the log, if the process exits first.
+    pub fn wait_started(&mut self, config: &str) {
+        if self.started(config).is_err() {
+            panic!("sluice exited: {}", self.log_lines().join("\n"));
+        }
+    }
+
+    /// [`Sluice::wait_started`], or `Err` when the process exited first.
+    fn started(&mut self, config: &str) -> Result<(), ()> {
         let services = config.matches("[[service]]").count();
         let exited = wait_for("shards started", || {
-            if s.count_log(|l| l.contains("starting shards")) > 0 {
+            if self.count_log(|l| l.contains("starting shards")) > 0 {
                 return Some(false);
             }
-            s.child.try_wait().unwrap().map(|_| true)
+            self.child.try_wait().unwrap().map(|_| true)
         });
         if exited {
-            // Its log read to the end (the pipe closed with the process).
-            let _ = reader.join();
-            return Err(s.log_lines().join("\n"));
+            return Err(());
         }
         wait_for("services to listen", || {
-            (s.count_log(|l| l.contains("service listening")) >= services).then_some(())
+            (self.count_log(|l| l.contains("service listening")) >= services).then_some(())
         });
-        Ok(s)
+        Ok(())
     }
 
     pub fn log_lines(&self) -> Vec<String> {

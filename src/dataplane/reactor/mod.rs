@@ -82,10 +82,15 @@ pub trait Reactor {
         listeners: &std::sync::Arc<crate::snapshot::Listeners>,
         shard: usize,
     ) -> io::Result<ListenId>;
-    /// Stop accepting on `id`. Connections it still delivers are closed by the reactor.
+    /// Stop accepting on `id`. A connection the kernel accepted before it stopped (an
+    /// accept in flight) is still reported, and the core serves it.
     fn unlisten(&mut self, id: ListenId);
     /// Stop (or resume) accepting on every listener: the shard is out of descriptors.
     fn pause_accepts(&mut self, paused: bool);
+    /// Take what is queued on every listener even without a new wake-up (see
+    /// `Published::rearm_accepts`). Readiness that wakes every waiter (epoll's) needs
+    /// nothing.
+    fn rearm_accepts(&mut self) {}
 
     /// Report readiness of `sock` under `token` from now on.
     fn watch(&mut self, sock: &Self::Sock, token: Token) -> io::Result<()>;

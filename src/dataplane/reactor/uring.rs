@@ -102,6 +102,9 @@ pub struct Uring {
     completions: Vec<Completion>,
     /// Events owed to the core outside a completion (a read wanted while bytes wait).
     owed: Vec<Token>,
+    /// Listeners whose last accept completed, kept until the next wait: the core
+    /// has then dispatched that accept's connection, with the listener alive.
+    done: Vec<Arc<Listeners>>,
 }
 
 impl Uring {
@@ -120,6 +123,7 @@ impl Uring {
             paused: false,
             completions: Vec::with_capacity(RING_ENTRIES as usize * 4),
             owed: Vec::new(),
+            done: Vec::new(),
         })
     }
 
@@ -184,10 +188,14 @@ impl Uring {
         }
         let retired = l.retired;
         if retired && !l.armed {
-            self.listeners[id] = None;
+            if let Some(l) = self.listeners[id].take() {
+                self.done.push(l.listeners);
+            }
         }
         match c.take_accepted() {
-            Some(fd) if !retired => {
+            // Accepted while being retired too: the core serves it (a connection the
+            // kernel took off the queue is the client's, whoever stopped listening).
+            Some(fd) => {
                 let sock = Socket::from(fd);
                 // Asked as epoll's accept asks it, so that a client reset before its
                 // address was asked is still named (a PROXY listener's trust, a source
@@ -204,7 +212,6 @@ impl Uring {
                     peer,
                 });
             }
-            Some(_) => {} // accepted while being retired: closed by the drop
             None if -c.result == libc::ECANCELED => {}
             None => out.push(Event::AcceptFailed {
                 listener: id,
@@ -378,6 +385,7 @@ impl Reactor for Uring {
     }
 
     fn wait(&mut self, timeout_ms: u64, out: &mut Vec<Event<USock>>) -> io::Result<()> {
+        self.done.clear();
         let timeout = if self.owed.is_empty() { timeout_ms } else { 0 };
         self.ring.submit_and_wait(Duration::from_millis(timeout))?;
         for token in self.owed.drain(..) {
@@ -421,6 +429,14 @@ impl Reactor for Uring {
             self.disarm_accept(id);
         } else {
             self.listeners[id] = None;
+        }
+    }
+
+    fn rearm_accepts(&mut self) {
+        // Cancelled, an accept re-arms at its last completion (unless paused or
+        // retired), and a new accept takes what is queued before it waits.
+        for id in 0..self.listeners.len() {
+            self.disarm_accept(id);
         }
     }
 

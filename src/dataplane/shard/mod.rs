@@ -64,6 +64,12 @@ pub struct Shard<R: Reactor> {
     io: R,
     /// By the reactor's listener id.
     listeners: Vec<Option<ListenerSlot>>,
+    /// Listeners removed, by id, until the reactor reuses the id: a connection the
+    /// kernel accepted before the reactor stopped accepting on it (io_uring's
+    /// multishot accept, cancelled) is served as it would have been, not dropped —
+    /// the reactor holds the sockets until its last accept completed, so the `Weak`
+    /// upgrades exactly while such a connection can arrive.
+    retired: Vec<Option<(std::sync::Weak<Listeners>, Front)>>,
     slots: Vec<Slot<R::Sock>>,
     free: Vec<u32>,
     keys: Keys,
@@ -93,6 +99,7 @@ impl<R: Reactor> Shard<R> {
             ctx,
             io,
             listeners: Vec::new(),
+            retired: Vec::new(),
             slots: Vec::with_capacity(slots),
             free: Vec::new(),
             keys: Keys::default(),
@@ -157,6 +164,9 @@ impl<R: Reactor> Shard<R> {
         self.events = events;
         if changed {
             self.sync_listeners();
+        }
+        if self.ctx.rearm_due() {
+            self.io.rearm_accepts();
         }
         self.pump_again();
         if self.ctx.accept_paused() {
@@ -238,6 +248,10 @@ impl<R: Reactor> Shard<R> {
                 Some(k) => slot.front = snap.fronts[k].clone(),
                 None => {
                     tracing::debug!(shard = self.ctx.id, listen = %slot.listeners.local, "listener removed");
+                    if self.retired.len() <= id {
+                        self.retired.resize_with(id + 1, || None);
+                    }
+                    self.retired[id] = Some((Arc::downgrade(&slot.listeners), slot.front.clone()));
                     self.listeners[id] = None;
                     self.io.unlisten(id);
                 }
@@ -262,6 +276,9 @@ impl<R: Reactor> Shard<R> {
                         listeners: Arc::clone(listeners),
                         front: front.clone(),
                     });
+                    if let Some(r) = self.retired.get_mut(id) {
+                        *r = None;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(listen = %listeners.local, error = %e, "cannot watch listener")
@@ -271,13 +288,19 @@ impl<R: Reactor> Shard<R> {
     }
 
     fn on_accept(&mut self, listener: ListenId, sock: R::Sock, peer: SocketAddr) {
-        let Some(Some(l)) = self.listeners.get(listener) else {
+        let found = match self.listeners.get(listener) {
+            Some(Some(l)) => Some((l.front.clone(), Arc::clone(&l.listeners))),
+            _ => self
+                .retired
+                .get(listener)
+                .and_then(Option::as_ref)
+                .and_then(|(l, front)| Some((front.clone(), l.upgrade()?))),
+        };
+        let Some((front, listeners)) = found else {
             self.io.close(sock, false);
             return;
         };
         self.ctx.stats().accepts.inc();
-        let front = l.front.clone();
-        let listeners = Arc::clone(&l.listeners);
         let proxy = proxied::accepts(&self.ctx.snapshot, &front).map(|p| p.trusts(peer.ip()));
         if proxy == Some(false) {
             return self.untrusted(sock, peer);

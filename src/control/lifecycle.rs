@@ -1,0 +1,215 @@
+//! The process's life beyond one configuration: the hot upgrade's channel and
+//! successor (the exchange itself is `upgrade.rs`), and what systemd is told.
+
+use super::{upgrade, ControlEvent, Running};
+use crate::io::fdpass::Channel;
+use std::ffi::OsString;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+/// How long a process that handed its sockets over waits for its shards to stop
+/// accepting on them.
+const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How this process takes part in hot upgrades.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    /// Where this process listens for a successor; with `upgrade`, where the
+    /// process it replaces listens. `None`: no upgrades.
+    pub channel: Option<PathBuf>,
+    /// Take the listening sockets of the process at `channel` instead of binding.
+    pub upgrade: bool,
+    /// What SIGUSR2 starts: this binary's path (as it was started, so a binary
+    /// replaced on disk is the new one) and its arguments, with `--upgrade`.
+    pub successor: Option<(PathBuf, Vec<OsString>)>,
+}
+
+/// A hot upgrade under way, on the side of the process being replaced.
+#[derive(Debug, Default)]
+pub(super) struct Upgrading {
+    /// The successor given the sockets and not yet ready.
+    pending: Option<u32>,
+    /// The successor that took over: the channel stays open until this process
+    /// exits, which is how the successor learns it.
+    handed: Option<Channel>,
+}
+
+/// Whether the admin socket handed over is the one `addr` asks for (port 0: any
+/// port on that address).
+pub fn same_place(l: &TcpListener, addr: SocketAddr) -> bool {
+    l.local_addr()
+        .is_ok_and(|a| a == addr || (addr.port() == 0 && a.ip() == addr.ip()))
+}
+
+/// Tell systemd (`Type=notify`) how the service is; nothing without
+/// `$NOTIFY_SOCKET`.
+pub fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => UnixAddr::from_abstract_name(name),
+        None => UnixAddr::from_pathname(PathBuf::from(&path)),
+    };
+    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &a));
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+impl Running {
+    /// Remove the channel's path when it is this process's (not once handed over:
+    /// the path is then the successor's).
+    pub(super) fn remove_channel(&self) {
+        if let (Some(p), None) = (&self.lifecycle.channel, &self.upgrading.handed) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    /// Listen on the upgrade channel, when there is one (a successor that took over
+    /// from another process replaces that one's path).
+    pub(super) fn listen_for_successors(&self, tx: &crossbeam::channel::Sender<ControlEvent>) {
+        let Some(path) = &self.lifecycle.channel else {
+            return;
+        };
+        let tx = tx.clone();
+        match upgrade::listen(path, move |ch| {
+            let _ = tx.send(ControlEvent::Upgrade(ch));
+        }) {
+            Ok(()) => tracing::info!(channel = %path.display(), "upgrade channel listening"),
+            Err(e) => tracing::error!(
+                channel = %path.display(),
+                error = %e,
+                "cannot listen for upgrades: `sluice run --upgrade` and SIGUSR2 will fail"
+            ),
+        }
+    }
+
+    /// SIGUSR2: start this binary again with `--upgrade`; it connects to the channel.
+    pub(super) fn start_successor(&mut self) {
+        let Some((exe, args)) = &self.lifecycle.successor else {
+            tracing::warn!(
+                "SIGUSR2: no upgrade channel (start with --pidfile or --upgrade-socket)"
+            );
+            return;
+        };
+        if let Some(pid) = self.upgrading.pending {
+            tracing::warn!(pid, "SIGUSR2: an upgrade is in progress already");
+            return;
+        }
+        let child = std::process::Command::new(exe)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(mut child) => {
+                let pid = child.id();
+                tracing::info!(pid, exe = %exe.display(), "SIGUSR2: started a successor");
+                // Reaped here: while this process lives, it is the parent.
+                let _ = std::thread::Builder::new()
+                    .name("sluice-successor".into())
+                    .spawn(move || match child.wait() {
+                        Ok(status) if !status.success() => {
+                            tracing::warn!(pid, %status, "the successor exited")
+                        }
+                        _ => {}
+                    });
+            }
+            Err(e) => tracing::error!(
+                exe = %exe.display(),
+                error = %e,
+                "SIGUSR2: cannot start a successor; this process keeps serving"
+            ),
+        }
+    }
+
+    /// A successor connected: give it the sockets, and wait for its verdict on a
+    /// thread of its own (this one goes on serving meanwhile).
+    pub(super) fn hand_over(&mut self, ch: Channel, tx: &crossbeam::channel::Sender<ControlEvent>) {
+        if let Some(pid) = self
+            .upgrading
+            .pending
+            .or(self.upgrading.handed.as_ref().map(|_| 0))
+        {
+            tracing::warn!(pid, "upgrade refused: one is in progress already");
+            return;
+        }
+        let pid = match upgrade::hand_over(&ch, self.registry.sockets(), self.admin_socket.as_ref())
+        {
+            Ok(pid) => pid,
+            Err(why) => {
+                tracing::error!("upgrade failed: {why}; this process keeps serving");
+                return;
+            }
+        };
+        tracing::info!(
+            pid,
+            "upgrade: sockets handed over; waiting for the successor to be ready"
+        );
+        self.upgrading.pending = Some(pid);
+        self.processes.add(pid);
+        let tx = tx.clone();
+        let waited = std::thread::Builder::new()
+            .name("sluice-upgrade-wait".into())
+            .spawn(move || {
+                let verdict = upgrade::await_ready(&ch);
+                let _ = tx.send(ControlEvent::UpgradeVerdict(pid, ch, verdict));
+            });
+        if let Err(e) = waited {
+            tracing::error!(error = %e, "upgrade: cannot wait for the successor");
+            self.upgrading.pending = None;
+            self.processes.remove(pid);
+        }
+    }
+
+    /// Draining after a handover: once no shard accepts on the sockets handed over
+    /// (each reactor let go of them: only `held` is left), tell the successor.
+    /// Bounded: a shard that does not let go within [`STOP_PATIENCE`] is not waited
+    /// for (the successor is told all the same).
+    pub(super) fn stopped_accepting(&self, held: &[std::sync::Arc<crate::snapshot::Listeners>]) {
+        let Some(ch) = &self.upgrading.handed else {
+            return;
+        };
+        let until = std::time::Instant::now() + STOP_PATIENCE;
+        while held.iter().any(|l| std::sync::Arc::strong_count(l) > 1)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        upgrade::stopped(ch);
+    }
+
+    /// The successor's verdict. True when it serves: this process is to drain.
+    pub(super) fn upgrade_verdict(
+        &mut self,
+        pid: u32,
+        ch: Channel,
+        verdict: Result<(), String>,
+    ) -> bool {
+        self.upgrading.pending = None;
+        match verdict {
+            Ok(()) => {
+                tracing::info!(
+                    pid,
+                    "upgrade: the successor serves; this process stops accepting and drains"
+                );
+                self.processes.hand_over();
+                self.upgrading.handed = Some(ch);
+                if let Some(stop) = &self.admin_stop {
+                    stop.stop_accepting();
+                }
+                true
+            }
+            Err(why) => {
+                tracing::error!(
+                    pid,
+                    "upgrade failed: the successor {why}; this process keeps serving"
+                );
+                self.processes.remove(pid);
+                false
+            }
+        }
+    }
+}

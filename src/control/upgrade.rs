@@ -1,0 +1,275 @@
+//! Hot binary upgrade: a running sluice hands every listening socket — each shard's
+//! `SO_REUSEPORT` socket of each address, and the admin port's — to its successor
+//! over a Unix channel (`io/fdpass.rs`), and drains only once the successor says it
+//! serves.
+//!
+//! The successor receives the same sockets, not new ones joined to the group: a
+//! listening socket whose last descriptor closes resets the connections in its queue,
+//! while one handed over keeps its queue, which the successor's accepts empty. The
+//! old process stops accepting and closes its copies; nothing queued is lost.
+//!
+//! The exchange, one JSON message per packet ([`Message`]):
+//!
+//! 1. the successor (`sluice run --upgrade`) connects to the channel of the running
+//!    process (its owner only: mode 0600, and the peer's user checked);
+//! 2. the running one sends `hello` (its pid), a `listener` message per address with
+//!    its sockets, `admin` with the admin port's socket, then `end`;
+//! 3. the successor starts as usual, adopting those sockets instead of binding, and
+//!    sends `ready` — or `failed` with its reason, or closes the channel by exiting;
+//! 4. on `ready` the old process drains (its sockets stay open for the successor:
+//!    they are not shut down as on SIGTERM); once none of its shards accepts any
+//!    more it sends `stopped`, and the successor re-arms its accepts (see
+//!    `Published::rearm_accepts`: a wake-up the old process took and did not act on
+//!    must not leave a connection waiting). It exits when drained; the channel stays
+//!    open until then, so its end tells the successor that the old process is gone.
+//!
+//! Anything but `ready` leaves the old process serving as it was, with the reason in
+//! its log.
+
+use super::listeners::{HandedOver, ListenKey};
+use crate::io::fdpass::{Channel, ChannelListener};
+use crate::stats::processes::Processes;
+use serde::{Deserialize, Serialize};
+use std::net::TcpListener;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the running process waits for its successor to be ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Message {
+    Hello {
+        pid: u32,
+    },
+    Listener {
+        key: ListenKey,
+        http: bool,
+    },
+    Admin,
+    End,
+    Ready {
+        pid: u32,
+    },
+    Failed {
+        reason: String,
+    },
+    /// The old process's shards no longer accept (sent after `ready`).
+    Stopped,
+}
+
+fn send(ch: &Channel, m: &Message, fds: &[std::os::fd::BorrowedFd]) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(m).map_err(std::io::Error::other)?;
+    ch.send(&bytes, fds)
+}
+
+/// The next message and its descriptors; the channel's end is an error.
+fn recv(ch: &Channel) -> std::io::Result<(Message, Vec<std::os::fd::OwnedFd>)> {
+    let (bytes, fds) = ch.recv()?;
+    if bytes.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the channel closed",
+        ));
+    }
+    let m = serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok((m, fds))
+}
+
+/// Listen for a successor at `path`; each connection is handed to `on_connect` (the
+/// control thread does the handover, since it holds the sockets).
+pub fn listen(path: &Path, on_connect: impl Fn(Channel) + Send + 'static) -> std::io::Result<()> {
+    let listener = ChannelListener::bind(path)?;
+    std::thread::Builder::new()
+        .name("sluice-upgrade".into())
+        .spawn(move || loop {
+            match listener.accept() {
+                Ok(ch) => on_connect(ch),
+                Err(e) => {
+                    tracing::error!(error = %e, "upgrade channel: accept failed");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// The old side: send every socket to the successor on `ch`. Returns its pid.
+pub fn hand_over(
+    ch: &Channel,
+    sockets: &super::listeners::Sockets,
+    admin: Option<&TcpListener>,
+) -> Result<u32, String> {
+    let (pid, uid) = ch
+        .peer()
+        .map_err(|e| format!("cannot identify the peer: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != me && uid != 0 {
+        return Err(format!(
+            "refused: process {pid} runs as user {uid}, not {me}"
+        ));
+    }
+    let io = |e: std::io::Error| format!("cannot send the sockets to process {pid}: {e}");
+    send(
+        ch,
+        &Message::Hello {
+            pid: std::process::id(),
+        },
+        &[],
+    )
+    .map_err(io)?;
+    for (key, http, l) in sockets.handover() {
+        let fds: Vec<_> = l.sockets.iter().map(AsFd::as_fd).collect();
+        for part in fds.chunks(crate::io::fdpass::MAX_FDS) {
+            let m = Message::Listener {
+                key: key.clone(),
+                http,
+            };
+            send(ch, &m, part).map_err(io)?;
+        }
+    }
+    if let Some(a) = admin {
+        send(ch, &Message::Admin, &[a.as_fd()]).map_err(io)?;
+    }
+    send(ch, &Message::End, &[]).map_err(io)?;
+    Ok(pid)
+}
+
+/// The old side, after [`hand_over`]: wait (on a thread of its own, at most
+/// [`READY_TIMEOUT`]) for the successor's verdict.
+pub fn await_ready(ch: &Channel) -> Result<(), String> {
+    ch.set_read_timeout(Some(READY_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let verdict = match recv(ch) {
+        Ok((Message::Ready { .. }, _)) => Ok(()),
+        Ok((Message::Failed { reason }, _)) => Err(format!("failed to start: {reason}")),
+        Ok((other, _)) => Err(format!("sent {other:?} instead of ready")),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err("exited before it was ready".to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(format!(
+            "was not ready within {} s",
+            READY_TIMEOUT.as_secs()
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = ch.set_read_timeout(None);
+    verdict
+}
+
+/// What a successor received from the process it replaces.
+#[derive(Debug)]
+pub struct Inheritance {
+    pub channel: Channel,
+    pub old_pid: u32,
+    pub listeners: Vec<HandedOver>,
+    pub admin: Option<TcpListener>,
+}
+
+/// The successor's side: connect to the running process at `path` and take its
+/// sockets.
+pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
+    let channel = Channel::connect(path).map_err(|e| {
+        anyhow::anyhow!(
+            "--upgrade: cannot reach the running sluice at {}: {e}",
+            path.display()
+        )
+    })?;
+    channel.set_read_timeout(Some(READY_TIMEOUT))?;
+    let old_pid = match recv(&channel)? {
+        (Message::Hello { pid }, _) => pid,
+        (other, _) => anyhow::bail!("--upgrade: expected hello, got {other:?}"),
+    };
+    let mut listeners: Vec<HandedOver> = Vec::new();
+    let mut admin = None;
+    loop {
+        match recv(&channel)? {
+            (Message::Listener { key, http }, fds) => {
+                let socks = fds.into_iter().map(TcpListener::from);
+                match listeners.iter_mut().find(|(k, ..)| *k == key) {
+                    Some((_, _, list)) => list.extend(socks),
+                    None => listeners.push((key, http, socks.collect())),
+                }
+            }
+            (Message::Admin, mut fds) => admin = fds.pop().map(TcpListener::from),
+            (Message::End, _) => break,
+            (other, _) => anyhow::bail!("--upgrade: unexpected {other:?}"),
+        }
+    }
+    channel.set_read_timeout(None)?;
+    let sockets: usize = listeners.iter().map(|(_, _, l)| l.len()).sum();
+    tracing::info!(
+        old_pid,
+        addresses = listeners.len(),
+        sockets,
+        admin = admin.is_some(),
+        "upgrade: listening sockets received"
+    );
+    Ok(Inheritance {
+        channel,
+        old_pid,
+        listeners,
+        admin,
+    })
+}
+
+/// The old side, draining after `ready`: its shards no longer accept.
+pub fn stopped(ch: &Channel) {
+    if let Err(e) = send(ch, &Message::Stopped, &[]) {
+        tracing::warn!(error = %e, "upgrade: cannot tell the successor that accepting stopped");
+    }
+}
+
+/// The successor's side, started: tell the old process, and watch the channel: when
+/// the old process stopped accepting, `on_stopped`; at its exit, it no longer serves.
+pub fn ready(
+    channel: Channel,
+    old_pid: u32,
+    processes: Arc<Processes>,
+    on_stopped: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
+    send(
+        &channel,
+        &Message::Ready {
+            pid: std::process::id(),
+        },
+        &[],
+    )?;
+    std::thread::Builder::new()
+        .name("sluice-upgrade".into())
+        .spawn(move || {
+            // Then the end of the channel is the old process's exit.
+            loop {
+                match recv(&channel) {
+                    Ok((Message::Stopped, _)) => {
+                        tracing::info!(old_pid, "upgrade: the previous process stopped accepting");
+                        on_stopped();
+                    }
+                    Ok((other, _)) => tracing::warn!(?other, "upgrade: unexpected message"),
+                    Err(_) => break,
+                }
+            }
+            processes.remove(old_pid);
+            tracing::info!(old_pid, "upgrade: the previous process exited");
+        })?;
+    Ok(())
+}
+
+/// The successor's side, failed: say why, so the old process logs it.
+pub fn failed(channel: &Channel, reason: &str) {
+    // Within one message, whatever the number of errors.
+    let mut end = reason.len().min(crate::io::fdpass::MAX_MESSAGE / 4);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let m = Message::Failed {
+        reason: reason[..end].to_owned(),
+    };
+    if let Err(e) = send(channel, &m, &[]) {
+        tracing::debug!(error = %e, "upgrade: cannot report the failure");
+    }
+}

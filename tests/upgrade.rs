@@ -1,0 +1,409 @@
+//! Hot binary upgrade and the process's end: a successor takes every listening socket
+//! (and the admin port) from the running sluice without a connection refused or
+//! reset; a successor that cannot start leaves the running one serving; SIGTERM stops
+//! listening before it drains.
+
+mod common;
+
+use common::*;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// Mid-transfer connections held across the upgrade.
+const HELD: usize = 200;
+
+fn config(io: &str, backend: SocketAddr) -> String {
+    format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        server(io, ""),
+        service("echo", "maglev", &[backend])
+    )
+}
+
+/// `GET path` on the admin port: (status, body).
+fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = connect(admin);
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
+fn pids(admin: SocketAddr) -> Vec<u32> {
+    let (status, body) = admin_get(admin, "/_haproxy_getpids");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn read_pidfile(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// What one client loop saw: connections that did their round trip, and the
+/// failures (refused, reset, cut short), described.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    failures: Mutex<Vec<String>>,
+}
+
+/// New connections one after another until `stop`: connect, a round trip, a
+/// half-close, the end of stream.
+fn client_loop(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let msg = format!("ping {n}\n");
+            let run = || -> std::io::Result<()> {
+                let mut s = TcpStream::connect_timeout(&addr, PATIENCE)?;
+                s.set_read_timeout(Some(PATIENCE))?;
+                s.write_all(msg.as_bytes())?;
+                s.shutdown(Shutdown::Write)?;
+                let mut back = String::new();
+                s.read_to_string(&mut back)?;
+                if back != msg {
+                    return Err(std::io::Error::other(format!("echoed {back:?}")));
+                }
+                Ok(())
+            };
+            match run() {
+                Ok(()) => {
+                    tally.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tally
+                    .failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("connection {n}: {e}")),
+            }
+        }
+    })
+}
+
+/// One held connection: round trips of 1 KiB until `stop`, then a half-close and the
+/// end of stream. Returns the bytes echoed, or what failed.
+fn held_connection(
+    addr: SocketAddr,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    started: Arc<AtomicUsize>,
+) -> thread::JoinHandle<Result<usize, String>> {
+    thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut s = connect(addr);
+            let mut stream = Stream::new(seed);
+            let mut buf = vec![0u8; 1024];
+            let mut back = vec![0u8; 1024];
+            let mut total = 0;
+            let mut first = true;
+            while first || !stop.load(Ordering::Relaxed) {
+                stream.fill(&mut buf);
+                s.write_all(&buf)
+                    .map_err(|e| format!("write after {total}: {e}"))?;
+                s.read_exact(&mut back)
+                    .map_err(|e| format!("read after {total}: {e}"))?;
+                if back != buf {
+                    return Err(format!("wrong bytes after {total}"));
+                }
+                total += buf.len();
+                if first {
+                    started.fetch_add(1, Ordering::Relaxed);
+                    first = false;
+                }
+                thread::sleep(std::time::Duration::from_millis(5));
+            }
+            s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest)
+                .map_err(|e| format!("end of stream: {e}"))?;
+            if !rest.is_empty() {
+                return Err(format!("{} stray bytes", rest.len()));
+            }
+            Ok(total)
+        })
+        .unwrap()
+}
+
+/// One request to the shared HTTP listener for `web.example`: the response body.
+fn http_get(addr: SocketAddr) -> String {
+    let mut s = connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: web.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+fn upgrade_drops_nothing(io: &str) {
+    let backend = Backend::echo();
+    let web = http_backend("web", Arc::default());
+    // The shared HTTP listener too: its sockets are tuned for HTTP, and move as they are.
+    let cfg = format!(
+        "{}[http]\nlisten = \"127.0.0.1:0\"\n[[service]]\nname = \"web\"\nmode = \"http\"\n\
+         vhosts = [\"web.example\"]\nbackends = [\"{}\"]\n",
+        config(io, backend.addr),
+        web.addr
+    );
+    let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = old.dir.path().join("sluice.pid");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
+    let (addr, admin, http) = (old.addr("echo"), old.admin(), old.http());
+    assert_eq!(http_get(http), "web");
+    let old_pid = old.child.id();
+    wait_for("the pidfile", || {
+        (read_pidfile(&pidfile) == Some(old_pid)).then_some(())
+    });
+    assert_eq!(pids(admin), [old_pid]);
+
+    let stop_held = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
+    let held: Vec<_> = (0..HELD as u64)
+        .map(|i| held_connection(addr, i + 1, Arc::clone(&stop_held), Arc::clone(&started)))
+        .collect();
+    wait_for("the held connections to transfer", || {
+        (started.load(Ordering::Relaxed) == HELD).then_some(())
+    });
+    let stop_loop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let looping = client_loop(addr, Arc::clone(&stop_loop), Arc::clone(&tally));
+    wait_for("the client loop", || {
+        (tally.ok.load(Ordering::Relaxed) > 20).then_some(())
+    });
+
+    let pidfile_arg = pidfile.display().to_string();
+    let mut new = Sluice::spawn_in(
+        &old.config,
+        &["--pidfile".into(), pidfile_arg, "--upgrade".into()],
+    );
+    new.wait_started(&cfg);
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    let new_pid = new.child.id();
+    assert_eq!(new.addr("echo"), addr, "the same listening address");
+    assert_eq!(new.admin(), admin, "the same admin port");
+    assert_eq!(new.http(), http, "the same HTTP listener");
+    assert_eq!(http_get(http), "web");
+    // Both serve: the old one its held connections, the new one everything new.
+    let mut both = vec![old_pid, new_pid];
+    both.sort_unstable();
+    assert_eq!(pids(admin), both);
+    assert_eq!(admin_get(admin, "/_haproxy_health_check").0, 200);
+    wait_for("the pidfile to name the successor", || {
+        (read_pidfile(&pidfile) == Some(new_pid)).then_some(())
+    });
+    let before = tally.ok.load(Ordering::Relaxed);
+    wait_for("new connections during the overlap", || {
+        (tally.ok.load(Ordering::Relaxed) > before + 50).then_some(())
+    });
+    assert!(
+        old.child.try_wait().unwrap().is_none(),
+        "the old process drains its connections"
+    );
+
+    stop_held.store(true, Ordering::Relaxed);
+    for (i, h) in held.into_iter().enumerate() {
+        let moved = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("held connection {i}: {e}"));
+        assert!(moved >= 1024);
+    }
+    let status = old.wait_exit();
+    assert!(status.success(), "{status}");
+    wait_for("the old pid to leave the list", || {
+        (pids(admin) == [new_pid]).then_some(())
+    });
+    let after_exit = tally.ok.load(Ordering::Relaxed);
+    wait_for("new connections after the old process exited", || {
+        (tally.ok.load(Ordering::Relaxed) > after_exit + 20).then_some(())
+    });
+    stop_loop.store(true, Ordering::Relaxed);
+    looping.join().unwrap();
+    let failures = tally.failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert_eq!(read_pidfile(&pidfile), Some(new_pid));
+    assert!(old.count_log(|l| l.contains("the previous process exited")) == 0);
+    new.wait_log("the old process's exit", |l| {
+        l.contains("the previous process exited")
+    });
+}
+
+fn a_successor_that_cannot_start_leaves_the_old_one_serving(io: &str) {
+    let backend = Backend::named("still here");
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        server(io, ""),
+        service("web", "maglev", &[backend.addr])
+    );
+    let old = Sluice::start_args(&cfg, &["--upgrade-socket", "{dir}/upgrade.sock"]);
+    let (addr, admin) = (old.addr("web"), old.admin());
+    let socket = old.dir.path().join("upgrade.sock");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let bad = old.dir.path().join("bad.toml");
+    std::fs::write(&bad, cfg.replace("[[service]]", "[[service]]\nnope = 1")).unwrap();
+    let mut new = Sluice::spawn_in(
+        &bad,
+        &[
+            "--upgrade-socket".into(),
+            socket.display().to_string(),
+            "--upgrade".into(),
+        ],
+    );
+    let status = new.wait_exit();
+    assert!(!status.success());
+    let why = old.wait_log("the failure", |l| l.contains("upgrade failed"));
+    assert!(
+        why.contains("nope"),
+        "the reason is in the old process's log: {why}"
+    );
+    assert!(why.contains("keeps serving"), "{why}");
+    // Untouched: the same process answers, alone, and is not draining.
+    assert_eq!(fetch(addr).unwrap(), "still here");
+    assert_eq!(pids(admin), [old.child.id()]);
+    assert_eq!(admin_get(admin, "/_haproxy_health_check").0, 200);
+
+    // A successor that takes the sockets and exits without a word: the same.
+    let script = "import socket,sys\n\
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\
+s.connect(sys.argv[1])\n\
+while b'\"end\"' not in s.recv(65536): pass\n";
+    let ok = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&socket)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "the fake successor took the sockets");
+    old.wait_log("the successor's exit", |l| {
+        l.contains("exited before it was ready")
+    });
+    assert_eq!(fetch(addr).unwrap(), "still here");
+    assert_eq!(pids(admin), [old.child.id()]);
+
+    // And a good successor after that still takes over.
+    let mut new = Sluice::spawn_in(
+        &old.config,
+        &[
+            "--upgrade-socket".into(),
+            socket.display().to_string(),
+            "--upgrade".into(),
+        ],
+    );
+    new.wait_started(&cfg);
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    assert_eq!(fetch(addr).unwrap(), "still here");
+}
+
+fn sigterm_refuses_new_connects_and_finishes_established_ones(io: &str) {
+    let backend = Backend::echo();
+    let cfg = config(io, backend.addr);
+    let mut s = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = s.dir.path().join("sluice.pid");
+    let addr = s.addr("echo");
+    let mut established = connect(addr);
+    assert_eq!(roundtrip(&mut established, b"before"), b"before");
+    s.signal("TERM");
+    s.wait_log("stopping", |l| l.contains("stopping"));
+    wait_for("connects to be refused", || {
+        match TcpStream::connect_timeout(&addr, PATIENCE) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
+            Err(e) => panic!("connect failed otherwise: {e}"),
+            // Accepted before the shards saw the drain: served to its end.
+            Ok(mut c) => {
+                c.set_read_timeout(Some(PATIENCE)).unwrap();
+                c.write_all(b"raced").unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+                let mut back = Vec::new();
+                c.read_to_end(&mut back).unwrap();
+                assert_eq!(back, b"raced");
+                None
+            }
+        }
+    });
+    assert!(s.child.try_wait().unwrap().is_none(), "still draining");
+    assert_eq!(roundtrip(&mut established, b"after"), b"after");
+    established.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    established.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert!(s.wait_exit().success());
+    assert!(!pidfile.exists(), "the pidfile is removed at exit");
+}
+
+/// Kills a process that is not this test's child (a successor started by sluice).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+fn sigusr2_starts_the_binary_again_and_hands_over(io: &str) {
+    let backend = Backend::named("served");
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        server(io, ""),
+        service("web", "maglev", &[backend.addr])
+    );
+    let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = old.dir.path().join("sluice.pid");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
+    let (addr, admin) = (old.addr("web"), old.admin());
+    let old_pid = old.child.id();
+    old.signal("USR2");
+    // The successor logs to the same stderr.
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    let new_pid = wait_for("the successor's pidfile", || {
+        read_pidfile(&pidfile).filter(|&p| p != old_pid)
+    });
+    let _guard = KillOnDrop(new_pid);
+    assert!(old.wait_exit().success());
+    assert_eq!(fetch(addr).unwrap(), "served");
+    wait_for("the old pid to leave the list", || {
+        (pids(admin) == [new_pid]).then_some(())
+    });
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &new_pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    wait_for("the successor to exit and remove its pidfile", || {
+        (!pidfile.exists()).then_some(())
+    });
+}
+
+both_io!(
+    sigusr2_starts_the_binary_again_and_hands_over,
+    upgrade_drops_nothing,
+    a_successor_that_cannot_start_leaves_the_old_one_serving,
+    sigterm_refuses_new_connects_and_finishes_established_ones,
+);
