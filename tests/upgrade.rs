@@ -37,7 +37,10 @@ fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
 fn pids(admin: SocketAddr) -> Vec<u32> {
     let (status, body) = admin_get(admin, "/_haproxy_getpids");
     assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+    let list: Vec<u32> = serde_json::from_str(&body).unwrap();
+    // zdd.py counts the words (`text.split()`): more than one means a reload runs.
+    assert_eq!(body.split_whitespace().count(), list.len(), "{body}");
+    list
 }
 
 fn read_pidfile(path: &std::path::Path) -> Option<u32> {

@@ -13,8 +13,9 @@ the new colour by half again (then to its target), and deleting the old app once
 all its tasks are drained.
 
 Stricter than zdd.py where a test needs it: running past --max-wait fails (zdd.py
-goes on with tasks still draining), and a balancer without `/_haproxy_getpids`
-(404) counts as not reloading. Prints a JSON summary on stdout.
+goes on with tasks still draining). `/_haproxy_getpids` is read as zdd.py reads it:
+more than one whitespace-separated word, or no answer, is a reload in progress.
+Prints a JSON summary on stdout.
 """
 
 import argparse
@@ -24,7 +25,6 @@ import math
 import socket
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections import namedtuple
 from datetime import datetime
@@ -117,8 +117,6 @@ def parse_csv(text):
 def reloading(lb):
     try:
         pids = call('GET', lb + '/_haproxy_getpids').split()
-    except urllib.error.HTTPError as e:
-        return e.code != 404
     except OSError:
         return True
     return len(pids) > 1

@@ -67,3 +67,27 @@ pub fn vips(snap: &Snapshot) -> String {
         .collect();
     Value::Array(vips).to_string()
 }
+
+/// `/_haproxy_getpids`: a JSON list with a space after each comma. Marathon-LB's page
+/// printed `pidof haproxy` and `zdd.py` counts its whitespace-separated words (more
+/// than one: a reload in progress), so the list must count the same that way.
+pub fn pids(pids: &[u32]) -> String {
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    format!("[{}]\n", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_are_json_and_count_as_zdd_counts_them() {
+        for list in [vec![], vec![7], vec![7, 4012]] {
+            let body = pids(&list);
+            let parsed: Vec<u32> = serde_json::from_str(&body).expect("JSON");
+            assert_eq!(parsed, list);
+            // zdd.py: more than one whitespace-separated word means a reload runs.
+            assert_eq!(body.split_whitespace().count(), list.len().max(1));
+        }
+    }
+}

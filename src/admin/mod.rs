@@ -263,11 +263,9 @@ impl Pages {
                 None => Page::text(503, "anycast: the first check is not done yet\n"),
             },
             // Marathon-LB's: what a deploy waits on while a reload or an upgrade runs.
-            "/_haproxy_getpids" => Page::new(
-                200,
-                "application/json",
-                serde_json::to_string(&view.processes.pids()).unwrap_or_default(),
-            ),
+            "/_haproxy_getpids" => {
+                Page::new(200, "application/json", json::pids(&view.processes.pids()))
+            }
             "/v1/vips" => Page::new(200, "application/json", json::vips(&view.published.load())),
             _ if path.starts_with("/haproxy?") => match query::parse(path) {
                 Some(q) => self.stats(&q),
