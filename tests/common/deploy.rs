@@ -195,7 +195,7 @@ impl DeployMarathon {
 }
 
 fn serve(mut c: TcpStream, state: &Mutex<State>) {
-    let Some((head, body)) = read_with_body(&mut c) else {
+    let Some((head, body)) = super::read_request_body(&mut c, &mut Vec::new()) else {
         return;
     };
     let line = head.lines().next().unwrap_or("").to_owned();
@@ -208,34 +208,6 @@ fn serve(mut c: TcpStream, state: &Mutex<State>) {
         text.len()
     );
     let _ = c.write_all(resp.as_bytes());
-}
-
-/// One request's head and its `Content-Length` body.
-fn read_with_body(c: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        match c.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let length: usize = head
-        .to_ascii_lowercase()
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap_or(0));
-    while buf.len() < end + 4 + length {
-        match c.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    Some((head, buf[end + 4..end + 4 + length].to_vec()))
 }
 
 fn answer(state: &Mutex<State>, method: &str, target: &str, body: &[u8]) -> (u16, Value) {

@@ -603,6 +603,11 @@ pub fn sluice_check(text: &str) -> (i32, String, String) {
 /// taken off `buf` (which keeps what came after). The head without its blank line, or
 /// `None` once the peer closes or the read fails.
 pub fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
+    read_request_body(s, buf).map(|(head, _)| head)
+}
+
+/// [`read_request`], with the request's body.
+pub fn read_request_body(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
     let mut chunk = [0u8; 16 * 1024];
     let end = loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -625,8 +630,9 @@ pub fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    let body = buf[end + 4..end + 4 + length].to_vec();
     buf.drain(..end + 4 + length);
-    Some(head)
+    Some((head, body))
 }
 
 /// A minimal HTTP/1.1 server: answers every request with `body`, keeps the connection
