@@ -8,6 +8,7 @@
 
 mod engine;
 mod heads;
+mod spare;
 #[cfg(test)]
 mod tests;
 
@@ -169,6 +170,8 @@ pub struct Session {
     /// A byte of the current request's body arrived.
     body_seen: bool,
     finished: Option<Finished>,
+    /// The buffers come from the thread's spare sets (`spare.rs`) and go back there.
+    provisioned: bool,
 }
 
 impl Session {
@@ -203,6 +206,7 @@ impl Session {
             expect_continue: false,
             body_seen: false,
             finished: None,
+            provisioned: false,
         }
     }
 
@@ -241,6 +245,7 @@ impl Session {
         if self.phase != Phase::Head || !self.input.is_empty() || !self.client_output().is_empty() {
             return;
         }
+        self.unprovision();
         self.input = Vec::new();
         self.to_client = Vec::new();
         self.client_sent = 0;
@@ -415,6 +420,7 @@ impl Session {
         now_ms: u64,
         read: impl FnOnce(&mut Vec<u8>) -> Result<usize, E>,
     ) -> Result<usize, E> {
+        self.provision();
         let before = self.input.len();
         let n = read(&mut self.input)?;
         if n == 0 {

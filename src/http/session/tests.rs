@@ -756,3 +756,33 @@ fn the_deadline_is_when_the_timers_act() {
     s.backend_read(&vec![b'x'; CLIENT_HIGH_WATER + 1], 0);
     assert_eq!(s.deadline_ms(), u64::MAX);
 }
+
+#[test]
+fn buffers_come_from_the_threads_spare_sets_and_go_back_when_idle_or_closed() {
+    let exchange = |s: &mut Session| {
+        client(s, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        s.attach(fwd(false), 0);
+        assert!(take_backend(s).starts_with("GET /a HTTP/1.1\r\n"));
+        s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+        assert!(take_client(s).ends_with("\r\n\r\nok"));
+        assert_eq!(s.take_finished().map(|f| f.status), Some(200));
+    };
+    let before = super::spare::spare_sets();
+    let mut s = Session::new(LIMITS, 0);
+    exchange(&mut s);
+    // Trimmed between requests: the set goes back and the next request takes one.
+    s.trim_if_idle();
+    assert_eq!(super::spare::spare_sets(), before + 1);
+    exchange(&mut s);
+    assert_eq!(super::spare::spare_sets(), before);
+    // A set that grew past what is kept comes back without its large buffer.
+    client(
+        &mut s,
+        format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(9000)).as_bytes(),
+    );
+    drop(s);
+    assert_eq!(super::spare::spare_sets(), before + 1);
+    // A session that never read holds no set and gives none back.
+    drop(Session::new(LIMITS, 0));
+    assert_eq!(super::spare::spare_sets(), before + 1);
+}
