@@ -2,7 +2,9 @@
 //! paths on`), two edge namespaces each running sluice and ExaBGP driven by `sluice
 //! announce`, the VIP on each edge's loopback and the backends inside each edge.
 //! Every assertion polls the router's kernel table (`ip -n ROUTER route show VIP`)
-//! against a deadline.
+//! against a deadline. `anycast_upgrade` hot-upgrades one edge under a client and
+//! checks that nothing about the route moves: the edge's admin port, its announcer's
+//! commands, the router's next hops.
 //!
 //! Needs root (network namespaces), `ip`, `bird` (BIRD 2), `exabgp` and `python3`.
 //! Without them the test is skipped with a message, unless `CI` or
@@ -252,6 +254,11 @@ impl Lab {
 
     /// sluice on edge `i`, its VIP an anycast TCP service over the two backends.
     fn sluice(&self, i: usize, io: &str) -> Sluice {
+        self.sluice_args(i, io, &[])
+    }
+
+    /// [`Lab::sluice`] with more arguments to `run` (`{dir}`: its directory).
+    fn sluice_args(&self, i: usize, io: &str, args: &[&str]) -> Sluice {
         let config = format!(
             "[server]\nworkers = 2\nio = \"{io}\"\nshutdown_grace_ms = 5000\n\
              [admin]\nlisten = \"127.0.0.1:9090\"\n\
@@ -262,14 +269,26 @@ impl Lab {
         );
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.edge(i), BIN]);
-        Sluice::start_cmd(&config, cmd)
+        Sluice::start_cmd_args(&config, cmd, args)
     }
 
-    /// ExaBGP on edge `i`, peering with the router, `sluice announce` its API process.
+    /// ExaBGP on edge `i`, peering with the router, `sluice announce` its API process;
+    /// the commands it gives ExaBGP are copied to `announce{i}.log`.
     fn exabgp(&mut self, i: usize) {
+        let script = self.path(&format!("announce{i}.sh"));
+        let copy = self.path(&format!("announce{i}.log"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n'{BIN}' announce --admin http://127.0.0.1:9090 --interval-ms 100 \
+                 | tee -a '{copy}'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let conf = format!(
-            "process announce {{ run {BIN} announce --admin http://127.0.0.1:9090 --interval-ms 100; \
-             encoder text; }}\n\
+            "process announce {{ run {script}; encoder text; }}\n\
              neighbor {rtr} {{ router-id {me}; local-address {me}; local-as {asn}; peer-as 65000; \
              hold-time 3; api {{ processes [ announce ]; }} }}\n",
             rtr = RTR_ADDR[i],
@@ -292,21 +311,12 @@ impl Lab {
 
     /// The router's route to the VIP, as the kernel has it.
     fn route(&self) -> String {
-        let out = sh(&["ip", "-n", self.rtr(), "route", "show", VIP]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        route_in(self.rtr())
     }
 
     /// The next hops of the router's route to the VIP (empty: no route).
     fn next_hops(&self) -> Vec<String> {
-        let route = self.route();
-        let mut hops: Vec<String> = route
-            .split_whitespace()
-            .zip(route.split_whitespace().skip(1))
-            .filter(|(w, _)| *w == "via")
-            .map(|(_, a)| a.to_owned())
-            .collect();
-        hops.sort();
-        hops
+        next_hops_of(&self.route())
     }
 
     /// Poll the router's table until its next hops are `want`; panics with the logs
@@ -343,6 +353,24 @@ impl Lab {
     }
 }
 
+/// The route to the VIP in namespace `ns`.
+fn route_in(ns: &str) -> String {
+    let out = sh(&["ip", "-n", ns, "route", "show", VIP]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The next hops of `route`, sorted.
+fn next_hops_of(route: &str) -> Vec<String> {
+    let mut hops: Vec<String> = route
+        .split_whitespace()
+        .zip(route.split_whitespace().skip(1))
+        .filter(|(w, _)| *w == "via")
+        .map(|(_, a)| a.to_owned())
+        .collect();
+    hops.sort();
+    hops
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for c in &mut self.children {
@@ -363,13 +391,27 @@ impl Drop for Lab {
 /// The client loop in the router's namespace, stopped by closing its stdin, and the
 /// lines it prints.
 fn client(lab: &Lab) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = fixture(lab.rtr(), "client.py");
+    cmd.args([VIP, "80"])
+        .args((1..=CLIENTS).map(|c| format!("10.98.0.{c}")));
+    piped(cmd)
+}
+
+/// `python3 tests/fixtures/anycast/SCRIPT` in namespace `ns`.
+fn fixture(ns: &str, script: &str) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/anycast")
+        .join(script);
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "python3"]).arg(script);
+    cmd
+}
+
+/// Start `cmd` with its stdin a pipe (closing it stops the fixtures) and its stdout
+/// read line by line.
+fn piped(mut cmd: Command) -> (Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/anycast/client.py");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", lab.rtr(), "python3"])
-        .arg(script)
-        .args([VIP, "80"])
-        .args((1..=CLIENTS).map(|c| format!("10.98.0.{c}")))
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -382,6 +424,41 @@ fn client(lab: &Lab) -> (Child, std::sync::mpsc::Receiver<String>) {
         }
     });
     (child, rx)
+}
+
+/// Wait until the client's connections reached both edges.
+fn reach_both(lines: &std::sync::mpsc::Receiver<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let line = lines
+            .recv_timeout(CONVERGE)
+            .expect("the client reaches both edges");
+        if let Some(edge) = line.strip_prefix("answered ") {
+            seen.insert(edge.to_owned());
+        }
+    }
+}
+
+/// Stop the client and read its report; asserts that no connection failed and that
+/// both edges answered.
+fn client_report(mut c: Child, lines: &std::sync::mpsc::Receiver<String>) -> serde_json::Value {
+    drop(c.stdin.take());
+    assert!(c.wait().unwrap().success(), "the client ran to its end");
+    let last = lines.recv_timeout(CONVERGE).expect("the client's report");
+    let report: serde_json::Value = serde_json::from_str(&last).unwrap();
+    eprintln!("client: {report}");
+    assert_eq!(
+        report["failures"],
+        serde_json::json!([]),
+        "failed connections: {report}"
+    );
+    for edge in ["edge1", "edge2"] {
+        assert!(
+            report["answers"][edge].as_u64().unwrap_or(0) > 0,
+            "{edge} answered none: {report}"
+        );
+    }
+    report
 }
 
 fn anycast(io: &str) {
@@ -412,17 +489,8 @@ fn anycast(io: &str) {
 
     // 3. SIGTERM on edge 2 under a client opening connection after connection: the
     // route goes before the listener does, and no connection fails.
-    let (mut c, lines) = client(&lab);
-    // The client reaches both edges first.
-    let mut seen = std::collections::BTreeSet::new();
-    while seen.len() < 2 {
-        let line = lines
-            .recv_timeout(CONVERGE)
-            .expect("the client reaches both edges");
-        if let Some(edge) = line.strip_prefix("answered ") {
-            seen.insert(edge.to_owned());
-        }
-    }
+    let (c, lines) = client(&lab);
+    reach_both(&lines);
     let edge2 = &mut sluices[1];
     edge2.signal("TERM");
     lab.wait_hops(&[EDGE_ADDR[0]], CONVERGE, "edge 2 withdraws on SIGTERM");
@@ -436,22 +504,7 @@ fn anycast(io: &str) {
         status.success(),
         "edge 2 exits 0 after its drain: {status:?}"
     );
-    drop(c.stdin.take());
-    assert!(c.wait().unwrap().success(), "the client ran to its end");
-    let last = lines.recv_timeout(CONVERGE).expect("the client's report");
-    let report: serde_json::Value = serde_json::from_str(&last).unwrap();
-    eprintln!("client: {report}");
-    assert_eq!(
-        report["failures"],
-        serde_json::json!([]),
-        "failed connections: {report}"
-    );
-    for edge in ["edge1", "edge2"] {
-        assert!(
-            report["answers"][edge].as_u64().unwrap_or(0) > 0,
-            "{edge} answered none: {report}"
-        );
-    }
+    client_report(c, &lines);
 
     // 4. SIGKILL on edge 1: `sluice announce` withdraws within admin_timeout_ms (plus
     // a second for polling, BGP and BIRD).
@@ -462,6 +515,159 @@ fn anycast(io: &str) {
         "edge 1's route withdrawn after its sluice was killed",
     );
     eprintln!("withdrawn {took:?} after SIGKILL");
+}
+
+/// The router's route to the VIP, sampled until `stop`: the samples taken, and the
+/// routes seen that were not via both edges.
+fn watch_route(
+    rtr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut samples, mut other) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let route = route_in(&rtr);
+            if next_hops_of(&route) != EDGE_ADDR {
+                other.push(route);
+            }
+            samples += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (samples, other)
+    })
+}
+
+/// A hot upgrade of edge 1 (SIGUSR2) while both edges announce the VIP and a client
+/// opens connection after connection: first one that fails to start, then one that
+/// takes over. Throughout, edge 1's admin port answers `/v1/anycast` and never says
+/// withdrawn, its `sluice announce` gives ExaBGP no command at all, the router keeps
+/// both next hops, and no connection fails; the old process exits.
+fn anycast_upgrade(io: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    if !runnable(io) {
+        return;
+    }
+    let mut lab = Lab::new(&format!("u{}", &io[..1]));
+    lab.router();
+    let mut sluices = Vec::new();
+    for i in 0..2 {
+        lab.backends(i);
+        let args: &[&str] = if i == 0 {
+            &["--pidfile", "{dir}/sluice.pid"]
+        } else {
+            &[]
+        };
+        sluices.push(lab.sluice_args(i, io, args));
+        lab.exabgp(i);
+    }
+    lab.wait_hops(&EDGE_ADDR, CONVERGE, "both edges announce");
+    let old = &mut sluices[0];
+    old.wait_log("the upgrade channel", |l| {
+        l.contains("upgrade channel listening")
+    });
+    let announcer = lab.path("announce0.log");
+    let told = || std::fs::read_to_string(&announcer).unwrap_or_default();
+    let before = told();
+    assert!(
+        before.ends_with(&format!("announce route {VIP}/32 next-hop self\n")),
+        "{before}"
+    );
+    let announced = |s: &Sluice| s.count_log(|l| l.contains("anycast VIP: announce "));
+    assert_eq!(announced(old), 1);
+
+    let mut poller = fixture(lab.edge(0), "poll.py");
+    poller.arg("http://127.0.0.1:9090/v1/anycast");
+    let (mut poll, polls) = piped(poller);
+    // Polling before anything happens.
+    let mut answers = vec![polls
+        .recv_timeout(CONVERGE)
+        .expect("the poller's first line")];
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let route = watch_route(lab.rtr().to_owned(), std::sync::Arc::clone(&stop));
+    let (c, lines) = client(&lab);
+    reach_both(&lines);
+
+    // 1. A successor that cannot start (its configuration is wrong): the old process
+    // goes on as it was.
+    let good = std::fs::read_to_string(&old.config).unwrap();
+    std::fs::write(
+        &old.config,
+        good.replace("[[service]]", "[[service]]\nnope = 1"),
+    )
+    .unwrap();
+    old.signal("USR2");
+    let why = old.wait_log("the failed upgrade", |l| l.contains("upgrade failed"));
+    assert!(why.contains("keeps serving"), "{why}");
+    std::fs::write(&old.config, &good).unwrap();
+
+    // 2. The upgrade.
+    let pidfile = old.dir.path().join("sluice.pid");
+    let old_pid = old.child.id();
+    old.signal("USR2");
+    // The successor logs to the same stderr.
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    let new_pid = common::wait_for("the successor's pidfile", || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|&p| p != old_pid)
+    });
+    let status = old.wait_exit();
+    assert!(
+        status.success(),
+        "the old process exits 0 after its drain: {status:?}"
+    );
+    // The successor's answers too, for a while after the old process is gone.
+    let during = answers.len() + polls.try_iter().map(|l| answers.push(l)).count();
+    for _ in 0..50 {
+        answers.push(polls.recv_timeout(CONVERGE).expect("the poller's lines"));
+    }
+    drop(poll.stdin.take());
+    assert!(poll.wait().unwrap().success());
+    answers.extend(polls.iter().take_while(|l| l != "end"));
+    stop.store(true, Relaxed);
+    let (samples, other_routes) = route.join().unwrap();
+    let report = client_report(c, &lines);
+
+    let mut said = 0;
+    for a in &answers {
+        let body = a
+            .strip_prefix("answer ")
+            .unwrap_or_else(|| panic!("edge 1's admin port did not answer: {a}"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v[0]["prefix"], format!("{VIP}/32"), "{body}");
+        assert_eq!(v[0]["announce"], true, "edge 1 said withdrawn: {body}");
+        said += 1;
+    }
+    eprintln!(
+        "{said} answers from edge 1's admin port ({during} until the old process exited), \
+         {samples} samples of the route; old pid {old_pid}, new pid {new_pid}"
+    );
+    let after = told();
+    assert_eq!(
+        &after[before.len()..],
+        "",
+        "edge 1's announcer told ExaBGP something during the upgrade"
+    );
+    assert!(
+        other_routes.is_empty(),
+        "the route was not via both edges {} times of {samples}: {:?}",
+        other_routes.len(),
+        &other_routes[..other_routes.len().min(5)]
+    );
+    assert_eq!(report["route_changes"], 0, "the router's routes changed");
+    assert_eq!(announced(old), 1, "the successor announced anew");
+    let kept = old
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("kept announced"));
+    assert!(
+        kept.as_ref()
+            .is_some_and(|l| l.contains(&format!("{VIP}/32"))),
+        "the successor kept the VIP announced: {kept:?}"
+    );
 }
 
 /// `GET path` on the admin port: (status line, body).
@@ -567,4 +773,4 @@ fn announce_on_loopback(io: &str) {
     assert!(err.contains("every route withdrawn"), "{err}");
 }
 
-both_io!(anycast, announce_on_loopback);
+both_io!(anycast, anycast_upgrade, announce_on_loopback);

@@ -12,6 +12,13 @@
 //! good checks in a row announce a withdrawn VIP, `fall` bad ones withdraw an
 //! announced one. Not accepting withdraws at once: a route to a closed port loses
 //! every connection it attracts.
+//!
+//! A hot upgrade hands the verdicts over with the sockets ([`Verdict`]): the
+//! successor starts the VIPs its predecessor announced as announced, and the process
+//! that handed over keeps reporting them as they were ([`Board::hand_over`]), so
+//! the announcement does not flap. Until a backend has had its first health check
+//! (a process that just started), a check that finds no other backend up is no
+//! evidence against an announced VIP.
 
 pub mod announce;
 mod watch;
@@ -28,8 +35,11 @@ use std::sync::Mutex;
 pub struct Observation {
     /// sluice has a listening socket on the VIP's address.
     pub accepting: bool,
-    /// Backends that take new connections (UP, not draining, not marked down).
+    /// Backends that take new connections (UP, not draining, not marked down) and
+    /// were health-checked once at least, when checked.
     pub backends_up: usize,
+    /// Backends that would count as up but await their first health check.
+    pub backends_unchecked: usize,
     pub backends: usize,
 }
 
@@ -67,6 +77,11 @@ impl Vip {
         }
         let good = o.backends_up > 0;
         let (up, all) = (o.backends_up, o.backends);
+        if !good && self.announced && o.backends_unchecked > 0 {
+            // No evidence either way: neither a good check nor a bad one.
+            let n = o.backends_unchecked;
+            return format!("{n} of {all} backends not checked yet: announced until they are");
+        }
         if good == self.announced {
             self.against = 0;
         } else {
@@ -115,6 +130,14 @@ pub struct Report {
     pub admin_timeout_ms: u64,
 }
 
+/// One VIP's verdict as a hot upgrade hands it to the successor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub service: String,
+    pub listen: SocketAddr,
+    pub announce: bool,
+}
+
 /// The verdicts, written by the watcher (and by the control thread when leaving),
 /// read by the admin port. Neither side is a shard.
 #[derive(Debug, Default)]
@@ -124,20 +147,54 @@ pub struct Board {
     /// announcer would withdraw what it had announced.
     checked: AtomicBool,
     leaving: AtomicBool,
+    /// The sockets went to a successor: the verdicts are its to make.
+    handed_over: AtomicBool,
 }
 
 /// Why every VIP is withdrawn once SIGTERM arrived.
 pub const LEAVING: &str = "shutting down: withdrawn before draining";
+/// Why a process that handed its sockets over reports what it last judged.
+pub const HANDED_OVER: &str = "handed over to the successor, which judges it now";
 
 impl Board {
-    /// Store the watcher's verdicts; once leaving, they are withdrawn whatever they say.
-    fn set(&self, mut reports: Vec<Report>) {
+    /// Store the watcher's verdicts; once leaving, they are withdrawn whatever they
+    /// say; once handed over, they are not stored (this process no longer accepts on
+    /// the VIPs, and says nothing its successor did not).
+    pub(crate) fn set(&self, mut reports: Vec<Report>) {
         let mut held = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        if self.handed_over.load(Relaxed) {
+            return;
+        }
         if self.leaving.load(Relaxed) {
             withdraw(&mut reports);
         }
         *held = reports;
         self.checked.store(true, Relaxed);
+    }
+
+    /// A successor took the sockets and serves: keep reporting each VIP as last
+    /// judged until this process exits. It drains, and a VIP judged on that
+    /// ("not accepting") would be reported withdrawn while the successor announces it.
+    pub fn hand_over(&self) {
+        let mut held = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        self.handed_over.store(true, Relaxed);
+        for r in held.iter_mut() {
+            HANDED_OVER.clone_into(&mut r.reason);
+        }
+    }
+
+    /// The verdicts for a successor: every VIP checked, announced or not.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let held = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        held.iter()
+            .filter_map(|r| {
+                Some(Verdict {
+                    service: r.service.clone(),
+                    listen: r.listen.parse().ok()?,
+                    announce: r.announce,
+                })
+            })
+            .collect()
     }
 
     /// SIGTERM: report every VIP withdrawn from now on, while still accepting.
@@ -185,6 +242,7 @@ mod tests {
         Observation {
             accepting: true,
             backends_up,
+            backends_unchecked: 0,
             backends: 2,
         }
     }
@@ -228,6 +286,35 @@ mod tests {
         assert_eq!(vip.observe(closed, H), "not accepting on the address");
         assert!(!vip.announced);
         assert_eq!(run(&mut vip, &[2, 2, 2]), [false, false, true]);
+    }
+
+    #[test]
+    fn backends_not_checked_yet_keep_an_announced_vip_and_announce_none() {
+        let unchecked = Observation {
+            backends_unchecked: 2,
+            ..seen(0)
+        };
+        // A successor's first checks of a VIP it took over announced.
+        let mut vip = Vip::announced();
+        for _ in 0..5 {
+            assert_eq!(
+                vip.observe(unchecked, H),
+                "2 of 2 backends not checked yet: announced until they are"
+            );
+            assert!(vip.announced);
+        }
+        // Checked, and down: `fall` bad checks, as ever.
+        assert_eq!(run(&mut vip, &[0, 0]), [true, false]);
+        // Withdrawn, they are no reason to announce.
+        for _ in 0..5 {
+            assert_eq!(vip.observe(unchecked, H), "no backend up (of 2)");
+            assert!(!vip.announced);
+        }
+        // A bad check counted before them still counts after.
+        let mut vip = Vip::announced();
+        vip.observe(seen(0), H);
+        vip.observe(unchecked, H);
+        assert!(!run(&mut vip, &[0])[0]);
     }
 
     #[test]
@@ -280,5 +367,57 @@ mod tests {
         assert_eq!((r.announce, r.reason.as_str()), (false, LEAVING));
         let parsed: Vec<Report> = serde_json::from_str(&board.json().unwrap()).unwrap();
         assert_eq!(parsed, board.reports());
+    }
+
+    fn report(service: &str, listen: &str, announce: bool) -> Report {
+        Report {
+            prefix: prefix(listen.parse().unwrap()),
+            service: service.into(),
+            listen: listen.into(),
+            announce,
+            reason: "checked".into(),
+            admin_timeout_ms: 3000,
+        }
+    }
+
+    #[test]
+    fn the_verdicts_handed_over_are_the_ones_reported() {
+        let board = Board::default();
+        assert!(board.verdicts().is_empty());
+        board.set(vec![
+            report("web", "192.0.2.10:80", true),
+            report("db", "192.0.2.11:5432", false),
+        ]);
+        let v = |service: &str, listen: &str, announce| Verdict {
+            service: service.into(),
+            listen: listen.parse().unwrap(),
+            announce,
+        };
+        assert_eq!(
+            board.verdicts(),
+            [
+                v("web", "192.0.2.10:80", true),
+                v("db", "192.0.2.11:5432", false)
+            ]
+        );
+        // Leaving withdraws them: a successor would start them withdrawn.
+        board.leave();
+        assert!(board.verdicts().iter().all(|v| !v.announce));
+    }
+
+    #[test]
+    fn a_board_handed_over_keeps_its_verdicts_while_the_process_drains() {
+        let board = Board::default();
+        board.set(vec![report("web", "192.0.2.10:80", true)]);
+        board.hand_over();
+        // The drain's checks: not accepting any more.
+        board.set(vec![Report {
+            announce: false,
+            reason: "not accepting on the address".into(),
+            ..report("web", "192.0.2.10:80", false)
+        }]);
+        let r = &board.reports()[0];
+        assert_eq!((r.announce, r.reason.as_str()), (true, HANDED_OVER));
+        assert!(board.json().unwrap().contains("\"announce\":true"));
     }
 }

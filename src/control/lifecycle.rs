@@ -136,8 +136,9 @@ impl Running {
             tracing::warn!(pid, "upgrade refused: one is in progress already");
             return;
         }
-        let pid = match upgrade::hand_over(&ch, self.registry.sockets(), self.admin_socket.as_ref())
-        {
+        let verdicts = self.anycast.verdicts();
+        let sockets = self.registry.sockets();
+        let pid = match upgrade::hand_over(&ch, sockets, self.admin_socket.as_ref(), &verdicts) {
             Ok(pid) => pid,
             Err(why) => {
                 tracing::error!("upgrade failed: {why}; this process keeps serving");
@@ -196,6 +197,8 @@ impl Running {
                     "upgrade: the successor serves; this process stops accepting and drains"
                 );
                 self.processes.hand_over();
+                // Before the drain: judged on it, every VIP would be withdrawn.
+                self.anycast.hand_over();
                 self.upgrading.handed = Some(ch);
                 if let Some(stop) = &self.admin_stop {
                     stop.stop_accepting();

@@ -127,7 +127,7 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     // the default action (terminating the process).
     let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2])?;
     let Some(path) = lifecycle.channel.as_deref().filter(|_| lifecycle.upgrade) else {
-        let running = start_with(source, lifecycle, signals, Vec::new(), None)?;
+        let running = start_with(source, lifecycle, signals, Inherited::default())?;
         lifecycle::notify_systemd("READY=1");
         return Ok(running);
     };
@@ -136,8 +136,14 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
         old_pid,
         listeners,
         admin,
+        anycast,
     } = upgrade::receive(path)?;
-    match start_with(source, lifecycle, signals, listeners, admin) {
+    let inherited = Inherited {
+        listeners,
+        admin,
+        anycast,
+    };
+    match start_with(source, lifecycle, signals, inherited) {
         Ok(running) => {
             running.processes.add(old_pid);
             let published = Arc::clone(&running.published);
@@ -160,12 +166,19 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     }
 }
 
+/// What a successor takes from the process it replaces (nothing, at a plain start).
+#[derive(Default)]
+struct Inherited {
+    listeners: Vec<listeners::HandedOver>,
+    admin: Option<std::net::TcpListener>,
+    anycast: Vec<crate::anycast::Verdict>,
+}
+
 fn start_with(
     source: Source,
     lifecycle: Lifecycle,
     signals: Signals,
-    inherited: Vec<listeners::HandedOver>,
-    inherited_admin: Option<std::net::TcpListener>,
+    inherited: Inherited,
 ) -> anyhow::Result<Running> {
     let started_ms = crate::snapshot::clock_ms();
     let cfg = source
@@ -174,7 +187,7 @@ fn start_with(
     let workers = cfg.server.effective_workers();
     check_descriptors(&cfg, workers);
     let mut registry = Registry::new(workers);
-    registry.inherit(inherited);
+    registry.inherit(inherited.listeners);
     let snapshot = registry
         .build(&cfg)
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
@@ -200,7 +213,7 @@ fn start_with(
             let _ = ramp_tx.try_send(());
         }),
     )?;
-    let anycast = anycast::start(&published, &cfg)?;
+    let anycast = anycast::start(&published, &cfg, &inherited.anycast)?;
     let control_counters = Arc::new(ControlCounters::default());
     // One pending notice at most: a build reads every certificate there is.
     let (acme_tx, acme_rx) = crossbeam::channel::bounded::<()>(1);
@@ -246,7 +259,7 @@ fn start_with(
                 anycast: Arc::clone(&anycast),
                 processes: Arc::clone(&processes),
             };
-            let listener = match inherited_admin.filter(|l| lifecycle::same_place(l, addr)) {
+            let listener = match inherited.admin.filter(|l| lifecycle::same_place(l, addr)) {
                 Some(l) => Ok(l),
                 None => crate::admin::bind(addr),
             };

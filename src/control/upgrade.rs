@@ -12,8 +12,9 @@
 //!
 //! 1. the successor (`sluice run --upgrade`) connects to the channel of the running
 //!    process (its owner only: mode 0600, and the peer's user checked);
-//! 2. the running one sends `hello` (its pid), a `listener` message per address with
-//!    its sockets, `admin` with the admin port's socket, then `end`;
+//! 2. the running one sends `hello` (its pid and its anycast verdicts), a `listener`
+//!    message per address with its sockets, `admin` with the admin port's socket,
+//!    then `end`;
 //! 3. the successor starts as usual, adopting those sockets instead of binding, and
 //!    sends `ready` — or `failed` with its reason, or closes the channel by exiting;
 //! 4. on `ready` the old process drains (its sockets stay open for the successor:
@@ -25,8 +26,16 @@
 //!
 //! Anything but `ready` leaves the old process serving as it was, with the reason in
 //! its log.
+//!
+//! The anycast verdicts (which VIPs the old process announces) let the successor
+//! start those VIPs announced, so that the route does not flap (`anycast/`); on
+//! `ready`, the old process's board keeps them as they were while it drains. Fields
+//! are added to the messages, never required: each has a default, and unknown
+//! fields are ignored, so either side may be the older binary — a successor given no
+//! verdicts starts every VIP withdrawn, as before they were handed over.
 
 use super::listeners::{HandedOver, ListenKey};
+use crate::anycast::Verdict;
 use crate::io::fdpass::{Channel, ChannelListener};
 use crate::stats::processes::Processes;
 use serde::{Deserialize, Serialize};
@@ -44,6 +53,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 enum Message {
     Hello {
         pid: u32,
+        /// Every anycast VIP the old process judged, announced or not.
+        #[serde(default)]
+        anycast: Vec<Verdict>,
     },
     Listener {
         key: ListenKey,
@@ -98,11 +110,35 @@ pub fn listen(path: &Path, on_connect: impl Fn(Channel) + Send + 'static) -> std
     Ok(())
 }
 
-/// The old side: send every socket to the successor on `ch`. Returns its pid.
+/// The `hello` with the anycast verdicts, or without them when they do not fit in
+/// one message (thousands of VIPs): the successor then starts them withdrawn.
+fn hello(anycast: &[Verdict]) -> Message {
+    let pid = std::process::id();
+    let m = Message::Hello {
+        pid,
+        anycast: anycast.to_vec(),
+    };
+    let len = serde_json::to_vec(&m).map_or(usize::MAX, |b| b.len());
+    if len <= crate::io::fdpass::MAX_MESSAGE {
+        return m;
+    }
+    tracing::warn!(
+        vips = anycast.len(),
+        "upgrade: too many anycast verdicts for one message; the successor starts them withdrawn"
+    );
+    Message::Hello {
+        pid,
+        anycast: Vec::new(),
+    }
+}
+
+/// The old side: send every socket, and the anycast verdicts, to the successor on
+/// `ch`. Returns its pid.
 pub fn hand_over(
     ch: &Channel,
     sockets: &super::listeners::Sockets,
     admin: Option<&TcpListener>,
+    anycast: &[Verdict],
 ) -> Result<u32, String> {
     let (pid, uid) = ch
         .peer()
@@ -114,14 +150,7 @@ pub fn hand_over(
         ));
     }
     let io = |e: std::io::Error| format!("cannot send the sockets to process {pid}: {e}");
-    send(
-        ch,
-        &Message::Hello {
-            pid: std::process::id(),
-        },
-        &[],
-    )
-    .map_err(io)?;
+    send(ch, &hello(anycast), &[]).map_err(io)?;
     for (key, http, l) in sockets.handover() {
         let fds: Vec<_> = l.sockets.iter().map(AsFd::as_fd).collect();
         for part in fds.chunks(crate::io::fdpass::MAX_FDS) {
@@ -168,6 +197,8 @@ pub struct Inheritance {
     pub old_pid: u32,
     pub listeners: Vec<HandedOver>,
     pub admin: Option<TcpListener>,
+    /// The old process's anycast verdicts (none from a binary that sends none).
+    pub anycast: Vec<Verdict>,
 }
 
 /// The successor's side: connect to the running process at `path` and take its
@@ -180,8 +211,8 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
         )
     })?;
     channel.set_read_timeout(Some(READY_TIMEOUT))?;
-    let old_pid = match recv(&channel)? {
-        (Message::Hello { pid }, _) => pid,
+    let (old_pid, anycast) = match recv(&channel)? {
+        (Message::Hello { pid, anycast }, _) => (pid, anycast),
         (other, _) => anyhow::bail!("--upgrade: expected hello, got {other:?}"),
     };
     let mut listeners: Vec<HandedOver> = Vec::new();
@@ -207,6 +238,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
         addresses = listeners.len(),
         sockets,
         admin = admin.is_some(),
+        anycast_announced = anycast.iter().filter(|v| v.announce).count(),
         "upgrade: listening sockets received"
     );
     Ok(Inheritance {
@@ -214,6 +246,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
         old_pid,
         listeners,
         admin,
+        anycast,
     })
 }
 
@@ -271,5 +304,94 @@ pub fn failed(channel: &Channel, reason: &str) {
     };
     if let Err(e) = send(channel, &m, &[]) {
         tracing::debug!(error = %e, "upgrade: cannot report the failure");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anycast::{Board, Report};
+
+    fn report(service: &str, listen: &str, announce: bool) -> Report {
+        Report {
+            prefix: crate::anycast::prefix(listen.parse().unwrap()),
+            service: service.into(),
+            listen: listen.into(),
+            announce,
+            reason: "checked".into(),
+            admin_timeout_ms: 3000,
+        }
+    }
+
+    /// What the successor receives of the anycast verdicts of an old process with one
+    /// VIP announced and one withdrawn.
+    #[test]
+    fn the_anycast_verdicts_cross_the_channel_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upgrade.sock");
+        let listener = ChannelListener::bind(&path).unwrap();
+        let board = Board::default();
+        board.set(vec![
+            report("web", "192.0.2.10:80", true),
+            report("db", "192.0.2.11:5432", false),
+        ]);
+        let verdicts = board.verdicts();
+        let sent = verdicts.clone();
+        let old = std::thread::spawn(move || {
+            let ch = listener.accept().unwrap();
+            let sockets = super::super::listeners::Sockets::new(1);
+            let pid = hand_over(&ch, &sockets, None, &sent).unwrap();
+            assert_eq!(pid, std::process::id());
+            ch
+        });
+        let inherited = receive(&path).unwrap();
+        let _ch = old.join().unwrap();
+        assert_eq!(inherited.old_pid, std::process::id());
+        assert!(inherited.listeners.is_empty() && inherited.admin.is_none());
+        assert_eq!(inherited.anycast, verdicts);
+        let announced: Vec<_> = inherited.anycast.iter().map(|v| v.announce).collect();
+        assert_eq!(announced, [true, false]);
+    }
+
+    /// Either side may be the older binary: a `hello` without verdicts is read as
+    /// none, and one with them reads as the `hello` of a binary that knows none.
+    #[test]
+    fn a_hello_is_understood_with_or_without_verdicts() {
+        let bare: Message = serde_json::from_str(r#"{"kind":"hello","pid":7}"#).unwrap();
+        assert!(matches!(bare, Message::Hello { pid: 7, ref anycast } if anycast.is_empty()));
+        let full = serde_json::to_string(&hello(&[Verdict {
+            service: "web".into(),
+            listen: "192.0.2.10:80".parse().unwrap(),
+            announce: true,
+        }]))
+        .unwrap();
+        assert!(full.contains(r#""announce":true"#), "{full}");
+        #[derive(Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        enum Older {
+            Hello { pid: u32 },
+        }
+        let Older::Hello { pid } = serde_json::from_str(&full).unwrap();
+        assert_eq!(pid, std::process::id());
+    }
+
+    /// Verdicts too many for one message are left out, not the upgrade.
+    #[test]
+    fn verdicts_that_do_not_fit_are_left_out() {
+        let many: Vec<Verdict> = (0..4000u32)
+            .map(|i| Verdict {
+                service: format!("service-with-a-long-name-{i}"),
+                listen: std::net::SocketAddr::from(([192, 0, 2, 1], (i % 60000) as u16)),
+                announce: true,
+            })
+            .collect();
+        let Message::Hello { anycast, .. } = hello(&many) else {
+            panic!("not a hello")
+        };
+        assert!(anycast.is_empty());
+        let Message::Hello { anycast, .. } = hello(&many[..10]) else {
+            panic!("not a hello")
+        };
+        assert_eq!(anycast.len(), 10);
     }
 }

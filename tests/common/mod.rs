@@ -95,6 +95,11 @@ impl Sluice {
     /// Start with `config` and more arguments to `run` (`--pidfile`, …); `{dir}` in
     /// an argument stands for the process's temporary directory.
     pub fn start_args(config: &str, args: &[&str]) -> Sluice {
+        Sluice::start_cmd_args(config, Command::new(BIN), args)
+    }
+
+    /// [`Sluice::start_args`] with `cmd` as the binary (`ip netns exec NS sluice`, say).
+    pub fn start_cmd_args(config: &str, cmd: Command, args: &[&str]) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
@@ -102,7 +107,7 @@ impl Sluice {
             .iter()
             .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
             .collect();
-        let (mut s, _) = Sluice::spawn(dir, path, Command::new(BIN), &args);
+        let (mut s, _) = Sluice::spawn(dir, path, cmd, &args);
         s.wait_started(config);
         s
     }
