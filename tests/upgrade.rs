@@ -281,6 +281,10 @@ fn a_successor_that_cannot_start_leaves_the_old_one_serving(io: &str) {
         "the reason is in the old process's log: {why}"
     );
     assert!(why.contains("keeps serving"), "{why}");
+    assert!(
+        why.contains(&format!("successor={}", new.child.id())),
+        "the successor named as such: {why}"
+    );
     // Untouched: the same process answers, alone, and is not draining.
     assert_eq!(fetch(addr).unwrap(), "still here");
     assert_eq!(pids(admin), [old.child.id()]);
