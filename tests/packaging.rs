@@ -115,6 +115,20 @@ fn the_unit_runs_what_the_package_installs() {
         "the successor of an upgrade notifies"
     );
     assert!(unit("AmbientCapabilities")[0].contains("CAP_NET_BIND_SERVICE"));
+    // Under ProtectSystem=strict only the unit's own directories are writable: the
+    // ACME state_dir the example config suggests must be one of them.
+    assert_eq!(unit("ProtectSystem"), ["strict"]);
+    let example = std::fs::read_to_string(root().join("config/sluice.example.toml")).unwrap();
+    let state_dir = example
+        .lines()
+        .find_map(|l| l.strip_prefix("# state_dir = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the example names an ACME state_dir");
+    let writable = Path::new("/var/lib").join(&unit("StateDirectory")[0]);
+    assert!(
+        Path::new(state_dir).starts_with(&writable),
+        "{state_dir} is under the unit's StateDirectory"
+    );
     let nofile: u64 = unit("LimitNOFILE")[0].parse().unwrap();
     assert!(
         nofile > 2 * 100_000 + 256,

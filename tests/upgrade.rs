@@ -281,6 +281,10 @@ fn a_successor_that_cannot_start_leaves_the_old_one_serving(io: &str) {
         "the reason is in the old process's log: {why}"
     );
     assert!(why.contains("keeps serving"), "{why}");
+    assert!(
+        why.contains(&format!("successor={}", new.child.id())),
+        "the successor named as such: {why}"
+    );
     // Untouched: the same process answers, alone, and is not draining.
     assert_eq!(fetch(addr).unwrap(), "still here");
     assert_eq!(pids(admin), [old.child.id()]);
@@ -356,6 +360,54 @@ fn sigterm_refuses_new_connects_and_finishes_established_ones(io: &str) {
     assert!(!pidfile.exists(), "the pidfile is removed at exit");
 }
 
+/// A request that reaches an established HTTP connection after SIGTERM (the next
+/// one on a keep-alive connection; here the end of a head begun before) is served,
+/// with `Connection: close`, rather than answered 503: the drain lets established
+/// connections finish, and a hot upgrade's old process drains the same way.
+fn a_keep_alive_request_is_served_while_draining(io: &str) {
+    let backend = http_backend("served", Arc::new(AtomicUsize::new(0)));
+    let cfg = format!(
+        "{}[http]\nlisten = \"127.0.0.1:0\"\n[[service]]\nname = \"web\"\nmode = \"http\"\n\
+         vhosts = [\"web.example\"]\nbackends = [\"{}\"]\n",
+        server(io, ""),
+        backend.addr
+    );
+    let mut s = Sluice::start(&cfg);
+    let addr = s.http();
+    let mut c = connect(addr);
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: web.example\r\n";
+    c.write_all(request).unwrap();
+    c.write_all(b"\r\n").unwrap();
+    let head = String::from_utf8(read_head(&mut c)).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 6];
+    c.read_exact(&mut body).unwrap();
+    // The next request begins before the drain (so the connection is not idle, which
+    // a drain closes) and ends after the shards stopped accepting.
+    c.write_all(request).unwrap();
+    s.signal("TERM");
+    wait_for(
+        "connects to be refused",
+        || match TcpStream::connect_timeout(&addr, PATIENCE) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
+            Err(e) => panic!("connect failed otherwise: {e}"),
+            Ok(_) => None,
+        },
+    );
+    c.write_all(b"\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("served"), "{out}");
+    assert!(s.wait_exit().success());
+}
+
 /// Kills a process that is not this test's child (a successor started by sluice).
 struct KillOnDrop(u32);
 
@@ -409,4 +461,5 @@ both_io!(
     upgrade_drops_nothing,
     a_successor_that_cannot_start_leaves_the_old_one_serving,
     sigterm_refuses_new_connects_and_finishes_established_ones,
+    a_keep_alive_request_is_served_while_draining,
 );

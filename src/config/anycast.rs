@@ -56,6 +56,17 @@ pub(super) fn validate(raw: Option<RawAnycast>, errs: &mut Vec<ConfigError>) -> 
     }
 }
 
+impl AnycastConfig {
+    /// The section as `sluice check` prints it, every key filled in.
+    pub(super) fn to_toml(self) -> String {
+        format!(
+            "\n[anycast]\nrise = {}\nfall = {}\ninterval_ms = {}\nadmin_timeout_ms = {}\n\
+             withdraw_grace_ms = {}\n",
+            self.rise, self.fall, self.interval_ms, self.admin_timeout_ms, self.withdraw_grace_ms
+        )
+    }
+}
+
 /// A service's `anycast = true`: its own listen address must name one host address
 /// (the /32 or /128 announced), not a wildcard.
 pub(super) fn validate_service(
@@ -118,6 +129,33 @@ mod tests {
         );
         assert_eq!(a.withdraw_grace_ms, 0);
         assert!(cfg.services[0].anycast);
+        let printed = cfg.to_toml();
+        assert!(
+            printed.contains("\n[anycast]\nrise = 1\nfall = 4\n"),
+            "{printed}"
+        );
+        assert!(printed.contains("\nanycast = true\n"), "{printed}");
+        let again = parse(&printed).expect("to_toml parses");
+        assert_eq!(again.anycast, cfg.anycast);
+        assert!(again.services[0].anycast);
+    }
+
+    /// `sluice check` prints `[anycast]` with its defaults where a service uses it,
+    /// and not at all where nothing does.
+    #[test]
+    fn the_effective_config_prints_anycast_where_used() {
+        let plain = "[[service]]\nname = \"web\"\nlisten = \"192.0.2.10:80\"\n\
+                     backends = [\"10.0.0.1:80\"]\n";
+        assert!(!parse(plain).unwrap().to_toml().contains("anycast"));
+        let used = plain.replace("backends", "anycast = true\nbackends");
+        let printed = parse(&used).unwrap().to_toml();
+        assert!(
+            printed.contains(
+                "\n[anycast]\nrise = 3\nfall = 2\ninterval_ms = 1000\nadmin_timeout_ms = 3000\n\
+                 withdraw_grace_ms = 3000\n"
+            ),
+            "{printed}"
+        );
     }
 
     #[test]

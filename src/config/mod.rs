@@ -628,6 +628,9 @@ impl Config {
         if let Some(a) = &self.acme {
             out.push_str(&a.to_toml());
         }
+        if self.anycast != AnycastConfig::default() || self.services.iter().any(|s| s.anycast) {
+            out.push_str(&self.anycast.to_toml());
+        }
         if let Some(m) = &self.marathon {
             let urls: Vec<String> = m.urls.iter().map(|u| q(u)).collect();
             let _ = write!(
@@ -681,6 +684,9 @@ impl Config {
             );
             if let Some(l) = s.listen {
                 let _ = writeln!(out, "listen = {}", q(&l.to_string()));
+            }
+            if s.anycast {
+                out.push_str("anycast = true\n");
             }
             let _ = writeln!(out, "balance = {}", word(&s.balance));
             // Only Maglev hashes (and says how).

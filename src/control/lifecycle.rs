@@ -206,8 +206,10 @@ impl Running {
                 true
             }
             Err(why) => {
+                // `successor=`, not `pid=`: after "this process keeps serving" a bare
+                // pid reads as this process's.
                 tracing::error!(
-                    pid,
+                    successor = pid,
                     "upgrade failed: the successor {why}; this process keeps serving"
                 );
                 self.processes.remove(pid);

@@ -424,8 +424,6 @@ impl Registry {
         acme || self.tls.stale()
     }
 
-    /// A snapshot that tells every shard to stop accepting; the registry lets go of
-    /// every listening socket so the ports close once the shards drop theirs.
     /// Adopt, at the next build, the listening sockets a process being replaced
     /// handed over.
     pub(super) fn inherit(&mut self, sockets: Vec<super::listeners::HandedOver>) {
@@ -442,17 +440,22 @@ impl Registry {
         self.sockets.held()
     }
 
+    /// A snapshot that tells every shard to stop accepting; the registry lets go of
+    /// every listening socket so the ports close once the shards drop theirs. The
+    /// services and routes stay: a request that reaches an established connection
+    /// while it drains (the next one on a keep-alive connection) is served, with
+    /// `Connection: close`, not answered 503.
     pub fn draining(&mut self, last: &Snapshot) -> Snapshot {
         self.sockets.clear();
         self.generation += 1;
         Snapshot {
             generation: self.generation,
             server: last.server.clone(),
-            services: Vec::new(),
+            services: last.services.clone(),
             listeners: Vec::new(),
             fronts: Vec::new(),
             http: Arc::clone(&last.http),
-            https: None,
+            https: last.https.clone(),
             certificates: Arc::clone(&last.certificates),
             acme: Arc::clone(&last.acme),
             draining: true,

@@ -94,7 +94,7 @@ impl<S> HttpConn<S> {
         let now = ctx.now_ms;
         let snap = &ctx.snapshot;
         let service = match self.front(snap) {
-            Some(Front::Service(s)) => Arc::clone(s),
+            Some(Front::Service(s)) => s,
             Some(front @ (Front::Http | Front::Https)) => {
                 // An ACME HTTP-01 validation, before routing: a GET (or HEAD) of a
                 // pending token only; any other method is routed as usual.

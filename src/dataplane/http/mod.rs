@@ -111,6 +111,9 @@ pub struct HttpConn<S> {
     /// `(snapshot generation, index in its fronts)` of `front`, found once per
     /// generation rather than per request.
     front_at: Option<(u64, usize)>,
+    /// What `front` served when last found: what the connection's requests are
+    /// routed by while the process drains (its snapshot lists no listener).
+    served: Front,
     local_port: u16,
     pub session: Session,
     /// TLS between the client and the session (`[https] listen`, a `tls = true` port).
@@ -164,7 +167,7 @@ impl<S> HttpConn<S> {
         client: S,
         ckey: u32,
         peer: SocketAddr,
-        front: &Arc<Listeners>,
+        (front, served): (&Arc<Listeners>, Front),
         tls: Option<Box<TlsSide>>,
         sniff: bool,
         ctx: &ShardCtx,
@@ -177,6 +180,7 @@ impl<S> HttpConn<S> {
             held: None,
             front: Arc::as_ptr(front),
             front_at: None,
+            served,
             local_port: front.local.port(),
             session: Session::new(ctx.snapshot.http.limits, ctx.now_ms),
             tls,
@@ -198,16 +202,24 @@ impl<S> HttpConn<S> {
 
     /// What the connection's listening socket serves in the current snapshot (none
     /// once a reload removed it).
-    fn front<'a>(&mut self, snap: &'a crate::snapshot::Snapshot) -> Option<&'a Front> {
+    fn front(&mut self, snap: &crate::snapshot::Snapshot) -> Option<Front> {
         let i = match self.front_at {
-            Some((generation, i)) if generation == snap.generation => i,
+            Some((generation, i)) if generation == snap.generation => Some(i),
             _ => {
-                let i = snap.front_index(self.front)?;
-                self.front_at = Some((snap.generation, i));
+                let i = snap.front_index(self.front);
+                if let Some(f) = i.and_then(|i| snap.fronts.get(i)) {
+                    self.served = f.clone();
+                }
+                self.front_at = i.map(|i| (snap.generation, i));
                 i
             }
         };
-        snap.fronts.get(i)
+        match i.and_then(|i| snap.fronts.get(i)) {
+            Some(f) => Some(f.clone()),
+            // Draining: the listener is gone, the connection is still served.
+            None if snap.draining => Some(self.served.clone()),
+            None => None,
+        }
     }
 
     pub fn peer(&self) -> SocketAddr {

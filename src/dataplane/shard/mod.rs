@@ -388,7 +388,15 @@ impl<R: Reactor> Shard<R> {
                         .https
                         .as_ref()
                         .is_some_and(|h| !h.passthrough.is_empty());
-                let mut c = HttpConn::new(a.sock, a.key, a.peer, &listeners, tls, sniff, &self.ctx);
+                let mut c = HttpConn::new(
+                    a.sock,
+                    a.key,
+                    a.peer,
+                    (&listeners, front),
+                    tls,
+                    sniff,
+                    &self.ctx,
+                );
                 c.local = a.local;
                 c.ready.client_hup = a.hup;
                 let ok = c.preload(early, &self.ctx);
