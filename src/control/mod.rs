@@ -349,6 +349,8 @@ impl Running {
         self.listen_for_successors(&tx);
         let mut failing = false;
         let mut upgraded = false;
+        // A stop asked while a successor holds the sockets and has not answered.
+        let mut stop_asked = None;
         for event in rx.iter() {
             match event {
                 ControlEvent::Signal(SIGHUP) => self.reload(),
@@ -359,6 +361,14 @@ impl Running {
                         upgraded = true;
                         break;
                     }
+                    if let Some(sig) = stop_asked {
+                        self.leave_anycast(sig, &rx);
+                        tracing::info!(signal = sig, "stopping: no new connections, draining");
+                        break;
+                    }
+                }
+                ControlEvent::Signal(sig) if self.upgrade_pending() => {
+                    self.stop_when_answered(sig, &mut stop_asked)
                 }
                 ControlEvent::Tick => {
                     if self.registry.certificates_changed() {

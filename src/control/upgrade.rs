@@ -23,6 +23,9 @@
 //!    must not leave a connection waiting). It exits when drained; the channel stays
 //!    open until then, so its end tells the successor that the old process is gone.
 //!
+//! Each side takes part only with a process of its own user (or root). A send of
+//! the handover waits at most [`SEND_TIMEOUT`] for room in the successor's queue.
+//!
 //! Anything but `ready` leaves the old process serving as it was, with the reason in
 //! its log.
 
@@ -38,6 +41,25 @@ use std::time::Duration;
 
 /// How long the running process waits for its successor to be ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one message of the handover may wait for room in the successor's
+/// queue: a peer that connects and does not read must not hold the control thread
+/// (which hands the sockets over, and also reloads and stops the process).
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the process at the other end of `ch` may take part in an upgrade with
+/// this one: the same user, or root. Its pid.
+fn trusted_peer(ch: &Channel) -> Result<u32, String> {
+    let (pid, uid) = ch
+        .peer()
+        .map_err(|e| format!("cannot identify the peer: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != me && uid != 0 {
+        return Err(format!(
+            "refused: process {pid} runs as user {uid}, not {me}"
+        ));
+    }
+    Ok(pid)
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -104,16 +126,16 @@ pub fn hand_over(
     sockets: &super::listeners::Sockets,
     admin: Option<&TcpListener>,
 ) -> Result<u32, String> {
-    let (pid, uid) = ch
-        .peer()
-        .map_err(|e| format!("cannot identify the peer: {e}"))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if uid != me && uid != 0 {
-        return Err(format!(
-            "refused: process {pid} runs as user {uid}, not {me}"
-        ));
-    }
-    let io = |e: std::io::Error| format!("cannot send the sockets to process {pid}: {e}");
+    let pid = trusted_peer(ch)?;
+    ch.set_write_timeout(Some(SEND_TIMEOUT))
+        .map_err(|e| format!("cannot set up the channel to process {pid}: {e}"))?;
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock => format!(
+            "process {pid} did not take the sockets (no room in its queue for {} s)",
+            SEND_TIMEOUT.as_secs()
+        ),
+        _ => format!("cannot send the sockets to process {pid}: {e}"),
+    };
     send(
         ch,
         &Message::Hello {
@@ -179,6 +201,10 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
             path.display()
         )
     })?;
+    // The sockets are taken only from a process of this user (or root): whoever
+    // could put another socket at the path (a directory others may write to) must
+    // not be able to hand this process listeners, nor learn that it is ready.
+    trusted_peer(&channel).map_err(|e| anyhow::anyhow!("--upgrade: {}: {e}", path.display()))?;
     channel.set_read_timeout(Some(READY_TIMEOUT))?;
     let old_pid = match recv(&channel)? {
         (Message::Hello { pid }, _) => pid,
