@@ -246,6 +246,45 @@ fn a_successor_takes_sockets_from_its_own_user_only(io: &str) {
     assert_eq!(impostor.line(), "closed");
 }
 
+/// A second sluice started with the running one's --pidfile (so its channel) fails
+/// to start, rather than taking the channel and the pidfile: the running one keeps
+/// both, and can still be upgraded.
+fn a_second_process_on_the_same_channel_is_refused(io: &str) {
+    let backend = Backend::named("served");
+    let cfg = config(io, backend.addr);
+    let old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
+    let pidfile = old.dir.path().join("sluice.pid");
+    let addr = old.addr("web");
+    let neighbour_cfg = old.dir.path().join("neighbour.toml");
+    std::fs::write(
+        &neighbour_cfg,
+        cfg.replace("name = \"web\"", "name = \"other\""),
+    )
+    .unwrap();
+    let mut neighbour = Sluice::spawn_in(
+        &neighbour_cfg,
+        &["--pidfile".into(), pidfile.display().to_string()],
+    );
+    assert!(!neighbour.wait_exit().success());
+    neighbour.wait_log("the refusal", |l| l.contains("listens there already"));
+    old.wait_log("the reason", |l| {
+        l.contains("upgrade failed") && l.contains("left it alone")
+    });
+    let named: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(named, old.child.id());
+    assert_eq!(fetch(addr).unwrap(), "served");
+    let mut new = successor(&old.config, &old.dir.path().join("sluice.upgrade"));
+    new.wait_started(&cfg);
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+}
+
 fn nix_is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -257,4 +296,5 @@ both_io!(
     a_peer_that_takes_no_sockets_holds_nothing,
     sigterm_while_a_successor_holds_the_sockets_waits_for_its_answer,
     a_successor_takes_sockets_from_its_own_user_only,
+    a_second_process_on_the_same_channel_is_refused,
 );

@@ -127,6 +127,9 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     // the default action (terminating the process).
     let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2])?;
     let Some(path) = lifecycle.channel.as_deref().filter(|_| lifecycle.upgrade) else {
+        if let Some(path) = &lifecycle.channel {
+            upgrade::refuse_if_taken(path)?;
+        }
         let running = start_with(source, lifecycle, signals, Vec::new(), None)?;
         lifecycle::notify_systemd("READY=1");
         return Ok(running);

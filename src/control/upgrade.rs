@@ -120,6 +120,41 @@ pub fn listen(path: &Path, on_connect: impl Fn(Channel) + Send + 'static) -> std
     Ok(())
 }
 
+/// Before a process that is not a successor takes the channel at `path`: if a
+/// process listens there (another sluice started with the same `--pidfile` or
+/// `--upgrade-socket`), taking the path would leave that one without upgrades and
+/// hand its sockets to this one's successors. So this start fails, and the other
+/// process is told why (as a successor that failed), keeping its sockets. A socket
+/// file nobody listens on (a process that was killed) is no obstacle.
+pub fn refuse_if_taken(path: &Path) -> anyhow::Result<()> {
+    let Ok(ch) = Channel::connect(path) else {
+        return Ok(());
+    };
+    let (pid, uid) = ch.peer().unwrap_or((0, u32::MAX));
+    let why = format!(
+        "the upgrade channel {}: process {pid} (user {uid}) listens there already: give \
+         this process a --pidfile or --upgrade-socket of its own, or replace that one with \
+         --upgrade",
+        path.display()
+    );
+    let told = format!(
+        "process {} was started with this process's upgrade channel and left it alone",
+        std::process::id()
+    );
+    let _ = ch.set_write_timeout(Some(SEND_TIMEOUT));
+    let _ = ch.set_read_timeout(Some(SEND_TIMEOUT));
+    if send(&ch, &Message::Failed { reason: told }, &[]).is_ok() {
+        // What it sends (and the descriptors) is dropped; its end of the exchange
+        // finishes before the channel closes, so it reads the reason.
+        while let Ok((m, _)) = recv(&ch) {
+            if matches!(m, Message::End) {
+                break;
+            }
+        }
+    }
+    anyhow::bail!(why)
+}
+
 /// The old side: send every socket to the successor on `ch`. Returns its pid.
 pub fn hand_over(
     ch: &Channel,
