@@ -285,6 +285,56 @@ fn a_second_process_on_the_same_channel_is_refused(io: &str) {
     });
 }
 
+/// Hands nothing over and is gone before its successor is ready, as a process
+/// killed during an upgrade.
+const VANISHING: &str = r#"import socket,sys,os,json
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1])
+s.listen()
+print('listening', flush=True)
+c, _ = s.accept()
+c.send(json.dumps({'kind': 'hello', 'pid': os.getpid()}).encode())
+c.send(json.dumps({'kind': 'end'}).encode())
+if sys.argv[2:] == ['gave-up']:
+    c.send(json.dumps({'kind': 'failed', 'reason': 'not ready in time'}).encode())
+c.close()
+print('gone', flush=True)
+"#;
+
+/// A successor whose predecessor died while it started serves, rather than
+/// exiting for want of someone to tell; one whose predecessor gave up on it (and
+/// serves on) exits.
+fn a_successor_whose_predecessor_died_serves_alone(io: &str) {
+    let backend = Backend::named("served");
+    let cfg = config(io, backend.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("upgrade.sock");
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, &cfg).unwrap();
+    let mut old = Peer::start(VANISHING, &socket);
+    assert_eq!(old.line(), "listening");
+    let mut new = successor(&config_path, &socket);
+    assert_eq!(old.line(), "gone");
+    new.wait_started(&cfg);
+    new.wait_log("the warning", |l| {
+        l.contains("the previous process is gone")
+    });
+    assert_eq!(fetch(new.addr("web")).unwrap(), "served");
+    assert!(new.child.try_wait().unwrap().is_none(), "still serving");
+    drop(new);
+
+    let socket = dir.path().join("upgrade2.sock");
+    let mut old = Peer::start(&VANISHING.replace("sys.argv[2:]", "['gave-up']"), &socket);
+    assert_eq!(old.line(), "listening");
+    let mut new = successor(&config_path, &socket);
+    assert_eq!(old.line(), "gone");
+    assert!(
+        !new.wait_exit().success(),
+        "it does not serve beside the old one"
+    );
+    new.wait_log("the reason", |l| l.contains("not ready in time"));
+}
+
 fn nix_is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -297,4 +347,5 @@ both_io!(
     sigterm_while_a_successor_holds_the_sockets_waits_for_its_answer,
     a_successor_takes_sockets_from_its_own_user_only,
     a_second_process_on_the_same_channel_is_refused,
+    a_successor_whose_predecessor_died_serves_alone,
 );

@@ -208,10 +208,16 @@ pub fn await_ready(ch: &Channel) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err("exited before it was ready".to_owned())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(format!(
-            "was not ready within {} s",
-            READY_TIMEOUT.as_secs()
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let why = format!("was not ready within {} s", READY_TIMEOUT.as_secs());
+            // Told, so that a successor ready just too late exits rather than serve
+            // beside this process, which keeps serving.
+            let m = Message::Failed {
+                reason: format!("the successor {why}; the running process keeps serving"),
+            };
+            let _ = send(ch, &m, &[]);
+            Err(why)
+        }
         Err(e) => Err(e.to_string()),
     };
     let _ = ch.set_read_timeout(None);
@@ -293,13 +299,32 @@ pub fn ready(
     processes: Arc<Processes>,
     on_stopped: impl Fn() + Send + 'static,
 ) -> std::io::Result<()> {
-    send(
+    let told = send(
         &channel,
         &Message::Ready {
             pid: std::process::id(),
         },
         &[],
-    )?;
+    );
+    if let Err(e) = told {
+        // Either it gave up waiting (and said so before closing: it keeps serving,
+        // so this one must not), or it died (killed, crashed) while this one
+        // started: then this process holds the sockets, and exiting would leave
+        // nobody to accept.
+        if let Some(reason) = gave_up(&channel) {
+            return Err(std::io::Error::other(format!(
+                "the previous process gave up the upgrade: {reason}"
+            )));
+        }
+        tracing::warn!(
+            old_pid,
+            error = %e,
+            "upgrade: the previous process is gone; this process serves alone"
+        );
+        processes.remove(old_pid);
+        on_stopped();
+        return Ok(());
+    }
     std::thread::Builder::new()
         .name("sluice-upgrade".into())
         .spawn(move || {
@@ -318,6 +343,19 @@ pub fn ready(
             tracing::info!(old_pid, "upgrade: the previous process exited");
         })?;
     Ok(())
+}
+
+/// What the old process said before it closed the channel, if it gave up on this
+/// successor (`failed`); `None` when it closed it without a word (it died).
+fn gave_up(channel: &Channel) -> Option<String> {
+    let _ = channel.set_read_timeout(Some(Duration::from_millis(100)));
+    loop {
+        match recv(channel) {
+            Ok((Message::Failed { reason }, _)) => return Some(reason),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// The successor's side, failed: say why, so the old process logs it.
