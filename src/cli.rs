@@ -259,7 +259,7 @@ impl Pidfile {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".tmp.{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        write_new(&tmp, format!("{}\n", std::process::id()).as_bytes())
             .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", path.display()))?;
         Ok(Pidfile {
             tmp,
@@ -271,6 +271,26 @@ impl Pidfile {
         std::fs::rename(&self.tmp, &self.path)
             .map_err(|e| anyhow::anyhow!("--pidfile {}: {e}", self.path.display()))
     }
+}
+
+/// Write `bytes` to a file created at `path` (mode 0644), never through what is
+/// already there: whatever is at the path (a file left by a process that had this
+/// id, or a symbolic link someone who may write to the directory put there, to have
+/// another file overwritten) is removed, not followed.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(bytes)
 }
 
 /// Remove `path` if it still names this process (a successor's stays).
@@ -342,4 +362,41 @@ fn bench(args: &crate::bench::BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pidfile_is_written_beside_what_is_at_its_path_never_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let pidfile = dir.path().join("sluice.pid");
+        let mut tmp = pidfile.as_os_str().to_owned();
+        tmp.push(format!(".tmp.{}", std::process::id()));
+        // Planted by someone who may write to the directory: a link to another
+        // file, and a stale file of a process that had this id.
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        Pidfile::write(&pidfile).unwrap().commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let id = format!("{}\n", std::process::id());
+        assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), id);
+        assert!(!std::fs::symlink_metadata(&pidfile).unwrap().is_symlink());
+        // The pidfile itself a link: replaced, not followed.
+        std::fs::remove_file(&pidfile).unwrap();
+        std::os::unix::fs::symlink(&victim, &pidfile).unwrap();
+        std::fs::write(&tmp, "4242\n").unwrap();
+        Pidfile::write(&pidfile).unwrap().commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), id);
+        // Removed at exit while it names this process; a successor's stays.
+        std::fs::write(&pidfile, "1\n").unwrap();
+        remove_pidfile(&pidfile);
+        assert!(pidfile.exists());
+        std::fs::write(&pidfile, &id).unwrap();
+        remove_pidfile(&pidfile);
+        assert!(!pidfile.exists());
+    }
 }

@@ -773,4 +773,90 @@ fn announce_on_loopback(io: &str) {
     assert!(err.contains("every route withdrawn"), "{err}");
 }
 
+/// A stand-in for the admin port: its first `good` answers announce `prefix`, then
+/// every answer is `bad` (a whole HTTP response).
+fn fake_admin(prefix: &'static str, good: usize, bad: String) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, c) in l.incoming().enumerate() {
+            let Ok(mut c) = c else { return };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut c, &mut buf);
+            let answer = if n < good {
+                let body = format!(
+                    "[{{\"prefix\":\"{prefix}\",\"service\":\"web\",\"listen\":\"x\",\
+                     \"announce\":true,\"reason\":\"ok\",\"admin_timeout_ms\":300}}]"
+                );
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                bad.clone()
+            };
+            let _ = c.write_all(answer.as_bytes());
+        }
+    });
+    addr
+}
+
+/// A child killed when the test ends, passing or not.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `sluice announce` withdraws, and exits, when the admin URL answers anything but
+/// the page: an error status, a body that is not the page, or a redirect — which is
+/// not followed, whatever the place it points to would say.
+#[test]
+fn announce_withdraws_when_the_answer_is_not_the_page() {
+    use std::io::BufRead;
+    let elsewhere = fake_admin("198.51.100.1/32", usize::MAX, String::new());
+    let ok = |status: &str, extra: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for bad in [
+        ok(
+            "302 Found",
+            &format!("Location: http://{elsewhere}/v1/anycast\r\n"),
+            "",
+        ),
+        ok("500 Internal Server Error", "", "[]"),
+        ok("200 OK", "", "<html>not it</html>"),
+        ok("200 OK", "", "[{\"prefix\":1}]"),
+    ] {
+        let admin = fake_admin("192.0.2.10/32", 2, bad.clone());
+        let mut announcer = Command::new(BIN)
+            .args(["announce", "--admin", &format!("http://{admin}")])
+            .args(["--interval-ms", "50"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(announcer.stdout.take().unwrap());
+        let mut announcer = Reaped(announcer);
+        let status = common::wait_for("the announcer to exit", || announcer.0.try_wait().unwrap());
+        let lines: Vec<String> = out.lines().map_while(Result::ok).collect();
+        assert_eq!(
+            lines,
+            [
+                "announce route 192.0.2.10/32 next-hop self",
+                "withdraw route 192.0.2.10/32 next-hop self"
+            ],
+            "{bad:?}"
+        );
+        assert!(!status.success(), "{bad:?}");
+    }
+}
+
 both_io!(anycast, anycast_upgrade, announce_on_loopback);

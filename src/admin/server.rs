@@ -351,17 +351,27 @@ fn request_len(buf: &[u8]) -> Result<Option<usize>, (u16, &'static str)> {
     if header("transfer-encoding").is_some() {
         return Err((411, "a body needs Content-Length\n"));
     }
-    let body = match header("content-length") {
-        None => 0,
-        Some(h) => match std::str::from_utf8(h.value)
+    // Every Content-Length digits only, and all the same: two lengths are two
+    // readings of where the request ends (refused, as HAProxy refuses them).
+    let mut body = None;
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let n = std::str::from_utf8(h.value)
             .ok()
-            .and_then(|v| v.trim().parse().ok())
-        {
-            Some(n) if n > MAX_BODY => return Err((413, "request body too large\n")),
-            Some(n) => n,
-            None => return Err((400, "bad Content-Length\n")),
-        },
-    };
+            .map(|v| v.trim_matches([' ', '\t']))
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<usize>().ok());
+        match (n, body) {
+            (None, _) => return Err((400, "bad Content-Length\n")),
+            (Some(n), Some(m)) if n != m => return Err((400, "two Content-Lengths\n")),
+            (Some(n), _) if n > MAX_BODY => return Err((413, "request body too large\n")),
+            (Some(n), _) => body = Some(n),
+        }
+    }
+    let body = body.unwrap_or(0);
     Ok((buf.len() >= head + body).then_some(head + body))
 }
 
@@ -399,4 +409,37 @@ fn refuse(stream: &mut TcpStream, status: u16, reason: &str, body: &str) {
     );
     let _ = stream.write(text.as_bytes());
     let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_len;
+
+    #[test]
+    fn a_body_is_framed_by_one_plain_content_length() {
+        let post = |headers: &str| format!("POST /haproxy?stats HTTP/1.1\r\n{headers}\r\nb=web");
+        let one = post("Content-Length: 5\r\n");
+        assert_eq!(request_len(one.as_bytes()), Ok(Some(one.len())));
+        let same = post("Content-Length: 5\r\ncontent-length: 5\r\n");
+        assert_eq!(request_len(same.as_bytes()), Ok(Some(same.len())));
+        assert_eq!(
+            request_len(post("Content-Length: 9\r\n").as_bytes()),
+            Ok(None)
+        );
+        for (headers, status) in [
+            ("Content-Length: 5\r\nContent-Length: 3\r\n", 400),
+            ("Content-Length: 3\r\nContent-Length: 5\r\n", 400),
+            ("Content-Length: +5\r\n", 400),
+            ("Content-Length: 5, 5\r\n", 400),
+            ("Content-Length: 0x5\r\n", 400),
+            ("Content-Length: \r\n", 400),
+            ("Content-Length: 99999999999999999999999\r\n", 400),
+            ("Content-Length: 4097\r\n", 413),
+            ("Transfer-Encoding: chunked\r\n", 411),
+            ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 411),
+        ] {
+            let got = request_len(post(headers).as_bytes()).map_err(|(s, _)| s);
+            assert_eq!(got, Err(status), "{headers:?}");
+        }
+    }
 }

@@ -90,8 +90,12 @@ pub fn run(s: &Settings) -> anyhow::Result<()> {
         .name("stdin".into())
         .spawn(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink()))?;
     let url = format!("{}/v1/anycast", s.admin.trim_end_matches('/'));
+    // No redirect is followed: the admin port never sends one, so a redirect is
+    // something else answering at the URL, and what it points to must not decide
+    // which routes this host attracts.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(s.interval.max(Duration::from_millis(500))))
+        .max_redirects(0)
         .build()
         .into();
     let mut routes = Routes::default();
@@ -107,7 +111,7 @@ pub fn run(s: &Settings) -> anyhow::Result<()> {
                 }
                 last_answer = Some(Instant::now());
                 if let Some(r) = reports.first() {
-                    timeout = Duration::from_millis(r.admin_timeout_ms);
+                    timeout = admin_timeout(r.admin_timeout_ms);
                 }
                 emit(&routes.update(&reports))?;
             }
@@ -129,13 +133,29 @@ pub fn run(s: &Settings) -> anyhow::Result<()> {
     }
 }
 
+/// The answer's `admin_timeout_ms` within what `[anycast]` accepts (100 ms to an
+/// hour): an answer cannot keep the routes for ever once the page stops answering.
+fn admin_timeout(ms: u64) -> Duration {
+    Duration::from_millis(ms.clamp(100, 3_600_000))
+}
+
 fn fetch(agent: &ureq::Agent, url: &str, token: Option<&str>) -> anyhow::Result<Vec<Report>> {
     let mut req = agent.get(url);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
-    let body = req
-        .call()?
+    let mut answer = req.call()?;
+    if answer.status() != 200 {
+        let to = answer.headers().get("location");
+        anyhow::bail!(
+            "answered {} (not the admin port's page{})",
+            answer.status(),
+            to.and_then(|l| l.to_str().ok())
+                .map(|l| format!(", redirect to {l}"))
+                .unwrap_or_default()
+        );
+    }
+    let body = answer
         .body_mut()
         .with_config()
         .limit(1 << 20)
@@ -209,6 +229,13 @@ mod tests {
             routes.update(&[r(A, "web", true), r(A, "web-tls", true)]),
             ["announce route 192.0.2.10/32 next-hop self"]
         );
+    }
+
+    #[test]
+    fn an_answers_admin_timeout_is_held_to_what_the_config_accepts() {
+        assert_eq!(admin_timeout(3000), Duration::from_secs(3));
+        assert_eq!(admin_timeout(0), Duration::from_millis(100));
+        assert_eq!(admin_timeout(u64::MAX), Duration::from_secs(3600));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::io::fdpass::Channel;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// How long a process that handed its sockets over waits for its shards to stop
 /// accepting on them.
@@ -29,6 +30,9 @@ pub struct Lifecycle {
 pub(super) struct Upgrading {
     /// The successor given the sockets and not yet ready.
     pending: Option<u32>,
+    /// A successor SIGUSR2 started is running (until it exits: once it serves,
+    /// this process no longer starts any): a storm of signals starts one.
+    started: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The successor that took over: the channel stays open until this process
     /// exits, which is how the successor learns it.
     handed: Option<Channel>,
@@ -99,6 +103,11 @@ impl Running {
             tracing::warn!(pid, "SIGUSR2: an upgrade is in progress already");
             return;
         }
+        let started = std::sync::Arc::clone(&self.upgrading.started);
+        if started.swap(true, Relaxed) {
+            tracing::warn!("SIGUSR2: the successor started before is still starting");
+            return;
+        }
         let child = std::process::Command::new(exe)
             .args(args)
             .stdin(std::process::Stdio::null())
@@ -108,20 +117,30 @@ impl Running {
                 let pid = child.id();
                 tracing::info!(pid, exe = %exe.display(), "SIGUSR2: started a successor");
                 // Reaped here: while this process lives, it is the parent.
-                let _ = std::thread::Builder::new()
+                let reaped = std::sync::Arc::clone(&started);
+                let reaper = std::thread::Builder::new()
                     .name("sluice-successor".into())
-                    .spawn(move || match child.wait() {
-                        Ok(status) if !status.success() => {
-                            tracing::warn!(pid, %status, "the successor exited")
+                    .spawn(move || {
+                        match child.wait() {
+                            Ok(status) if !status.success() => {
+                                tracing::warn!(pid, %status, "the successor exited")
+                            }
+                            _ => {}
                         }
-                        _ => {}
+                        reaped.store(false, Relaxed);
                     });
+                if reaper.is_err() {
+                    started.store(false, Relaxed);
+                }
             }
-            Err(e) => tracing::error!(
-                exe = %exe.display(),
-                error = %e,
-                "SIGUSR2: cannot start a successor; this process keeps serving"
-            ),
+            Err(e) => {
+                started.store(false, Relaxed);
+                tracing::error!(
+                    exe = %exe.display(),
+                    error = %e,
+                    "SIGUSR2: cannot start a successor; this process keeps serving"
+                )
+            }
         }
     }
 
@@ -180,6 +199,29 @@ impl Running {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         upgrade::stopped(ch);
+    }
+
+    pub(super) fn upgrade_pending(&self) -> bool {
+        self.upgrading.pending.is_some()
+    }
+
+    /// SIGTERM or SIGINT while a successor holds the sockets and has not answered:
+    /// shutting them down now would shut them under the successor too (they are the
+    /// same sockets), which would then serve nothing while its health check said
+    /// 200. So the stop waits for the answer (at most [`upgrade::READY_TIMEOUT`],
+    /// serving meanwhile): the successor serves, and this process drains as after
+    /// any handover; or it failed, and this process stops as at any signal. A second
+    /// signal exits at once, shutting nothing down.
+    pub(super) fn stop_when_answered(&self, sig: i32, asked: &mut Option<i32>) {
+        if asked.replace(sig).is_some() {
+            tracing::warn!("second signal: exiting without waiting for the successor");
+            std::process::exit(1);
+        }
+        tracing::info!(
+            signal = sig,
+            pid = self.upgrading.pending,
+            "stopping once the successor holding the sockets answers"
+        );
     }
 
     /// The successor's verdict. True when it serves: this process is to drain.

@@ -127,6 +127,9 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     // the default action (terminating the process).
     let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR2])?;
     let Some(path) = lifecycle.channel.as_deref().filter(|_| lifecycle.upgrade) else {
+        if let Some(path) = &lifecycle.channel {
+            upgrade::refuse_if_taken(path)?;
+        }
         let running = start_with(source, lifecycle, signals, Inherited::default())?;
         lifecycle::notify_systemd("READY=1");
         return Ok(running);
@@ -362,6 +365,8 @@ impl Running {
         self.listen_for_successors(&tx);
         let mut failing = false;
         let mut upgraded = false;
+        // A stop asked while a successor holds the sockets and has not answered.
+        let mut stop_asked = None;
         for event in rx.iter() {
             match event {
                 ControlEvent::Signal(SIGHUP) => self.reload(),
@@ -372,6 +377,14 @@ impl Running {
                         upgraded = true;
                         break;
                     }
+                    if let Some(sig) = stop_asked {
+                        self.leave_anycast(sig, &rx);
+                        tracing::info!(signal = sig, "stopping: no new connections, draining");
+                        break;
+                    }
+                }
+                ControlEvent::Signal(sig) if self.upgrade_pending() => {
+                    self.stop_when_answered(sig, &mut stop_asked)
                 }
                 ControlEvent::Tick => {
                     if self.registry.certificates_changed() {

@@ -24,6 +24,9 @@
 //!    must not leave a connection waiting). It exits when drained; the channel stays
 //!    open until then, so its end tells the successor that the old process is gone.
 //!
+//! Each side takes part only with a process of its own user (or root). A send of
+//! the handover waits at most [`SEND_TIMEOUT`] for room in the successor's queue.
+//!
 //! Anything but `ready` leaves the old process serving as it was, with the reason in
 //! its log.
 //!
@@ -47,6 +50,25 @@ use std::time::Duration;
 
 /// How long the running process waits for its successor to be ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one message of the handover may wait for room in the successor's
+/// queue: a peer that connects and does not read must not hold the control thread
+/// (which hands the sockets over, and also reloads and stops the process).
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the process at the other end of `ch` may take part in an upgrade with
+/// this one: the same user, or root. Its pid.
+fn trusted_peer(ch: &Channel) -> Result<u32, String> {
+    let (pid, uid) = ch
+        .peer()
+        .map_err(|e| format!("cannot identify the peer: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != me && uid != 0 {
+        return Err(format!(
+            "refused: process {pid} runs as user {uid}, not {me}"
+        ));
+    }
+    Ok(pid)
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -132,6 +154,41 @@ fn hello(anycast: &[Verdict]) -> Message {
     }
 }
 
+/// Before a process that is not a successor takes the channel at `path`: if a
+/// process listens there (another sluice started with the same `--pidfile` or
+/// `--upgrade-socket`), taking the path would leave that one without upgrades and
+/// hand its sockets to this one's successors. So this start fails, and the other
+/// process is told why (as a successor that failed), keeping its sockets. A socket
+/// file nobody listens on (a process that was killed) is no obstacle.
+pub fn refuse_if_taken(path: &Path) -> anyhow::Result<()> {
+    let Ok(ch) = Channel::connect(path) else {
+        return Ok(());
+    };
+    let (pid, uid) = ch.peer().unwrap_or((0, u32::MAX));
+    let why = format!(
+        "the upgrade channel {}: process {pid} (user {uid}) listens there already: give \
+         this process a --pidfile or --upgrade-socket of its own, or replace that one with \
+         --upgrade",
+        path.display()
+    );
+    let told = format!(
+        "process {} was started with this process's upgrade channel and left it alone",
+        std::process::id()
+    );
+    let _ = ch.set_write_timeout(Some(SEND_TIMEOUT));
+    let _ = ch.set_read_timeout(Some(SEND_TIMEOUT));
+    if send(&ch, &Message::Failed { reason: told }, &[]).is_ok() {
+        // What it sends (and the descriptors) is dropped; its end of the exchange
+        // finishes before the channel closes, so it reads the reason.
+        while let Ok((m, _)) = recv(&ch) {
+            if matches!(m, Message::End) {
+                break;
+            }
+        }
+    }
+    anyhow::bail!(why)
+}
+
 /// The old side: send every socket, and the anycast verdicts, to the successor on
 /// `ch`. Returns its pid.
 pub fn hand_over(
@@ -140,16 +197,16 @@ pub fn hand_over(
     admin: Option<&TcpListener>,
     anycast: &[Verdict],
 ) -> Result<u32, String> {
-    let (pid, uid) = ch
-        .peer()
-        .map_err(|e| format!("cannot identify the peer: {e}"))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if uid != me && uid != 0 {
-        return Err(format!(
-            "refused: process {pid} runs as user {uid}, not {me}"
-        ));
-    }
-    let io = |e: std::io::Error| format!("cannot send the sockets to process {pid}: {e}");
+    let pid = trusted_peer(ch)?;
+    ch.set_write_timeout(Some(SEND_TIMEOUT))
+        .map_err(|e| format!("cannot set up the channel to process {pid}: {e}"))?;
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock => format!(
+            "process {pid} did not take the sockets (no room in its queue for {} s)",
+            SEND_TIMEOUT.as_secs()
+        ),
+        _ => format!("cannot send the sockets to process {pid}: {e}"),
+    };
     send(ch, &hello(anycast), &[]).map_err(io)?;
     for (key, http, l) in sockets.handover() {
         let fds: Vec<_> = l.sockets.iter().map(AsFd::as_fd).collect();
@@ -180,10 +237,16 @@ pub fn await_ready(ch: &Channel) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err("exited before it was ready".to_owned())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(format!(
-            "was not ready within {} s",
-            READY_TIMEOUT.as_secs()
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let why = format!("was not ready within {} s", READY_TIMEOUT.as_secs());
+            // Told, so that a successor ready just too late exits rather than serve
+            // beside this process, which keeps serving.
+            let m = Message::Failed {
+                reason: format!("the successor {why}; the running process keeps serving"),
+            };
+            let _ = send(ch, &m, &[]);
+            Err(why)
+        }
         Err(e) => Err(e.to_string()),
     };
     let _ = ch.set_read_timeout(None);
@@ -210,6 +273,10 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
             path.display()
         )
     })?;
+    // The sockets are taken only from a process of this user (or root): whoever
+    // could put another socket at the path (a directory others may write to) must
+    // not be able to hand this process listeners, nor learn that it is ready.
+    trusted_peer(&channel).map_err(|e| anyhow::anyhow!("--upgrade: {}: {e}", path.display()))?;
     channel.set_read_timeout(Some(READY_TIMEOUT))?;
     let (old_pid, anycast) = match recv(&channel)? {
         (Message::Hello { pid, anycast }, _) => (pid, anycast),
@@ -265,13 +332,32 @@ pub fn ready(
     processes: Arc<Processes>,
     on_stopped: impl Fn() + Send + 'static,
 ) -> std::io::Result<()> {
-    send(
+    let told = send(
         &channel,
         &Message::Ready {
             pid: std::process::id(),
         },
         &[],
-    )?;
+    );
+    if let Err(e) = told {
+        // Either it gave up waiting (and said so before closing: it keeps serving,
+        // so this one must not), or it died (killed, crashed) while this one
+        // started: then this process holds the sockets, and exiting would leave
+        // nobody to accept.
+        if let Some(reason) = gave_up(&channel) {
+            return Err(std::io::Error::other(format!(
+                "the previous process gave up the upgrade: {reason}"
+            )));
+        }
+        tracing::warn!(
+            old_pid,
+            error = %e,
+            "upgrade: the previous process is gone; this process serves alone"
+        );
+        processes.remove(old_pid);
+        on_stopped();
+        return Ok(());
+    }
     std::thread::Builder::new()
         .name("sluice-upgrade".into())
         .spawn(move || {
@@ -290,6 +376,19 @@ pub fn ready(
             tracing::info!(old_pid, "upgrade: the previous process exited");
         })?;
     Ok(())
+}
+
+/// What the old process said before it closed the channel, if it gave up on this
+/// successor (`failed`); `None` when it closed it without a word (it died).
+fn gave_up(channel: &Channel) -> Option<String> {
+    let _ = channel.set_read_timeout(Some(Duration::from_millis(100)));
+    loop {
+        match recv(channel) {
+            Ok((Message::Failed { reason }, _)) => return Some(reason),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// The successor's side, failed: say why, so the old process logs it.

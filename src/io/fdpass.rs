@@ -14,7 +14,6 @@ use nix::sys::socket::{
 };
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,8 +42,10 @@ fn seqpacket() -> io::Result<OwnedFd> {
 impl ChannelListener {
     /// Listen at `path`, replacing what is there (a channel left by a process that
     /// ended, or the one a process being replaced listens on: it keeps its socket,
-    /// unreachable by the path). Mode 0600 before it listens, so no other user can
-    /// connect in between.
+    /// unreachable by the path). Mode 0600 from its creation: the socket's own mode,
+    /// set before the bind, is the one the kernel gives the file it creates, so no
+    /// other user can connect in between, and nothing is changed through the path
+    /// (which another process may have replaced by a symbolic link meanwhile).
     pub fn bind(path: &Path) -> io::Result<ChannelListener> {
         let fd = seqpacket()?;
         let addr = UnixAddr::new(path)?;
@@ -52,8 +53,11 @@ impl ChannelListener {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        // fchmod(2) on the socket itself.
+        let file = std::fs::File::from(fd);
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let fd = OwnedFd::from(file);
         socket::bind(fd.as_raw_fd(), &addr)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         socket::listen(&fd, Backlog::new(4)?)?;
         Ok(ChannelListener(fd))
     }
@@ -62,6 +66,13 @@ impl ChannelListener {
     pub fn accept(&self) -> io::Result<Channel> {
         Ok(Channel(socket::accept4(&self.0, SockFlag::SOCK_CLOEXEC)?))
     }
+}
+
+/// A socket timeout; zero is none.
+fn timeval(timeout: Option<Duration>) -> nix::sys::time::TimeVal {
+    timeout.map_or(nix::sys::time::TimeVal::new(0, 0), |t| {
+        nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _)
+    })
 }
 
 impl Channel {
@@ -79,10 +90,14 @@ impl Channel {
 
     /// How long a receive waits (`None`: for ever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let tv = timeout.map_or(nix::sys::time::TimeVal::new(0, 0), |t| {
-            nix::sys::time::TimeVal::new(t.as_secs() as _, t.subsec_micros() as _)
-        });
-        socket::setsockopt(&self.0, socket::sockopt::ReceiveTimeout, &tv)?;
+        socket::setsockopt(&self.0, socket::sockopt::ReceiveTimeout, &timeval(timeout))?;
+        Ok(())
+    }
+
+    /// How long a send waits for room in the peer's queue (`None`: for ever): a peer
+    /// that does not read must not hold the sender.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        socket::setsockopt(&self.0, socket::sockopt::SendTimeout, &timeval(timeout))?;
         Ok(())
     }
 
@@ -149,6 +164,7 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_listening_socket_sent_is_the_same_socket() {
