@@ -290,6 +290,39 @@ fn a_successor_that_cannot_start_leaves_the_old_one_serving(io: &str) {
     assert_eq!(pids(admin), [old.child.id()]);
     assert_eq!(admin_get(admin, "/_haproxy_health_check").0, 200);
 
+    // A successor that fails late — its configuration is good, its admin port's
+    // address is taken — fails before its shards start, so it never took a
+    // connection off the shared sockets that its exit would drop.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let late = old.dir.path().join("late.toml");
+    let late_cfg = cfg.replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"{}\"", taken.local_addr().unwrap()),
+    );
+    assert_ne!(late_cfg, cfg);
+    std::fs::write(&late, late_cfg).unwrap();
+    let mut new = Sluice::spawn_in(
+        &late,
+        &[
+            "--upgrade-socket".into(),
+            socket.display().to_string(),
+            "--upgrade".into(),
+        ],
+    );
+    assert!(!new.wait_exit().success());
+    let why = old.wait_log("the late failure", |l| {
+        l.contains("upgrade failed") && l.contains("admin port")
+    });
+    assert!(why.contains("keeps serving"), "{why}");
+    assert_eq!(
+        new.count_log(|l| l.contains("starting shards")),
+        0,
+        "the successor started no shard: {:?}",
+        new.log_lines()
+    );
+    assert_eq!(fetch(addr).unwrap(), "still here");
+    assert_eq!(pids(admin), [old.child.id()]);
+
     // A successor that takes the sockets and exits without a word: the same.
     let script = "import socket,sys\n\
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\

@@ -202,12 +202,6 @@ fn start_with(
         dataplane::Backend::Uring => (config::IoKind::Uring, "io_uring"),
         dataplane::Backend::Epoll => (config::IoKind::Epoll, "epoll"),
     };
-    let shards = dataplane::spawn(
-        Arc::clone(&published),
-        Arc::clone(&shard_counters),
-        workers,
-        io,
-    )?;
     // One pending notice at most: a rebuild covers every backend that came up.
     let (ramp_tx, ramp_rx) = crossbeam::channel::bounded::<()>(1);
     crate::health::spawn(
@@ -278,6 +272,15 @@ fn start_with(
         }
         None => None,
     };
+    // The shards start last, once nothing else can fail: a successor (a hot upgrade)
+    // that gave up after its shards had taken connections off the shared sockets would
+    // drop them as it exits, while the process it was to replace serves on.
+    let shards = dataplane::spawn(
+        Arc::clone(&published),
+        Arc::clone(&shard_counters),
+        workers,
+        io,
+    )?;
     Ok(Running {
         published,
         admin_addr,
