@@ -24,7 +24,7 @@ pub mod store;
 pub use challenges::{AlpnResolver, Challenges, Pending, ACME_TLS_ALPN, HTTP01_PREFIX};
 
 use crate::config::AcmeConfig;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// certificate ends.
 #[derive(Debug, Default)]
 pub struct AcmeStats {
-    pub orders_ok: Counter,
-    pub orders_failed: Counter,
+    pub orders_ok: SharedCounter,
+    pub orders_failed: SharedCounter,
     /// `(names joined by commas, not_after in Unix seconds)`, one per set held.
     /// Written by the ACME thread, read by the admin thread only.
     pub expiry: Mutex<Vec<(String, i64)>>,

@@ -7,7 +7,7 @@
 //! is writing a response is the newcomer answered 503 at once (counted).
 
 use super::Page;
-use crate::stats::Counter;
+use crate::stats::SharedCounter;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
@@ -52,15 +52,15 @@ impl Stop {
 #[derive(Debug, Default)]
 pub struct AdminCounters {
     /// Requests answered (any status).
-    pub requests: Counter,
+    pub requests: SharedCounter,
     /// Connections answered 503 at once because [`MAX_CONNECTIONS`] were open.
-    pub refused: Counter,
+    pub refused: SharedCounter,
     /// Requests refused 401 (no or wrong token) or 403 (cross-site signal).
-    pub denied: Counter,
+    pub denied: SharedCounter,
     /// Connections closed at a deadline (head or response not done in time).
-    pub timeouts: Counter,
+    pub timeouts: SharedCounter,
     /// Connections still reading their head closed to make room for a new one.
-    pub evicted: Counter,
+    pub evicted: SharedCounter,
 }
 
 /// What the loop asks of the pages: an answer for a complete request, its head and

@@ -38,12 +38,35 @@ impl<T> PerShard<T> {
     }
 }
 
-/// A counter written by one thread; `add` is a relaxed read-modify-write on a line
-/// no other core writes.
+/// A counter of a shard's own slot of a [`PerShard`] set: one thread writes it, so
+/// `add` is a relaxed load and store — a plain add, without the locked instruction of
+/// a read-modify-write, which cost a per cent of an L4 keep-alive request's CPU
+/// (docs/benchmarks.md). Readers on other threads see each store whole. A counter
+/// that several threads write is a [`SharedCounter`].
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
 impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A counter any thread may write (the control plane's, the admin port's): a relaxed
+/// read-modify-write.
+#[derive(Debug, Default)]
+pub struct SharedCounter(AtomicU64);
+
+impl SharedCounter {
     #[inline]
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Relaxed);
@@ -58,7 +81,8 @@ impl Counter {
     }
 }
 
-/// A level (for example, active connections). A connection opens and closes on the same
+/// A level (for example, active connections) of a shard's own slot, written by that
+/// shard alone (a plain add, as [`Counter`]). A connection opens and closes on the same
 /// shard, so each shard's own level never goes below zero.
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
@@ -66,11 +90,11 @@ pub struct Gauge(AtomicI64);
 impl Gauge {
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Relaxed);
+        self.0.store(self.0.load(Relaxed).wrapping_add(1), Relaxed);
     }
     #[inline]
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.0.store(self.0.load(Relaxed).wrapping_sub(1), Relaxed);
     }
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
@@ -251,8 +275,8 @@ impl TlsFailure {
 /// control thread only.
 #[derive(Debug, Default)]
 pub struct ControlCounters {
-    pub marathon_fetches: Counter,
-    pub marathon_failures: Counter,
+    pub marathon_fetches: SharedCounter,
+    pub marathon_failures: SharedCounter,
     /// Process-clock ms of the last good fetch (0: none yet).
     pub marathon_last_success_ms: AtomicU64,
     /// The last failed fetch: when (process-clock ms) and why. Written by the control
@@ -266,10 +290,10 @@ pub struct ControlCounters {
     pub marathon_left_out: AtomicU64,
     /// Services left out of what is published now: their address cannot be bound.
     pub unbound: AtomicU64,
-    pub marathon_conflicts: Counter,
-    pub bind_failures: Counter,
+    pub marathon_conflicts: SharedCounter,
+    pub bind_failures: SharedCounter,
     /// Reloads (signal or admin) rejected: the previous configuration kept serving.
-    pub reload_failures: Counter,
+    pub reload_failures: SharedCounter,
     /// Written by the ACME thread.
     pub acme: std::sync::Arc<crate::acme::AcmeStats>,
 }
