@@ -72,11 +72,16 @@ pub struct Body {
 
 impl Default for Body {
     fn default() -> Self {
-        Body {
-            state: State::Done,
-            output: Output::Chunked,
-        }
+        Body::DONE
     }
+}
+
+impl Body {
+    /// No body, or one already passed.
+    pub const DONE: Body = Body {
+        state: State::Done,
+        output: Output::Chunked,
+    };
 }
 
 impl Body {

@@ -162,6 +162,13 @@ pub struct Request {
 
 impl Default for Request {
     fn default() -> Self {
+        Request::EMPTY
+    }
+}
+
+impl Request {
+    /// No request yet (a const, so that an empty session part can be a static).
+    pub const EMPTY: Request = {
         Request {
             len: 0,
             method: Method::Get,
@@ -177,7 +184,7 @@ impl Default for Request {
             origin: 0..0,
             had_length: false,
         }
-    }
+    };
 }
 
 /// Offset of `part` inside `buf` (httparse hands out sub-slices of its input — except
@@ -422,6 +429,13 @@ pub struct Response {
 
 impl Default for Response {
     fn default() -> Self {
+        Response::EMPTY
+    }
+}
+
+impl Response {
+    /// No response yet.
+    pub const EMPTY: Response = {
         Response {
             len: 0,
             status: 0,
@@ -432,7 +446,7 @@ impl Default for Response {
             keep_alive: true,
             transfer_encoded: false,
         }
-    }
+    };
 }
 
 /// Why a backend's response cannot be relayed (answered 502).

@@ -14,7 +14,7 @@ impl Session {
             Phase::Closing if flushed && self.client_eof => self.phase = Phase::Closed,
             // The client's FIN came between requests: it closes once its last response
             // is out.
-            Phase::Head if flushed && self.client_eof && self.input.is_empty() => {
+            Phase::Head if flushed && self.client_eof && self.p.input.is_empty() => {
                 self.phase = Phase::Closed
             }
             Phase::Tunnel
@@ -33,15 +33,15 @@ impl Session {
     pub(super) fn advance(&mut self, now_ms: u64) {
         match self.phase {
             Phase::Head => {
-                if self.input.is_empty() {
+                if self.p.input.is_empty() {
                     return;
                 }
-                match head::parse_request(&self.input, self.limits.max_header_bytes, &mut self.req)
-                {
+                let p = &mut *self.p;
+                match head::parse_request(&p.input, self.limits.max_header_bytes, &mut p.req) {
                     // The client sent its FIN: this head can never be completed; the
                     // connection closes once what came before is written.
                     Ok(false) if self.client_eof => {
-                        self.input.clear();
+                        self.p.input.clear();
                         self.settle();
                     }
                     Ok(false) => {}
@@ -51,8 +51,9 @@ impl Session {
             }
             Phase::Exchange => self.pump_request_body(now_ms),
             Phase::Tunnel => {
-                self.to_backend.extend_from_slice(&self.input);
-                self.input.clear();
+                let p = &mut *self.p;
+                p.to_backend.extend_from_slice(&p.input);
+                p.input.clear();
             }
             Phase::Route | Phase::Closing | Phase::Closed => {}
         }
@@ -66,21 +67,22 @@ impl Session {
     }
 
     pub(super) fn pump_request_body(&mut self, now_ms: u64) {
-        if self.req_body.done() {
+        if self.p.req_body.done() {
             return;
         }
-        match self.req_body.feed(&self.input, &mut self.to_backend) {
+        let p = &mut *self.p;
+        match p.req_body.feed(&p.input, &mut p.to_backend) {
             Ok(used) => {
-                self.input.drain(..used);
-                if self.input.is_empty() {
-                    release(&mut self.input);
+                self.p.input.drain(..used);
+                if self.p.input.is_empty() {
+                    release(&mut self.p.input);
                 }
             }
             Err(e) => return self.body_error(e, now_ms),
         }
-        if self.req_body.done() {
+        if self.p.req_body.done() {
             self.since_ms = now_ms; // the response wait starts with the whole request sent
-            if self.resp_started && self.resp_body.done() {
+            if self.resp_started && self.p.resp_body.done() {
                 self.complete(now_ms);
             }
         }
@@ -100,28 +102,29 @@ impl Session {
     pub(super) fn advance_response(&mut self, now_ms: u64) {
         while !self.resp_started && self.phase == Phase::Exchange {
             let max = self.limits.max_header_bytes.max(16 * 1024);
-            match head::parse_response(&self.from_backend, max, self.req.method, &mut self.resp) {
+            let p = &mut *self.p;
+            match head::parse_response(&p.from_backend, max, p.req.method, &mut p.resp) {
                 Ok(false) => return,
                 Err(_) => return self.backend_failed(now_ms),
                 Ok(true) => {}
             }
-            let status = self.resp.status;
-            let tunnel = (status == 101 && self.req.upgrade)
-                || (self.req.method == Method::Connect && (200..300).contains(&status));
+            let status = self.p.resp.status;
+            let tunnel = (status == 101 && self.p.req.upgrade)
+                || (self.p.req.method == Method::Connect && (200..300).contains(&status));
             if status == 101 && !tunnel {
                 return self.backend_failed(now_ms);
             }
             if (100..200).contains(&status) && !tunnel {
-                if self.req.minor == 1 {
+                if self.p.req.minor == 1 {
                     self.write_response_head(true);
                 }
-                let n = self.resp.len;
-                self.from_backend.drain(..n);
+                let n = self.p.resp.len;
+                self.p.from_backend.drain(..n);
                 continue;
             }
             self.start_response(tunnel, now_ms);
         }
-        if self.phase == Phase::Exchange && self.resp_body.done() {
+        if self.phase == Phase::Exchange && self.p.resp_body.done() {
             self.complete(now_ms);
         }
     }
@@ -131,54 +134,56 @@ impl Session {
         self.resp_started = true;
         if self.replayable {
             self.replayable = false;
-            if self.backend_sent == self.to_backend.len() {
-                self.to_backend.clear();
-                self.backend_sent = 0;
+            if self.p.backend_sent == self.p.to_backend.len() {
+                self.p.to_backend.clear();
+                self.p.backend_sent = 0;
             }
         }
-        let old_client = self.req.minor == 0;
-        let output = if self.resp.body == BodyKind::Chunked && old_client {
+        let old_client = self.p.req.minor == 0;
+        let output = if self.p.resp.body == BodyKind::Chunked && old_client {
             Output::Plain
         } else {
             Output::Chunked
         };
-        self.client_keep &= !(self.client_eof && self.input.is_empty())
-            && self.resp.body != BodyKind::Close
+        self.client_keep &= !(self.client_eof && self.p.input.is_empty())
+            && self.p.resp.body != BodyKind::Close
             && output == Output::Chunked
             && !tunnel;
-        let head_at = self.to_client.len();
+        let head_at = self.p.to_client.len();
         self.write_response_head(tunnel);
-        let n = self.resp.len;
-        self.from_backend.drain(..n);
+        let n = self.p.resp.len;
+        self.p.from_backend.drain(..n);
         if tunnel {
             self.phase = Phase::Tunnel;
-            self.to_client.extend_from_slice(&self.from_backend);
-            self.from_backend.clear();
-            self.to_backend.extend_from_slice(&self.input);
-            self.input.clear();
+            let p = &mut *self.p;
+            p.to_client.extend_from_slice(&p.from_backend);
+            p.from_backend.clear();
+            p.to_backend.extend_from_slice(&p.input);
+            p.input.clear();
             return;
         }
-        self.resp_body = Body::new(self.resp.body, output);
-        match self.resp_body.feed(&self.from_backend, &mut self.to_client) {
-            Ok(used) if used < self.from_backend.len() => self.resp.keep_alive = false,
+        let p = &mut *self.p;
+        p.resp_body = Body::new(p.resp.body, output);
+        match p.resp_body.feed(&p.from_backend, &mut p.to_client) {
+            Ok(used) if used < self.p.from_backend.len() => self.p.resp.keep_alive = false,
             Ok(_) => {}
             Err(_) => {
                 // Malformed framing that came with the head: nothing of this response
                 // has left yet, so the client gets a 502 instead.
-                self.to_client.truncate(head_at);
-                self.from_backend.clear();
+                self.p.to_client.truncate(head_at);
+                self.p.from_backend.clear();
                 self.resp_started = false;
                 return self.backend_failed(now_ms);
             }
         }
-        self.from_backend.clear();
+        self.p.from_backend.clear();
     }
 
     /// The backend failed: 502 before any response was relayed, else cut the client off.
     pub(super) fn backend_failed(&mut self, now_ms: u64) {
         if self.resp_started {
             self.finished = Some(Finished {
-                status: self.resp.status,
+                status: self.p.resp.status,
                 reusable: false,
             });
             self.cut(now_ms);
@@ -200,9 +205,9 @@ impl Session {
         self.phase = Phase::Closing;
         self.graceful = true;
         self.since_ms = now_ms;
-        self.input.clear();
-        self.to_backend.clear();
-        self.backend_sent = 0;
+        self.p.input.clear();
+        self.p.to_backend.clear();
+        self.p.backend_sent = 0;
         self.replayable = false;
     }
 
@@ -214,9 +219,9 @@ impl Session {
         });
         self.phase = Phase::Closing;
         self.since_ms = now_ms;
-        self.input.clear();
-        self.to_backend.clear();
-        self.backend_sent = 0;
+        self.p.input.clear();
+        self.p.to_backend.clear();
+        self.p.backend_sent = 0;
         self.replayable = false;
         self.settle();
     }
@@ -229,34 +234,34 @@ impl Session {
         // (request hijacking). A HEAD response is where backends most often write a
         // body anyway, perhaps late, past any check at reuse. Neither connection is
         // handed to another request.
-        let reusable = self.resp.keep_alive
-            && self.req.body == BodyKind::None
-            && self.req.method != Method::Head
-            && self.req_body.done()
-            && self.from_backend.is_empty()
+        let reusable = self.p.resp.keep_alive
+            && self.p.req.body == BodyKind::None
+            && self.p.req.method != Method::Head
+            && self.p.req_body.done()
+            && self.p.from_backend.is_empty()
             && !self.backend_eof
             && self.backend_output().is_empty();
         self.finished = Some(Finished {
-            status: self.resp.status,
+            status: self.p.resp.status,
             reusable,
         });
-        release(&mut self.to_backend);
-        self.backend_sent = 0;
-        release(&mut self.from_backend);
+        release(&mut self.p.to_backend);
+        self.p.backend_sent = 0;
+        release(&mut self.p.from_backend);
         self.resp_started = false;
         self.resp_bytes = false;
         self.backend_eof = false;
         self.replayable = false;
-        self.pending_cookie.clear();
+        self.p.pending_cookie.clear();
         self.since_ms = now_ms;
-        let more = !self.client_eof || !self.input.is_empty();
-        if self.client_keep && self.req_body.done() && more {
+        let more = !self.client_eof || !self.p.input.is_empty();
+        if self.client_keep && self.p.req_body.done() && more {
             self.phase = Phase::Head;
             self.advance(now_ms); // a pipelined request may be waiting
         } else {
-            self.graceful = self.req_body.done() && self.input.is_empty();
+            self.graceful = self.p.req_body.done() && self.p.input.is_empty();
             self.phase = Phase::Closing;
-            self.input.clear();
+            self.p.input.clear();
             self.settle();
         }
     }

@@ -9,23 +9,24 @@ use std::io::Write;
 impl Session {
     /// The response head for the client: hop-by-hop fields replaced by our own.
     pub(super) fn write_response_head(&mut self, verbatim: bool) {
-        let out = &mut self.to_client;
-        let src = &self.from_backend;
+        let p = &mut *self.p;
+        let out = &mut p.to_client;
+        let src = &p.from_backend;
         out.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(out, u64::from(self.resp.status));
+        push_decimal(out, u64::from(p.resp.status));
         out.push(b' ');
-        out.extend_from_slice(&src[self.resp.reason.clone()]);
+        out.extend_from_slice(&src[p.resp.reason.clone()]);
         out.extend_from_slice(b"\r\n");
-        let dechunk = self.req.minor == 0 && self.resp.body == BodyKind::Chunked;
-        let options = !verbatim && has_options(src, &self.resp.fields);
-        for (kind, f) in &self.resp.fields {
+        let dechunk = p.req.minor == 0 && p.resp.body == BodyKind::Chunked;
+        let options = !verbatim && has_options(src, &p.resp.fields);
+        for (kind, f) in &p.resp.fields {
             let skip = match kind {
-                Known::Other if options => listed(src, &self.resp.fields, &src[f.name.clone()]),
+                Known::Other if options => listed(src, &p.resp.fields, &src[f.name.clone()]),
                 Known::Connection | Known::KeepAlive | Known::ProxyConnection => !verbatim,
                 Known::TransferEncoding => dechunk,
                 // RFC 9112 §6.3: Transfer-Encoding overrides it; a de-chunked body for
                 // HTTP/1.0 runs to the close.
-                Known::ContentLength => self.resp.transfer_encoded,
+                Known::ContentLength => p.resp.transfer_encoded,
                 _ => false,
             };
             if !skip {
@@ -35,15 +36,15 @@ impl Session {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        if (100..200).contains(&self.resp.status) {
+        if (100..200).contains(&p.resp.status) {
             out.extend_from_slice(b"\r\n");
             return;
         }
-        out.extend_from_slice(&self.pending_cookie);
+        out.extend_from_slice(&p.pending_cookie);
         if !verbatim {
             if !self.client_keep {
                 out.extend_from_slice(b"Connection: close\r\n");
-            } else if self.req.minor == 0 {
+            } else if p.req.minor == 0 {
                 out.extend_from_slice(b"Connection: keep-alive\r\n");
             }
         }
@@ -53,15 +54,16 @@ impl Session {
     /// The target as the backend receives it, in origin form: a lead (`/` when an
     /// absolute-form target had no path, `*` for `OPTIONS` without one) and the rest.
     pub fn origin_form(&self) -> (&'static [u8], &[u8]) {
-        origin_form(&self.req, &self.input)
+        origin_form(&self.p.req, &self.p.input)
     }
 
     /// The request head for the backend: hop-by-hop fields dropped, forwarded fields
     /// extended.
     pub(super) fn write_request_head(&mut self, fwd: &Forward) {
-        let out = &mut self.to_backend;
-        let src = &self.input;
-        let req = &self.req;
+        let p = &mut *self.p;
+        let out = &mut p.to_backend;
+        let src = &p.input;
+        let req = &p.req;
         out.extend_from_slice(&src[req.method_range.clone()]);
         out.push(b' ');
         if req.absolute {
@@ -143,7 +145,7 @@ impl Session {
     pub(super) fn respond(&mut self, status: u16, now_ms: u64) {
         let reason = reason(status);
         let _ = write!(
-            self.to_client,
+            self.p.to_client,
             "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}\n",
             reason.len() + 1
         );

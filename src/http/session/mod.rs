@@ -15,7 +15,8 @@ mod tests;
 pub use heads::reason;
 
 use super::body::{Body, Output};
-use super::head::{self, BodyKind, Method, Request, Response};
+use super::head::{self, BodyKind, Method};
+use spare::Lease;
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -123,18 +124,9 @@ pub enum BackendFault {
 pub struct Session {
     limits: Limits,
     phase: Phase,
-    /// Client bytes not yet consumed: a head being read, body bytes, pipelined requests.
-    input: Vec<u8>,
-    to_client: Vec<u8>,
-    client_sent: usize,
-    to_backend: Vec<u8>,
-    backend_sent: usize,
-    /// Backend bytes not yet consumed (a response head being read).
-    from_backend: Vec<u8>,
-    req: Request,
-    resp: Response,
-    req_body: Body,
-    resp_body: Body,
+    /// Buffers, heads and bodies of the current exchange, from the thread's spare
+    /// parts (`spare.rs`): none while idle, so an idle keep-alive connection is small.
+    p: Lease,
     /// A final (non-1xx) response head was relayed.
     resp_started: bool,
     /// Any response byte arrived from the backend for this request.
@@ -146,8 +138,6 @@ pub struct Session {
     client_eof: bool,
     backend_eof: bool,
     fin_to_backend: bool,
-    /// `Set-Cookie` line for the current response (sticky sessions).
-    pending_cookie: Vec<u8>,
     /// No more requests after the current one (shutting down).
     last: bool,
     /// Closing after a complete exchange (not an error of the client's): nothing
@@ -170,8 +160,6 @@ pub struct Session {
     /// A byte of the current request's body arrived.
     body_seen: bool,
     finished: Option<Finished>,
-    /// The buffers come from the thread's spare sets (`spare.rs`) and go back there.
-    provisioned: bool,
 }
 
 impl Session {
@@ -179,16 +167,7 @@ impl Session {
         Session {
             limits,
             phase: Phase::Head,
-            input: Vec::new(),
-            to_client: Vec::new(),
-            client_sent: 0,
-            to_backend: Vec::new(),
-            backend_sent: 0,
-            from_backend: Vec::new(),
-            req: Request::default(),
-            resp: Response::default(),
-            req_body: Body::default(),
-            resp_body: Body::default(),
+            p: Lease::default(),
             resp_started: false,
             resp_bytes: false,
             client_keep: true,
@@ -196,7 +175,6 @@ impl Session {
             client_eof: false,
             backend_eof: false,
             fin_to_backend: false,
-            pending_cookie: Vec::new(),
             graceful: false,
             last: false,
             cut_short: false,
@@ -206,7 +184,6 @@ impl Session {
             expect_continue: false,
             body_seen: false,
             finished: None,
-            provisioned: false,
         }
     }
 
@@ -225,7 +202,7 @@ impl Session {
     /// response is out, the connection may close without waiting for the client (the
     /// driver still checks that nothing is left to read, so the close cannot reset).
     pub fn graceful_close(&self) -> bool {
-        self.phase == Phase::Closing && self.graceful && self.input.is_empty()
+        self.phase == Phase::Closing && self.graceful && self.p.input.is_empty()
     }
 
     /// The process is shutting down: the response in flight (if any) is the last on
@@ -242,31 +219,23 @@ impl Session {
     /// once-a-second sweep rather than after each exchange, so a busy connection
     /// re-uses its allocations.
     pub fn trim_if_idle(&mut self) {
-        if self.phase != Phase::Head || !self.input.is_empty() || !self.client_output().is_empty() {
+        if self.phase != Phase::Head || !self.p.input.is_empty() || !self.client_output().is_empty()
+        {
             return;
         }
-        self.unprovision();
-        self.input = Vec::new();
-        self.to_client = Vec::new();
-        self.client_sent = 0;
-        self.to_backend = Vec::new();
-        self.backend_sent = 0;
-        self.from_backend = Vec::new();
-        self.pending_cookie = Vec::new();
-        self.req.fields = Vec::new();
-        self.resp.fields = Vec::new();
+        self.p.give_back();
     }
 
     /// Between requests with nothing read: safe to close when shutting down.
     pub fn is_idle(&self) -> bool {
-        (self.phase == Phase::Head && self.input.is_empty()) || self.phase == Phase::Closing
+        (self.phase == Phase::Head && self.p.input.is_empty()) || self.phase == Phase::Closing
     }
 
     // ---- what the driver reads --------------------------------------------------
 
     /// Bytes to write to the client.
     pub fn client_output(&self) -> &[u8] {
-        &self.to_client[self.client_sent..]
+        &self.p.to_client[self.p.client_sent..]
     }
 
     /// Everything in [`client_output`](Self::client_output) is the last the client
@@ -276,10 +245,10 @@ impl Session {
     }
 
     pub fn client_wrote(&mut self, n: usize) {
-        self.client_sent += n;
-        if self.client_sent == self.to_client.len() {
-            release(&mut self.to_client);
-            self.client_sent = 0;
+        self.p.client_sent += n;
+        if self.p.client_sent == self.p.to_client.len() {
+            release(&mut self.p.to_client);
+            self.p.client_sent = 0;
         }
         self.settle();
     }
@@ -287,7 +256,7 @@ impl Session {
     /// Bytes to write to the backend.
     pub fn backend_output(&self) -> &[u8] {
         match self.phase {
-            Phase::Exchange | Phase::Tunnel => &self.to_backend[self.backend_sent..],
+            Phase::Exchange | Phase::Tunnel => &self.p.to_backend[self.p.backend_sent..],
             _ => &[],
         }
     }
@@ -296,10 +265,10 @@ impl Session {
         if n > 0 {
             self.backend_since_ms = now_ms;
         }
-        self.backend_sent += n;
-        if self.backend_sent == self.to_backend.len() && !self.replayable {
-            release(&mut self.to_backend);
-            self.backend_sent = 0;
+        self.p.backend_sent += n;
+        if self.p.backend_sent == self.p.to_backend.len() && !self.replayable {
+            release(&mut self.p.to_backend);
+            self.p.backend_sent = 0;
         }
         self.settle();
     }
@@ -310,8 +279,8 @@ impl Session {
             return false;
         }
         match self.phase {
-            Phase::Head => self.input.len() < self.limits.max_header_bytes,
-            Phase::Exchange => !self.req_body.done() && self.backend_output().len() < HIGH_WATER,
+            Phase::Head => self.p.input.len() < self.limits.max_header_bytes,
+            Phase::Exchange => !self.p.req_body.done() && self.backend_output().len() < HIGH_WATER,
             Phase::Tunnel => self.backend_output().len() < HIGH_WATER,
             Phase::Closing => true, // discarded: see `LINGER_MS`
             Phase::Route | Phase::Closed => false,
@@ -358,7 +327,7 @@ impl Session {
     /// The routed request can be sent again should a reused connection fail before
     /// any response byte: idempotent and without a body.
     pub fn replayable(&self) -> bool {
-        self.req.method.idempotent() && self.req.body == BodyKind::None
+        self.p.req.method.idempotent() && self.p.req.body == BodyKind::None
     }
 
     // ---- the parsed request, for routing -------------------------------------------
@@ -366,20 +335,21 @@ impl Session {
     /// The Host without its port, or "" when absent; for an absolute-form target its
     /// authority, which replaces the Host field (RFC 9112 §3.2.2).
     pub fn host(&self) -> &[u8] {
-        self.req
+        self.p
+            .req
             .host
             .as_ref()
-            .map_or(b"", |r| head::host_name(&self.input[r.clone()]))
+            .map_or(b"", |r| head::host_name(&self.p.input[r.clone()]))
     }
 
     /// The path of the request target, with its query: what the backend receives (an
     /// absolute-form target without a path is `/`, or `*` for OPTIONS).
     pub fn path(&self) -> &[u8] {
-        let origin = &self.input[self.req.origin.clone()];
+        let origin = &self.p.input[self.p.req.origin.clone()];
         match origin.first() {
             Some(b'/') => origin,
-            _ if !self.req.absolute => origin,
-            None if self.req.method == Method::Options => b"*",
+            _ if !self.p.req.absolute => origin,
+            None if self.p.req.method == Method::Options => b"*",
             _ => b"/",
         }
     }
@@ -387,23 +357,24 @@ impl Session {
     /// The first value of header `name`; for Host, the authority of an absolute-form
     /// target.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        if self.req.absolute && name.eq_ignore_ascii_case("host") {
-            return self.req.host.as_ref().map(|r| &self.input[r.clone()]);
+        if self.p.req.absolute && name.eq_ignore_ascii_case("host") {
+            return self.p.req.host.as_ref().map(|r| &self.p.input[r.clone()]);
         }
-        self.req.fields.iter().find_map(|(_, f)| {
-            self.input[f.name.clone()]
+        self.p.req.fields.iter().find_map(|(_, f)| {
+            self.p.input[f.name.clone()]
                 .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| &self.input[f.value.clone()])
+                .then(|| &self.p.input[f.value.clone()])
         })
     }
 
     /// The value of cookie `name` in the request's Cookie headers.
     pub fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.req
+        self.p
+            .req
             .fields
             .iter()
-            .filter(|(_, f)| self.input[f.name.clone()].eq_ignore_ascii_case(b"cookie"))
-            .flat_map(|(_, f)| self.input[f.value.clone()].split(|&b| b == b';'))
+            .filter(|(_, f)| self.p.input[f.name.clone()].eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|(_, f)| self.p.input[f.value.clone()].split(|&b| b == b';'))
             .find_map(|pair| {
                 let pair = pair.trim_ascii();
                 let eq = pair.iter().position(|&b| b == b'=')?;
@@ -420,14 +391,13 @@ impl Session {
         now_ms: u64,
         read: impl FnOnce(&mut Vec<u8>) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        self.provision();
-        let before = self.input.len();
-        let n = read(&mut self.input)?;
+        let before = self.p.input.len();
+        let n = read(&mut self.p.input)?;
         if n == 0 {
             return Ok(0);
         }
         if self.phase == Phase::Closing {
-            self.input.clear();
+            self.p.input.clear();
             return Ok(n);
         }
         if (self.phase == Phase::Head && before == 0) || self.phase == Phase::Exchange {
@@ -447,8 +417,8 @@ impl Session {
             // Between requests (a head cut short is dropped): the connection closes
             // once the last response is written — it may still be, to a slow client
             // that half-closed after its request (see `settle`).
-            Phase::Head => self.input.clear(),
-            Phase::Exchange if !self.req_body.done() => self.phase = Phase::Closed,
+            Phase::Head => self.p.input.clear(),
+            Phase::Exchange if !self.p.req_body.done() => self.phase = Phase::Closed,
             // Requests already read (the current one, pipelined ones) are answered;
             // the connection closes after the last.
             Phase::Route | Phase::Exchange | Phase::Tunnel | Phase::Closing | Phase::Closed => {}
@@ -464,24 +434,25 @@ impl Session {
         self.resp_bytes = true;
         self.backend_since_ms = now_ms;
         if self.phase == Phase::Tunnel {
-            self.to_client.extend_from_slice(data);
+            self.p.to_client.extend_from_slice(data);
             return;
         }
         if self.phase != Phase::Exchange {
             return;
         }
-        if self.resp_started && self.from_backend.is_empty() {
+        if self.resp_started && self.p.from_backend.is_empty() {
             // The common case for body bytes: no copy into `from_backend` first.
-            match self.resp_body.feed(data, &mut self.to_client) {
+            let p = &mut *self.p;
+            match p.resp_body.feed(data, &mut p.to_client) {
                 Ok(used) if used < data.len() => {
                     // Bytes after the response: the backend is broken; never reuse it.
-                    self.resp.keep_alive = false;
+                    self.p.resp.keep_alive = false;
                 }
                 Ok(_) => {}
                 Err(_) => return self.backend_failed(now_ms),
             }
         } else {
-            self.from_backend.extend_from_slice(data);
+            self.p.from_backend.extend_from_slice(data);
         }
         self.advance_response(now_ms);
     }
@@ -494,16 +465,16 @@ impl Session {
                 self.settle();
                 BackendFault::Failed
             }
-            Phase::Exchange if self.resp_started && self.resp_body.until_close() && !reset => {
+            Phase::Exchange if self.resp_started && self.p.resp_body.until_close() && !reset => {
                 // The end of a body delimited by the close.
-                self.resp_body = Body::default();
+                self.p.resp_body = Body::default();
                 self.client_keep = false;
                 self.complete(now_ms);
                 BackendFault::Failed
             }
             Phase::Exchange if !self.resp_bytes && self.replayable => {
                 self.backend_eof = false;
-                self.backend_sent = 0;
+                self.p.backend_sent = 0;
                 self.phase = Phase::Route;
                 BackendFault::Retry
             }
@@ -528,7 +499,7 @@ impl Session {
 
     /// The exchange waits for more of the request body from the client.
     fn waits_on_client(&self) -> bool {
-        !self.req_body.done()
+        !self.p.req_body.done()
             && !self.client_eof
             && self.backend_output().is_empty()
             && (self.body_seen || !self.expect_continue)
@@ -540,7 +511,7 @@ impl Session {
         tracing::debug!(started = self.resp_started, "request body timed out");
         if self.resp_started {
             self.finished = Some(Finished {
-                status: self.resp.status,
+                status: self.p.resp.status,
                 reusable: false,
             });
             self.cut(now_ms);
@@ -554,7 +525,7 @@ impl Session {
     /// a client too slow to take the response, is not the backend's silence).
     fn waits_on_backend(&self) -> bool {
         !self.backend_output().is_empty()
-            || (self.wants_backend_read() && (self.req_body.done() || self.resp_started))
+            || (self.wants_backend_read() && (self.p.req_body.done() || self.resp_started))
     }
 
     /// What the session waits on now, and until when it may (`u64::MAX`: untimed).
@@ -568,11 +539,11 @@ impl Session {
             // A slow reader still taking a response: the keep-alive wait or the linger
             // starts once it has all of it (`check_timers` moves `since_ms` along).
             Phase::Head | Phase::Closing
-                if self.input.is_empty() && !self.client_output().is_empty() =>
+                if self.p.input.is_empty() && !self.client_output().is_empty() =>
             {
                 (Waiting::ClientReads, u64::MAX)
             }
-            Phase::Head if self.input.is_empty() => {
+            Phase::Head if self.p.input.is_empty() => {
                 let limit = if self.served == 0 {
                     l.header_timeout_ms
                 } else {
@@ -632,19 +603,19 @@ impl Session {
         if self.phase != Phase::Tunnel {
             return None;
         }
-        let mut to_backend = std::mem::take(&mut self.to_backend);
-        to_backend.drain(..self.backend_sent);
-        let mut to_client = std::mem::take(&mut self.to_client);
-        to_client.drain(..self.client_sent);
-        self.backend_sent = 0;
-        self.client_sent = 0;
+        let mut to_backend = std::mem::take(&mut self.p.to_backend);
+        to_backend.drain(..self.p.backend_sent);
+        let mut to_client = std::mem::take(&mut self.p.to_client);
+        to_client.drain(..self.p.client_sent);
+        self.p.backend_sent = 0;
+        self.p.client_sent = 0;
         self.phase = Phase::Closed;
         Some(Tunnel {
             to_backend,
             to_client,
             client_eof: self.client_eof,
             backend_eof: self.backend_eof,
-            status: self.resp.status,
+            status: self.p.resp.status,
         })
     }
 
@@ -657,9 +628,9 @@ impl Session {
         self.since_ms = now_ms;
         self.backend_since_ms = now_ms;
         self.backend_eof = false;
-        if !self.to_backend.is_empty() {
+        if !self.p.to_backend.is_empty() {
             // A replay: the head is still there.
-            self.backend_sent = 0;
+            self.p.backend_sent = 0;
             self.replayable = false;
             return;
         }
@@ -672,21 +643,21 @@ impl Session {
         self.expect_continue = self
             .header("expect")
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-        let head_len = self.req.len;
-        self.input.drain(..head_len);
-        self.body_seen = !self.input.is_empty();
+        let head_len = self.p.req.len;
+        self.p.input.drain(..head_len);
+        self.body_seen = !self.p.input.is_empty();
         let chunked_out = Output::Chunked;
-        self.req_body = Body::new(self.req.body, chunked_out);
-        self.client_keep = self.req.keep_alive && !self.last;
+        self.p.req_body = Body::new(self.p.req.body, chunked_out);
+        self.client_keep = self.p.req.keep_alive && !self.last;
         self.pump_request_body(now_ms);
     }
 
     /// The backend changed before anything was sent to it (a failed connect): only the
     /// sticky cookie for the response changes.
     pub fn retarget(&mut self, set_cookie: Option<(&str, &str)>) {
-        self.pending_cookie.clear();
+        self.p.pending_cookie.clear();
         if let Some((name, id)) = set_cookie {
-            let _ = write!(self.pending_cookie, "Set-Cookie: {name}={id}; Path=/\r\n");
+            let _ = write!(self.p.pending_cookie, "Set-Cookie: {name}={id}; Path=/\r\n");
         }
     }
 
@@ -698,7 +669,7 @@ impl Session {
     /// Answer the routed request with a redirect to `location` and close.
     pub fn redirect(&mut self, location: &str, now_ms: u64) {
         let _ = write!(
-            self.to_client,
+            self.p.to_client,
             "HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
         self.finish_with(301, now_ms);
@@ -706,19 +677,19 @@ impl Session {
 
     /// The request is a GET or a HEAD: one sluice may answer itself.
     pub fn is_read(&self) -> bool {
-        matches!(self.req.method, Method::Get | Method::Head)
+        matches!(self.p.req.method, Method::Get | Method::Head)
     }
 
     /// Answer the request with `body` (200, as bytes; a HEAD its head alone) and
     /// close: what sluice serves itself, an ACME HTTP-01 key authorization.
     pub fn answer(&mut self, body: &str, now_ms: u64) {
         let _ = write!(
-            self.to_client,
+            self.p.to_client,
             "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        if self.req.method != Method::Head {
-            self.to_client.extend_from_slice(body.as_bytes());
+        if self.p.req.method != Method::Head {
+            self.p.to_client.extend_from_slice(body.as_bytes());
         }
         self.finish_with(200, now_ms);
     }

@@ -1,13 +1,16 @@
-//! Spare buffers for sessions, one bounded pool per thread (a shard is one thread): a
-//! connection's first request takes a set, its close or the idle sweep gives the set
-//! back, so that new connections and their heads cost no allocation and an idle
-//! keep-alive connection still holds none.
+//! What a session holds only while it works — its byte buffers, the parsed heads, the
+//! bodies' framing — kept in one boxed [`Parts`], taken from a bounded pool per thread
+//! (a shard is one thread) when the connection first needs it and given back by its
+//! close or the idle sweep: new connections and their heads cost no allocation, and an
+//! idle keep-alive connection holds one pointer.
 
-use super::{Session, KEEP_BYTES};
-use crate::http::head::{Field, Known};
+use super::KEEP_BYTES;
+use crate::http::body::Body;
+use crate::http::head::{Request, Response};
 use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 
-/// Sets a thread keeps at most (about 5 KiB each); beyond that, given-back buffers
+/// Parts a thread keeps at most (about 5 KiB each); beyond that, given-back parts
 /// are freed.
 const SETS: usize = 256;
 /// A byte buffer's first capacity: a usual head fits, so writing one does not grow
@@ -16,30 +19,68 @@ const HEAD_BYTES: usize = 1024;
 /// A field list's first capacity.
 const FIELDS: usize = 24;
 
-/// The buffers of one session.
-pub(super) struct Set {
-    bytes: [Vec<u8>; 4],
-    fields: [Vec<(Known, Field)>; 2],
+/// A session's state of the current exchange.
+#[derive(Debug)]
+pub(super) struct Parts {
+    /// Client bytes not yet consumed: a head being read, body bytes, pipelined requests.
+    pub input: Vec<u8>,
+    pub to_client: Vec<u8>,
+    pub client_sent: usize,
+    pub to_backend: Vec<u8>,
+    pub backend_sent: usize,
+    /// Backend bytes not yet consumed (a response head being read).
+    pub from_backend: Vec<u8>,
+    pub req: Request,
+    pub resp: Response,
+    pub req_body: Body,
+    pub resp_body: Body,
+    /// `Set-Cookie` line for the current response (sticky sessions).
+    pub pending_cookie: Vec<u8>,
 }
+
+/// What a session without parts reads: nothing in any buffer, no request.
+static EMPTY: Parts = EMPTY_PARTS;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Set>> = const { RefCell::new(Vec::new()) };
+    // Boxed in the pool too: a session takes and gives back the box itself, so that
+    // neither moves `Parts` nor allocates.
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<Parts>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn fresh() -> Set {
-    Set {
-        bytes: std::array::from_fn(|_| Vec::with_capacity(HEAD_BYTES)),
-        fields: std::array::from_fn(|_| Vec::with_capacity(FIELDS)),
-    }
+fn fresh() -> Box<Parts> {
+    let bytes = || Vec::with_capacity(HEAD_BYTES);
+    Box::new(Parts {
+        input: bytes(),
+        to_client: bytes(),
+        to_backend: bytes(),
+        from_backend: bytes(),
+        req: Request {
+            fields: Vec::with_capacity(FIELDS),
+            ..Request::EMPTY
+        },
+        resp: Response {
+            fields: Vec::with_capacity(FIELDS),
+            ..Response::EMPTY
+        },
+        ..EMPTY_PARTS
+    })
 }
 
-/// Put `from` in `to` when `to` has none allocated (it always has none when a session
-/// takes its set: nothing was read or written yet).
-fn fill<T>(to: &mut Vec<T>, from: Vec<T>) {
-    if to.capacity() == 0 {
-        *to = from;
-    }
-}
+/// `EMPTY`'s value, to build from.
+const EMPTY_PARTS: Parts = Parts {
+    input: Vec::new(),
+    to_client: Vec::new(),
+    client_sent: 0,
+    to_backend: Vec::new(),
+    backend_sent: 0,
+    from_backend: Vec::new(),
+    req: Request::EMPTY,
+    resp: Response::EMPTY,
+    req_body: Body::DONE,
+    resp_body: Body::DONE,
+    pending_cookie: Vec::new(),
+};
 
 /// Empty, and freed when it grew past what is kept.
 fn kept<T>(mut v: Vec<T>, most: usize) -> Vec<T> {
@@ -50,57 +91,70 @@ fn kept<T>(mut v: Vec<T>, most: usize) -> Vec<T> {
     }
 }
 
-impl Session {
-    /// Take a set of buffers for the first request, unless the session has one.
-    pub(super) fn provision(&mut self) {
-        if self.provisioned {
-            return;
-        }
-        self.provisioned = true;
-        let set = SPARE.with_borrow_mut(Vec::pop).unwrap_or_else(fresh);
-        let [a, b, c, d] = set.bytes;
-        fill(&mut self.input, a);
-        fill(&mut self.to_client, b);
-        fill(&mut self.to_backend, c);
-        fill(&mut self.from_backend, d);
-        let [e, f] = set.fields;
-        fill(&mut self.req.fields, e);
-        fill(&mut self.resp.fields, f);
-    }
+/// A session's [`Parts`], when it holds them. Read without them, it is empty; written,
+/// it takes a set from the thread's spare ones first (or allocates one).
+#[derive(Debug, Default)]
+pub(super) struct Lease(Option<Box<Parts>>);
 
-    /// Give the buffers back (their contents dropped): the session holds none after.
-    pub(super) fn unprovision(&mut self) {
-        if !self.provisioned {
+impl Deref for Lease {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Parts {
+        self.0
+            .get_or_insert_with(|| SPARE.with_borrow_mut(Vec::pop).unwrap_or_else(fresh))
+    }
+}
+
+impl Lease {
+    /// Give the parts back, their contents dropped: the session holds none after.
+    pub(super) fn give_back(&mut self) {
+        let Some(mut parts) = self.0.take() else {
             return;
-        }
-        self.provisioned = false;
-        let keep = |v: &mut Vec<u8>| kept(std::mem::take(v), KEEP_BYTES);
-        let set = Set {
-            bytes: [
-                keep(&mut self.input),
-                keep(&mut self.to_client),
-                keep(&mut self.to_backend),
-                keep(&mut self.from_backend),
-            ],
-            fields: [
-                kept(std::mem::take(&mut self.req.fields), KEEP_BYTES),
-                kept(std::mem::take(&mut self.resp.fields), KEEP_BYTES),
-            ],
         };
-        // A session dropped while its thread exits finds the pool gone: its set is
+        let p = &mut *parts;
+        let keep = |v: &mut Vec<u8>| kept(std::mem::take(v), KEEP_BYTES);
+        *p = Parts {
+            input: keep(&mut p.input),
+            to_client: keep(&mut p.to_client),
+            to_backend: keep(&mut p.to_backend),
+            from_backend: keep(&mut p.from_backend),
+            pending_cookie: keep(&mut p.pending_cookie),
+            req: Request {
+                fields: kept(std::mem::take(&mut p.req.fields), KEEP_BYTES),
+                ..Request::EMPTY
+            },
+            resp: Response {
+                fields: kept(std::mem::take(&mut p.resp.fields), KEEP_BYTES),
+                ..Response::EMPTY
+            },
+            ..EMPTY_PARTS
+        };
+        // A session dropped while its thread exits finds the pool gone: its parts are
         // freed.
         let _ = SPARE.try_with(|spare| {
             let mut spare = spare.borrow_mut();
             if spare.len() < SETS {
-                spare.push(set);
+                spare.push(parts);
             }
         });
     }
+
+    /// The session holds its parts.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
-impl Drop for Session {
+impl Drop for Lease {
     fn drop(&mut self) {
-        self.unprovision();
+        self.give_back();
     }
 }
 

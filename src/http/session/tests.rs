@@ -386,12 +386,12 @@ fn a_client_too_slow_for_the_response_does_not_time_the_backend_out() {
 fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request() {
     let mut s = Session::new(LIMITS, 0);
     let held = |s: &Session| {
-        s.input.capacity()
-            + s.to_client.capacity()
-            + s.to_backend.capacity()
-            + s.from_backend.capacity()
-            + s.req.fields.capacity()
-            + s.resp.fields.capacity()
+        s.p.input.capacity()
+            + s.p.to_client.capacity()
+            + s.p.to_backend.capacity()
+            + s.p.from_backend.capacity()
+            + s.p.req.fields.capacity()
+            + s.p.resp.fields.capacity()
     };
     for round in 0..2 {
         client(&mut s, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -407,6 +407,7 @@ fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request(
         assert!(held(&s) > 0, "an exchange allocates");
         s.trim_if_idle();
         assert_eq!(held(&s), 0, "round {round}");
+        assert!(!s.p.held(), "round {round}");
     }
 }
 
