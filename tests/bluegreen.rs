@@ -268,22 +268,17 @@ fn deploy_under_load(io: &str, binds: &[&str]) {
             (r.len() == 3 && r.values().all(|s| s == "UP")).then_some(())
         });
     }
-    let before = seen
-        .lock()
-        .unwrap()
-        .answers
-        .get("green")
-        .copied()
-        .unwrap_or(0);
-    wait_for("green answering the clients", || {
-        let now = seen
-            .lock()
+    let green = || {
+        seen.lock()
             .unwrap()
             .answers
             .get("green")
             .copied()
-            .unwrap_or(0);
-        (now >= before + 20).then_some(())
+            .unwrap_or(0)
+    };
+    let before = green();
+    wait_for("green answering the clients", || {
+        (green() >= before + 20).then_some(())
     });
     stop.store(true, Ordering::Relaxed);
     for c in clients {

@@ -148,12 +148,10 @@ fn read_all(mut s: TcpStream) -> String {
     out
 }
 
-fn sigterm_while_a_successor_holds_the_sockets_waits_for_its_answer(io: &str) {
-    let backend = Backend::named("old");
-    let cfg = config(io, backend.addr);
-
-    // The successor serves: the sockets are left to it, not shut down.
-    let mut old = Sluice::start_args(&cfg, &["--upgrade-socket", "{dir}/upgrade.sock"]);
+/// A sluice that handed its sockets to a fake successor, which has not answered yet,
+/// and was then sent SIGTERM: it, its service's address, the fake.
+fn stopped_while_handed_over(cfg: &str) -> (Sluice, std::net::SocketAddr, Peer) {
+    let old = Sluice::start_args(cfg, &["--upgrade-socket", "{dir}/upgrade.sock"]);
     let socket = old.dir.path().join("upgrade.sock");
     old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
     let addr = old.addr("web");
@@ -164,6 +162,15 @@ fn sigterm_while_a_successor_holds_the_sockets_waits_for_its_answer(io: &str) {
     old.wait_log("the stop to wait", |l| {
         l.contains("stopping once the successor")
     });
+    (old, addr, fake)
+}
+
+fn sigterm_while_a_successor_holds_the_sockets_waits_for_its_answer(io: &str) {
+    let backend = Backend::named("old");
+    let cfg = config(io, backend.addr);
+
+    // The successor serves: the sockets are left to it, not shut down.
+    let (mut old, addr, mut fake) = stopped_while_handed_over(&cfg);
     // Still serving meanwhile.
     assert_eq!(fetch(addr).unwrap(), "old");
     fake.say("ready");
@@ -175,17 +182,7 @@ fn sigterm_while_a_successor_holds_the_sockets_waits_for_its_answer(io: &str) {
     drop(fake);
 
     // The successor fails: the process stops as at any SIGTERM.
-    let mut old = Sluice::start_args(&cfg, &["--upgrade-socket", "{dir}/upgrade.sock"]);
-    let socket = old.dir.path().join("upgrade.sock");
-    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
-    let addr = old.addr("web");
-    let mut fake = Peer::start(FAKE_SUCCESSOR, &socket);
-    assert_eq!(fake.line(), "taken");
-    old.wait_log("the handover", |l| l.contains("sockets handed over"));
-    old.signal("TERM");
-    old.wait_log("the stop to wait", |l| {
-        l.contains("stopping once the successor")
-    });
+    let (mut old, addr, mut fake) = stopped_while_handed_over(&cfg);
     fake.say("failed");
     assert_eq!(fake.line(), "sent");
     old.wait_log("the failure", |l| l.contains("told to fail"));

@@ -233,7 +233,7 @@ fn withdraw(reports: &mut [Report]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const H: Hysteresis = Hysteresis { rise: 3, fall: 2 };
@@ -369,7 +369,8 @@ mod tests {
         assert_eq!(parsed, board.reports());
     }
 
-    fn report(service: &str, listen: &str, announce: bool) -> Report {
+    /// A checked VIP's report (also what the upgrade's tests hand over).
+    pub(crate) fn report(service: &str, listen: &str, announce: bool) -> Report {
         Report {
             prefix: prefix(listen.parse().unwrap()),
             service: service.into(),

@@ -409,18 +409,8 @@ pub fn failed(channel: &Channel, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anycast::{Board, Report};
-
-    fn report(service: &str, listen: &str, announce: bool) -> Report {
-        Report {
-            prefix: crate::anycast::prefix(listen.parse().unwrap()),
-            service: service.into(),
-            listen: listen.into(),
-            announce,
-            reason: "checked".into(),
-            admin_timeout_ms: 3000,
-        }
-    }
+    use crate::anycast::tests::report;
+    use crate::anycast::Board;
 
     /// What the successor receives of the anycast verdicts of an old process with one
     /// VIP announced and one withdrawn.
