@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 /// The one deadline every test configures.
 const TIMEOUT_MS: u64 = 300;
 /// How much earlier than its deadline a close may be seen (clock granularity, and the
-/// client starting its watch a moment after sluice started the deadline).
-const SLACK_MS: u64 = 5;
+/// client starting its watch after sluice started the deadline: under the parallel
+/// tests, the client's thread may read the last response several milliseconds after
+/// sluice wrote it — 7 ms seen).
+const SLACK_MS: u64 = 50;
 /// How late after its deadline a timeout may fire.
 const LATE_MS: u64 = 100;
 
