@@ -233,11 +233,31 @@ impl Published {
     }
 
     /// Store `next`; shards see it on their next loop turn.
+    ///
+    /// The generation goes first. A reader of the snapshot itself (the admin port)
+    /// must never see it before the shards can: were the generation stored last, a
+    /// backend the stats already show draining could still be given new connections
+    /// for as long as the publishing thread stays descheduled between the two stores.
+    /// This way a shard that sees the new generation before the snapshot loads the
+    /// one before, keeps that one's generation, and loads again on its next turn.
     pub fn publish(&self, next: Snapshot) {
-        let generation = next.generation;
-        self.current.store(Arc::new(next));
-        self.published_ms.store(clock_ms(), Ordering::Relaxed);
-        self.generation.store(generation, Ordering::Release);
+        self.begin_publish(next)()
+    }
+
+    /// The two stores of [`Published::publish`]: the first now, the second when the
+    /// returned closure runs.
+    fn begin_publish(&self, next: Snapshot) -> impl FnOnce() + '_ {
+        self.generation.store(next.generation, Ordering::SeqCst);
+        move || {
+            self.current.store(Arc::new(next));
+            self.published_ms.store(clock_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// [`Published::publish`] with the publishing thread stopped between its stores.
+    #[cfg(test)]
+    pub(crate) fn publish_in_halves(&self, next: Snapshot) -> impl FnOnce() + '_ {
+        self.begin_publish(next)
     }
 
     /// When the newest snapshot was published, in ms on the process clock.

@@ -269,6 +269,40 @@ impl ShardCtx {
 mod tests {
     use super::*;
 
+    /// The publishing thread stores the generation, then the snapshot, and may be
+    /// descheduled between the two: a shard turn in that gap must not take the old
+    /// snapshot for the new one, or it would route by it (a backend the stats show
+    /// draining still given new connections) until the next publication.
+    #[test]
+    fn a_turn_between_the_two_stores_of_a_publication_takes_the_snapshot_on_the_next() {
+        let cfg = |backend: &str| {
+            crate::config::parse(&format!(
+                "[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"{backend}\"]\n"
+            ))
+            .expect("valid config")
+        };
+        let mut registry = crate::control::Registry::new(1);
+        let first = registry.build(&cfg("127.0.0.1:9")).expect("builds");
+        let published = Arc::new(Published::new(first));
+        let mut ctx = ShardCtx::new(0, 1, Arc::clone(&published), Arc::new(PerShard::new(1)));
+        let next = registry.build(&cfg("127.0.0.1:10")).expect("builds");
+        let want = next.generation;
+        assert_ne!(want, ctx.snapshot.generation);
+
+        // Whatever a reader of the snapshot (the stats) sees, a shard turn taken then
+        // routes by the same, in the gap and after it.
+        let second_half = published.publish_in_halves(next);
+        ctx.refresh();
+        let stats_see = published.load().generation;
+        assert_eq!(ctx.snapshot.generation, stats_see, "in the gap");
+        second_half();
+        ctx.refresh();
+        assert_eq!(published.load().generation, want);
+        assert_eq!(ctx.snapshot.generation, want, "after it");
+        assert_eq!(ctx.snapshot.services[0].backends[0].addr.port(), 10);
+        assert!(!ctx.refresh(), "and then has nothing more to take");
+    }
+
     #[test]
     fn shares_of_max_connections_add_up_to_it() {
         let shares = |max, workers| {
