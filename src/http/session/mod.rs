@@ -215,9 +215,11 @@ impl Session {
     }
 
     /// Between requests with nothing read: give back every buffer and field list, so
-    /// an idle keep-alive connection holds only the session itself. Called by the
-    /// once-a-second sweep rather than after each exchange, so a busy connection
-    /// re-uses its allocations.
+    /// an idle keep-alive connection holds only the session itself. Done as the last
+    /// byte of a response is written (the set goes to the thread's spare ones, where
+    /// the next request of any connection takes it: a burst of connections holds sets
+    /// only while exchanges are under way), and by the sweep for whatever ended
+    /// another way.
     pub fn trim_if_idle(&mut self) {
         if self.phase != Phase::Head || !self.p.input.is_empty() || !self.client_output().is_empty()
         {
@@ -251,6 +253,7 @@ impl Session {
             self.p.client_sent = 0;
         }
         self.settle();
+        self.trim_if_idle();
     }
 
     /// Bytes to write to the backend.

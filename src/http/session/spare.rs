@@ -1,8 +1,8 @@
 //! What a session holds only while it works — its byte buffers, the parsed heads, the
 //! bodies' framing — kept in one boxed [`Parts`], taken from a bounded pool per thread
-//! (a shard is one thread) when the connection first needs it and given back by its
-//! close or the idle sweep: new connections and their heads cost no allocation, and an
-//! idle keep-alive connection holds one pointer.
+//! (a shard is one thread) when the connection needs it and given back as its exchange
+//! ends (or by its close): new connections and their heads cost no allocation, and a
+//! keep-alive connection between requests holds one pointer.
 
 use super::KEEP_BYTES;
 use crate::http::body::Body;

@@ -383,7 +383,7 @@ fn a_client_too_slow_for_the_response_does_not_time_the_backend_out() {
 }
 
 #[test]
-fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request() {
+fn a_keep_alive_session_gives_its_memory_back_as_an_exchange_ends_and_serves_the_next() {
     let mut s = Session::new(LIMITS, 0);
     let held = |s: &Session| {
         s.p.input.capacity()
@@ -402,13 +402,37 @@ fn an_idle_keep_alive_session_gives_its_memory_back_and_serves_the_next_request(
         s.attach(fwd(round > 0), 0);
         take_backend(&mut s);
         s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
-        assert!(take_client(&mut s).ends_with("\r\n\r\nok"));
         assert_eq!(s.phase(), Phase::Head);
         assert!(held(&s) > 0, "an exchange allocates");
-        s.trim_if_idle();
+        // Written in two parts: the set is kept until the last byte is out.
+        let out = s.client_output().len();
+        s.client_wrote(out - 1);
+        assert!(s.p.held(), "round {round}: a byte of the response is left");
+        s.client_wrote(1);
         assert_eq!(held(&s), 0, "round {round}");
         assert!(!s.p.held(), "round {round}");
     }
+}
+
+#[test]
+fn a_session_keeps_its_memory_while_a_pipelined_request_waits() {
+    let mut s = Session::new(LIMITS, 0);
+    client(
+        &mut s,
+        b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    s.attach(fwd(false), 0);
+    assert!(take_backend(&mut s).starts_with("GET /a "));
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+    assert!(take_client(&mut s).ends_with("\r\n\r\nok"));
+    assert_eq!(s.phase(), Phase::Route, "the second request is read");
+    assert!(s.p.held());
+    s.attach(fwd(true), 0);
+    assert!(take_backend(&mut s).starts_with("GET /b "));
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+    assert!(take_client(&mut s).ends_with("\r\n\r\nok"));
+    assert_eq!(s.phase(), Phase::Head);
+    assert!(!s.p.held(), "nothing waits: given back");
 }
 
 #[test]
@@ -771,11 +795,15 @@ fn buffers_come_from_the_threads_spare_sets_and_go_back_when_idle_or_closed() {
     let before = super::spare::spare_sets();
     let mut s = Session::new(LIMITS, 0);
     exchange(&mut s);
-    // Trimmed between requests: the set goes back and the next request takes one.
-    s.trim_if_idle();
+    // Given back as the exchange ends; the next request takes one and gives it back.
     assert_eq!(super::spare::spare_sets(), before + 1);
-    exchange(&mut s);
+    client(&mut s, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(super::spare::spare_sets(), before);
+    s.attach(fwd(true), 0);
+    take_backend(&mut s);
+    s.backend_read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0);
+    take_client(&mut s);
+    assert_eq!(super::spare::spare_sets(), before + 1);
     // A set that grew past what is kept comes back without its large buffer.
     client(
         &mut s,
