@@ -546,6 +546,7 @@ impl<R: Reactor> Shard<R> {
                 None => {}
             }
         }
+        crate::http::session::trim_heap();
         self.http.sweep(self.ctx.now_ms);
         self.close_evicted();
         self.http.latency.publish(self.ctx.id);

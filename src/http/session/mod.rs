@@ -16,6 +16,7 @@ pub use heads::reason;
 
 use super::body::{Body, Output};
 use super::head::{self, BodyKind, Method};
+pub use spare::trim_heap;
 use spare::Lease;
 use std::io::Write;
 use std::net::IpAddr;
@@ -247,10 +248,13 @@ impl Session {
     }
 
     pub fn client_wrote(&mut self, n: usize) {
-        self.p.client_sent += n;
-        if self.p.client_sent == self.p.to_client.len() {
-            release(&mut self.p.to_client);
-            self.p.client_sent = 0;
+        // Nothing written: nothing to note (a session without parts takes none for it).
+        if n > 0 {
+            self.p.client_sent += n;
+            if self.p.client_sent == self.p.to_client.len() {
+                release(&mut self.p.to_client);
+                self.p.client_sent = 0;
+            }
         }
         self.settle();
         self.trim_if_idle();
@@ -267,11 +271,11 @@ impl Session {
     pub fn backend_wrote(&mut self, n: usize, now_ms: u64) {
         if n > 0 {
             self.backend_since_ms = now_ms;
-        }
-        self.p.backend_sent += n;
-        if self.p.backend_sent == self.p.to_backend.len() && !self.replayable {
-            release(&mut self.p.to_backend);
-            self.p.backend_sent = 0;
+            self.p.backend_sent += n;
+            if self.p.backend_sent == self.p.to_backend.len() && !self.replayable {
+                release(&mut self.p.to_backend);
+                self.p.backend_sent = 0;
+            }
         }
         self.settle();
     }

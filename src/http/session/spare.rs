@@ -7,7 +7,7 @@
 use super::KEEP_BYTES;
 use crate::http::body::Body;
 use crate::http::head::{Request, Response};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 
 /// Parts a thread keeps at most (about 5 KiB each); beyond that, given-back parts
@@ -41,11 +41,27 @@ pub(super) struct Parts {
 /// What a session without parts reads: nothing in any buffer, no request.
 static EMPTY: Parts = EMPTY_PARTS;
 
+/// Sets freed (the spares full) since the heap was last trimmed, past which
+/// [`trim_heap`] hands the free memory back to the system.
+const FREED_TO_TRIM: usize = 256;
+
 thread_local! {
     // Boxed in the pool too: a session takes and gives back the box itself, so that
     // neither moves `Parts` nor allocates.
     #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<Parts>>> = const { RefCell::new(Vec::new()) };
+    static FREED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// After a burst (many sets in use at once, freed as their exchanges ended), give the
+/// heap's free pages back to the system: the allocator would otherwise keep the burst's
+/// peak for good. Called by the once-a-second sweep; does nothing after a quiet second.
+pub fn trim_heap() {
+    if FREED.get() < FREED_TO_TRIM {
+        return;
+    }
+    FREED.set(0);
+    crate::io::sys::release_free_heap();
 }
 
 fn fresh() -> Box<Parts> {
@@ -141,6 +157,8 @@ impl Lease {
             let mut spare = spare.borrow_mut();
             if spare.len() < SETS {
                 spare.push(parts);
+            } else {
+                FREED.set(FREED.get() + 1);
             }
         });
     }
@@ -161,4 +179,9 @@ impl Drop for Lease {
 #[cfg(test)]
 pub(super) fn spare_sets() -> usize {
     SPARE.with_borrow(Vec::len)
+}
+
+#[cfg(test)]
+pub(super) fn freed_sets() -> usize {
+    FREED.get()
 }

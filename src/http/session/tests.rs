@@ -415,6 +415,14 @@ fn a_keep_alive_session_gives_its_memory_back_as_an_exchange_ends_and_serves_the
 }
 
 #[test]
+fn a_write_of_nothing_takes_no_parts() {
+    let mut s = Session::new(LIMITS, 0);
+    s.client_wrote(0);
+    s.backend_wrote(0, 0);
+    assert!(!s.p.held());
+}
+
+#[test]
 fn a_session_keeps_its_memory_while_a_pipelined_request_waits() {
     let mut s = Session::new(LIMITS, 0);
     client(
@@ -814,4 +822,25 @@ fn buffers_come_from_the_threads_spare_sets_and_go_back_when_idle_or_closed() {
     // A session that never read holds no set and gives none back.
     drop(Session::new(LIMITS, 0));
     assert_eq!(super::spare::spare_sets(), before + 1);
+}
+
+#[test]
+fn sets_freed_past_the_spares_are_counted_until_the_heap_is_trimmed() {
+    // A burst: 600 sessions in the middle of a request at once, then gone.
+    let busy: Vec<Session> = (0..600)
+        .map(|_| {
+            let mut s = Session::new(LIMITS, 0);
+            client(&mut s, b"GET /a HTTP/1.1\r\n");
+            s
+        })
+        .collect();
+    let (spares, freed) = (super::spare::spare_sets(), super::spare::freed_sets());
+    drop(busy);
+    let kept = super::spare::spare_sets() - spares;
+    assert_eq!(super::spare::spare_sets(), 256, "the spares are full");
+    assert_eq!(super::spare::freed_sets() - freed, 600 - kept);
+    super::trim_heap();
+    assert_eq!(super::spare::freed_sets(), 0, "trimmed, counted afresh");
+    super::trim_heap();
+    assert_eq!(super::spare::freed_sets(), 0);
 }
