@@ -214,6 +214,9 @@ pub struct Ring {
     pub setup: &'static str,
 }
 
+/// Connect addresses kept for reuse.
+const SPARE_ADDRS: usize = 64;
+
 /// Applies one set of setup flags to a ring builder.
 type SetupFn = fn(&mut io_uring::Builder);
 
@@ -467,7 +470,12 @@ impl Ring {
             if ud & CONNECT_TAG != 0 {
                 ud &= !CONNECT_TAG;
                 if let Some(buf) = self.connecting.remove(&ud) {
-                    self.spare_addrs.push(buf);
+                    // A few kept for the next connects; the rest freed, so that a
+                    // burst's addresses do not stay scattered through the heap,
+                    // holding pages the allocator could otherwise give back.
+                    if self.spare_addrs.len() < SPARE_ADDRS {
+                        self.spare_addrs.push(buf);
+                    }
                 }
             }
             out.push(Completion::decode(ud, c.result(), c.flags()));

@@ -18,7 +18,6 @@ use crate::io::sys::{self, Pipe};
 use crate::io::uring::{Buffer, Completion, Ring, RingConfig};
 use crate::snapshot::Listeners;
 use socket2::Socket;
-use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -75,12 +74,22 @@ struct SockState {
     /// A connect through the ring: its outcome once completed (0 or an errno).
     connect: Option<Option<i32>>,
     inflight: u8,
-    stash: VecDeque<Stashed>,
+    /// What the one receive in flight completed with, until the core takes it (a
+    /// receive is armed only when nothing is stashed). Held inline: a slot keeps no
+    /// allocation of its own after its socket is gone.
+    stash: Option<Stashed>,
     /// The last receive completed short: the socket was empty then.
     drained: bool,
     /// After `close`, while operations are still in flight: the descriptor, closed
     /// when the last one completes.
     closing: Option<Socket>,
+}
+
+impl SockState {
+    fn stash(&mut self, s: Stashed) {
+        debug_assert!(self.stash.is_none(), "a receive armed with bytes stashed");
+        self.stash = Some(s);
+    }
 }
 
 struct ListenerSlot {
@@ -241,10 +250,8 @@ impl Uring {
         }
         if st.inflight == 0 {
             st.closing = None; // closes the descriptor
-            for s in st.stash.drain(..) {
-                if let Stashed::Bytes { buf, .. } = s {
-                    self.ring.recycle(buf);
-                }
+            if let Some(Stashed::Bytes { buf, .. }) = st.stash.take() {
+                self.ring.recycle(buf);
             }
             self.free.push(slot);
         }
@@ -273,17 +280,17 @@ impl Uring {
                 match (r, buffer) {
                     (n, Some(buf)) if n > 0 => {
                         st.drained = (n as u32) < bytes;
-                        st.stash.push_back(Stashed::Bytes {
+                        st.stash(Stashed::Bytes {
                             buf,
                             offset: 0,
                             len: n as u32,
                         });
                     }
-                    (0, _) => st.stash.push_back(Stashed::End),
+                    (0, _) => st.stash(Stashed::End),
                     // Out of provided buffers: the core's next `recv` reads directly.
                     (e, _) if -e == libc::ENOBUFS => st.drained = false,
                     (e, _) if -e == libc::ECANCELED => return,
-                    (e, _) => st.stash.push_back(Stashed::Failed(-e)),
+                    (e, _) => st.stash(Stashed::Failed(-e)),
                 }
                 let hup = r <= 0 && -r != libc::ENOBUFS;
                 out.push(Event::Ready {
@@ -359,14 +366,14 @@ fn take_stashed(
     max: usize,
     put: impl FnOnce(&[u8]),
 ) -> Option<io::Result<usize>> {
-    Some(match st.stash.front_mut()? {
+    Some(match st.stash.as_mut()? {
         Stashed::Bytes { buf, offset, len } => {
             let n = (*len).min(max as u32);
             put(ring.bytes(buf, *offset, n));
             *offset += n;
             *len -= n;
             if *len == 0 {
-                if let Some(Stashed::Bytes { buf, .. }) = st.stash.pop_front() {
+                if let Some(Stashed::Bytes { buf, .. }) = st.stash.take() {
                     ring.recycle(buf);
                 }
             }
@@ -471,7 +478,7 @@ impl Reactor for Uring {
         let generation = st.generation;
         let fd = sock.sock.as_raw_fd();
         if want.read && st.reading == 0 {
-            if !st.stash.is_empty() {
+            if st.stash.is_some() {
                 self.owed.push(st.token);
             } else {
                 st.inflight += 1;
@@ -502,10 +509,8 @@ impl Reactor for Uring {
         let st = &mut self.socks[slot as usize];
         st.live = false;
         let generation = st.generation;
-        for s in st.stash.drain(..) {
-            if let Stashed::Bytes { buf, .. } = s {
-                self.ring.recycle(buf);
-            }
+        if let Some(Stashed::Bytes { buf, .. }) = st.stash.take() {
+            self.ring.recycle(buf);
         }
         let st = &mut self.socks[slot as usize];
         if st.inflight == 0 {
@@ -584,7 +589,7 @@ impl Reactor for Uring {
     }
 
     fn peek(&mut self, sock: &USock) -> io::Result<usize> {
-        match self.socks[sock.slot as usize].stash.front() {
+        match &self.socks[sock.slot as usize].stash {
             Some(Stashed::Bytes { len, .. }) => Ok(*len as usize),
             Some(Stashed::End) => Ok(0),
             Some(Stashed::Failed(e)) => Err(io::Error::from_raw_os_error(*e)),
@@ -602,7 +607,7 @@ impl Reactor for Uring {
 
     fn quiet(&self, sock: &USock) -> bool {
         let st = &self.socks[sock.slot as usize];
-        st.reading != OP_RECV && st.stash.is_empty()
+        st.reading != OP_RECV && st.stash.is_none()
     }
 
     fn splice_in(&mut self, sock: &USock, pipe: &Pipe, max: usize) -> io::Result<usize> {
