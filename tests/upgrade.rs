@@ -489,7 +489,83 @@ fn sigusr2_starts_the_binary_again_and_hands_over(io: &str) {
     });
 }
 
+/// After a handover the successor is the service: systemd (`Type=notify`,
+/// `NotifyAccess=all`) hears READY and then the successor's MAINPID, and no STOPPING
+/// from the draining process — which would stop the whole service, the successor
+/// with it. Signals meant for the service reach the draining process too (`systemctl
+/// stop` signals every process of it; an operator repeats a SIGUSR2 or reloads): a
+/// reload or an upgrade is not for it, and its first stop lets it go on draining, so
+/// its held connection goes on working through all three.
+fn a_draining_process_tells_systemd_nothing_and_finishes_its_connections(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let backend = Backend::echo();
+    let cfg = config(io, backend.addr);
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env("NOTIFY_SOCKET", &notify_path);
+    let mut old = Sluice::start_cmd_args(&cfg, cmd, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = old.dir.path().join("sluice.pid");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
+    let (addr, old_pid) = (old.addr("echo"), old.child.id());
+    let mut held = connect(addr);
+    let round_trip = |s: &mut std::net::TcpStream, n: u32| {
+        let msg = format!("round trip {n}\n");
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    };
+    round_trip(&mut held, 0);
+
+    old.signal("USR2");
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    let new_pid = wait_for("the successor's pidfile", || {
+        read_pidfile(&pidfile).filter(|&p| p != old_pid)
+    });
+    let _guard = KillOnDrop(new_pid);
+    for (n, sig) in ["HUP", "USR2", "TERM"].into_iter().enumerate() {
+        old.signal(sig);
+        old.wait_log("the signal's notice", |l| {
+            l.contains("draining: a reload or upgrade is not for this process")
+                && (sig != "USR2" || l.contains("signal=12"))
+                || sig == "TERM" && l.contains("draining already")
+        });
+        round_trip(&mut held, n as u32 + 1);
+    }
+    assert!(old.child.try_wait().unwrap().is_none(), "still draining");
+    assert_eq!(fetch_echo(addr), "through the successor\n");
+    drop(held);
+    assert!(old.wait_exit().success());
+    let mut told = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = notify.recv(&mut buf) {
+        told.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(
+        told,
+        ["READY=1".to_owned(), format!("MAINPID={new_pid}\nREADY=1")],
+        "what systemd heard"
+    );
+}
+
+/// One connection through `addr` to the echo backend: what came back.
+fn fetch_echo(addr: SocketAddr) -> String {
+    let mut s = connect(addr);
+    s.write_all(b"through the successor\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = String::new();
+    s.read_to_string(&mut back).unwrap();
+    back
+}
+
 both_io!(
+    a_draining_process_tells_systemd_nothing_and_finishes_its_connections,
     sigusr2_starts_the_binary_again_and_hands_over,
     upgrade_drops_nothing,
     a_successor_that_cannot_start_leaves_the_old_one_serving,

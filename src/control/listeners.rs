@@ -69,6 +69,10 @@ pub(super) struct Sockets {
     /// Sockets handed over by the process this one replaces (a hot upgrade), adopted
     /// by the first plan that names their key instead of binding anew.
     inherited: HashMap<ListenKey, (bool, Vec<TcpListener>)>,
+    /// Keep the sockets handed over that a build did not name, for a later build:
+    /// a successor following Marathon builds the file's services first, then
+    /// Marathon's ([`Sockets::release_inherited`] ends it).
+    hold_inherited: bool,
 }
 
 /// One listening address's sockets as a hot upgrade hands them over: its key, whether
@@ -97,16 +101,24 @@ impl Sockets {
             shards,
             held: HashMap::new(),
             inherited: HashMap::new(),
+            hold_inherited: false,
         }
     }
 
     /// Take the sockets a process being replaced handed over: the next plan adopts
     /// them by key rather than binding (a bind would make a second queue, and the
     /// probe would refuse the address the other process holds).
-    pub fn inherit(&mut self, sockets: Vec<HandedOver>) {
+    pub fn inherit(&mut self, sockets: Vec<HandedOver>, hold: bool) {
         for (key, http, list) in sockets {
             self.inherited.insert(key, (http, list));
         }
+        self.hold_inherited = hold;
+    }
+
+    /// Close the sockets handed over that no build has named (see `hold_inherited`).
+    pub fn release_inherited(&mut self) {
+        self.hold_inherited = false;
+        self.drop_unclaimed();
     }
 
     /// Every socket held, by key, for a successor: (key, tuned for HTTP, sockets).
@@ -245,7 +257,9 @@ impl Sockets {
             }
         }
         self.held.extend(binding.fresh);
-        self.drop_unclaimed();
+        if !self.hold_inherited {
+            self.drop_unclaimed();
+        }
     }
 
     /// The sockets of a service with its own `listen`.
@@ -477,7 +491,7 @@ mod tests {
         let ids: Vec<_> = before.listeners[0].sockets.iter().map(identity).collect();
         // As many shards: the very same sockets, still tuned for HTTP.
         let mut same = Registry::new(2);
-        same.inherit(handed(&old));
+        same.inherit(handed(&old), false);
         let after = same.build(&cfg).expect("builds");
         assert_eq!(after.listeners[0].local, before.listeners[0].local);
         let got: Vec<_> = after.listeners[0].sockets.iter().map(identity).collect();
@@ -485,20 +499,20 @@ mod tests {
         assert!(after.listeners[0].http.load(Ordering::Relaxed));
         // More shards: those, and one more in the same group, on the same port.
         let mut more = Registry::new(3);
-        more.inherit(handed(&old));
+        more.inherit(handed(&old), false);
         let wider = more.build(&cfg).expect("builds");
         let got: Vec<_> = wider.listeners[0].sockets.iter().map(identity).collect();
         assert_eq!((&got[..2], got.len()), (&ids[..], 3));
         assert_eq!(wider.listeners[0].local, before.listeners[0].local);
         // Fewer: the first ones.
         let mut fewer = Registry::new(1);
-        fewer.inherit(handed(&old));
+        fewer.inherit(handed(&old), false);
         let narrow = fewer.build(&cfg).expect("builds");
         let got: Vec<_> = narrow.listeners[0].sockets.iter().map(identity).collect();
         assert_eq!(got, ids[..1]);
         // A key no configuration names is let go of at the first build.
         let mut other = Registry::new(2);
-        other.inherit(handed(&old));
+        other.inherit(handed(&old), false);
         let renamed = crate::config::parse(
             "[[service]]\nname = \"api\"\nlisten = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9\"]\n",
         )
@@ -506,6 +520,29 @@ mod tests {
         let fresh = other.build(&renamed).expect("builds");
         assert_ne!(fresh.listeners[0].local, before.listeners[0].local);
         assert!(other.sockets().inherited.is_empty());
+        // Held: a build that does not name the key keeps it for one that does (a
+        // successor's Marathon services, built after the file's); released, the rest
+        // is closed.
+        let mut held = Registry::new(2);
+        held.inherit(handed(&old), true);
+        held.build(&renamed).expect("builds");
+        assert_eq!(held.sockets().inherited.len(), 1);
+        let later = held.build(&cfg).expect("builds");
+        let got: Vec<_> = later
+            .listeners
+            .iter()
+            .flat_map(|l| l.sockets.iter().map(identity))
+            .collect();
+        assert!(
+            ids.iter().all(|id| got.contains(id)),
+            "adopted by the later build"
+        );
+        assert!(held.sockets().inherited.is_empty());
+        let mut unnamed = Registry::new(2);
+        unnamed.inherit(handed(&old), true);
+        unnamed.build(&renamed).expect("builds");
+        unnamed.release_inherited();
+        assert!(unnamed.sockets().inherited.is_empty());
     }
 
     /// A free fixed port on loopback (free when asked; tests take it at once).

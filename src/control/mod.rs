@@ -69,6 +69,9 @@ pub struct Running {
     file: Config,
     /// Marathon's last good translation, when Marathon is configured.
     marathon: Option<crate::marathon::apps::Translation>,
+    /// What the last build could not bind: tried again at each Marathon answer (a
+    /// port another process held may be free by then), logged once.
+    unbound: Vec<String>,
     pub control_counters: Arc<ControlCounters>,
     /// Asks the Marathon poller for a fetch now (events, admin `/_mlb_signal/hup`). One
     /// pending wake-up at most: requests that arrive while one is pending coalesce. Kept
@@ -190,7 +193,10 @@ fn start_with(
     let workers = cfg.server.effective_workers();
     check_descriptors(&cfg, workers);
     let mut registry = Registry::new(workers);
-    registry.inherit(inherited.listeners);
+    // A successor following Marathon keeps the sockets of Marathon's services until
+    // it has built them too (below).
+    let follows = cfg.marathon.is_some() && !inherited.listeners.is_empty();
+    registry.inherit(inherited.listeners, follows);
     let snapshot = registry
         .build(&cfg)
         .map_err(|errs| anyhow::anyhow!(errs.join("\n")))?;
@@ -272,19 +278,10 @@ fn start_with(
         }
         None => None,
     };
-    // The shards start last, once nothing else can fail: a successor (a hot upgrade)
-    // that gave up after its shards had taken connections off the shared sockets would
-    // drop them as it exits, while the process it was to replace serves on.
-    let shards = dataplane::spawn(
-        Arc::clone(&published),
-        Arc::clone(&shard_counters),
-        workers,
-        io,
-    )?;
-    Ok(Running {
-        published,
+    let mut running = Running {
+        published: Arc::clone(&published),
         admin_addr,
-        shards,
+        shards: Vec::new(),
         registry,
         source,
         started: cfg.server.clone(),
@@ -294,6 +291,7 @@ fn start_with(
         started_anycast: cfg.anycast,
         file: cfg,
         marathon: None,
+        unbound: Vec::new(),
         control_counters,
         wake,
         wake_rx: Some(wake_rx),
@@ -305,10 +303,55 @@ fn start_with(
         upgrading: Default::default(),
         admin_socket,
         admin_stop,
-    })
+    };
+    if follows {
+        running.take_marathon_over()?;
+    }
+    // The shards start last, once nothing else can fail: a successor (a hot upgrade)
+    // that gave up after its shards had taken connections off the shared sockets would
+    // drop them as it exits, while the process it was to replace serves on.
+    running.shards = dataplane::spawn(published, shard_counters, workers, io)?;
+    Ok(running)
 }
 
+/// Why the services are built again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rebuild {
+    /// The file or Marathon changed.
+    Change,
+    /// A slow start's step: the same services at new weights.
+    SlowStart,
+    /// The same services, for those that could not be bound before.
+    Retry,
+}
+
+/// How long a successor following Marathon tries to fetch Marathon's apps before it
+/// gives up the upgrade (within the predecessor's [`upgrade::READY_TIMEOUT`]).
+const MARATHON_AT_UPGRADE: Duration = Duration::from_secs(30);
+
 impl Running {
+    /// A successor following Marathon: Marathon's services built before the first
+    /// connection is taken, adopting the sockets the process being replaced held for
+    /// them — built from the file alone, this process would close those sockets and
+    /// refuse their connections until Marathon's first answer, and then find their
+    /// ports held by the draining process. Marathon not answering fails the upgrade
+    /// (the running process keeps serving).
+    fn take_marathon_over(&mut self) -> anyhow::Result<()> {
+        let Some(m) = &self.file.marathon else {
+            return Ok(());
+        };
+        let t = crate::marathon::poller::first(m, MARATHON_AT_UPGRADE).map_err(|e| {
+            anyhow::anyhow!(
+                "Marathon did not answer within {} s ({e}): without Marathon's services this                  process would refuse their connections",
+                MARATHON_AT_UPGRADE.as_secs()
+            )
+        })?;
+        self.marathon = Some(t);
+        self.apply();
+        self.registry.release_inherited();
+        Ok(())
+    }
+
     /// Serve until SIGTERM or SIGINT, reloading on SIGHUP and following Marathon when
     /// configured; then drain and return.
     pub fn serve_until_signalled(mut self) -> anyhow::Result<()> {
@@ -422,6 +465,8 @@ impl Running {
                     if self.marathon.as_ref() != Some(&t) {
                         self.marathon = Some(t);
                         self.apply();
+                    } else if !self.unbound.is_empty() {
+                        self.publish_merged(Rebuild::Retry);
                     }
                 }
                 ControlEvent::Marathon(Err(e)) => {
@@ -446,16 +491,17 @@ impl Running {
     /// Publish the file's services plus Marathon's. Marathon services that conflict or
     /// cannot be bound are left out (logged, counted); the rest are applied.
     fn apply(&mut self) {
-        self.publish_merged(false);
+        self.publish_merged(Rebuild::Change);
     }
 
     /// [`Running::apply`] for a slow start's step: the same services at new weights,
     /// logged as such.
     fn apply_quietly(&mut self) {
-        self.publish_merged(true);
+        self.publish_merged(Rebuild::SlowStart);
     }
 
-    fn publish_merged(&mut self, slow_start: bool) {
+    fn publish_merged(&mut self, why: Rebuild) {
+        let slow_start = why != Rebuild::Change;
         let mut cfg = self.file.clone();
         let counters = &self.control_counters;
         if let Some(t) = &self.marathon {
@@ -478,11 +524,16 @@ impl Running {
         }
         let old = self.published.load();
         let (next, unbound) = self.registry.build_lenient(&cfg);
-        for e in unbound.iter().filter(|_| !slow_start) {
+        // Each failure once while it lasts (a build at each Marathon answer retries it).
+        for e in unbound.iter().filter(|e| !self.unbound.contains(e)) {
             tracing::error!("{e}");
             counters.bind_failures.inc();
         }
+        for e in self.unbound.iter().filter(|e| !unbound.contains(e)) {
+            tracing::info!("bound now: {e}");
+        }
         counters.unbound.store(unbound.len() as u64, Relaxed);
+        self.unbound = unbound;
         let drain_ms = self
             .file
             .marathon
@@ -492,10 +543,12 @@ impl Running {
         log_services(Some(&old), &next);
         let (generation, services) = (next.generation, next.services.len());
         self.published.publish(next);
-        if slow_start {
-            tracing::info!(generation, services, "slow start: weights updated");
-        } else {
-            tracing::info!(generation, services, "services updated");
+        match why {
+            Rebuild::Change => tracing::info!(generation, services, "services updated"),
+            Rebuild::SlowStart => {
+                tracing::info!(generation, services, "slow start: weights updated")
+            }
+            Rebuild::Retry => tracing::debug!(generation, services, "unbound services tried again"),
         }
     }
 
@@ -571,7 +624,12 @@ impl Running {
     /// accepts it any more; handed over, they are the successor's, and what queues
     /// there is its to accept.
     fn drain(mut self, events: &crossbeam::channel::Receiver<ControlEvent>, upgraded: bool) {
-        lifecycle::notify_systemd("STOPPING=1");
+        // Not after a handover: the successor is the service now (it told systemd
+        // its MAINPID), and with `NotifyAccess=all` a STOPPING=1 from this process
+        // would have systemd stop the whole service, the successor with it.
+        if !upgraded {
+            lifecycle::notify_systemd("STOPPING=1");
+        }
         let held = self.registry.held();
         let last = self.published.load();
         let draining = self.registry.draining(&last);
@@ -588,10 +646,32 @@ impl Running {
             self.stopped_accepting(&held);
         }
         drop(held);
+        // A drain that a hot upgrade began has had no stop asked yet: its first
+        // SIGTERM or SIGINT (`systemctl stop` signals every process of the service)
+        // lets it go on draining. A stop asked twice exits at once; a reload or an
+        // upgrade asked of a draining process is not for it (its successor, if any,
+        // does those) and changes nothing.
+        let mut stops = usize::from(!upgraded);
         while self.shards.iter().any(|h| !h.is_finished()) {
-            if let Ok(ControlEvent::Signal(_)) = events.recv_timeout(Duration::from_millis(20)) {
-                tracing::warn!("second signal: exiting without waiting for connections");
-                std::process::exit(1);
+            match events.recv_timeout(Duration::from_millis(20)) {
+                Ok(ControlEvent::Signal(sig @ (SIGHUP | SIGUSR2))) => {
+                    tracing::warn!(
+                        signal = sig,
+                        "draining: a reload or upgrade is not for this process; ignored"
+                    );
+                }
+                Ok(ControlEvent::Signal(sig)) if stops == 0 => {
+                    stops = 1;
+                    tracing::info!(
+                        signal = sig,
+                        "draining already; a second signal exits at once"
+                    );
+                }
+                Ok(ControlEvent::Signal(_)) => {
+                    tracing::warn!("second signal: exiting without waiting for connections");
+                    std::process::exit(1);
+                }
+                _ => {}
             }
         }
         for h in self.shards.drain(..) {

@@ -424,10 +424,17 @@ impl Registry {
         acme || self.tls.stale()
     }
 
-    /// Adopt, at the next build, the listening sockets a process being replaced
-    /// handed over.
-    pub(super) fn inherit(&mut self, sockets: Vec<super::listeners::HandedOver>) {
-        self.sockets.inherit(sockets);
+    /// Adopt, at the next build that names them, the listening sockets a process
+    /// being replaced handed over. With `hold`, those a build does not name are kept
+    /// for a later one until [`Registry::release_inherited`]; without, the first
+    /// build closes them.
+    pub(super) fn inherit(&mut self, sockets: Vec<super::listeners::HandedOver>, hold: bool) {
+        self.sockets.inherit(sockets, hold);
+    }
+
+    /// Close the sockets handed over that no build named.
+    pub(super) fn release_inherited(&mut self) {
+        self.sockets.release_inherited();
     }
 
     /// The listening sockets held, for a successor.
