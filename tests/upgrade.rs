@@ -564,7 +564,115 @@ fn fetch_echo(addr: SocketAddr) -> String {
     back
 }
 
+/// A sluice following Marathon, upgraded under a client loop: the successor serves
+/// Marathon's services (a service port and a named VIP) from its first moment on the
+/// sockets it was handed — none refused while Marathon's answer stays the same — and
+/// a successor that cannot reach Marathon gives the upgrade up, leaving the running
+/// process serving.
+fn a_successor_following_marathon_serves_its_services_from_the_start(io: &str) {
+    use common::marathon::{apps_body, Answer, Marathon, Task};
+    let backend = Backend::echo();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let task = Task {
+        id: "mig.1",
+        backend: backend.addr,
+        state: "TASK_RUNNING",
+        alive: true,
+    };
+    let body = apps_body("/mig", "external", port, "/mig:10009", &[task]);
+    let marathon = Marathon::start(Answer::Apps(body.clone()));
+    let net = if io == "epoll" {
+        "127.14.0.0"
+    } else {
+        "127.13.0.0"
+    };
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n[marathon]\nurls = [\"{}\"]\n\
+         group = \"external\"\npoll_interval_ms = 100\nevents = false\n\
+         bind_address = \"127.0.0.1\"\nvip_cidr = \"{net}/16\"\n",
+        server(io, ""),
+        marathon.url()
+    );
+    let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = old.dir.path().join("sluice.pid").display().to_string();
+    let name = format!("mig_{port}");
+    let addr = wait_for("Marathon's service", || {
+        old.listening()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| a)
+    });
+    let listening = old.listening();
+    assert_eq!(
+        listening.len(),
+        2,
+        "the service port and the VIP: {listening:?}"
+    );
+
+    // Marathon unreachable: the successor gives up; the running process serves on.
+    marathon.set(Answer::Close);
+    let mut failed = Sluice::spawn_in(
+        &old.config,
+        &["--pidfile".into(), pidfile.clone(), "--upgrade".into()],
+    );
+    // It tries for 30 s.
+    let status = wait_for_within(
+        "the successor to give up",
+        std::time::Duration::from_secs(60),
+        || failed.child.try_wait().unwrap(),
+    );
+    assert!(!status.success());
+    let why = old.wait_log("the failure", |l| l.contains("upgrade failed"));
+    assert!(why.contains("Marathon did not answer"), "{why}");
+    assert_eq!(fetch_echo(addr), "through the successor\n");
+    marathon.set(Answer::Apps(body));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let looping = client_loop(addr, Arc::clone(&stop), Arc::clone(&tally));
+    wait_for("the client loop", || {
+        (tally.ok.load(Ordering::Relaxed) > 20).then_some(())
+    });
+    let mut new = Sluice::spawn_in(
+        &old.config,
+        &["--pidfile".into(), pidfile, "--upgrade".into()],
+    );
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    assert!(old.wait_exit().success());
+    let after_exit = tally.ok.load(Ordering::Relaxed);
+    wait_for("new connections after the old process exited", || {
+        (tally.ok.load(Ordering::Relaxed) > after_exit + 20).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    looping.join().unwrap();
+    let failures = tally.failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    let mut now = new.listening();
+    let mut before = listening;
+    now.sort();
+    before.sort();
+    assert_eq!(now, before, "the same services on the same addresses");
+    assert_eq!(
+        new.count_log(|l| l.contains("not in the configuration") || l.contains("cannot listen")),
+        0
+    );
+    new.signal("TERM");
+    assert!(new.wait_exit().success());
+}
+
 both_io!(
+    a_successor_following_marathon_serves_its_services_from_the_start,
     a_draining_process_tells_systemd_nothing_and_finishes_its_connections,
     sigusr2_starts_the_binary_again_and_hands_over,
     upgrade_drops_nothing,
