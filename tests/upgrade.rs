@@ -384,6 +384,15 @@ fn sigterm_refuses_new_connects_and_finishes_established_ones(io: &str) {
         }
     });
     assert!(s.child.try_wait().unwrap().is_none(), "still draining");
+    // A reload or an upgrade asked of a draining process changes nothing.
+    for sig in ["HUP", "USR2"] {
+        s.signal(sig);
+    }
+    wait_for("both signals' notices", || {
+        (s.count_log(|l| l.contains("a reload or upgrade is not for this process")) == 2)
+            .then_some(())
+    });
+    assert!(s.child.try_wait().unwrap().is_none(), "still draining");
     assert_eq!(roundtrip(&mut established, b"after"), b"after");
     established.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
@@ -391,6 +400,54 @@ fn sigterm_refuses_new_connects_and_finishes_established_ones(io: &str) {
     assert!(rest.is_empty());
     assert!(s.wait_exit().success());
     assert!(!pidfile.exists(), "the pidfile is removed at exit");
+}
+
+/// SIGTERM with an anycast VIP: the VIP is reported withdrawn and the process goes
+/// on accepting for `withdraw_grace_ms` while the routers converge; a reload or an
+/// upgrade asked meanwhile does not cut that short.
+fn the_withdraw_grace_outlasts_a_reload_or_upgrade_asked_meanwhile(io: &str) {
+    let backend = Backend::echo();
+    let vip = if io == "epoll" {
+        "127.0.77.2"
+    } else {
+        "127.0.77.1"
+    };
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n[anycast]\ninterval_ms = 100\nrise = 1\n\
+         withdraw_grace_ms = 60000\n[[service]]\nname = \"vip\"\nlisten = \"{vip}:0\"\n\
+         anycast = true\nbackends = [\"{}\"]\n",
+        server(io, ""),
+        backend.addr
+    );
+    let mut s = Sluice::start(&cfg);
+    let addr = s.addr("vip");
+    let admin = s.admin();
+    wait_for("the VIP announced", || {
+        admin_get(admin, "/v1/anycast")
+            .1
+            .contains("\"announce\":true")
+            .then_some(())
+    });
+    s.signal("TERM");
+    s.wait_log("the withdrawal", |l| {
+        l.contains("anycast VIPs reported withdrawn")
+    });
+    for sig in ["HUP", "USR2"] {
+        s.signal(sig);
+    }
+    wait_for("both signals' notices", || {
+        (s.count_log(|l| l.contains("a reload or upgrade is not for this process")) == 2)
+            .then_some(())
+    });
+    assert!(s.child.try_wait().unwrap().is_none(), "still in the grace");
+    assert_eq!(
+        fetch_echo(addr),
+        "through the successor\n",
+        "still accepting"
+    );
+    // A second stop ends the grace at once.
+    s.signal("TERM");
+    assert!(!s.wait_exit().success());
 }
 
 /// A request that reaches an established HTTP connection after SIGTERM (the next
@@ -532,9 +589,9 @@ fn a_draining_process_tells_systemd_nothing_and_finishes_its_connections(io: &st
     for (n, sig) in ["HUP", "USR2", "TERM"].into_iter().enumerate() {
         old.signal(sig);
         old.wait_log("the signal's notice", |l| {
-            l.contains("draining: a reload or upgrade is not for this process")
+            l.contains("stopping: a reload or upgrade is not for this process")
                 && (sig != "USR2" || l.contains("signal=12"))
-                || sig == "TERM" && l.contains("draining already")
+                || sig == "TERM" && l.contains("stopping already")
         });
         round_trip(&mut held, n as u32 + 1);
     }
@@ -672,6 +729,7 @@ fn a_successor_following_marathon_serves_its_services_from_the_start(io: &str) {
 }
 
 both_io!(
+    the_withdraw_grace_outlasts_a_reload_or_upgrade_asked_meanwhile,
     a_successor_following_marathon_serves_its_services_from_the_start,
     a_draining_process_tells_systemd_nothing_and_finishes_its_connections,
     sigusr2_starts_the_binary_again_and_hands_over,

@@ -33,8 +33,8 @@ impl Running {
 
     /// SIGTERM with anycast VIPs: report them withdrawn, then keep accepting for
     /// `[anycast] withdraw_grace_ms` while the routers converge, so that no new
-    /// connection meets a closed port. A second signal ends the wait (and the process)
-    /// at once, as it does a drain.
+    /// connection meets a closed port. A second stop ends the wait (and the process)
+    /// at once, as it does a drain; a reload or an upgrade asked meanwhile is ignored.
     pub(super) fn leave_anycast(
         &self,
         sig: i32,
@@ -53,12 +53,10 @@ impl Running {
             "stopping: anycast VIPs reported withdrawn, still accepting while routers converge"
         );
         let end = Instant::now() + grace;
+        let mut stops = 1;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
             match events.recv_timeout(left) {
-                Ok(ControlEvent::Signal(_)) => {
-                    tracing::warn!("second signal: exiting without waiting for connections");
-                    std::process::exit(1);
-                }
+                Ok(ControlEvent::Signal(sig)) => super::signalled_while_stopping(sig, &mut stops),
                 Err(crossbeam::channel::RecvTimeoutError::Disconnected) => std::thread::sleep(left),
                 _ => {}
             }

@@ -314,6 +314,31 @@ fn start_with(
     Ok(running)
 }
 
+/// A signal to a process that is stopping (draining, or waiting for the routers
+/// after withdrawing its anycast VIPs), `stops` the stops asked so far: a reload or
+/// an upgrade is not for it (the successor, if any, does those) and changes nothing;
+/// a first stop (a drain that a handover began has had none: `systemctl stop`
+/// signals every process of the service) lets it go on; a second exits at once.
+fn signalled_while_stopping(sig: i32, stops: &mut usize) {
+    match sig {
+        SIGHUP | SIGUSR2 => tracing::warn!(
+            signal = sig,
+            "stopping: a reload or upgrade is not for this process; ignored"
+        ),
+        _ if *stops == 0 => {
+            *stops = 1;
+            tracing::info!(
+                signal = sig,
+                "stopping already; a second signal exits at once"
+            );
+        }
+        _ => {
+            tracing::warn!("second signal: exiting without waiting for connections");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// Why the services are built again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rebuild {
@@ -653,25 +678,8 @@ impl Running {
         // does those) and changes nothing.
         let mut stops = usize::from(!upgraded);
         while self.shards.iter().any(|h| !h.is_finished()) {
-            match events.recv_timeout(Duration::from_millis(20)) {
-                Ok(ControlEvent::Signal(sig @ (SIGHUP | SIGUSR2))) => {
-                    tracing::warn!(
-                        signal = sig,
-                        "draining: a reload or upgrade is not for this process; ignored"
-                    );
-                }
-                Ok(ControlEvent::Signal(sig)) if stops == 0 => {
-                    stops = 1;
-                    tracing::info!(
-                        signal = sig,
-                        "draining already; a second signal exits at once"
-                    );
-                }
-                Ok(ControlEvent::Signal(_)) => {
-                    tracing::warn!("second signal: exiting without waiting for connections");
-                    std::process::exit(1);
-                }
-                _ => {}
+            if let Ok(ControlEvent::Signal(sig)) = events.recv_timeout(Duration::from_millis(20)) {
+                signalled_while_stopping(sig, &mut stops);
             }
         }
         for h in self.shards.drain(..) {
