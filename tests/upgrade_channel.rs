@@ -118,7 +118,13 @@ while True:
     if json.loads(msg)['kind'] == 'end': break
 print('taken', flush=True)
 verdict = sys.stdin.readline().strip()
-if verdict == 'ready':
+if verdict == 'ready-for-another':
+    s.send(json.dumps({'kind': 'ready', 'pid': 1}).encode())
+    print('sent', flush=True)
+elif verdict == 'failed-in-lines':
+    s.send(json.dumps({'kind': 'failed', 'reason': 'one\nFORGED upgrade: serving'}).encode())
+    print('sent', flush=True)
+elif verdict == 'ready':
     s.send(json.dumps({'kind': 'ready', 'pid': os.getpid()}).encode())
     print('sent', flush=True)
     l = socket.socket(fileno=fds[0])
@@ -238,9 +244,50 @@ fn a_successor_takes_sockets_from_its_own_user_only(io: &str) {
     assert_eq!(impostor.line(), "listening");
     let mut new = successor(&config_path, &socket);
     assert!(!new.wait_exit().success(), "it refuses the channel");
-    new.wait_log("the refusal", |l| l.contains("runs as user 65534"));
+    new.wait_log("the refusal", |l| l.contains("runs as user nobody (65534)"));
     // It told the impostor nothing: no `ready` came.
     assert_eq!(impostor.line(), "closed");
+
+    // Nor does a sluice starting on that channel (not an upgrade) tell it anything
+    // (its `failed`, with this process's id, is for a sluice of its own user).
+    let socket = dir.path().join("squatted.sock");
+    let mut squatter = Peer::start(IMPOSTOR, &socket);
+    assert_eq!(squatter.line(), "listening");
+    let mut started = Sluice::spawn_in(
+        &config_path,
+        &["--upgrade-socket".into(), socket.display().to_string()],
+    );
+    assert!(!started.wait_exit().success());
+    started.wait_log("the refusal", |l| {
+        l.contains("a process of user nobody (65534)") && l.contains("listens there")
+    });
+    assert_eq!(squatter.line(), "closed");
+}
+
+/// A successor's word is taken for itself only: `ready` naming another process is
+/// no verdict, and a reason sent in several lines is logged as one.
+fn a_successors_word_is_checked_and_kept_to_one_line(io: &str) {
+    let backend = Backend::named("old");
+    let cfg = config(io, backend.addr);
+    let old = Sluice::start_args(&cfg, &["--upgrade-socket", "{dir}/upgrade.sock"]);
+    let socket = old.dir.path().join("upgrade.sock");
+    old.wait_log("the channel", |l| l.contains("upgrade channel listening"));
+    let addr = old.addr("web");
+    for (verdict, logged) in [
+        ("ready-for-another", "said process 1 is ready"),
+        ("failed-in-lines", "one; FORGED upgrade: serving"),
+    ] {
+        let mut fake = Peer::start(FAKE_SUCCESSOR, &socket);
+        assert_eq!(fake.line(), "taken");
+        fake.say(verdict);
+        assert_eq!(fake.line(), "sent");
+        let why = old.wait_log("the failure", |l| {
+            l.contains("upgrade failed") && l.contains(logged)
+        });
+        assert!(why.contains("keeps serving"), "{why}");
+        assert_eq!(fetch(addr).unwrap(), "old");
+    }
+    assert_eq!(old.count_log(|l| l.starts_with("FORGED")), 0);
 }
 
 /// A second sluice started with the running one's --pidfile (so its channel) fails
@@ -345,4 +392,5 @@ both_io!(
     a_successor_takes_sockets_from_its_own_user_only,
     a_second_process_on_the_same_channel_is_refused,
     a_successor_whose_predecessor_died_serves_alone,
+    a_successors_word_is_checked_and_kept_to_one_line,
 );

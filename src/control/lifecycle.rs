@@ -174,7 +174,7 @@ impl Running {
         let waited = std::thread::Builder::new()
             .name("sluice-upgrade-wait".into())
             .spawn(move || {
-                let verdict = upgrade::await_ready(&ch);
+                let verdict = upgrade::await_ready(&ch, pid);
                 let _ = tx.send(ControlEvent::UpgradeVerdict(pid, ch, verdict));
             });
         if let Err(e) = waited {

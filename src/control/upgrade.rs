@@ -64,10 +64,30 @@ fn trusted_peer(ch: &Channel) -> Result<u32, String> {
     let me = nix::unistd::geteuid().as_raw();
     if uid != me && uid != 0 {
         return Err(format!(
-            "refused: process {pid} runs as user {uid}, not {me}"
+            "refused: process {pid} runs as user {}, not as {} (run the upgrade as that \
+             user, or send the running process SIGUSR2)",
+            user_name(uid),
+            user_name(me)
         ));
     }
     Ok(pid)
+}
+
+/// A user's name and id, as a log says it.
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(u)) => format!("{} ({uid})", u.name),
+        _ => uid.to_string(),
+    }
+}
+
+/// What the other process said, fit for one log line: its lines joined, other
+/// control characters dropped (it cannot write lines of its own into this log).
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -165,6 +185,18 @@ pub fn refuse_if_taken(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     let (pid, uid) = ch.peer().unwrap_or((0, u32::MAX));
+    let me = nix::unistd::geteuid().as_raw();
+    if uid != me && uid != 0 {
+        // Not a sluice of this user: told nothing (not even this process's id).
+        anyhow::bail!(
+            "the upgrade channel {}: a process of user {} (pid {pid}) listens there: put \
+             the channel where only {} may write (a --pidfile or --upgrade-socket in a \
+             directory of its own, such as /run/sluice/)",
+            path.display(),
+            user_name(uid),
+            user_name(me)
+        );
+    }
     let why = format!(
         "the upgrade channel {}: process {pid} (user {uid}) listens there already: give \
          this process a --pidfile or --upgrade-socket of its own, or replace that one with \
@@ -205,6 +237,10 @@ pub fn hand_over(
             "process {pid} did not take the sockets (no room in its queue for {} s)",
             SEND_TIMEOUT.as_secs()
         ),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => format!(
+            "process {pid} closed the channel before it took the sockets (its own log says \
+             why: a successor takes them only from a process of its own user)"
+        ),
         _ => format!("cannot send the sockets to process {pid}: {e}"),
     };
     send(ch, &hello(anycast), &[]).map_err(io)?;
@@ -227,13 +263,17 @@ pub fn hand_over(
 
 /// The old side, after [`hand_over`]: wait (on a thread of its own, at most
 /// [`READY_TIMEOUT`]) for the successor's verdict.
-pub fn await_ready(ch: &Channel) -> Result<(), String> {
+pub fn await_ready(ch: &Channel, successor: u32) -> Result<(), String> {
     ch.set_read_timeout(Some(READY_TIMEOUT))
         .map_err(|e| e.to_string())?;
     let verdict = match recv(ch) {
-        Ok((Message::Ready { .. }, _)) => Ok(()),
-        Ok((Message::Failed { reason }, _)) => Err(format!("failed to start: {reason}")),
-        Ok((other, _)) => Err(format!("sent {other:?} instead of ready")),
+        Ok((Message::Ready { pid }, _)) if pid == successor => Ok(()),
+        // Only the process holding the channel may say it serves.
+        Ok((Message::Ready { pid }, _)) => Err(format!("said process {pid} is ready")),
+        Ok((Message::Failed { reason }, _)) => {
+            Err(format!("failed to start: {}", one_line(&reason)))
+        }
+        Ok((other, _)) => Err(one_line(&format!("sent {other:?} instead of ready"))),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err("exited before it was ready".to_owned())
         }
