@@ -728,7 +728,59 @@ fn a_successor_following_marathon_serves_its_services_from_the_start(io: &str) {
     assert!(new.wait_exit().success());
 }
 
+/// A backend the operator put in maintenance on the admin port stays there across
+/// an upgrade, as across a reload: the successor shows it MAINT and sends it nothing.
+fn a_backend_set_to_maint_by_hand_stays_so_after_an_upgrade(io: &str) {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        server(io, ""),
+        service("web", "roundrobin", &[a.addr, b.addr])
+    );
+    let mut old = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = old.dir.path().join("sluice.pid").display().to_string();
+    let (addr, admin) = (old.addr("web"), old.admin());
+    let form = format!("b=web&s={}&action=maint", b.addr);
+    let mut s = connect(admin);
+    write!(
+        s,
+        "POST /haproxy?stats HTTP/1.0\r\nHost: x\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("st=DONE"), "{answer}");
+    let maint_row = |csv: &str| {
+        csv.lines().any(|l| {
+            l.starts_with("web,") && l.contains(&b.addr.port().to_string()) && l.contains(",MAINT,")
+        })
+    };
+    wait_for("b in maintenance", || {
+        maint_row(&admin_get(admin, "/haproxy?stats;csv").1).then_some(())
+    });
+    let mut new = Sluice::spawn_in(
+        &old.config,
+        &["--pidfile".into(), pidfile, "--upgrade".into()],
+    );
+    old.wait_log("the successor serves", |l| {
+        l.contains("the successor serves")
+    });
+    assert!(old.wait_exit().success());
+    assert!(
+        maint_row(&admin_get(admin, "/haproxy?stats;csv").1),
+        "MAINT in the successor"
+    );
+    for _ in 0..20 {
+        assert_eq!(fetch(addr).unwrap(), "a");
+    }
+    new.signal("TERM");
+    assert!(new.wait_exit().success());
+}
+
 both_io!(
+    a_backend_set_to_maint_by_hand_stays_so_after_an_upgrade,
     the_withdraw_grace_outlasts_a_reload_or_upgrade_asked_meanwhile,
     a_successor_following_marathon_serves_its_services_from_the_start,
     a_draining_process_tells_systemd_nothing_and_finishes_its_connections,

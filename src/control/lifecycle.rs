@@ -38,6 +38,48 @@ pub(super) struct Upgrading {
     handed: Option<Channel>,
 }
 
+/// Every backend address the operator set to drain or maint on the admin port.
+fn set_by_hand(snap: &crate::snapshot::Snapshot) -> Vec<upgrade::ByHand> {
+    let mut out: Vec<upgrade::ByHand> = Vec::new();
+    for b in snap.services.iter().flat_map(|s| &s.backends) {
+        let admin = b.health.admin();
+        if admin != crate::health::Admin::Ready && !out.iter().any(|h| h.addr == b.addr) {
+            out.push(upgrade::ByHand {
+                addr: b.addr,
+                state: admin.word().to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// A successor: the states its predecessor's operator set by hand, set again on the
+/// same addresses (a state is the address's, whichever service names it).
+pub(super) fn restore_by_hand(snap: &crate::snapshot::Snapshot, by_hand: &[upgrade::ByHand]) {
+    for h in by_hand {
+        let admin = match h.state.as_str() {
+            "drain" => crate::health::Admin::Drain,
+            "maint" => crate::health::Admin::Maint,
+            _ => continue,
+        };
+        let mut found = false;
+        for b in snap.services.iter().flat_map(|s| &s.backends) {
+            if b.addr == h.addr {
+                b.health.set_admin(admin);
+                // At once, not at the health thread's next look: the shards start next.
+                b.health.set_state(match admin {
+                    crate::health::Admin::Drain => crate::health::State::Drain,
+                    _ => crate::health::State::Maint,
+                });
+                found = true;
+            }
+        }
+        if found {
+            tracing::info!(backend = %h.addr, "upgrade: backend kept at {}, as set by hand", admin.word());
+        }
+    }
+}
+
 /// Whether the admin socket handed over is the one `addr` asks for (port 0: any
 /// port on that address).
 pub fn same_place(l: &TcpListener, addr: SocketAddr) -> bool {
@@ -156,8 +198,10 @@ impl Running {
             return;
         }
         let verdicts = self.anycast.verdicts();
+        let by_hand = set_by_hand(&self.published.load());
         let sockets = self.registry.sockets();
-        let pid = match upgrade::hand_over(&ch, sockets, self.admin_socket.as_ref(), &verdicts) {
+        let admin = self.admin_socket.as_ref();
+        let pid = match upgrade::hand_over(&ch, sockets, admin, &verdicts, &by_hand) {
             Ok(pid) => pid,
             Err(why) => {
                 tracing::error!("upgrade failed: {why}; this process keeps serving");

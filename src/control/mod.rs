@@ -143,11 +143,13 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
         listeners,
         admin,
         anycast,
+        by_hand,
     } = upgrade::receive(path)?;
     let inherited = Inherited {
         listeners,
         admin,
         anycast,
+        by_hand,
     };
     match start_with(source, lifecycle, signals, inherited) {
         Ok(running) => {
@@ -178,6 +180,7 @@ struct Inherited {
     listeners: Vec<listeners::HandedOver>,
     admin: Option<std::net::TcpListener>,
     anycast: Vec<crate::anycast::Verdict>,
+    by_hand: Vec<upgrade::ByHand>,
 }
 
 fn start_with(
@@ -307,6 +310,7 @@ fn start_with(
     if follows {
         running.take_marathon_over()?;
     }
+    lifecycle::restore_by_hand(&running.published.load(), &inherited.by_hand);
     // The shards start last, once nothing else can fail: a successor (a hot upgrade)
     // that gave up after its shards had taken connections off the shared sockets would
     // drop them as it exits, while the process it was to replace serves on.

@@ -98,6 +98,9 @@ enum Message {
         /// Every anycast VIP the old process judged, announced or not.
         #[serde(default)]
         anycast: Vec<Verdict>,
+        /// Every backend address the operator set to drain or maint by hand.
+        #[serde(default)]
+        by_hand: Vec<ByHand>,
     },
     Listener {
         key: ListenKey,
@@ -113,6 +116,14 @@ enum Message {
     },
     /// The old process's shards no longer accept (sent after `ready`).
     Stopped,
+}
+
+/// A backend address and what the operator set it to on the admin port (`drain` or
+/// `maint`), carried across an upgrade as a reload keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByHand {
+    pub addr: std::net::SocketAddr,
+    pub state: String,
 }
 
 fn send(ch: &Channel, m: &Message, fds: &[std::os::fd::BorrowedFd]) -> std::io::Result<()> {
@@ -152,13 +163,15 @@ pub fn listen(path: &Path, on_connect: impl Fn(Channel) + Send + 'static) -> std
     Ok(())
 }
 
-/// The `hello` with the anycast verdicts, or without them when they do not fit in
-/// one message (thousands of VIPs): the successor then starts them withdrawn.
-fn hello(anycast: &[Verdict]) -> Message {
+/// The `hello` with the anycast verdicts and the states set by hand, or without them
+/// when they do not fit in one message (thousands of VIPs or backends): the
+/// successor then starts the VIPs withdrawn and every backend as its checks say.
+fn hello(anycast: &[Verdict], by_hand: &[ByHand]) -> Message {
     let pid = std::process::id();
     let m = Message::Hello {
         pid,
         anycast: anycast.to_vec(),
+        by_hand: by_hand.to_vec(),
     };
     let len = serde_json::to_vec(&m).map_or(usize::MAX, |b| b.len());
     if len <= crate::io::fdpass::MAX_MESSAGE {
@@ -166,11 +179,14 @@ fn hello(anycast: &[Verdict]) -> Message {
     }
     tracing::warn!(
         vips = anycast.len(),
-        "upgrade: too many anycast verdicts for one message; the successor starts them withdrawn"
+        backends = by_hand.len(),
+        "upgrade: too many anycast verdicts and states set by hand for one message; the \
+         successor starts its VIPs withdrawn and its backends as their checks say"
     );
     Message::Hello {
         pid,
         anycast: Vec::new(),
+        by_hand: Vec::new(),
     }
 }
 
@@ -228,6 +244,7 @@ pub fn hand_over(
     sockets: &super::listeners::Sockets,
     admin: Option<&TcpListener>,
     anycast: &[Verdict],
+    by_hand: &[ByHand],
 ) -> Result<u32, String> {
     let pid = trusted_peer(ch)?;
     ch.set_write_timeout(Some(SEND_TIMEOUT))
@@ -243,7 +260,7 @@ pub fn hand_over(
         ),
         _ => format!("cannot send the sockets to process {pid}: {e}"),
     };
-    send(ch, &hello(anycast), &[]).map_err(io)?;
+    send(ch, &hello(anycast, by_hand), &[]).map_err(io)?;
     for (key, http, l) in sockets.handover() {
         let fds: Vec<_> = l.sockets.iter().map(AsFd::as_fd).collect();
         for part in fds.chunks(crate::io::fdpass::MAX_FDS) {
@@ -302,6 +319,8 @@ pub struct Inheritance {
     pub admin: Option<TcpListener>,
     /// The old process's anycast verdicts (none from a binary that sends none).
     pub anycast: Vec<Verdict>,
+    /// The backends it had set to drain or maint by hand.
+    pub by_hand: Vec<ByHand>,
 }
 
 /// The successor's side: connect to the running process at `path` and take its
@@ -318,8 +337,15 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
     // not be able to hand this process listeners, nor learn that it is ready.
     trusted_peer(&channel).map_err(|e| anyhow::anyhow!("--upgrade: {}: {e}", path.display()))?;
     channel.set_read_timeout(Some(READY_TIMEOUT))?;
-    let (old_pid, anycast) = match recv(&channel)? {
-        (Message::Hello { pid, anycast }, _) => (pid, anycast),
+    let (old_pid, anycast, by_hand) = match recv(&channel)? {
+        (
+            Message::Hello {
+                pid,
+                anycast,
+                by_hand,
+            },
+            _,
+        ) => (pid, anycast, by_hand),
         (other, _) => anyhow::bail!("--upgrade: expected hello, got {other:?}"),
     };
     let mut listeners: Vec<HandedOver> = Vec::new();
@@ -346,6 +372,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
         sockets,
         admin = admin.is_some(),
         anycast_announced = anycast.iter().filter(|v| v.announce).count(),
+        set_by_hand = by_hand.len(),
         "upgrade: listening sockets received"
     );
     Ok(Inheritance {
@@ -354,6 +381,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
         listeners,
         admin,
         anycast,
+        by_hand,
     })
 }
 
@@ -469,7 +497,7 @@ mod tests {
         let old = std::thread::spawn(move || {
             let ch = listener.accept().unwrap();
             let sockets = super::super::listeners::Sockets::new(1);
-            let pid = hand_over(&ch, &sockets, None, &sent).unwrap();
+            let pid = hand_over(&ch, &sockets, None, &sent, &[]).unwrap();
             assert_eq!(pid, std::process::id());
             ch
         });
@@ -487,13 +515,26 @@ mod tests {
     #[test]
     fn a_hello_is_understood_with_or_without_verdicts() {
         let bare: Message = serde_json::from_str(r#"{"kind":"hello","pid":7}"#).unwrap();
-        assert!(matches!(bare, Message::Hello { pid: 7, ref anycast } if anycast.is_empty()));
-        let full = serde_json::to_string(&hello(&[Verdict {
-            service: "web".into(),
-            listen: "192.0.2.10:80".parse().unwrap(),
-            announce: true,
-        }]))
+        assert!(
+            matches!(bare, Message::Hello { pid: 7, ref anycast, ref by_hand } if anycast.is_empty() && by_hand.is_empty())
+        );
+        let by_hand = [ByHand {
+            addr: "192.0.2.20:8080".parse().unwrap(),
+            state: "maint".into(),
+        }];
+        let full = serde_json::to_string(&hello(
+            &[Verdict {
+                service: "web".into(),
+                listen: "192.0.2.10:80".parse().unwrap(),
+                announce: true,
+            }],
+            &by_hand,
+        ))
         .unwrap();
+        let Message::Hello { by_hand: read, .. } = serde_json::from_str(&full).unwrap() else {
+            panic!("not a hello")
+        };
+        assert_eq!(read, by_hand);
         assert!(full.contains(r#""announce":true"#), "{full}");
         #[derive(Deserialize)]
         #[serde(tag = "kind", rename_all = "snake_case")]
@@ -514,11 +555,11 @@ mod tests {
                 announce: true,
             })
             .collect();
-        let Message::Hello { anycast, .. } = hello(&many) else {
+        let Message::Hello { anycast, .. } = hello(&many, &[]) else {
             panic!("not a hello")
         };
         assert!(anycast.is_empty());
-        let Message::Hello { anycast, .. } = hello(&many[..10]) else {
+        let Message::Hello { anycast, .. } = hello(&many[..10], &[]) else {
             panic!("not a hello")
         };
         assert_eq!(anycast.len(), 10);
