@@ -779,7 +779,54 @@ fn a_backend_set_to_maint_by_hand_stays_so_after_an_upgrade(io: &str) {
     assert!(new.wait_exit().success());
 }
 
+/// Two upgrades in a row while the first process still drains: the last one lists
+/// all three until each exits, as `pidof haproxy` would, so that `zdd.py` waits.
+fn getpids_lists_every_process_still_draining_after_two_upgrades(io: &str) {
+    let backend = Backend::echo();
+    let cfg = config(io, backend.addr);
+    let mut a = Sluice::start_args(&cfg, &["--pidfile", "{dir}/sluice.pid"]);
+    let pidfile = a.dir.path().join("sluice.pid").display().to_string();
+    let (addr, admin) = (a.addr("echo"), a.admin());
+    let upgrade = |from: &Sluice| {
+        let next = Sluice::spawn_in(
+            &from.config,
+            &["--pidfile".into(), pidfile.clone(), "--upgrade".into()],
+        );
+        from.wait_log("the successor serves", |l| {
+            l.contains("the successor serves")
+        });
+        next
+    };
+    // Each held connection does a round trip: accepted by the process it is to keep.
+    let mut held_a = connect(addr);
+    assert_eq!(roundtrip(&mut held_a, b"a"), b"a");
+    let mut b = upgrade(&a);
+    b.wait_log("a to stop accepting", |l| {
+        l.contains("the previous process stopped accepting")
+    });
+    let mut held_b = connect(addr);
+    assert_eq!(roundtrip(&mut held_b, b"b"), b"b");
+    let mut c = upgrade(&b);
+    c.wait_log("ready", |l| l.contains("upgrade: serving"));
+    let mut all = vec![a.child.id(), b.child.id(), c.child.id()];
+    all.sort_unstable();
+    assert_eq!(pids(admin), all);
+    drop(held_a);
+    assert!(a.wait_exit().success());
+    let mut two = vec![b.child.id(), c.child.id()];
+    two.sort_unstable();
+    wait_for("a to leave the list", || (pids(admin) == two).then_some(()));
+    drop(held_b);
+    assert!(b.wait_exit().success());
+    wait_for("b to leave the list", || {
+        (pids(admin) == [c.child.id()]).then_some(())
+    });
+    c.signal("TERM");
+    assert!(c.wait_exit().success());
+}
+
 both_io!(
+    getpids_lists_every_process_still_draining_after_two_upgrades,
     a_backend_set_to_maint_by_hand_stays_so_after_an_upgrade,
     the_withdraw_grace_outlasts_a_reload_or_upgrade_asked_meanwhile,
     a_successor_following_marathon_serves_its_services_from_the_start,

@@ -201,7 +201,8 @@ impl Running {
         let by_hand = set_by_hand(&self.published.load());
         let sockets = self.registry.sockets();
         let admin = self.admin_socket.as_ref();
-        let pid = match upgrade::hand_over(&ch, sockets, admin, &verdicts, &by_hand) {
+        let others = self.processes.pids();
+        let pid = match upgrade::hand_over(&ch, sockets, admin, &verdicts, &by_hand, &others) {
             Ok(pid) => pid,
             Err(why) => {
                 tracing::error!("upgrade failed: {why}; this process keeps serving");

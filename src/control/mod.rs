@@ -144,6 +144,7 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
         admin,
         anycast,
         by_hand,
+        others,
     } = upgrade::receive(path)?;
     let inherited = Inherited {
         listeners,
@@ -154,6 +155,10 @@ pub fn start(source: Source, lifecycle: Lifecycle) -> anyhow::Result<Running> {
     match start_with(source, lifecycle, signals, inherited) {
         Ok(running) => {
             running.processes.add(old_pid);
+            // Left out once they exit (`Processes::pids`).
+            for pid in others {
+                running.processes.add(pid);
+            }
             let published = Arc::clone(&running.published);
             upgrade::ready(
                 channel,

@@ -101,6 +101,10 @@ enum Message {
         /// Every backend address the operator set to drain or maint by hand.
         #[serde(default)]
         by_hand: Vec<ByHand>,
+        /// The other processes still serving: one an earlier upgrade replaced and
+        /// that still drains.
+        #[serde(default)]
+        others: Vec<u32>,
     },
     Listener {
         key: ListenKey,
@@ -172,6 +176,7 @@ fn hello(anycast: &[Verdict], by_hand: &[ByHand]) -> Message {
         pid,
         anycast: anycast.to_vec(),
         by_hand: by_hand.to_vec(),
+        others: Vec::new(),
     };
     let len = serde_json::to_vec(&m).map_or(usize::MAX, |b| b.len());
     if len <= crate::io::fdpass::MAX_MESSAGE {
@@ -187,6 +192,7 @@ fn hello(anycast: &[Verdict], by_hand: &[ByHand]) -> Message {
         pid,
         anycast: Vec::new(),
         by_hand: Vec::new(),
+        others: Vec::new(),
     }
 }
 
@@ -245,6 +251,7 @@ pub fn hand_over(
     admin: Option<&TcpListener>,
     anycast: &[Verdict],
     by_hand: &[ByHand],
+    others: &[u32],
 ) -> Result<u32, String> {
     let pid = trusted_peer(ch)?;
     ch.set_write_timeout(Some(SEND_TIMEOUT))
@@ -260,7 +267,11 @@ pub fn hand_over(
         ),
         _ => format!("cannot send the sockets to process {pid}: {e}"),
     };
-    send(ch, &hello(anycast, by_hand), &[]).map_err(io)?;
+    let mut greeting = hello(anycast, by_hand);
+    if let Message::Hello { others: o, .. } = &mut greeting {
+        o.extend(others.iter().filter(|&&p| p != std::process::id()));
+    }
+    send(ch, &greeting, &[]).map_err(io)?;
     for (key, http, l) in sockets.handover() {
         let fds: Vec<_> = l.sockets.iter().map(AsFd::as_fd).collect();
         for part in fds.chunks(crate::io::fdpass::MAX_FDS) {
@@ -321,6 +332,8 @@ pub struct Inheritance {
     pub anycast: Vec<Verdict>,
     /// The backends it had set to drain or maint by hand.
     pub by_hand: Vec<ByHand>,
+    /// Other processes still serving (draining an earlier upgrade).
+    pub others: Vec<u32>,
 }
 
 /// The successor's side: connect to the running process at `path` and take its
@@ -337,15 +350,16 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
     // not be able to hand this process listeners, nor learn that it is ready.
     trusted_peer(&channel).map_err(|e| anyhow::anyhow!("--upgrade: {}: {e}", path.display()))?;
     channel.set_read_timeout(Some(READY_TIMEOUT))?;
-    let (old_pid, anycast, by_hand) = match recv(&channel)? {
+    let (old_pid, anycast, by_hand, others) = match recv(&channel)? {
         (
             Message::Hello {
                 pid,
                 anycast,
                 by_hand,
+                others,
             },
             _,
-        ) => (pid, anycast, by_hand),
+        ) => (pid, anycast, by_hand, others),
         (other, _) => anyhow::bail!("--upgrade: expected hello, got {other:?}"),
     };
     let mut listeners: Vec<HandedOver> = Vec::new();
@@ -382,6 +396,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inheritance> {
         admin,
         anycast,
         by_hand,
+        others,
     })
 }
 
@@ -497,7 +512,7 @@ mod tests {
         let old = std::thread::spawn(move || {
             let ch = listener.accept().unwrap();
             let sockets = super::super::listeners::Sockets::new(1);
-            let pid = hand_over(&ch, &sockets, None, &sent, &[]).unwrap();
+            let pid = hand_over(&ch, &sockets, None, &sent, &[], &[]).unwrap();
             assert_eq!(pid, std::process::id());
             ch
         });
@@ -516,7 +531,7 @@ mod tests {
     fn a_hello_is_understood_with_or_without_verdicts() {
         let bare: Message = serde_json::from_str(r#"{"kind":"hello","pid":7}"#).unwrap();
         assert!(
-            matches!(bare, Message::Hello { pid: 7, ref anycast, ref by_hand } if anycast.is_empty() && by_hand.is_empty())
+            matches!(bare, Message::Hello { pid: 7, ref anycast, ref by_hand, .. } if anycast.is_empty() && by_hand.is_empty())
         );
         let by_hand = [ByHand {
             addr: "192.0.2.20:8080".parse().unwrap(),
