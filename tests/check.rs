@@ -141,6 +141,43 @@ backends = [\"127.0.0.1:9001\", { addr = \"127.0.0.1:9002\", weight = 0 }, \"nop
     );
 }
 
+/// A service name takes the characters HAProxy takes in a proxy name: tools written
+/// for Marathon-LB read names from the stats CSV, where a comma or a line break
+/// would split a row or forge one.
+#[test]
+fn service_names_take_haproxy_characters_only() {
+    let svc = |name: &str| {
+        format!(
+            "[[service]]\nname = {name}\nlisten = \"127.0.0.1:10000\"\n\
+             backends = [\"127.0.0.1:9001\"]\n"
+        )
+    };
+    let rule = "may hold only letters, digits, '-', '_', '.' and ':' (as HAProxy's proxy names)";
+    assert_eq!(
+        errors(&svc(r#""web,evil\nfoo_1,bar""#)),
+        [format!(
+            r#"FILE:2:8: service name "web,evil\nfoo_1,bar" {rule}"#
+        )]
+    );
+    for bad in [
+        r#""a b""#,
+        r#""a/b""#,
+        r#""it's""#,
+        r#""a\"b""#,
+        r#""caf\u00e9""#,
+        r#""a\rb""#,
+    ] {
+        let e = errors(&svc(bad));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(
+            e[0].starts_with("FILE:2:8: service name ") && e[0].ends_with(rule),
+            "{e:?}"
+        );
+    }
+    let (code, _, err) = check(&svc(r#""Web-1_shop.example:v2""#));
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn bad_enum_value_and_syntax_are_located() {
     let e = errors("[server]\nio = \"kqueue\"\n");

@@ -23,6 +23,7 @@ both_io!(
     basic_and_token_auth,
     a_silent_event_stream_is_reconnected,
     http_apps_are_routed_by_vhost,
+    what_sluice_cannot_serve_as_marathon_lb_is_left_out_or_reported,
 );
 
 fn free_port() -> u16 {
@@ -582,4 +583,81 @@ fn http_apps_are_routed_by_vhost(io: &str) {
     wait_for("the first task to go", || {
         (0..4).all(|_| get(front) == "web-2").then_some(())
     });
+}
+
+/// One app of the test body: [`apps_body`]'s, as `id` on service port `port` with one
+/// task, no VIP, and `labels` added to its own.
+fn app_with(id: &str, port: u16, t: Task, labels: serde_json::Value) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&apps_body(id, "external", port, "", &[t])).unwrap();
+    let mut app = v["apps"][0].take();
+    app["container"]["portMappings"][0]["labels"] = serde_json::json!({});
+    for (k, x) in labels.as_object().unwrap() {
+        app["labels"][k] = x.clone();
+    }
+    app
+}
+
+/// An app port with `HAPROXY_0_AUTH` is not served open, and a deployment group that
+/// would forge rows of the stats CSV (a comma and a line break in the name `zdd.py`
+/// reads there) is not served at all: both are logged and counted as left out. A
+/// Marathon-LB label sluice does not follow is logged once while present, however
+/// many polls see it, and counted.
+fn what_sluice_cannot_serve_as_marathon_lb_is_left_out_or_reported(io: &str) {
+    let backends = [
+        Backend::named("open"),
+        Backend::named("locked"),
+        Backend::named("forged"),
+    ];
+    let ports = [free_port(), free_port(), free_port()];
+    let body = serde_json::json!({"apps": [
+        app_with("/open", ports[0], task("o.1", &backends[0], "TASK_RUNNING"),
+                 serde_json::json!({"HAPROXY_0_FRONTEND_HEAD": "frontend {backend}\n"})),
+        app_with("/locked", ports[1], task("l.1", &backends[1], "TASK_RUNNING"),
+                 serde_json::json!({"HAPROXY_0_AUTH": "realm:user:$6$salt$hash"})),
+        app_with("/forged-blue", ports[2], task("f.1", &backends[2], "TASK_RUNNING"),
+                 serde_json::json!({"HAPROXY_DEPLOYMENT_GROUP": "web,evil\nopen_1,x"})),
+    ]});
+    let marathon = Marathon::start(Answer::Apps(body.to_string()));
+    let lb = Sluice::start(&config(io, &marathon));
+    let open = service_addr(&lb, format!("open_{}", ports[0]));
+    assert_eq!(fetch(open).unwrap(), "open");
+    lb.wait_log("the authenticated port left out", |l| {
+        l.contains(&format!(
+            "Marathon service left out: locked_{} (app /locked): HAPROXY_0_AUTH (basic \
+             authentication) is not supported: left out rather than served without it",
+            ports[1]
+        ))
+    });
+    lb.wait_log("the forged name left out", |l| {
+        l.contains(&format!(
+            "Marathon service left out: \"web,evil\\nopen_1,x_{}\" (from \
+             HAPROXY_DEPLOYMENT_GROUP \"web,evil\\nopen_1,x\")",
+            ports[2]
+        ))
+    });
+    let warned = |l: &str| {
+        l.contains("label not supported") && l.contains("label=\"HAPROXY_0_FRONTEND_HEAD\"")
+    };
+    lb.wait_log("the ignored label reported", warned);
+    let polls = metric(lb.admin(), "sluice_marathon_fetches_total");
+    wait_for("five more polls", || {
+        (metric(lb.admin(), "sluice_marathon_fetches_total") >= polls + 5.0).then_some(())
+    });
+    assert_eq!(lb.count_log(warned), 1, "once while present");
+    assert_eq!(metric(lb.admin(), "sluice_marathon_labels_ignored"), 1.0);
+    assert!(metric(lb.admin(), "sluice_marathon_conflicts_total") >= 2.0);
+    let names: HashSet<String> = lb.listening().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, HashSet::from([format!("open_{}", ports[0])]));
+    // The CSV as zdd.py reads it: lines, then commas; one proxy, whole rows.
+    let csv = common::http::curl(&["-s", &format!("http://{}/haproxy?stats;csv", lb.admin())]);
+    let width = csv.lines().next().unwrap().split(',').count();
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), width, "{line}");
+        assert_eq!(fields[0], format!("open_{}", ports[0]), "{line}");
+    }
+    let json = common::http::curl(&["-s", &format!("http://{}/haproxy?stats;json", lb.admin())]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["marathon"]["left_out"], 2);
 }

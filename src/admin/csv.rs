@@ -152,7 +152,7 @@ impl Row {
             .iter()
             .position(|c| *c == column)
             .expect("known column");
-        self.0[i] = value.to_string();
+        self.0[i] = field(value.to_string());
         self
     }
 
@@ -163,6 +163,33 @@ impl Row {
         }
         out.push('\n');
     }
+}
+
+/// A field as it may be written. HAProxy never quotes a field, and this page's
+/// readers split on line breaks and commas (`zdd.py` splits lines, then reads them
+/// with Python's csv module, quote character `'`; shell scripts use `cut -d,`): a
+/// comma, a line break or a quote in a field would split its row or forge another —
+/// another app's servers MAINT with no session, which `zdd.py` acts on by killing
+/// their tasks.
+///
+/// Names are checked where they come in (a file's `[[service]] name`, Marathon's app
+/// ids and deployment groups, VIP names: [`crate::config::is_service_name`]; server
+/// names are built from addresses, agents' names with `_` for all but letters, digits
+/// and `-`), so nothing here is expected to change. Should a name ever get through,
+/// it is sanitised, not refused: those characters become `_`. Quoting it instead
+/// would not read as HAProxy's CSV does, and a debug assertion would turn a name
+/// from the network into a panic in debug builds; this page must answer whatever
+/// the services are called.
+fn field(v: String) -> String {
+    // Line breaks as Python's `str.splitlines` takes them: the control characters
+    // (`\n`, `\r`, `\x0b`, `\x0c`, `\x1c`–`\x1e`, `\x85`; NUL, which its csv module
+    // refuses) and the Unicode line and paragraph separators.
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, ',' | '"' | '\'' | '\u{2028}' | '\u{2029}');
+    if !v.contains(unsafe_char) {
+        return v;
+    }
+    v.replace(unsafe_char, "_")
 }
 
 pub fn render(snap: &Snapshot, tracks: &Tracks) -> String {
@@ -365,6 +392,24 @@ mod tests {
                 ("agent-3_10_0_0_3_80", "DRAIN")
             ]
         );
+    }
+
+    /// However a name got in, it cannot split its row or forge another: a comma, a
+    /// line break or a quote is written `_`.
+    #[test]
+    fn a_field_never_carries_a_separator_or_a_quote() {
+        let mut row = Row::new();
+        row.set("pxname", "web,evil\nfoo_1,bar")
+            .set("svname", "a'b\"c\r\0d\u{2028}e")
+            .set("scur", 0);
+        let mut out = String::new();
+        row.write(&mut out);
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+        let fields: Vec<&str> = out.trim_end().split(',').collect();
+        assert_eq!(fields.len(), COLUMNS.len() + 1, "{out:?}");
+        assert_eq!(&fields[..3], ["web_evil_foo_1_bar", "a_b_c__d_e", ""]);
+        assert_eq!(fields[4], "0");
+        assert_eq!(field("web_10000".into()), "web_10000");
     }
 
     #[test]

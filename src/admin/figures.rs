@@ -79,7 +79,8 @@ pub struct MarathonFigures {
     /// In the last good fetch: apps that gave a service or VIP, and their tasks.
     pub apps: u64,
     pub tasks: u64,
-    /// Marathon services left out now: their address or name is taken.
+    /// Marathon services left out now: their address or name is taken, their name is
+    /// one HAProxy would refuse, or they ask for access control sluice does not have.
     pub left_out: u64,
     /// Services left out now: their address cannot be bound.
     pub unbound: u64,

@@ -306,8 +306,18 @@ fn process_lines(
         (
             "sluice_marathon_conflicts_total",
             "counter",
-            "Marathon services left out: address or name already taken.",
+            "Marathon services left out: address or name already taken, a name HAProxy \
+             would refuse, or access control sluice does not have (HAPROXY_{n}_AUTH).",
             control.marathon_conflicts.get() as f64,
+        ),
+        (
+            "sluice_marathon_labels_ignored",
+            "gauge",
+            "Marathon-LB labels sluice does not follow on the apps it serves (one per app \
+             and label; each is logged once while present).",
+            control
+                .marathon_labels_ignored
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
         ),
         (
             "sluice_bind_failures_total",

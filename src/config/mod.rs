@@ -21,6 +21,7 @@ pub use health::{
 pub use listen::overlap;
 pub use parse::{is_prime, parse, parse_with_warnings, ConfigError, Located};
 pub use proxy::{AcceptProxy, Cidr, SendProxy, ServiceProxy};
+pub use service::{is_service_name, SERVICE_NAME_RULE};
 pub use tls::comma_paths;
 
 use serde::Serialize;

@@ -74,6 +74,22 @@ impl<'de> Deserialize<'de> for RawBackend {
     }
 }
 
+/// What [`is_service_name`] asks, as errors and reports say it.
+pub const SERVICE_NAME_RULE: &str =
+    "may hold only letters, digits, '-', '_', '.' and ':' (as HAProxy's proxy names)";
+
+/// A service name HAProxy would take for a proxy: ASCII letters, digits, `-`, `_`,
+/// `.` and `:`. Names are shown where tools read them as HAProxy writes them (the
+/// stats CSV, which has no quoting: a comma or a line break in a name would split a
+/// row or forge one), so a name HAProxy refuses is refused here too: in a file's
+/// `[[service]] name`, and for Marathon's apps (see `marathon::apps`).
+pub fn is_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 pub(super) fn validate_service(
     s: RawService,
     https_acme: bool,
@@ -86,6 +102,9 @@ pub(super) fn validate_service(
             s.name.span(),
             "service name must be 1 to 128 characters",
         ));
+    } else if !is_service_name(&name) {
+        let msg = format!("service name {name:?} {SERVICE_NAME_RULE}");
+        errs.push(ConfigError::at(s.name.span(), msg));
     }
     let listen = s
         .listen

@@ -6,15 +6,17 @@ use crate::config::{
 use crate::marathon::apps::{AppMode, TaskBackend, TaskState, Translation};
 use std::collections::HashSet;
 
-/// The services for `static_services` and a Marathon translation. A service whose
-/// listen address or name is already taken is left out and named in the second list
-/// (static services come first, then Marathon's in address order, then VIPs).
+/// The services for `static_services` and a Marathon translation. The second list
+/// names what is left out: first what the translation left out (a name HAProxy would
+/// refuse, access control sluice does not have), then each service whose listen
+/// address or name is already taken (static services come first, then Marathon's in
+/// address order, then VIPs).
 pub fn merge(
     static_services: &[ServiceConfig],
     t: &Translation,
 ) -> (Vec<ServiceConfig>, Vec<String>) {
     let mut out: Vec<ServiceConfig> = static_services.to_vec();
-    let mut conflicts = Vec::new();
+    let mut conflicts = t.left_out.clone();
     let mut listens: HashSet<_> = out.iter().filter_map(|s| s.listen).collect();
     let mut names: HashSet<_> = out.iter().map(|s| s.name.clone()).collect();
     let mut push = |svc: ServiceConfig, out: &mut Vec<ServiceConfig>| {
@@ -141,6 +143,45 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(path).unwrap()
+    }
+
+    /// What the translation left out is reported as left out, before any conflict.
+    #[test]
+    fn what_the_translation_left_out_is_reported_with_the_conflicts() {
+        let body = serde_json::json!({"apps": [{
+            "id": "/locked",
+            "labels": {"HAPROXY_0_AUTH": "realm:user:hash"},
+            "portDefinitions": [{"port": 10000}],
+            "tasks": [{"id": "l.1", "host": "10.0.0.1", "ports": [31000]}],
+        }, {
+            "id": "/taken",
+            "portDefinitions": [{"port": 10001}],
+            "tasks": [{"id": "t.1", "host": "10.0.0.2", "ports": [31001]}],
+        }]})
+        .to_string();
+        let opts = Options {
+            group: "*".into(),
+            bind_address: "127.0.0.1".parse().unwrap(),
+            vip_network: ("127.11.0.0".parse().unwrap(), 16),
+            health_check: true,
+        };
+        let t = translate(body.as_bytes(), &opts, &mut HealthMemory::new()).unwrap();
+        let file = crate::config::parse(
+            "[[service]]\nname = \"static\"\nlisten = \"127.0.0.1:10001\"\n\
+             backends = [\"127.0.0.1:9\"]\n",
+        )
+        .unwrap();
+        let (services, left_out) = super::merge(&file.services, &t);
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["static"]);
+        assert_eq!(
+            left_out,
+            [
+                "locked_10000 (app /locked): HAPROXY_0_AUTH (basic authentication) is not \
+                 supported: left out rather than served without it",
+                "taken_10001 on 127.0.0.1:10001: address or name already taken",
+            ]
+        );
     }
 
     /// The recorded blue/green pair: one service, the old colour's first task by id

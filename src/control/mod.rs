@@ -492,6 +492,8 @@ impl Running {
                     let (apps, tasks) = seen(&t);
                     c.marathon_apps.store(apps, Relaxed);
                     c.marathon_tasks.store(tasks, Relaxed);
+                    c.marathon_labels_ignored
+                        .store(t.ignored.len() as u64, Relaxed);
                     if failing {
                         tracing::info!("Marathon answers again");
                         failing = false;

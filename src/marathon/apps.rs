@@ -6,6 +6,8 @@
 //! `container.portMappings` with `networks` (1.5), and IP-per-task (`ipAddress`, or a
 //! `container` network) where backends are the task IP and container port.
 
+pub use super::labels::IgnoredLabel;
+use super::labels::Verdict;
 use crate::config::{Balance, HashKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -126,6 +128,13 @@ pub struct Vip {
 pub struct Translation {
     pub services: Vec<AppService>,
     pub vips: Vec<(Vip, Vec<TaskBackend>)>,
+    /// App ports and VIPs not served, and why: a name HAProxy would refuse (see
+    /// [`crate::config::is_service_name`]), or access control sluice does not have
+    /// (`HAPROXY_{n}_AUTH`: see [`super::labels`]). Reported with the services a
+    /// merge leaves out.
+    pub left_out: Vec<String>,
+    /// Marathon-LB labels sluice does not follow on the apps it serves, in order, once.
+    pub ignored: Vec<IgnoredLabel>,
 }
 
 impl Translation {
@@ -258,6 +267,8 @@ pub fn translate(
     }
     out.services
         .sort_by(|a, b| a.listen.cmp(&b.listen).then(a.name.cmp(&b.name)));
+    out.ignored.sort();
+    out.ignored.dedup();
     Ok(out)
 }
 
@@ -473,6 +484,24 @@ fn translate_app(
                 ) && h.get("portIndex").and_then(Value::as_u64).unwrap_or(0) == 0
             })
         });
+    // The labels sluice does not simply follow, with what it makes of them.
+    let verdicts: Vec<(&str, Verdict)> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| (k.as_str(), super::labels::verdict(k)))
+        .filter(|(_, v)| *v != Verdict::Followed)
+        .collect();
+    let ignored = |port: Option<usize>, out: &mut Translation| {
+        let here = verdicts
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Ignored(port));
+        out.ignored.extend(here.map(|(k, _)| IgnoredLabel {
+            app_id: app_id.to_owned(),
+            label: (*k).to_owned(),
+        }));
+    };
+    let mut in_group = false;
     for (n, (service_port, entry)) in entries.iter().enumerate() {
         let backends: Vec<TaskBackend> = tasks
             .iter()
@@ -492,6 +521,8 @@ fn translate_app(
         if opts.group != "*" && group != Some(opts.group.as_str()) {
             continue;
         }
+        in_group = true;
+        ignored(Some(n), out);
         let service_port = label(labels, &key("PORT"))
             .and_then(|p| p.parse().ok())
             .or(*service_port);
@@ -535,6 +566,14 @@ fn translate_app(
                 .filter(|v| crate::config::is_check_host(v))
                 .cloned();
         }
+        let name = format!(
+            "{}_{service_port}",
+            app_id.trim_start_matches('/').replace('/', "_")
+        );
+        if let Some(why) = refusal(app_id, labels, n, &name, &verdicts) {
+            out.left_out.push(why);
+            continue;
+        }
         let (balance, hash) = match label(labels, &key("BALANCE")) {
             Some("leastconn") => (Balance::Leastconn, HashKey::Tuple),
             Some("source") => (Balance::Maglev, HashKey::Source),
@@ -543,10 +582,7 @@ fn translate_app(
         out.services.push(AppService {
             app_id: app_id.to_owned(),
             port_index: n,
-            name: format!(
-                "{}_{service_port}",
-                app_id.trim_start_matches('/').replace('/', "_")
-            ),
+            name,
             listen: SocketAddr::new(bind, service_port),
             mode,
             balance,
@@ -564,6 +600,36 @@ fn translate_app(
             backends,
         });
     }
+    if in_group {
+        ignored(None, out);
+    }
+}
+
+/// Why port `n` of `app_id`, to be service `name`, is not served, if it is not: a
+/// name HAProxy would refuse (Marathon-LB's HAProxy would fail to load it), or a
+/// label restricting who reaches the port, which sluice would not enforce.
+fn refusal(
+    app_id: &str,
+    labels: &Value,
+    n: usize,
+    name: &str,
+    verdicts: &[(&str, Verdict)],
+) -> Option<String> {
+    if !crate::config::is_service_name(name) {
+        let from = match label(labels, "HAPROXY_DEPLOYMENT_GROUP") {
+            Some(g) => format!("HAPROXY_DEPLOYMENT_GROUP {g:?}"),
+            None => format!("app id {app_id:?}"),
+        };
+        let rule = crate::config::SERVICE_NAME_RULE;
+        return Some(format!("{name:?} (from {from}): a service name {rule}"));
+    }
+    verdicts.iter().find_map(|(k, v)| match v {
+        Verdict::Refused(m, what) if *m == n => Some(format!(
+            "{name} (app {app_id}): {k} ({what}) is not supported: left out rather than \
+             served without it"
+        )),
+        _ => None,
+    })
 }
 
 /// `VIP_n` labels on a port entry: `/name:port` (an address derived from the name) or
@@ -603,6 +669,14 @@ fn vips(
             } else {
                 format!("/{target}")
             };
+            // Shown as service `vip:<name>:<port>` wherever services are listed.
+            if !crate::config::is_service_name(&name.replace('/', "_")) {
+                out.left_out.push(format!(
+                    "{k:?} {v:?} (app {app_id:?}): a VIP name may hold only letters, digits, \
+                     '-', '_', '.', ':' and '/'"
+                ));
+                continue;
+            }
             Vip {
                 listen: SocketAddr::new(IpAddr::V4(vip_address(&name, opts.vip_network)), port),
                 dns: Some(format!(

@@ -562,4 +562,158 @@ fn server_names_as_marathon_lb_writes_them() {
     );
     assert_eq!(task_server_name(Some("127.0.0.1"), addr), "127_0_0_1_31000");
     assert_eq!(task_server_name(None, addr), "127_0_0_1_31000");
+    // An agent's name is Marathon's text: nothing but letters, digits, `-` and `_`
+    // comes out of it (no comma, line break or quote for the stats CSV).
+    assert_eq!(
+        task_server_name(Some("a,b\n'c\"d é"), addr),
+        "a_b__c_d___127_0_0_1_31000"
+    );
+    let v6: SocketAddr = "[fe80::1]:31000".parse().unwrap();
+    assert_eq!(task_server_name(None, v6), "fe80__1_31000");
+}
+
+/// A deployment group or an app id giving a service name HAProxy refuses is left out,
+/// said why (Marathon-LB's HAProxy would not load it); so is a VIP whose name has
+/// such characters. The stats CSV `zdd.py` reads is split by commas and lines: a
+/// comma or a line break in a name could forge another app's rows there.
+#[test]
+fn names_haproxy_refuses_are_left_out() {
+    let body = json!({"apps": [{
+        "id": "/web-blue",
+        "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_PORT": "10000",
+                   "HAPROXY_DEPLOYMENT_GROUP": "web,evil\nfoo_1,bar"},
+        "portDefinitions": [{"port": 10001, "labels": {"VIP_0": "/web:10001"}}],
+        "tasks": [{"id": "w.1", "host": "10.1.1.1", "ports": [31001]}],
+    }, {
+        "id": "/a b",
+        "labels": {"HAPROXY_GROUP": "external"},
+        "portDefinitions": [{"port": 10002, "labels": {"VIP_0": "/x,y:10002"}}],
+        "tasks": [{"id": "a.1", "host": "10.1.1.2", "ports": [31002]}],
+    }, {
+        "id": "/shop/fine.v2",
+        "labels": {"HAPROXY_GROUP": "external"},
+        "portDefinitions": [{"port": 10003}],
+        "tasks": [{"id": "f.1", "host": "10.1.1.3", "ports": [31003]}],
+    }]})
+    .to_string();
+    let t = run(body.as_bytes(), "external");
+    assert_eq!(
+        dump(&t),
+        ["shop_fine.v2_10003 0.0.0.0:10003 Tcp Roundrobin [10.1.1.3:31003]"]
+    );
+    let rule = "may hold only letters, digits, '-', '_', '.' and ':' (as HAProxy's proxy names)";
+    assert_eq!(
+        t.left_out,
+        [
+            r#""VIP_0" "/x,y:10002" (app "/a b"): a VIP name may hold only letters, digits, '-', '_', '.', ':' and '/'"#.to_owned(),
+            format!(r#""a b_10002" (from app id "/a b"): a service name {rule}"#),
+            format!(
+                r#""web,evil\nfoo_1,bar_10000" (from HAPROXY_DEPLOYMENT_GROUP "web,evil\nfoo_1,bar"): a service name {rule}"#
+            ),
+        ]
+    );
+    // A VIP is named by its label, not the app: the group's stays.
+    let vips: Vec<&str> = t.vips.iter().map(|(v, _)| v.name.as_str()).collect();
+    assert_eq!(vips, ["/web"]);
+}
+
+/// `HAPROXY_{n}_AUTH` and `HAPROXY_{n}_BACKEND_NETWORK_ALLOWED_ACL` restrict who
+/// reaches port `n`: sluice has neither, so the port is left out rather than served
+/// open. Labels sluice does not follow are listed once per app and label, for the
+/// ports this instance serves (its group) and the app as a whole; `zdd.py`'s
+/// bookkeeping labels are not among them.
+#[test]
+fn access_control_labels_leave_their_port_out_and_unknown_labels_are_listed() {
+    let body = json!({"apps": [{
+        "id": "/secure",
+        "labels": {
+            "HAPROXY_GROUP": "external",
+            "HAPROXY_0_AUTH": "realm:user:$6$salt$hash",
+            "HAPROXY_1_BACKEND_NETWORK_ALLOWED_ACL": "10.0.0.0/8",
+            "HAPROXY_2_FRONTEND_HEAD": "frontend {backend}\n  bind {bindAddr}:{servicePort}\n",
+            "HAPROXY_2_HTTP_BACKEND_PROXYPASS_PATH": "/api",
+            "HAPROXY_3_GROUP": "internal",
+            "HAPROXY_3_BACKEND_HEAD": "backend {backend}\n  balance first\n",
+            "HAPROXY_BACKEND_HEAD": "backend {backend}\n",
+            "HAPROXY_DEPLOYMENT_COLOUR": "blue",
+            "HAPROXY_APP_ID": "secure",
+        },
+        "portDefinitions": [{"port": 10000}, {"port": 10001}, {"port": 10002}, {"port": 10003}],
+        "tasks": [{"id": "s.1", "host": "10.1.1.1", "ports": [31000, 31001, 31002, 31003]}],
+    }, {
+        "id": "/elsewhere",
+        "labels": {"HAPROXY_GROUP": "internal", "HAPROXY_0_AUTH": "r:u:p",
+                   "HAPROXY_0_FRONTEND_HEAD": "x"},
+        "portDefinitions": [{"port": 10004}],
+        "tasks": [{"id": "e.1", "host": "10.1.1.2", "ports": [31004]}],
+    }]})
+    .to_string();
+    let ignored = |t: &Translation| -> Vec<String> {
+        t.ignored
+            .iter()
+            .map(|l| format!("{} {}", l.app_id, l.label))
+            .collect()
+    };
+    let refused = |name: &str, app: &str, label: &str, what: &str| {
+        format!(
+            "{name} (app {app}): {label} ({what}) is not supported: left out rather than \
+             served without it"
+        )
+    };
+    let t = run(body.as_bytes(), "external");
+    assert_eq!(
+        dump(&t),
+        ["secure_10002 0.0.0.0:10002 Tcp Roundrobin [10.1.1.1:31002]"]
+    );
+    assert_eq!(
+        t.left_out,
+        [
+            refused(
+                "secure_10000",
+                "/secure",
+                "HAPROXY_0_AUTH",
+                "basic authentication"
+            ),
+            refused(
+                "secure_10001",
+                "/secure",
+                "HAPROXY_1_BACKEND_NETWORK_ALLOWED_ACL",
+                "source address restriction"
+            ),
+        ]
+    );
+    assert_eq!(
+        ignored(&t),
+        [
+            "/secure HAPROXY_2_FRONTEND_HEAD",
+            "/secure HAPROXY_2_HTTP_BACKEND_PROXYPASS_PATH",
+            "/secure HAPROXY_BACKEND_HEAD",
+        ]
+    );
+    // The other group's instance: its own ports, its own reports.
+    let t = run(body.as_bytes(), "internal");
+    assert_eq!(
+        dump(&t),
+        ["secure_10003 0.0.0.0:10003 Tcp Roundrobin [10.1.1.1:31003]"]
+    );
+    assert_eq!(
+        t.left_out,
+        [refused(
+            "elsewhere_10004",
+            "/elsewhere",
+            "HAPROXY_0_AUTH",
+            "basic authentication"
+        )]
+    );
+    assert_eq!(
+        ignored(&t),
+        [
+            "/elsewhere HAPROXY_0_FRONTEND_HEAD",
+            "/secure HAPROXY_3_BACKEND_HEAD",
+            "/secure HAPROXY_BACKEND_HEAD",
+        ]
+    );
+    // The recorded blue/green apps carry zdd.py's labels only.
+    let t = run(&fixture("zdd_apps.json"), "external");
+    assert!(t.ignored.is_empty() && t.left_out.is_empty(), "{t:?}");
 }

@@ -5,4 +5,5 @@ mod bluegreen;
 pub mod client;
 pub mod events;
 pub mod health;
+pub mod labels;
 pub mod poller;

@@ -3,6 +3,7 @@
 
 use super::apps::{translate, HealthMemory, Options, Translation};
 use super::client::Client;
+use super::labels::Reported;
 use crate::config::MarathonConfig;
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
@@ -46,6 +47,18 @@ fn options(cfg: &MarathonConfig) -> Options {
     }
 }
 
+/// Each label sluice does not follow, once while it is present: a warning that the
+/// app is served without what it asks.
+fn report_ignored(reported: &mut Reported, t: &Translation) {
+    for l in reported.news(&t.ignored) {
+        tracing::warn!(
+            app = ?l.app_id,
+            label = ?l.label,
+            "Marathon-LB label not supported by sluice: the app is served without it"
+        );
+    }
+}
+
 /// Start polling; results go to `out` (wrapped by `wrap`), a message on `wake` polls now.
 pub fn spawn<E: Send + 'static>(
     cfg: &MarathonConfig,
@@ -60,6 +73,7 @@ pub fn spawn<E: Send + 'static>(
         .name("sluice-marathon".into())
         .spawn(move || {
             let mut health = HealthMemory::new();
+            let mut reported = Reported::default();
             loop {
                 let poll = client
                     .fetch_apps()
@@ -67,6 +81,9 @@ pub fn spawn<E: Send + 'static>(
                     .and_then(|body| {
                         translate(&body, &opts, &mut health).map_err(|e| e.to_string())
                     });
+                if let Ok(t) = &poll {
+                    report_ignored(&mut reported, t);
+                }
                 if out.send(wrap(poll)).is_err() {
                     return;
                 }

@@ -286,8 +286,12 @@ pub struct ControlCounters {
     pub marathon_apps: AtomicU64,
     pub marathon_tasks: AtomicU64,
     /// Marathon services left out of what is published now: address or name already
-    /// taken (`marathon_conflicts` counts every time one was).
+    /// taken, a name HAProxy would refuse, access control sluice does not have
+    /// (`marathon_conflicts` counts every time one was).
     pub marathon_left_out: AtomicU64,
+    /// In the last good fetch: Marathon-LB labels sluice does not follow on the apps it
+    /// serves, one per app and label.
+    pub marathon_labels_ignored: AtomicU64,
     /// Services left out of what is published now: their address cannot be bound.
     pub unbound: AtomicU64,
     pub marathon_conflicts: SharedCounter,
